@@ -1,0 +1,25 @@
+# GridShare CSIP-AUS endpoint. Mount /data for the SQLite store and the dev PKI, or set
+# GRIDSHARE_DATABASE_URL and the GRIDSHARE_TLS_* files for production.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    GRIDSHARE_DATA_DIR=/data \
+    GRIDSHARE_HOST=0.0.0.0
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY gridshare ./gridshare
+COPY certs ./certs
+COPY store ./store
+COPY server ./server
+COPY allocation ./allocation
+RUN pip install --no-cache-dir . \
+    && useradd --system --home /data gridshare \
+    && mkdir -p /data && chown gridshare /data
+
+USER gridshare
+VOLUME ["/data"]
+EXPOSE 8443
+ENTRYPOINT ["gridshare"]
+CMD ["serve"]

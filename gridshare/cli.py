@@ -1,0 +1,42 @@
+"""The `gridshare` command line: one group, each sub-group owned by the package that does the work."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from gridshare import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gridshare")
+@click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
+def main(verbose: bool) -> None:
+    """GridShare: dynamic operating envelopes over IEEE 2030.5 / CSIP-AUS."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    # Alembic narrates every plugin it loads; an operator needs only our one line about the schema.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def _register() -> None:
+    """Attach the sub-command groups; each lives next to the code it drives."""
+    from certs.commands import certs_group
+
+    main.add_command(certs_group)
+    try:
+        from envelopes.commands import envelopes_group
+    except ImportError:  # the engine package is optional while it is being built
+        pass
+    else:
+        main.add_command(envelopes_group)
+    from server.commands import admin_group, serve_command
+
+    main.add_command(serve_command)
+    main.add_command(admin_group)
+
+
+_register()

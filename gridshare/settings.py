@@ -1,0 +1,131 @@
+"""One settings object for the whole service: environment variables over a TOML file over safe defaults.
+
+Every variable is `GRIDSHARE_<FIELD>` (e.g. `GRIDSHARE_DATABASE_URL`); the optional file is named by
+`GRIDSHARE_CONFIG` or found as `./gridshare.toml`. Defaults are safe: loopback only, embedded SQLite.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+#: Poll rates (seconds) advertised per resource. 300 s for discovery lists and 60 s for programs and
+#: DERs follow what a public CSIP-AUS server advertises (design notes §1).
+DEFAULT_POLL_RATES_S: dict[str, int] = {
+    "dcap": 300,
+    "edev": 300,
+    "fsa": 300,
+    "derp": 60,
+    "der": 60,
+    "mup": 300,
+}
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads `[gridshare]` (or top-level keys) from the TOML file, lower priority than the environment."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        path = os.environ.get("GRIDSHARE_CONFIG") or "gridshare.toml"
+        self._data: dict[str, Any] = {}
+        if Path(path).is_file():
+            with open(path, "rb") as fh:
+                raw = tomllib.load(fh)
+            self._data = raw.get("gridshare", raw)
+        elif os.environ.get("GRIDSHARE_CONFIG"):
+            raise FileNotFoundError(f"GRIDSHARE_CONFIG names {path!r}, which does not exist")
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GRIDSHARE_", extra="ignore")
+
+    data_dir: Path = Field(Path("gridshare-data"), description="Where the SQLite file and dev PKI live.")
+    database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite in data_dir.")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8443, ge=1, le=65535)
+    public_base_url: str = Field("", description="Absolute base for hrefs in notifications (issue 3).")
+
+    tls_ca_file: Path | None = Field(None, description="Trust anchor(s) for client certificates (PEM).")
+    tls_cert_file: Path | None = Field(None, description="Server certificate chain (PEM).")
+    tls_key_file: Path | None = Field(None, description="Server private key (PEM).")
+    dev_pki: bool = Field(
+        True, description="Generate a development PKI in data_dir/pki when TLS files are unset."
+    )
+
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Proxy addresses allowed to forward a client certificate (empty: proxy mode off).",
+    )
+    proxy_cert_header: str = "x-client-cert"
+
+    open_registration: bool = Field(
+        True, description="Devices whose certificate chains to the trust anchor may register themselves."
+    )
+    list_limit_cap: int = Field(500, ge=1, description="Largest page a list answers (design notes §1).")
+    max_body_bytes: int = Field(65536, ge=1024)
+    max_xml_depth: int = Field(24, ge=4)
+    poll_rates_s: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_POLL_RATES_S))
+    mup_post_rate_s: int = Field(60, ge=1, description="Telemetry post rate advertised on MirrorUsagePoints.")
+    timezone: str = Field("UTC", description="IANA zone for the Time resource, e.g. Australia/Brisbane.")
+    default_registration_pin: int = Field(
+        111115, ge=0, le=999999, description="PIN given to self-registered EndDevices (5 digits + check)."
+    )
+    default_export_limit_w: float = Field(1500.0, ge=0, description="Seeded DefaultDERControl export limit.")
+    default_import_limit_w: float | None = Field(None, ge=0)
+    default_set_grad_w_hundredths: int | None = Field(
+        None, ge=0, le=65535, description="Seeded DefaultDERControl setGradW (hundredths of %/s)."
+    )
+    pen: int = Field(0, ge=0, description="IANA Private Enterprise Number in the last 8 digits of mRIDs.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except Exception:
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("poll_rates_s")
+    @classmethod
+    def _merge_rates(cls, value: dict[str, int]) -> dict[str, int]:
+        merged = dict(DEFAULT_POLL_RATES_S)
+        merged.update(value)
+        bad = [k for k, v in merged.items() if not isinstance(v, int) or v < 1]
+        if bad:
+            raise ValueError(f"poll rates must be whole seconds >= 1: {', '.join(bad)}")
+        return merged
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'gridshare.db').resolve()}"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.data_dir / "pki"

@@ -1,0 +1,24 @@
+"""Everything a request handler needs, built once per process and kept on `app.state.ctx`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from gridshare.clock import Clock
+from gridshare.settings import Settings
+from server.render_cache import RenderCache
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    clock: Clock
+    cache: RenderCache = field(default_factory=RenderCache)
+
+    def now_s(self) -> int:
+        return int(self.clock.now())

@@ -1,0 +1,100 @@
+"""What every route shares: one unit of work with its scope, XML responses, and capped body reading."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from fastapi import HTTPException, Request
+from fastapi.responses import Response
+from lxml import etree
+from sqlalchemy.orm import Session
+
+from server.context import AppContext
+from server.identity import resolve_scope
+from server.wire.xmlio import MEDIA_TYPE, WireError, parse_body, to_bytes
+from store.db import bump_publication, publication_value
+from store.models import Site
+from store.queries.sites import get_site
+from store.scope import ClientScope
+
+
+@dataclass
+class Unit:
+    """One request's view of the store: a session, the caller's scope and the publication generation."""
+
+    ctx: AppContext
+    session: Session
+    scope: ClientScope
+    generation: int
+
+    def now_s(self) -> int:
+        return self.ctx.now_s()
+
+    def site(self, site_id: int) -> Site:
+        site = get_site(self.session, self.scope, site_id)
+        if site is None:
+            raise HTTPException(404, "no such EndDevice")
+        return site
+
+    def poll_rate(self, resource: str) -> int:
+        return self.ctx.settings.poll_rates_s[resource]
+
+
+def context(request: Request) -> AppContext:
+    return request.app.state.ctx
+
+
+@contextmanager
+def read_unit(request: Request) -> Iterator[Unit]:
+    ctx = context(request)
+    with ctx.sessions() as session:
+        scope = resolve_scope(session, request)
+        yield Unit(ctx, session, scope, publication_value(session))
+
+
+@contextmanager
+def write_unit(request: Request) -> Iterator[Unit]:
+    """A transaction that commits only if the handler finishes; a failure leaves nothing behind."""
+    ctx = context(request)
+    with ctx.sessions() as session, session.begin():
+        scope = resolve_scope(session, request)
+        yield Unit(ctx, session, scope, 0)
+        bump_publication(session)
+
+
+def xml(body: etree._Element | bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    payload = body if isinstance(body, bytes) else to_bytes(body)
+    return Response(payload, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def created(location: str) -> Response:
+    return Response(status_code=201, headers={"Location": location})
+
+
+async def read_xml(request: Request, *expected: str) -> etree._Element:
+    """Read at most `max_body_bytes` and parse it as one of `expected`; anything wrong is a 400."""
+    settings = context(request).settings
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() not in (MEDIA_TYPE, "application/xml", "text/xml"):
+        raise HTTPException(415, f"send {MEDIA_TYPE}")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
+        raise HTTPException(413, f"body larger than {settings.max_body_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > settings.max_body_bytes:
+            raise HTTPException(413, f"body larger than {settings.max_body_bytes} bytes")
+        chunks.append(chunk)
+    try:
+        return parse_body(
+            b"".join(chunks),
+            expected=expected,
+            max_bytes=settings.max_body_bytes,
+            max_depth=settings.max_xml_depth,
+        )
+    except WireError as exc:
+        raise HTTPException(400, str(exc)) from None

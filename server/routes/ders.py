@@ -1,0 +1,76 @@
+"""DERList/DER and the four documents a client keeps current: capability, settings, status, availability."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import Response
+
+from server.paging import Page, page
+from server.routes.common import read_unit, read_xml, write_unit, xml
+from server.wire import decode, encode, hrefs
+from store.queries.programs import first_program_id
+from store.queries.sites import get_der, list_ders
+
+router = APIRouter()
+
+DOCS = encode.DER_DOCS  # path segment -> root element name
+
+
+def _doc_name(doc: str) -> str:
+    if doc not in DOCS:
+        raise HTTPException(404, "no such DER resource")
+    return DOCS[doc]
+
+
+@router.api_route("/edev/{site_id}/der", methods=["GET", "HEAD"])
+def der_list(request: Request, site_id: int, p: Page = Depends(page)) -> Response:
+    with read_unit(request) as u:
+        site = u.site(site_id)
+        total, ders = list_ders(u.session, site, start=p.start, limit=p.limit)
+        program_id = first_program_id(u.session)
+        el = encode.list_root("DERList", hrefs.der_list(site_id), total, len(ders), u.poll_rate("der"))
+        for d in ders:
+            encode.der(el, site_id, d, program_id)
+        return xml(el)
+
+
+@router.api_route("/edev/{site_id}/der/{der_index}", methods=["GET", "HEAD"])
+def der(request: Request, site_id: int, der_index: int) -> Response:
+    with read_unit(request) as u:
+        d = get_der(u.session, u.site(site_id), der_index)
+        if d is None:
+            raise HTTPException(404, "no such DER")
+        return xml(encode.der(None, site_id, d, first_program_id(u.session)))
+
+
+@router.api_route("/edev/{site_id}/der/{der_index}/{doc}", methods=["GET", "HEAD"])
+def der_document(request: Request, site_id: int, der_index: int, doc: str) -> Response:
+    name = _doc_name(doc)
+    with read_unit(request) as u:
+        d = get_der(u.session, u.site(site_id), der_index)
+        stored = None if d is None else getattr(d, f"{_column(doc)}_xml")
+        if stored is None:
+            raise HTTPException(404, f"no {name} has been sent for this DER")
+        return xml(encode.stored_document(stored, hrefs.der_doc(site_id, der_index, doc)))
+
+
+@router.put("/edev/{site_id}/der/{der_index}/{doc}")
+async def put_der_document(request: Request, site_id: int, der_index: int, doc: str) -> Response:
+    name = _doc_name(doc)
+    body = decode.der_document(await read_xml(request, name))
+    with write_unit(request) as u:
+        d = get_der(u.session, u.site(site_id), der_index)
+        if d is None:
+            raise HTTPException(404, "no such DER")
+        column = _column(doc)
+        setattr(d, f"{column}_xml", body.xml_text)
+        setattr(d, f"{column}_s", u.now_s())
+        if column == "capability":
+            d.rtg_max_w, d.doe_modes_supported = body.rtg_max_w, body.doe_modes_supported
+        elif column == "settings":
+            d.set_max_w, d.doe_modes_enabled = body.set_max_w, body.doe_modes_enabled
+    return Response(status_code=204)
+
+
+def _column(doc: str) -> str:
+    return {"dercap": "capability", "derg": "settings", "ders": "status", "dera": "availability"}[doc]

@@ -1,0 +1,132 @@
+"""EndDeviceList/EndDevice (registration), Registration and the CSIP-AUS ConnectionPoint."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import Response
+from lxml import etree
+
+from certs.identity import is_valid_sfdi, sfdi_from_lfdi
+from server.paging import Page, page
+from server.routes.common import created, read_unit, read_xml, write_unit, xml
+from server.wire import decode, encode, hrefs
+from server.wire.xmlio import CSIP_NS
+from store.models import Site
+from store.queries.sites import create_site, list_sites, site_by_lfdi
+
+router = APIRouter()
+
+#: NMIs are 10 characters plus an optional checksum (AEMO); CSIP-AUS allows any String32.
+_NMI = re.compile(r"^[A-Za-z0-9]{1,32}$")
+
+
+def _virtual_aggregator_device(u) -> Site:  # type: ignore[no-untyped-def]
+    """The aggregator's own EndDevice at /edev/0, built from its certificate (never stored)."""
+    return Site(
+        id=0,
+        lfdi=u.scope.lfdi,
+        sfdi=u.scope.sfdi,
+        device_category=0,
+        enabled=True,
+        changed_s=u.now_s(),
+        created_s=u.now_s(),
+        registration_pin=0,
+    )
+
+
+@router.api_route("/edev", methods=["GET", "HEAD"])
+def end_device_list(request: Request, p: Page = Depends(page)) -> Response:
+    with read_unit(request) as u:
+        virtual = 1 if u.scope.is_aggregator else 0
+        start = max(p.start - virtual, 0)
+        limit = p.limit - (1 if virtual and p.start == 0 and p.limit > 0 else 0)
+        total, sites = list_sites(
+            u.session, u.scope, start=start, limit=max(limit, 0), changed_after_s=p.after_s
+        )
+        items: list[etree._Element] = []
+        if virtual and p.start == 0 and p.limit > 0:
+            items.append(encode.end_device(None, _virtual_aggregator_device(u), virtual=True))
+        items.extend(encode.end_device(None, site) for site in sites)
+        el = encode.list_root(
+            "EndDeviceList", hrefs.EDEV_LIST, total + virtual, len(items), u.poll_rate("edev"), subscribable=0
+        )
+        return xml(encode.append_all(el, items))
+
+
+@router.api_route("/edev/{site_id}", methods=["GET", "HEAD"])
+def end_device(request: Request, site_id: int) -> Response:
+    with read_unit(request) as u:
+        if site_id == hrefs.AGGREGATOR_EDEV_ID and u.scope.is_aggregator:
+            return xml(encode.end_device(None, _virtual_aggregator_device(u), virtual=True))
+        return xml(encode.end_device(None, u.site(site_id)))
+
+
+@router.post("/edev")
+async def register_end_device(request: Request) -> Response:
+    """Registration by a device (its own certificate) or by an aggregator (for a device it manages)."""
+    body = decode.end_device(await read_xml(request, "EndDevice"))
+    if not is_valid_sfdi(body.sfdi):
+        raise HTTPException(400, "sFDI check digit is wrong")
+    with write_unit(request) as u:
+        scope = u.scope
+        lfdi = body.lfdi
+        if not scope.is_aggregator:
+            if lfdi is not None and lfdi != scope.lfdi:
+                raise HTTPException(400, "lFDI does not match the client certificate")
+            if body.sfdi != scope.sfdi:
+                raise HTTPException(400, "sFDI does not match the client certificate")
+            lfdi = scope.lfdi
+        elif lfdi is None:
+            raise HTTPException(400, "an aggregator must give the lFDI of the device it registers")
+        elif lfdi == scope.lfdi:
+            raise HTTPException(
+                400, f"the aggregator's own EndDevice is {hrefs.edev(hrefs.AGGREGATOR_EDEV_ID)}"
+            )
+        if sfdi_from_lfdi(lfdi) != body.sfdi:
+            raise HTTPException(400, "sFDI is not derived from the lFDI")
+        site = site_by_lfdi(u.session, scope, lfdi)
+        if site is None:
+            site = create_site(
+                u.session,
+                scope,
+                lfdi=lfdi,
+                sfdi=body.sfdi,
+                device_category=body.device_category,
+                post_rate_s=body.post_rate_s,
+                pin=u.ctx.settings.default_registration_pin,
+                now_s=u.now_s(),
+            )
+        else:
+            site.device_category = body.device_category
+            if body.post_rate_s is not None:
+                site.post_rate_s = body.post_rate_s
+            site.changed_s = u.now_s()
+        return created(hrefs.edev(site.id))
+
+
+@router.api_route("/edev/{site_id}/rg", methods=["GET", "HEAD"])
+def registration(request: Request, site_id: int) -> Response:
+    with read_unit(request) as u:
+        return xml(encode.registration(u.site(site_id), u.poll_rate("edev")))
+
+
+@router.api_route("/edev/{site_id}/cp", methods=["GET", "HEAD"])
+def connection_point(request: Request, site_id: int) -> Response:
+    with read_unit(request) as u:
+        return xml(encode.connection_point(u.site(site_id)))
+
+
+@router.api_route("/edev/{site_id}/cp", methods=["PUT", "POST"])
+async def set_connection_point(request: Request, site_id: int) -> Response:
+    nmi = decode.connection_point(await read_xml(request, f"{{{CSIP_NS}}}ConnectionPoint"))
+    if not _NMI.match(nmi):
+        raise HTTPException(400, "connectionPointId must be 1-32 letters or digits (the NMI)")
+    with write_unit(request) as u:
+        site = u.site(site_id)
+        site.nmi = nmi
+        site.changed_s = u.now_s()
+    if request.method == "POST":
+        return created(hrefs.connection_point(site_id))
+    return Response(status_code=204)

@@ -1,0 +1,112 @@
+"""Responses to DERControls (POSTed to replyTo) and device LogEvents."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import Response
+
+from server.paging import Page, page
+from server.routes.common import created, read_unit, read_xml, write_unit, xml
+from server.wire import decode, encode, hrefs
+from store.models import LogEvent
+from store.models import Response as ResponseRow
+from store.queries import events as q
+from store.queries.sites import site_by_lfdi
+
+router = APIRouter()
+
+#: Response.status values for DERControls (IEEE 2030.5 Table 27): 1-7 and the 252-254 rejections.
+KNOWN_RESPONSE_STATUS = {*range(1, 16), 252, 253, 254}
+
+
+@router.post(hrefs.DERC_RESPONSES)
+async def post_response(request: Request) -> Response:
+    body = decode.response(await read_xml(request, "Response", "DERControlResponse"))
+    if body.status is None or body.status not in KNOWN_RESPONSE_STATUS:
+        raise HTTPException(400, "Response.status is missing or not a DERControl response status")
+    with write_unit(request) as u:
+        site = site_by_lfdi(u.session, u.scope, body.end_device_lfdi)
+        if site is None:
+            raise HTTPException(400, "endDeviceLFDI is not an EndDevice of this client")
+        control = q.visible_control_by_mrid(u.session, u.scope, body.subject_mrid)
+        if control is None or control.site_id != site.id:
+            raise HTTPException(400, "subject is not a DERControl sent to this EndDevice")
+        now_s = u.now_s()
+        row = ResponseRow(
+            site_id=site.id,
+            control_id=control.id,
+            subject_mrid=body.subject_mrid,
+            status=body.status,
+            created_s=body.created_s or now_s,
+            received_s=now_s,
+        )
+        u.session.add(row)
+        u.session.flush()
+        return created(hrefs.response(row.id))
+
+
+@router.api_route(hrefs.DERC_RESPONSES, methods=["GET", "HEAD"])
+def response_list(request: Request, p: Page = Depends(page)) -> Response:
+    with read_unit(request) as u:
+        total, rows = q.list_responses(u.session, u.scope, start=p.start, limit=p.limit, after_s=p.after_s)
+        el = encode.list_root("ResponseList", hrefs.DERC_RESPONSES, total, len(rows))
+        for r, site in rows:
+            encode.response(el, r, site)
+        return xml(el)
+
+
+@router.api_route(hrefs.DERC_RESPONSES + "/{response_id}", methods=["GET", "HEAD"])
+def response(request: Request, response_id: int) -> Response:
+    with read_unit(request) as u:
+        found = q.get_response(u.session, u.scope, response_id)
+        if found is None:
+            raise HTTPException(404, "no such Response")
+        return xml(encode.response(None, *found))
+
+
+@router.api_route("/edev/{site_id}/lel", methods=["GET", "HEAD"])
+def log_event_list(request: Request, site_id: int, p: Page = Depends(page)) -> Response:
+    with read_unit(request) as u:
+        site = u.site(site_id)
+        total, events = q.list_log_events(u.session, site, start=p.start, limit=p.limit, after_s=p.after_s)
+        el = encode.list_root(
+            "LogEventList",
+            hrefs.log_event_list(site_id),
+            total,
+            len(events),
+            u.poll_rate("edev"),
+            subscribable=0,
+        )
+        for e in events:
+            encode.log_event(el, e)
+        return xml(el)
+
+
+@router.api_route("/edev/{site_id}/lel/{event_id}", methods=["GET", "HEAD"])
+def log_event(request: Request, site_id: int, event_id: int) -> Response:
+    with read_unit(request) as u:
+        found = q.get_log_event(u.session, u.site(site_id), event_id)
+        if found is None:
+            raise HTTPException(404, "no such LogEvent")
+        return xml(encode.log_event(None, found))
+
+
+@router.post("/edev/{site_id}/lel")
+async def post_log_event(request: Request, site_id: int) -> Response:
+    body = decode.log_event(await read_xml(request, "LogEvent"))
+    with write_unit(request) as u:
+        site = u.site(site_id)
+        row = LogEvent(
+            site_id=site.id,
+            created_s=body.created_s,
+            function_set=body.function_set,
+            log_event_code=body.log_event_code,
+            log_event_id=body.log_event_id,
+            log_event_pen=body.log_event_pen,
+            profile_id=body.profile_id,
+            details=body.details,
+            extended_data=body.extended_data,
+        )
+        u.session.add(row)
+        u.session.flush()
+        return created(hrefs.log_event(site.id, row.id))

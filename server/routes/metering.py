@@ -1,0 +1,118 @@
+"""MirrorUsagePoints: clients mirror their meter and inverter readings here (telemetry)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import Response
+
+from server.paging import Page, page
+from server.routes.common import Unit, created, read_unit, read_xml, write_unit, xml
+from server.wire import decode, encode, hrefs
+from store.models import MirrorMeterReading, MirrorUsagePoint, Site, TelemetryReading
+from store.queries import metering as q
+from store.queries.sites import site_by_lfdi
+
+router = APIRouter()
+
+
+@router.api_route("/mup", methods=["GET", "HEAD"])
+def mup_list(request: Request, p: Page = Depends(page)) -> Response:
+    with read_unit(request) as u:
+        total, mups = q.list_mups(u.session, u.scope, start=p.start, limit=p.limit)
+        el = encode.list_root("MirrorUsagePointList", hrefs.MUP_LIST, total, len(mups), u.poll_rate("mup"))
+        for mup in mups:
+            encode.mirror_usage_point(
+                el, mup, u.session.get(Site, mup.site_id), u.ctx.settings.mup_post_rate_s
+            )
+        return xml(el)
+
+
+@router.api_route("/mup/{mup_id}", methods=["GET", "HEAD"])
+def mup(request: Request, mup_id: int) -> Response:
+    with read_unit(request) as u:
+        found = q.get_mup(u.session, u.scope, mup_id)
+        if found is None:
+            raise HTTPException(404, "no such MirrorUsagePoint")
+        return xml(
+            encode.mirror_usage_point(
+                None, found, u.session.get(Site, found.site_id), u.ctx.settings.mup_post_rate_s
+            )
+        )
+
+
+@router.post("/mup")
+async def create_mup(request: Request) -> Response:
+    """Create a MirrorUsagePoint for one of the caller's sites, or update the one with the same mRID."""
+    body = decode.mirror_usage_point(await read_xml(request, "MirrorUsagePoint"))
+    with write_unit(request) as u:
+        site = site_by_lfdi(u.session, u.scope, body.device_lfdi)
+        if site is None:
+            raise HTTPException(400, "deviceLFDI is not an EndDevice registered by this client")
+        found = q.mup_by_mrid(u.session, site, body.mrid)
+        if found is None:
+            found = MirrorUsagePoint(site_id=site.id, mrid=body.mrid)
+            u.session.add(found)
+        found.description = body.description
+        found.role_flags, found.service_category, found.status = (
+            body.role_flags,
+            body.service_category,
+            body.status,
+        )
+        found.changed_s = u.now_s()
+        u.session.flush()
+        _store_readings(u, found, body.meter_readings)
+        return created(hrefs.mup(found.id))
+
+
+@router.post("/mup/{mup_id}")
+async def post_readings(request: Request, mup_id: int) -> Response:
+    """Readings for an existing MirrorUsagePoint (a MirrorMeterReading or a MirrorMeterReadingList)."""
+    readings = decode.meter_readings(await read_xml(request, "MirrorMeterReading", "MirrorMeterReadingList"))
+    with write_unit(request) as u:
+        found = q.get_mup(u.session, u.scope, mup_id)
+        if found is None:
+            raise HTTPException(404, "no such MirrorUsagePoint")
+        _store_readings(u, found, readings)
+        return created(hrefs.mup(found.id))
+
+
+@router.delete("/mup/{mup_id}")
+def delete_mup(request: Request, mup_id: int) -> Response:
+    with write_unit(request) as u:
+        found = q.get_mup(u.session, u.scope, mup_id)
+        if found is None:
+            raise HTTPException(404, "no such MirrorUsagePoint")
+        q.delete_mup(u.session, found)
+    return Response(status_code=204)
+
+
+def _store_readings(u: Unit, mup: MirrorUsagePoint, readings: list[decode.MeterReadingIn]) -> None:
+    now_s = u.now_s()
+    for incoming in readings:
+        mmr = q.meter_reading(u.session, mup, incoming.mrid)
+        if mmr is None:
+            if not incoming.reading_type:
+                raise HTTPException(400, f"MirrorMeterReading {incoming.mrid} is new and needs a ReadingType")
+            mmr = MirrorMeterReading(
+                mup_id=mup.id,
+                mrid=incoming.mrid,
+                description=incoming.description,
+                reading_type=incoming.reading_type,
+            )
+            u.session.add(mmr)
+            u.session.flush()
+        elif incoming.reading_type:
+            mmr.reading_type = incoming.reading_type
+        power_of_ten = int(mmr.reading_type.get("powerOfTenMultiplier", 0))  # type: ignore[arg-type]
+        u.session.add_all(
+            TelemetryReading(
+                mmr_id=mmr.id,
+                time_s=r.time_s,
+                duration_s=r.duration_s,
+                value=r.value,
+                power_of_ten=power_of_ten,
+                quality_flags=r.quality_flags,
+                received_s=now_s,
+            )
+            for r in incoming.readings
+        )

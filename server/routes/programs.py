@@ -1,0 +1,179 @@
+"""FunctionSetAssignments, DERPrograms and what hangs off them: controls, defaults, curves."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import Response
+
+from server.control_status import ACTIVE, derive_states, next_change_s
+from server.paging import Page, page
+from server.routes.common import Unit, read_unit, xml
+from server.wire import encode, hrefs
+from server.wire.xmlio import to_bytes
+from store.models import DerProgram
+from store.queries import programs as q
+
+router = APIRouter()
+
+
+def _program(u: Unit, program_id: int) -> DerProgram:
+    program = q.get_program(u.session, program_id)
+    if program is None:
+        raise HTTPException(404, "no such DERProgram")
+    return program
+
+
+@router.api_route("/edev/{site_id}/fsa", methods=["GET", "HEAD"])
+def fsa_list(request: Request, site_id: int, p: Page = Depends(page)) -> Response:
+    with read_unit(request) as u:
+        u.site(site_id)
+        total, fsas = q.list_fsas(u.session, start=p.start, limit=p.limit)
+        el = encode.list_root(
+            "FunctionSetAssignmentsList",
+            hrefs.fsa_list(site_id),
+            total,
+            len(fsas),
+            u.poll_rate("fsa"),
+            subscribable=0,
+        )
+        for f in fsas:
+            encode.fsa(el, site_id, f, q.count_programs(u.session, f.id))
+        return xml(el)
+
+
+@router.api_route("/edev/{site_id}/fsa/{fsa_id}", methods=["GET", "HEAD"])
+def fsa(request: Request, site_id: int, fsa_id: int) -> Response:
+    with read_unit(request) as u:
+        u.site(site_id)
+        f = q.get_fsa(u.session, fsa_id)
+        if f is None:
+            raise HTTPException(404, "no such FunctionSetAssignments")
+        return xml(encode.fsa(None, site_id, f, q.count_programs(u.session, f.id)))
+
+
+@router.api_route("/edev/{site_id}/fsa/{fsa_id}/derp", methods=["GET", "HEAD"])
+def program_list(request: Request, site_id: int, fsa_id: int, p: Page = Depends(page)) -> Response:
+    with read_unit(request) as u:
+        site = u.site(site_id)
+        if q.get_fsa(u.session, fsa_id) is None:
+            raise HTTPException(404, "no such FunctionSetAssignments")
+        total, programs = q.list_programs(u.session, fsa_id, start=p.start, limit=p.limit)
+        el = encode.list_root(
+            "DERProgramList",
+            hrefs.derp_list(site_id, fsa_id),
+            total,
+            len(programs),
+            u.poll_rate("derp"),
+            subscribable=0,
+        )
+        now_s = u.now_s()
+        for program in programs:
+            live = derive_states(q.live_controls(u.session, site, program.id, now_s), now_s)
+            encode.der_program(el, site_id, program, len(live), q.count_curves(u.session, program.id))
+        return xml(el)
+
+
+@router.api_route("/edev/{site_id}/derp/{program_id}", methods=["GET", "HEAD"])
+def program(request: Request, site_id: int, program_id: int) -> Response:
+    with read_unit(request) as u:
+        site = u.site(site_id)
+        prog = _program(u, program_id)
+        now_s = u.now_s()
+        live = derive_states(q.live_controls(u.session, site, prog.id, now_s), now_s)
+        return xml(encode.der_program(None, site_id, prog, len(live), q.count_curves(u.session, prog.id)))
+
+
+@router.api_route("/edev/{site_id}/derp/{program_id}/derc", methods=["GET", "HEAD"])
+def control_list(request: Request, site_id: int, program_id: int, p: Page = Depends(page)) -> Response:
+    """The hot path: every device polls it. Served from the render cache until something changes."""
+    with read_unit(request) as u:
+        key = ("derc", u.scope.lfdi, site_id, program_id, p.start, p.limit, p.after_s)
+        now_s = u.ctx.clock.now()
+        cached = u.ctx.cache.get(key, u.generation, now_s)
+        if cached is not None:
+            return xml(cached)
+        site = u.site(site_id)
+        _program(u, program_id)
+        controls = q.live_controls(u.session, site, program_id, now_s)
+        states = derive_states(controls, now_s)
+        if p.after_s is not None:
+            states = [s for s in states if s.control.start_s >= p.after_s]
+        body = to_bytes(
+            encode.der_control_list(
+                hrefs.derc_list(site_id, program_id),
+                states[p.start : p.start + p.limit],
+                len(states),
+                program_id,
+            )
+        )
+        u.ctx.cache.put(key, u.generation, next_change_s(controls, now_s), body)
+        return xml(body)
+
+
+@router.api_route("/edev/{site_id}/derp/{program_id}/derc/{control_id}", methods=["GET", "HEAD"])
+def control(request: Request, site_id: int, program_id: int, control_id: int) -> Response:
+    with read_unit(request) as u:
+        site = u.site(site_id)
+        c = q.get_control(u.session, site, program_id, control_id)
+        if c is None:
+            raise HTTPException(404, "no such DERControl")
+        now_s = u.ctx.clock.now()
+        states = {
+            s.control.id: s for s in derive_states(q.live_controls(u.session, site, program_id, now_s), now_s)
+        }
+        if c.id not in states:
+            raise HTTPException(404, "this DERControl has ended")
+        return xml(encode.der_control(None, states[c.id], program_id))
+
+
+@router.api_route("/edev/{site_id}/derp/{program_id}/actderc", methods=["GET", "HEAD"])
+def active_control_list(request: Request, site_id: int, program_id: int, p: Page = Depends(page)) -> Response:
+    with read_unit(request) as u:
+        site = u.site(site_id)
+        _program(u, program_id)
+        now_s = u.ctx.clock.now()
+        active = [
+            s
+            for s in derive_states(q.live_controls(u.session, site, program_id, now_s), now_s)
+            if s.status == ACTIVE
+        ]
+        el = encode.der_control_list(
+            hrefs.active_derc_list(site_id, program_id),
+            active[p.start : p.start + p.limit],
+            len(active),
+            program_id,
+        )
+        return xml(el)
+
+
+@router.api_route("/edev/{site_id}/derp/{program_id}/dderc", methods=["GET", "HEAD"])
+def default_control(request: Request, site_id: int, program_id: int) -> Response:
+    with read_unit(request) as u:
+        site = u.site(site_id)
+        _program(u, program_id)
+        d = q.default_control(u.session, site, program_id)
+        if d is None:
+            raise HTTPException(404, "no DefaultDERControl for this program")
+        return xml(encode.default_der_control(site_id, d))
+
+
+@router.api_route("/edev/{site_id}/derp/{program_id}/dc", methods=["GET", "HEAD"])
+def curve_list(request: Request, site_id: int, program_id: int, p: Page = Depends(page)) -> Response:
+    with read_unit(request) as u:
+        u.site(site_id)
+        _program(u, program_id)
+        total, curves = q.list_curves(u.session, program_id, start=p.start, limit=p.limit)
+        el = encode.list_root("DERCurveList", hrefs.curve_list(site_id, program_id), total, len(curves))
+        for c in curves:
+            encode.der_curve(el, site_id, c)
+        return xml(el)
+
+
+@router.api_route("/edev/{site_id}/derp/{program_id}/dc/{curve_id}", methods=["GET", "HEAD"])
+def curve(request: Request, site_id: int, program_id: int, curve_id: int) -> Response:
+    with read_unit(request) as u:
+        u.site(site_id)
+        c = q.get_curve(u.session, program_id, curve_id)
+        if c is None:
+            raise HTTPException(404, "no such DERCurve")
+        return xml(encode.der_curve(None, site_id, c))

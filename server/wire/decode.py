@@ -1,0 +1,238 @@
+"""2030.5 XML -> plain inbound records. Bodies arrive here already schema-valid (see xmlio.parse_body)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+from server.wire.power import decode_active_power_w
+from server.wire.xmlio import CSIP_NS, SEP_NS, WireError, text
+
+_S = f"{{{SEP_NS}}}"
+
+
+def _int(element: etree._Element, path: str) -> int | None:
+    value = text(element, path)
+    return None if value is None else int(value)
+
+
+def _hex(element: etree._Element, path: str) -> int | None:
+    value = text(element, path)
+    return None if value is None else int(value, 16)
+
+
+def _power(element: etree._Element, path: str, ns: str = SEP_NS) -> float | None:
+    node = element.find("/".join(f"{{{ns}}}{p}" for p in path.split("/")))
+    if node is None:
+        return None
+    try:
+        return decode_active_power_w(int(text(node, "multiplier") or 0), int(text(node, "value") or 0))
+    except ValueError as exc:
+        raise WireError(f"{path}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class EndDeviceIn:
+    sfdi: int
+    lfdi: str | None
+    device_category: int
+    post_rate_s: int | None
+
+
+def end_device(el: etree._Element) -> EndDeviceIn:
+    sfdi = _int(el, "sFDI")
+    assert sfdi is not None  # required by the schema
+    lfdi = text(el, "lFDI")
+    return EndDeviceIn(
+        sfdi=sfdi,
+        lfdi=lfdi.upper() if lfdi else None,
+        device_category=_hex(el, "deviceCategory") or 0,
+        post_rate_s=_int(el, "postRate"),
+    )
+
+
+def connection_point(el: etree._Element) -> str:
+    node = el.find(f"{{{CSIP_NS}}}connectionPointId")
+    return (node.text or "").strip() if node is not None else ""
+
+
+@dataclass(frozen=True)
+class DerDocumentIn:
+    """A DERCapability/Settings/Status/Availability body, kept whole plus the fields the engine reads."""
+
+    xml_text: str
+    rtg_max_w: float | None = None
+    set_max_w: float | None = None
+    doe_modes_supported: int | None = None
+    doe_modes_enabled: int | None = None
+
+
+def der_document(el: etree._Element) -> DerDocumentIn:
+    el.attrib.pop("href", None)
+    xml_text = etree.tostring(el, encoding="unicode")
+    name = etree.QName(el).localname
+    if name == "DERCapability":
+        node = el.find(f"{{{CSIP_NS}}}doeModesSupported")
+        return DerDocumentIn(
+            xml_text,
+            rtg_max_w=_power(el, "rtgMaxW"),
+            doe_modes_supported=int(node.text, 16) if node is not None else None,
+        )
+    if name == "DERSettings":
+        node = el.find(f"{{{CSIP_NS}}}doeModesEnabled")
+        return DerDocumentIn(
+            xml_text,
+            set_max_w=_power(el, "setMaxW"),
+            doe_modes_enabled=int(node.text, 16) if node is not None else None,
+        )
+    return DerDocumentIn(xml_text)
+
+
+@dataclass(frozen=True)
+class ReadingIn:
+    time_s: int
+    duration_s: int | None
+    value: int
+    quality_flags: int | None
+
+
+@dataclass(frozen=True)
+class MeterReadingIn:
+    mrid: str
+    description: str | None
+    reading_type: dict[str, object]
+    readings: list[ReadingIn] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MirrorUsagePointIn:
+    mrid: str
+    description: str | None
+    role_flags: int
+    service_category: int
+    status: int
+    device_lfdi: str
+    post_rate_s: int | None
+    meter_readings: list[MeterReadingIn]
+
+
+_READING_TYPE_INTS = {
+    "accumulationBehaviour",
+    "commodity",
+    "dataQualifier",
+    "flowDirection",
+    "intervalLength",
+    "kind",
+    "maxNumberOfIntervals",
+    "numberOfConsumptionBlocks",
+    "numberOfTouTiers",
+    "phase",
+    "powerOfTenMultiplier",
+    "subIntervalLength",
+    "supplyLimit",
+    "uom",
+}
+
+
+def _reading_type(el: etree._Element) -> dict[str, object]:
+    node = el.find(_S + "ReadingType")
+    if node is None:
+        return {}
+    out: dict[str, object] = {}
+    for child in node:
+        name = etree.QName(child).localname
+        if name in _READING_TYPE_INTS:
+            out[name] = int(child.text)
+        elif name == "tieredConsumptionBlocks":
+            out[name] = child.text.strip() == "true"
+    return out
+
+
+def _reading(node: etree._Element, fallback_start_s: int | None) -> ReadingIn | None:
+    value = _int(node, "value")
+    if value is None:
+        return None
+    start = _int(node, "timePeriod/start")
+    if start is None:
+        start = fallback_start_s
+    if start is None:
+        raise WireError("Reading needs timePeriod/start (or a MirrorReadingSet timePeriod)")
+    return ReadingIn(start, _int(node, "timePeriod/duration"), value, _hex(node, "qualityFlags"))
+
+
+def meter_reading(el: etree._Element) -> MeterReadingIn:
+    readings: list[ReadingIn] = []
+    for reading_set in el.findall(_S + "MirrorReadingSet"):
+        set_start = _int(reading_set, "timePeriod/start")
+        for node in reading_set.findall(_S + "Reading"):
+            if (r := _reading(node, set_start)) is not None:
+                readings.append(r)
+    single = el.find(_S + "Reading")
+    if single is not None and (r := _reading(single, None)) is not None:
+        readings.append(r)
+    mrid = text(el, "mRID")
+    assert mrid is not None
+    return MeterReadingIn(mrid.upper(), text(el, "description"), _reading_type(el), readings)
+
+
+def meter_readings(el: etree._Element) -> list[MeterReadingIn]:
+    """A MirrorMeterReading or a MirrorMeterReadingList body."""
+    if etree.QName(el).localname == "MirrorMeterReadingList":
+        return [meter_reading(child) for child in el.findall(_S + "MirrorMeterReading")]
+    return [meter_reading(el)]
+
+
+def mirror_usage_point(el: etree._Element) -> MirrorUsagePointIn:
+    return MirrorUsagePointIn(
+        mrid=(text(el, "mRID") or "").upper(),
+        description=text(el, "description"),
+        role_flags=_hex(el, "roleFlags") or 0,
+        service_category=_int(el, "serviceCategoryKind") or 0,
+        status=_int(el, "status") or 0,
+        device_lfdi=(text(el, "deviceLFDI") or "").upper(),
+        post_rate_s=_int(el, "postRate"),
+        meter_readings=[meter_reading(child) for child in el.findall(_S + "MirrorMeterReading")],
+    )
+
+
+@dataclass(frozen=True)
+class ResponseIn:
+    created_s: int | None
+    end_device_lfdi: str
+    status: int | None
+    subject_mrid: str
+
+
+def response(el: etree._Element) -> ResponseIn:
+    return ResponseIn(
+        created_s=_int(el, "createdDateTime"),
+        end_device_lfdi=(text(el, "endDeviceLFDI") or "").upper(),
+        status=_int(el, "status"),
+        subject_mrid=(text(el, "subject") or "").upper(),
+    )
+
+
+@dataclass(frozen=True)
+class LogEventIn:
+    created_s: int
+    details: str | None
+    extended_data: int | None
+    function_set: int
+    log_event_code: int
+    log_event_id: int
+    log_event_pen: int
+    profile_id: int
+
+
+def log_event(el: etree._Element) -> LogEventIn:
+    return LogEventIn(
+        created_s=_int(el, "createdDateTime") or 0,
+        details=text(el, "details"),
+        extended_data=_int(el, "extendedData"),
+        function_set=_int(el, "functionSet") or 0,
+        log_event_code=_int(el, "logEventCode") or 0,
+        log_event_id=_int(el, "logEventID") or 0,
+        log_event_pen=_int(el, "logEventPEN") or 0,
+        profile_id=_int(el, "profileID") or 0,
+    )

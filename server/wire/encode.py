@@ -1,0 +1,407 @@
+"""Store models -> 2030.5 XML. The only module that knows both the store and the wire shapes.
+
+Element order follows the XSD sequences (sep2 2018 + CSIP-AUS v1.2 redefinitions, where the
+csipaus: elements come after every standard element).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from lxml import etree
+
+from server.control_status import ControlState
+from server.wire import hrefs
+from server.wire.power import encode_active_power_w
+from server.wire.xmlio import CSIP_NS, NSMAP, SEP_NS
+from store import models as m
+
+_S = f"{{{SEP_NS}}}"
+_C = f"{{{CSIP_NS}}}"
+
+
+def root(name: str, href: str | None = None, **attrs: object) -> etree._Element:
+    el = etree.Element(_S + name, nsmap=NSMAP)
+    if href is not None:
+        el.set("href", href)
+    for key, value in attrs.items():
+        if value is not None:
+            el.set(key, _attr(value))
+    return el
+
+
+def _attr(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def sub(
+    parent: etree._Element, name: str, value: object = None, ns: str = _S, **attrs: object
+) -> etree._Element:
+    el = etree.SubElement(parent, ns + name)
+    if value is not None:
+        el.text = _attr(value)
+    for key, attr in attrs.items():
+        if attr is not None:
+            el.set(key, _attr(attr))
+    return el
+
+
+def link(parent: etree._Element, name: str, href: str, all_: int | None = None, ns: str = _S) -> None:
+    sub(parent, name, ns=ns, href=href, all=all_)
+
+
+def hex_binary(value: int, min_digits: int = 2) -> str:
+    """HexBinary wants an even number of digits."""
+    digits = f"{value:0{min_digits}X}"
+    return digits if len(digits) % 2 == 0 else "0" + digits
+
+
+def active_power(parent: etree._Element, name: str, watts: float, ns: str = _S) -> None:
+    multiplier, value = encode_active_power_w(watts)
+    el = sub(parent, name, ns=ns)
+    sub(el, "multiplier", multiplier)
+    sub(el, "value", value)
+
+
+def list_root(
+    name: str,
+    href: str,
+    all_: int,
+    items: int,
+    poll_rate_s: int | None = None,
+    subscribable: int | None = None,
+) -> etree._Element:
+    return root(name, href, subscribable=subscribable, all=all_, results=items, pollRate=poll_rate_s)
+
+
+# --- discovery -------------------------------------------------------------------------------------
+
+
+def device_capability(
+    poll_rate_s: int, self_site_id: int | None, edev_count: int, mup_count: int
+) -> etree._Element:
+    el = root("DeviceCapability", hrefs.DCAP, pollRate=poll_rate_s)
+    link(el, "TimeLink", hrefs.TIME)
+    link(el, "EndDeviceListLink", hrefs.EDEV_LIST, edev_count)
+    link(el, "MirrorUsagePointListLink", hrefs.MUP_LIST, mup_count)
+    if self_site_id is not None:
+        link(el, "SelfDeviceLink", hrefs.edev(self_site_id))
+    return el
+
+
+def time_resource(
+    now_s: int,
+    tz_offset_s: int,
+    dst_offset_s: int,
+    dst_start_s: int,
+    dst_end_s: int,
+    local_time_s: int,
+    poll_rate_s: int,
+) -> etree._Element:
+    el = root("Time", hrefs.TIME, pollRate=poll_rate_s)
+    sub(el, "currentTime", now_s)
+    sub(el, "dstEndTime", dst_end_s)
+    sub(el, "dstOffset", dst_offset_s)
+    sub(el, "dstStartTime", dst_start_s)
+    sub(el, "localTime", local_time_s)
+    # quality 4: time from a network source of intermediate accuracy (IEEE 2030.5 Time.quality)
+    sub(el, "quality", 4)
+    sub(el, "tzOffset", tz_offset_s)
+    return el
+
+
+# --- end devices -----------------------------------------------------------------------------------
+
+
+def end_device(
+    el_or_none: etree._Element | None, site: m.Site, *, virtual: bool = False, changed_s: int | None = None
+) -> etree._Element:
+    """An EndDevice; the aggregator's own virtual EndDevice (/edev/0) carries no function-set links."""
+    site_id = hrefs.AGGREGATOR_EDEV_ID if virtual else site.id
+    href = hrefs.edev(site_id)
+    if el_or_none is None:
+        el = root("EndDevice", href, subscribable=0)
+    else:
+        el = sub(el_or_none, "EndDevice", href=href, subscribable=0)
+    if not virtual:
+        link(el, "DERListLink", hrefs.der_list(site.id))
+    sub(el, "deviceCategory", hex_binary(site.device_category))
+    sub(el, "lFDI", site.lfdi)
+    if not virtual:
+        link(el, "LogEventListLink", hrefs.log_event_list(site.id))
+    sub(el, "sFDI", site.sfdi)
+    sub(el, "changedTime", changed_s if changed_s is not None else site.changed_s)
+    sub(el, "enabled", bool(site.enabled))
+    if not virtual:
+        link(el, "FunctionSetAssignmentsListLink", hrefs.fsa_list(site.id))
+        if site.post_rate_s is not None:
+            sub(el, "postRate", site.post_rate_s)
+        link(el, "RegistrationLink", hrefs.registration(site.id))
+        link(el, "ConnectionPointLink", hrefs.connection_point(site.id), ns=_C)
+    return el
+
+
+def registration(site: m.Site, poll_rate_s: int) -> etree._Element:
+    el = root("Registration", hrefs.registration(site.id), pollRate=poll_rate_s)
+    sub(el, "dateTimeRegistered", site.created_s)
+    sub(el, "pIN", site.registration_pin)
+    return el
+
+
+def connection_point(site: m.Site) -> etree._Element:
+    el = etree.Element(_C + "ConnectionPoint", nsmap={None: CSIP_NS, "sep": SEP_NS})
+    el.set("href", hrefs.connection_point(site.id))
+    sub(el, "connectionPointId", site.nmi or "", ns=_C)
+    return el
+
+
+# --- function sets and programs ---------------------------------------------------------------------
+
+
+def fsa(
+    parent: etree._Element | None, site_id: int, f: m.FunctionSetAssignments, program_count: int
+) -> etree._Element:
+    href = hrefs.fsa(site_id, f.id)
+    el = (
+        root("FunctionSetAssignments", href, subscribable=0)
+        if parent is None
+        else sub(parent, "FunctionSetAssignments", href=href, subscribable=0)
+    )
+    link(el, "DERProgramListLink", hrefs.derp_list(site_id, f.id), program_count)
+    link(el, "TimeLink", hrefs.TIME)
+    sub(el, "mRID", f.mrid)
+    sub(el, "description", f.description)
+    return el
+
+
+def der_program(
+    parent: etree._Element | None, site_id: int, p: m.DerProgram, control_count: int, curve_count: int
+) -> etree._Element:
+    href = hrefs.derp(site_id, p.id)
+    el = (
+        root("DERProgram", href, subscribable=0)
+        if parent is None
+        else sub(parent, "DERProgram", href=href, subscribable=0)
+    )
+    sub(el, "mRID", p.mrid)
+    sub(el, "description", p.description)
+    sub(el, "version", p.version)
+    link(el, "ActiveDERControlListLink", hrefs.active_derc_list(site_id, p.id))
+    link(el, "DefaultDERControlLink", hrefs.default_derc(site_id, p.id))
+    link(el, "DERControlListLink", hrefs.derc_list(site_id, p.id), control_count)
+    link(el, "DERCurveListLink", hrefs.curve_list(site_id, p.id), curve_count)
+    sub(el, "primacy", p.primacy)
+    return el
+
+
+def control_base(parent: etree._Element, c: m.DerControl | m.DefaultDerControl) -> None:
+    base = sub(parent, "DERControlBase")
+    if c.connect is not None:
+        sub(base, "opModConnect", bool(c.connect))
+    if c.energize is not None:
+        sub(base, "opModEnergize", bool(c.energize))
+    if c.fixed_w_pct_hundredths is not None:
+        sub(base, "opModFixedW", c.fixed_w_pct_hundredths)
+    if c.max_w_pct_hundredths is not None:
+        sub(base, "opModMaxLimW", c.max_w_pct_hundredths)
+    if c.ramp_tms_hundredths_s is not None:
+        sub(base, "rampTms", c.ramp_tms_hundredths_s)
+    for name, watts in (
+        ("opModImpLimW", c.import_limit_w),
+        ("opModExpLimW", c.export_limit_w),
+        ("opModGenLimW", c.generation_limit_w),
+        ("opModLoadLimW", c.load_limit_w),
+    ):
+        if watts is not None:
+            active_power(base, name, watts, ns=_C)
+
+
+def der_control(parent: etree._Element | None, state: ControlState, program_id: int) -> etree._Element:
+    c: m.DerControl = state.control  # type: ignore[assignment]
+    href = hrefs.derc(c.site_id, program_id, c.id)
+    attrs = {
+        "href": href,
+        "replyTo": hrefs.DERC_RESPONSES,
+        "responseRequired": hex_binary(c.response_required),
+        "subscribable": 0,
+    }
+    if parent is None:
+        el = etree.Element(_S + "DERControl", nsmap=NSMAP)
+        for k, v in attrs.items():
+            el.set(k, str(v))
+    else:
+        el = sub(parent, "DERControl", **attrs)
+    sub(el, "mRID", c.mrid)
+    sub(el, "description", c.description)
+    sub(el, "version", c.version)
+    sub(el, "creationTime", c.creation_s)
+    status = sub(el, "EventStatus")
+    sub(status, "currentStatus", state.status)
+    sub(status, "dateTime", state.status_time_s)
+    sub(status, "potentiallySuperseded", state.potentially_superseded)
+    interval = sub(el, "interval")
+    sub(interval, "duration", c.duration_s)
+    sub(interval, "start", c.start_s)
+    if c.randomize_duration_s is not None:
+        sub(el, "randomizeDuration", c.randomize_duration_s)
+    if c.randomize_start_s is not None:
+        sub(el, "randomizeStart", c.randomize_start_s)
+    control_base(el, c)
+    return el
+
+
+def der_control_list(
+    href: str, states: Sequence[ControlState], total: int, program_id: int
+) -> etree._Element:
+    el = list_root("DERControlList", href, total, len(states), subscribable=0)
+    for state in states:
+        der_control(el, state, program_id)
+    return el
+
+
+def default_der_control(site_id: int, d: m.DefaultDerControl) -> etree._Element:
+    el = root("DefaultDERControl", hrefs.default_derc(site_id, d.program_id), subscribable=0)
+    sub(el, "mRID", d.mrid)
+    sub(el, "description", d.description)
+    sub(el, "version", d.version)
+    control_base(el, d)
+    if d.es_delay_hundredths_s is not None:
+        sub(el, "setESDelay", d.es_delay_hundredths_s)
+    if d.set_grad_w_hundredths is not None:
+        sub(el, "setGradW", d.set_grad_w_hundredths)
+    if d.set_soft_grad_w_hundredths is not None:
+        sub(el, "setSoftGradW", d.set_soft_grad_w_hundredths)
+    return el
+
+
+def der_curve(parent: etree._Element | None, site_id: int, c: m.DerCurve) -> etree._Element:
+    href = hrefs.curve(site_id, c.program_id, c.id)
+    el = root("DERCurve", href) if parent is None else sub(parent, "DERCurve", href=href)
+    sub(el, "mRID", c.mrid)
+    sub(el, "description", c.description)
+    sub(el, "creationTime", c.creation_s)
+    for x, y in c.points:
+        point = sub(el, "CurveData")
+        sub(point, "xvalue", x)
+        sub(point, "yvalue", y)
+    sub(el, "curveType", c.curve_type)
+    sub(el, "xMultiplier", c.x_multiplier)
+    sub(el, "yMultiplier", c.y_multiplier)
+    sub(el, "yRefType", c.y_ref_type)
+    return el
+
+
+# --- DERs --------------------------------------------------------------------------------------------
+
+DER_DOCS = {"dercap": "DERCapability", "derg": "DERSettings", "ders": "DERStatus", "dera": "DERAvailability"}
+
+
+def der(
+    parent: etree._Element | None, site_id: int, d: m.Der, current_program_id: int | None
+) -> etree._Element:
+    href = hrefs.der(site_id, d.der_index)
+    el = (
+        root("DER", href, subscribable=0) if parent is None else sub(parent, "DER", href=href, subscribable=0)
+    )
+    if current_program_id is not None:
+        link(el, "CurrentDERProgramLink", hrefs.derp(site_id, current_program_id))
+    link(el, "DERAvailabilityLink", hrefs.der_doc(site_id, d.der_index, "dera"))
+    link(el, "DERCapabilityLink", hrefs.der_doc(site_id, d.der_index, "dercap"))
+    link(el, "DERSettingsLink", hrefs.der_doc(site_id, d.der_index, "derg"))
+    link(el, "DERStatusLink", hrefs.der_doc(site_id, d.der_index, "ders"))
+    return el
+
+
+def stored_document(xml_text: str, href: str) -> etree._Element:
+    """A document the client PUT, returned as stored with our href (it was schema-valid when stored)."""
+    el = etree.fromstring(xml_text.encode())
+    el.set("href", href)
+    return el
+
+
+# --- metering mirror, responses, log events ---------------------------------------------------------
+
+
+def mirror_usage_point(
+    parent: etree._Element | None, mup: m.MirrorUsagePoint, site: m.Site, post_rate_s: int
+) -> etree._Element:
+    href = hrefs.mup(mup.id)
+    el = root("MirrorUsagePoint", href) if parent is None else sub(parent, "MirrorUsagePoint", href=href)
+    sub(el, "mRID", mup.mrid)
+    if mup.description:
+        sub(el, "description", mup.description)
+    sub(el, "roleFlags", hex_binary(mup.role_flags, 4))
+    sub(el, "serviceCategoryKind", mup.service_category)
+    sub(el, "status", mup.status)
+    sub(el, "deviceLFDI", site.lfdi)
+    for mmr in mup.meter_readings:
+        reading = sub(el, "MirrorMeterReading")
+        sub(reading, "mRID", mmr.mrid)
+        if mmr.description:
+            sub(reading, "description", mmr.description)
+        reading_type(reading, mmr.reading_type)
+    sub(el, "postRate", mup.post_rate_s or post_rate_s)
+    return el
+
+
+#: ReadingType children in XSD order and how each is written.
+READING_TYPE_FIELDS = (
+    "accumulationBehaviour",
+    "commodity",
+    "dataQualifier",
+    "flowDirection",
+    "intervalLength",
+    "kind",
+    "maxNumberOfIntervals",
+    "numberOfConsumptionBlocks",
+    "numberOfTouTiers",
+    "phase",
+    "powerOfTenMultiplier",
+    "subIntervalLength",
+    "supplyLimit",
+    "tieredConsumptionBlocks",
+    "uom",
+)
+
+
+def reading_type(parent: etree._Element, fields: dict[str, object]) -> None:
+    if not fields:
+        return
+    el = sub(parent, "ReadingType")
+    for name in READING_TYPE_FIELDS:
+        if name in fields:
+            sub(el, name, fields[name])
+
+
+def response(parent: etree._Element | None, r: m.Response, site: m.Site) -> etree._Element:
+    href = hrefs.response(r.id)
+    el = root("Response", href) if parent is None else sub(parent, "Response", href=href)
+    sub(el, "createdDateTime", r.created_s)
+    sub(el, "endDeviceLFDI", site.lfdi)
+    sub(el, "status", r.status)
+    sub(el, "subject", r.subject_mrid)
+    return el
+
+
+def log_event(parent: etree._Element | None, e: m.LogEvent) -> etree._Element:
+    href = hrefs.log_event(e.site_id, e.id)
+    el = root("LogEvent", href) if parent is None else sub(parent, "LogEvent", href=href)
+    sub(el, "createdDateTime", e.created_s)
+    if e.details:
+        sub(el, "details", e.details)
+    if e.extended_data is not None:
+        sub(el, "extendedData", e.extended_data)
+    sub(el, "functionSet", e.function_set)
+    sub(el, "logEventCode", e.log_event_code)
+    sub(el, "logEventID", e.log_event_id)
+    sub(el, "logEventPEN", e.log_event_pen)
+    sub(el, "profileID", e.profile_id)
+    return el
+
+
+def append_all(parent: etree._Element, children: Iterable[etree._Element]) -> etree._Element:
+    for child in children:
+        parent.append(child)
+    return parent

@@ -1,0 +1,325 @@
+"""SQLAlchemy 2 models. Times are Unix epoch seconds (UTC) as integers, matching 2030.5 TimeType.
+
+Power values are stored in watts as floats; the wire layer chooses a multiplier when it renders them.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+class ClientKind(enum.StrEnum):
+    device = "device"
+    aggregator = "aggregator"
+
+
+class AgreementKind(enum.StrEnum):
+    """Connection methods from the Ameren flexible-interconnection report (design notes §4)."""
+
+    firm = "firm"
+    limited = "limited"
+    scheduled = "scheduled"
+    staggered = "staggered"
+    dynamic = "dynamic"
+
+
+def _enum(e: type[enum.Enum], name: str) -> Enum:
+    return Enum(e, name=name, native_enum=False, length=16, validate_strings=True)
+
+
+class Aggregator(Base):
+    __tablename__ = "aggregator"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_s: Mapped[int] = mapped_column(BigInteger)
+    certificates: Mapped[list[ClientCertificate]] = relationship(back_populates="aggregator")
+
+
+class ClientCertificate(Base):
+    """A client certificate the operator registered (aggregators) or that registered itself (devices)."""
+
+    __tablename__ = "client_certificate"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lfdi: Mapped[str] = mapped_column(String(40), unique=True)
+    sfdi: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[ClientKind] = mapped_column(_enum(ClientKind, "client_kind"))
+    aggregator_id: Mapped[int | None] = mapped_column(ForeignKey("aggregator.id", ondelete="CASCADE"))
+    created_s: Mapped[int] = mapped_column(BigInteger)
+    revoked_s: Mapped[int | None] = mapped_column(BigInteger)
+    aggregator: Mapped[Aggregator | None] = relationship(back_populates="certificates")
+
+
+class Site(Base):
+    """A customer connection point and the EndDevice that represents it on the wire."""
+
+    __tablename__ = "site"
+    __table_args__ = (
+        UniqueConstraint("lfdi", "aggregator_id", name="uq_site_lfdi_aggregator"),
+        Index("ix_site_aggregator", "aggregator_id"),
+        Index("ix_site_lfdi", "lfdi"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lfdi: Mapped[str] = mapped_column(String(40))
+    sfdi: Mapped[int] = mapped_column(BigInteger)
+    aggregator_id: Mapped[int | None] = mapped_column(ForeignKey("aggregator.id", ondelete="CASCADE"))
+    device_category: Mapped[int] = mapped_column(BigInteger, default=0)
+    nmi: Mapped[str | None] = mapped_column(String(32))
+    registration_pin: Mapped[int] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    post_rate_s: Mapped[int | None] = mapped_column(Integer)
+    created_s: Mapped[int] = mapped_column(BigInteger)
+    changed_s: Mapped[int] = mapped_column(BigInteger)
+
+    ders: Mapped[list[Der]] = relationship(back_populates="site", cascade="all, delete-orphan")
+    agreement: Mapped[ConnectionAgreement | None] = relationship(
+        back_populates="site", cascade="all, delete-orphan", uselist=False
+    )
+
+
+class ConnectionAgreement(Base):
+    """How a site may use the network; the engine reads it, the wire never shows it."""
+
+    __tablename__ = "connection_agreement"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"), unique=True)
+    kind: Mapped[AgreementKind] = mapped_column(_enum(AgreementKind, "agreement_kind"))
+    max_export_w: Mapped[float | None] = mapped_column(Float)
+    max_import_w: Mapped[float | None] = mapped_column(Float)
+    export_limit_w: Mapped[float | None] = mapped_column(Float)
+    import_limit_w: Mapped[float | None] = mapped_column(Float)
+    export_floor_w: Mapped[float | None] = mapped_column(Float)
+    import_floor_w: Mapped[float | None] = mapped_column(Float)
+    staggered_until_s: Mapped[int | None] = mapped_column(BigInteger)
+    staggered_export_w: Mapped[float | None] = mapped_column(Float)
+    staggered_import_w: Mapped[float | None] = mapped_column(Float)
+    #: scheduled agreements: up to 288 points (12 months x 24 hours) of {"month","hour","export_w","import_w"}
+    schedule: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    queue_position: Mapped[int | None] = mapped_column(Integer)
+    site: Mapped[Site] = relationship(back_populates="agreement")
+
+
+class Der(Base):
+    """One DER of a site and the four documents its client PUTs (capability, settings, status, avail.)."""
+
+    __tablename__ = "der"
+    __table_args__ = (UniqueConstraint("site_id", "der_index", name="uq_der_site_index"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"))
+    der_index: Mapped[int] = mapped_column(Integer)
+    #: The four documents are kept as the validated XML the client PUT, so GET returns exactly that;
+    #: the few fields the engine reads are copied into typed columns.
+    capability_xml: Mapped[str | None] = mapped_column(Text)
+    capability_s: Mapped[int | None] = mapped_column(BigInteger)
+    settings_xml: Mapped[str | None] = mapped_column(Text)
+    settings_s: Mapped[int | None] = mapped_column(BigInteger)
+    status_xml: Mapped[str | None] = mapped_column(Text)
+    status_s: Mapped[int | None] = mapped_column(BigInteger)
+    availability_xml: Mapped[str | None] = mapped_column(Text)
+    availability_s: Mapped[int | None] = mapped_column(BigInteger)
+    rtg_max_w: Mapped[float | None] = mapped_column(Float)
+    set_max_w: Mapped[float | None] = mapped_column(Float)
+    doe_modes_supported: Mapped[int | None] = mapped_column(Integer)
+    doe_modes_enabled: Mapped[int | None] = mapped_column(Integer)
+    site: Mapped[Site] = relationship(back_populates="ders")
+
+
+class FunctionSetAssignments(Base):
+    __tablename__ = "fsa"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mrid: Mapped[str] = mapped_column(String(32), unique=True)
+    description: Mapped[str] = mapped_column(String(32), default="")
+    changed_s: Mapped[int] = mapped_column(BigInteger)
+    programs: Mapped[list[DerProgram]] = relationship(back_populates="fsa", order_by="DerProgram.primacy")
+
+
+class DerProgram(Base):
+    __tablename__ = "der_program"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fsa_id: Mapped[int] = mapped_column(ForeignKey("fsa.id", ondelete="CASCADE"))
+    mrid: Mapped[str] = mapped_column(String(32), unique=True)
+    description: Mapped[str] = mapped_column(String(32), default="")
+    primacy: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    changed_s: Mapped[int] = mapped_column(BigInteger)
+    fsa: Mapped[FunctionSetAssignments] = relationship(back_populates="programs")
+
+
+class _ControlFields:
+    """DERControlBase fields shared by scheduled and default controls. None means "not set"."""
+
+    import_limit_w: Mapped[float | None] = mapped_column(Float)
+    export_limit_w: Mapped[float | None] = mapped_column(Float)
+    generation_limit_w: Mapped[float | None] = mapped_column(Float)
+    load_limit_w: Mapped[float | None] = mapped_column(Float)
+    connect: Mapped[bool | None] = mapped_column(Boolean)
+    energize: Mapped[bool | None] = mapped_column(Boolean)
+    fixed_w_pct_hundredths: Mapped[int | None] = mapped_column(Integer)
+    max_w_pct_hundredths: Mapped[int | None] = mapped_column(Integer)
+    ramp_tms_hundredths_s: Mapped[int | None] = mapped_column(Integer)
+
+
+class DerControl(_ControlFields, Base):
+    """A scheduled event for one site in one program; status is derived from the clock when read."""
+
+    __tablename__ = "der_control"
+    __table_args__ = (Index("ix_der_control_site_program_start", "site_id", "program_id", "start_s"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mrid: Mapped[str] = mapped_column(String(32), unique=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("der_program.id", ondelete="CASCADE"))
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"))
+    description: Mapped[str] = mapped_column(String(32), default="")
+    creation_s: Mapped[int] = mapped_column(BigInteger)
+    start_s: Mapped[int] = mapped_column(BigInteger)
+    duration_s: Mapped[int] = mapped_column(Integer)
+    randomize_start_s: Mapped[int | None] = mapped_column(Integer)
+    randomize_duration_s: Mapped[int | None] = mapped_column(Integer)
+    response_required: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled_s: Mapped[int | None] = mapped_column(BigInteger)
+    cancel_randomized: Mapped[bool] = mapped_column(Boolean, default=False)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    envelope_set_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class DefaultDerControl(_ControlFields, Base):
+    """The fallback a device applies when it has no active control (one per program, per site or shared)."""
+
+    __tablename__ = "default_der_control"
+    __table_args__ = (UniqueConstraint("program_id", "site_id", name="uq_dderc_program_site"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mrid: Mapped[str] = mapped_column(String(32), unique=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("der_program.id", ondelete="CASCADE"))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"))
+    description: Mapped[str] = mapped_column(String(32), default="")
+    set_grad_w_hundredths: Mapped[int | None] = mapped_column(Integer)
+    set_soft_grad_w_hundredths: Mapped[int | None] = mapped_column(Integer)
+    es_delay_hundredths_s: Mapped[int | None] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    changed_s: Mapped[int] = mapped_column(BigInteger)
+
+
+class DerCurve(Base):
+    __tablename__ = "der_curve"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mrid: Mapped[str] = mapped_column(String(32), unique=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("der_program.id", ondelete="CASCADE"))
+    description: Mapped[str] = mapped_column(String(32), default="")
+    curve_type: Mapped[int] = mapped_column(Integer)  # 2030.5 DERCurveType: 11 volt-var, 12 volt-watt
+    #: [[x, y], ...] in the units given by x/y multipliers and y_ref_type
+    points: Mapped[list[list[int]]] = mapped_column(JSON)
+    x_multiplier: Mapped[int] = mapped_column(Integer, default=0)
+    y_multiplier: Mapped[int] = mapped_column(Integer, default=0)
+    y_ref_type: Mapped[int] = mapped_column(Integer, default=3)
+    creation_s: Mapped[int] = mapped_column(BigInteger)
+
+
+class MirrorUsagePoint(Base):
+    __tablename__ = "mirror_usage_point"
+    __table_args__ = (UniqueConstraint("site_id", "mrid", name="uq_mup_site_mrid"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"))
+    mrid: Mapped[str] = mapped_column(String(32))
+    description: Mapped[str | None] = mapped_column(String(32))
+    role_flags: Mapped[int] = mapped_column(Integer)
+    service_category: Mapped[int] = mapped_column(Integer)
+    status: Mapped[int] = mapped_column(Integer)
+    post_rate_s: Mapped[int | None] = mapped_column(Integer)
+    changed_s: Mapped[int] = mapped_column(BigInteger)
+    meter_readings: Mapped[list[MirrorMeterReading]] = relationship(
+        back_populates="mup", cascade="all, delete-orphan", order_by="MirrorMeterReading.id"
+    )
+
+
+class MirrorMeterReading(Base):
+    __tablename__ = "mirror_meter_reading"
+    __table_args__ = (UniqueConstraint("mup_id", "mrid", name="uq_mmr_mup_mrid"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mup_id: Mapped[int] = mapped_column(ForeignKey("mirror_usage_point.id", ondelete="CASCADE"))
+    mrid: Mapped[str] = mapped_column(String(32))
+    description: Mapped[str | None] = mapped_column(String(32))
+    #: ReadingType fields as parsed (uom, kind, powerOfTenMultiplier, phase, ...)
+    reading_type: Mapped[dict[str, Any]] = mapped_column(JSON)
+    mup: Mapped[MirrorUsagePoint] = relationship(back_populates="meter_readings")
+
+
+class TelemetryReading(Base):
+    """One Reading value posted by a client, kept in the units it was sent (value x 10^multiplier)."""
+
+    __tablename__ = "telemetry_reading"
+    __table_args__ = (Index("ix_reading_mmr_time", "mmr_id", "time_s"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mmr_id: Mapped[int] = mapped_column(ForeignKey("mirror_meter_reading.id", ondelete="CASCADE"))
+    time_s: Mapped[int] = mapped_column(BigInteger)
+    duration_s: Mapped[int | None] = mapped_column(Integer)
+    value: Mapped[int] = mapped_column(BigInteger)
+    power_of_ten: Mapped[int] = mapped_column(Integer, default=0)
+    quality_flags: Mapped[int | None] = mapped_column(Integer)
+    received_s: Mapped[int] = mapped_column(BigInteger)
+
+
+class Response(Base):
+    __tablename__ = "response"
+    __table_args__ = (Index("ix_response_site", "site_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"))
+    control_id: Mapped[int | None] = mapped_column(ForeignKey("der_control.id", ondelete="SET NULL"))
+    subject_mrid: Mapped[str] = mapped_column(String(32))
+    status: Mapped[int] = mapped_column(Integer)
+    created_s: Mapped[int] = mapped_column(BigInteger)
+    received_s: Mapped[int] = mapped_column(BigInteger)
+
+
+class Subscription(Base):
+    """An aggregator's subscription to a list or resource; delivery is the conformance issue's work."""
+
+    __tablename__ = "subscription"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    aggregator_id: Mapped[int] = mapped_column(ForeignKey("aggregator.id", ondelete="CASCADE"))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"))
+    resource_href: Mapped[str] = mapped_column(String(255))
+    notification_uri: Mapped[str] = mapped_column(String(255))
+    result_limit: Mapped[int] = mapped_column(Integer)
+    encoding: Mapped[int] = mapped_column(Integer, default=0)
+    created_s: Mapped[int] = mapped_column(BigInteger)
+
+
+class LogEvent(Base):
+    __tablename__ = "log_event"
+    __table_args__ = (Index("ix_log_event_site", "site_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"))
+    created_s: Mapped[int] = mapped_column(BigInteger)
+    function_set: Mapped[int] = mapped_column(Integer)
+    log_event_code: Mapped[int] = mapped_column(Integer)
+    log_event_id: Mapped[int] = mapped_column(Integer)
+    log_event_pen: Mapped[int] = mapped_column(BigInteger)
+    profile_id: Mapped[int] = mapped_column(Integer)
+    details: Mapped[str | None] = mapped_column(Text)
+    extended_data: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class PublicationCounter(Base):
+    """Bumped in the same transaction as any change a client could see, so render caches know to refresh."""
+
+    __tablename__ = "publication_counter"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)

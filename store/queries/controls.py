@@ -1,0 +1,76 @@
+"""Writing controls and defaults: used by the operator API and the envelope publisher.
+
+Each function bumps the publication counter in the caller's transaction, so clients see the change
+on their next poll and never a cached body from before it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from sqlalchemy.orm import Session
+
+from store.db import bump_publication
+from store.models import DefaultDerControl, DerControl, DerProgram, Site
+
+
+@dataclass(frozen=True)
+class ControlValues:
+    """DERControlBase values in store units (W, hundredths of %, hundredths of s); None leaves unset."""
+
+    import_limit_w: float | None = None
+    export_limit_w: float | None = None
+    generation_limit_w: float | None = None
+    load_limit_w: float | None = None
+    connect: bool | None = None
+    energize: bool | None = None
+    fixed_w_pct_hundredths: int | None = None
+    max_w_pct_hundredths: int | None = None
+    ramp_tms_hundredths_s: int | None = None
+
+    def apply(self, row: DerControl | DefaultDerControl) -> None:
+        for f in fields(self):
+            setattr(row, f.name, getattr(self, f.name))
+
+
+def create_control(session: Session, *, site: Site, program: DerProgram, mrid: str, start_s: int,
+                   duration_s: int, values: ControlValues, now_s: int, randomize_start_s: int | None = None,
+                   randomize_duration_s: int | None = None, response_required: int = 0,
+                   description: str = "", envelope_set_id: int | None = None) -> DerControl:
+    if duration_s <= 0:
+        raise ValueError("duration_s must be positive")
+    control = DerControl(mrid=mrid, program_id=program.id, site_id=site.id, description=description,
+                         creation_s=now_s, start_s=start_s, duration_s=duration_s,
+                         randomize_start_s=randomize_start_s, randomize_duration_s=randomize_duration_s,
+                         response_required=response_required, envelope_set_id=envelope_set_id)
+    values.apply(control)
+    session.add(control)
+    session.flush()
+    bump_publication(session)
+    return control
+
+
+def cancel_control(session: Session, control: DerControl, now_s: int, randomized: bool = False) -> None:
+    control.cancelled_s = now_s
+    control.cancel_randomized = randomized
+    control.version += 1
+    bump_publication(session)
+
+
+def set_default_control(session: Session, *, program: DerProgram, site: Site | None, mrid: str,
+                        values: ControlValues, now_s: int, set_grad_w_hundredths: int | None = None
+                        ) -> DefaultDerControl:
+    """Create or replace the program's default for one site (or for all sites when `site` is None)."""
+    existing = session.query(DefaultDerControl).filter_by(
+        program_id=program.id, site_id=site.id if site else None).one_or_none()
+    row = existing or DefaultDerControl(mrid=mrid, program_id=program.id, site_id=site.id if site else None)
+    values.apply(row)
+    row.set_grad_w_hundredths = set_grad_w_hundredths
+    row.changed_s = now_s
+    if existing is not None:
+        row.version += 1
+    else:
+        session.add(row)
+    session.flush()
+    bump_publication(session)
+    return row

@@ -1,0 +1,64 @@
+"""MirrorUsagePoints and the telemetry readings posted to them, scoped to the client's sites."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from store.models import MirrorMeterReading, MirrorUsagePoint, Site, TelemetryReading
+from store.scope import ClientScope
+
+
+def _visible(scope: ClientScope):  # type: ignore[no-untyped-def]
+    return select(MirrorUsagePoint).join(Site, Site.id == MirrorUsagePoint.site_id).where(scope.site_filter())
+
+
+def count_mups(session: Session, scope: ClientScope) -> int:
+    return int(session.execute(select(func.count()).select_from(_visible(scope).subquery())).scalar_one())
+
+
+def list_mups(
+    session: Session, scope: ClientScope, *, start: int, limit: int
+) -> tuple[int, list[MirrorUsagePoint]]:
+    total = count_mups(session, scope)
+    page = (
+        session.execute(_visible(scope).order_by(MirrorUsagePoint.id).offset(start).limit(limit))
+        .scalars()
+        .all()
+    )
+    return total, list(page)
+
+
+def get_mup(session: Session, scope: ClientScope, mup_id: int) -> MirrorUsagePoint | None:
+    return session.execute(_visible(scope).where(MirrorUsagePoint.id == mup_id)).scalar_one_or_none()
+
+
+def mup_by_mrid(session: Session, site: Site, mrid: str) -> MirrorUsagePoint | None:
+    return session.execute(
+        select(MirrorUsagePoint).where(MirrorUsagePoint.site_id == site.id, MirrorUsagePoint.mrid == mrid)
+    ).scalar_one_or_none()
+
+
+def meter_reading(session: Session, mup: MirrorUsagePoint, mrid: str) -> MirrorMeterReading | None:
+    return session.execute(
+        select(MirrorMeterReading).where(MirrorMeterReading.mup_id == mup.id, MirrorMeterReading.mrid == mrid)
+    ).scalar_one_or_none()
+
+
+def delete_mup(session: Session, mup: MirrorUsagePoint) -> None:
+    session.delete(mup)
+
+
+def readings_for_site(session: Session, site_id: int, since_s: int) -> list[TelemetryReading]:
+    """Telemetry newer than `since_s` for one site (used by forecasts and the operator views)."""
+    return list(
+        session.execute(
+            select(TelemetryReading)
+            .join(MirrorMeterReading, MirrorMeterReading.id == TelemetryReading.mmr_id)
+            .join(MirrorUsagePoint, MirrorUsagePoint.id == MirrorMeterReading.mup_id)
+            .where(MirrorUsagePoint.site_id == site_id, TelemetryReading.time_s >= since_s)
+            .order_by(TelemetryReading.time_s)
+        )
+        .scalars()
+        .all()
+    )

@@ -1,0 +1,90 @@
+"""EndDevices (sites), their DERs and connection points, always through the client's scope."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from store.models import Der, Site
+from store.scope import ClientScope
+
+
+def count_sites(session: Session, scope: ClientScope) -> int:
+    return int(session.execute(select(func.count(Site.id)).where(scope.site_filter())).scalar_one())
+
+
+def list_sites(
+    session: Session, scope: ClientScope, *, start: int, limit: int, changed_after_s: int | None
+) -> tuple[int, list[Site]]:
+    """A page of visible sites, newest change first then id (stable), and the total."""
+    query = select(Site).where(scope.site_filter())
+    if changed_after_s is not None:
+        query = query.where(Site.changed_s >= changed_after_s)
+    total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    page = (
+        session.execute(query.order_by(Site.changed_s.desc(), Site.id.desc()).offset(start).limit(limit))
+        .scalars()
+        .all()
+    )
+    return int(total), list(page)
+
+
+def get_site(session: Session, scope: ClientScope, site_id: int) -> Site | None:
+    return session.execute(select(Site).where(scope.site_filter(), Site.id == site_id)).scalar_one_or_none()
+
+
+def site_by_lfdi(session: Session, scope: ClientScope, lfdi: str) -> Site | None:
+    return session.execute(
+        select(Site).where(scope.site_filter(), Site.lfdi == lfdi.upper())
+    ).scalar_one_or_none()
+
+
+def site_by_sfdi(session: Session, scope: ClientScope, sfdi: int) -> Site | None:
+    return session.execute(select(Site).where(scope.site_filter(), Site.sfdi == sfdi)).scalars().first()
+
+
+def create_site(
+    session: Session,
+    scope: ClientScope,
+    *,
+    lfdi: str,
+    sfdi: int,
+    device_category: int,
+    post_rate_s: int | None,
+    pin: int,
+    now_s: int,
+) -> Site:
+    """A new EndDevice in the caller's scope, with DER 1 ready for its capability/settings/status."""
+    site = Site(
+        lfdi=lfdi,
+        sfdi=sfdi,
+        aggregator_id=scope.aggregator_id if scope.is_aggregator else None,
+        device_category=device_category,
+        post_rate_s=post_rate_s,
+        registration_pin=pin,
+        enabled=True,
+        created_s=now_s,
+        changed_s=now_s,
+    )
+    site.ders.append(Der(der_index=1))
+    session.add(site)
+    session.flush()
+    return site
+
+
+def list_ders(session: Session, site: Site, *, start: int, limit: int) -> tuple[int, list[Der]]:
+    total = session.execute(select(func.count(Der.id)).where(Der.site_id == site.id)).scalar_one()
+    page = (
+        session.execute(
+            select(Der).where(Der.site_id == site.id).order_by(Der.der_index).offset(start).limit(limit)
+        )
+        .scalars()
+        .all()
+    )
+    return int(total), list(page)
+
+
+def get_der(session: Session, site: Site, der_index: int) -> Der | None:
+    return session.execute(
+        select(Der).where(Der.site_id == site.id, Der.der_index == der_index)
+    ).scalar_one_or_none()

@@ -1,0 +1,35 @@
+"""The access scope: who is asking, derived once from the TLS identity and passed into every query.
+
+Every query that touches client-visible data takes a `ClientScope` and filters through
+`site_filter()`, so a new route cannot forget access control (design notes §6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, and_
+
+from store.models import ClientKind, Site
+
+
+@dataclass(frozen=True)
+class ClientScope:
+    kind: ClientKind
+    lfdi: str
+    sfdi: int
+    aggregator_id: int | None = None
+
+    @property
+    def is_aggregator(self) -> bool:
+        return self.kind is ClientKind.aggregator
+
+    def site_filter(self) -> ColumnElement[bool]:
+        """Rows of `site` this client may see: its own EndDevice, or its aggregator's EndDevices."""
+        if self.is_aggregator:
+            return Site.aggregator_id == self.aggregator_id
+        return and_(Site.lfdi == self.lfdi, Site.aggregator_id.is_(None))
+
+    def owns_lfdi(self, lfdi: str) -> bool:
+        """A device may only speak for its own certificate's lFDI."""
+        return self.is_aggregator or lfdi.upper() == self.lfdi
