@@ -1,0 +1,57 @@
+"""`gridshare serve` from a fresh data directory: dev PKI on first start, SQLite store, mTLS on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import free_port
+
+
+def test_serve_starts_on_embedded_defaults_and_stops_by_pid(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSHARE_")}
+    gridshare = Path(sys.executable).with_name("gridshare")
+    proc = subprocess.Popen(
+        [str(gridshare), "serve", "--port", str(port), "--data-dir", str(tmp_path / "data")],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        index = tmp_path / "data" / "pki" / "clients.json"
+        deadline = time.monotonic() + 30
+        status = None
+        while time.monotonic() < deadline and status is None:
+            time.sleep(0.2)
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            if not index.exists():
+                continue
+            pki = json.loads(index.read_text())
+            device = next(c for c in pki["clients"] if c["kind"] == "device")
+            ctx = ssl.create_default_context(cafile=pki["ca"])
+            ctx.load_cert_chain(device["cert"], device["key"])
+            try:
+                status = httpx.get(f"https://127.0.0.1:{port}/dcap", verify=ctx).status_code
+            except httpx.TransportError:
+                continue
+        assert status == 200
+        assert (tmp_path / "data" / "gridshare.db").is_file()
+        aggregator = next(c for c in pki["clients"] if c["kind"] == "aggregator")
+        ctx = ssl.create_default_context(cafile=pki["ca"])
+        ctx.load_cert_chain(aggregator["cert"], aggregator["key"])
+        # the dev aggregator certificate is registered out of the box: it sees its own /edev/0
+        body = httpx.get(f"https://127.0.0.1:{port}/edev/0", verify=ctx).text
+        assert aggregator["lfdi"] in body
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
