@@ -11,8 +11,10 @@ from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.context import AppContext
+from server.fastpath import FastPath
 from server.routes import ders as der_routes
 from server.routes import discovery, end_devices, events, metering, programs
+from server.wire.xmlio import WireError
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +34,18 @@ def create_app(ctx: AppContext) -> FastAPI:
         # Only path parameters are typed; a non-numeric id names nothing that exists.
         return PlainTextResponse("no such resource", status_code=404)
 
+    @app.exception_handler(WireError)
+    async def bad_body(_request: Request, exc: WireError) -> PlainTextResponse:
+        return PlainTextResponse(str(exc), status_code=400)
+
     @app.exception_handler(IntegrityError)
     async def conflict(_request: Request, exc: IntegrityError) -> PlainTextResponse:
         log.warning("write refused by a database constraint: %s", exc.orig)
         return PlainTextResponse("conflicts with existing data", status_code=409)
 
     return app
+
+
+def create_asgi(ctx: AppContext) -> FastPath:
+    """What uvicorn serves: the cached polling fast path in front of the FastAPI application."""
+    return FastPath(create_app(ctx), ctx)

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gridshare.clock import Clock
 from gridshare.settings import Settings
+from server.identity import ScopeCache
 from server.render_cache import RenderCache
 
 
@@ -19,6 +20,7 @@ class AppContext:
     sessions: sessionmaker[Session]
     clock: Clock
     cache: RenderCache = field(default_factory=RenderCache)
+    scopes: ScopeCache = field(default_factory=ScopeCache)
 
     def now_s(self) -> int:
         return int(self.clock.now())

@@ -1,7 +1,9 @@
 """Who is calling: the peer certificate (from TLS, or from a trusted proxy) -> a ClientScope.
 
 The scope is derived once per request here and handed to every query; routes never look at
-certificates or lFDIs themselves.
+certificates or lFDIs themselves. Resolved scopes are cached per publication generation: any
+change to certificates (registration, revocation) bumps the generation, so a revoked certificate
+is refused on its very next request.
 """
 
 from __future__ import annotations
@@ -9,13 +11,17 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import unquote
 
 from cryptography import x509
-from fastapi import HTTPException, Request
+from fastapi import HTTPException
 from sqlalchemy.orm import Session
 
 from certs.identity import DeviceIdentity
+from gridshare.settings import Settings
 from store.models import ClientKind
 from store.queries.identity import certificate_by_lfdi
 from store.scope import ClientScope
@@ -30,38 +36,52 @@ def identity_from_pem(pem: str) -> DeviceIdentity:
     return DeviceIdentity.from_certificate(cert)
 
 
-def _peer_pem(request: Request) -> str | None:
-    ctx = request.app.state.ctx
-    client_host = request.client.host if request.client else None
-    if (
-        ctx.settings.trusted_proxies
-        and client_host
-        and _is_trusted_proxy(client_host, ctx.settings.trusted_proxies)
-    ):
-        forwarded = request.headers.get(ctx.settings.proxy_cert_header)
-        # nginx's $ssl_client_escaped_cert is URL-encoded PEM
-        return unquote(forwarded) if forwarded else None
-    tls = request.scope.get("extensions", {}).get("tls")
+def peer_pem(asgi_scope: Mapping[str, Any], settings: Settings) -> str | None:
+    """The client's leaf certificate as PEM: from our TLS extension, or forwarded by a trusted proxy."""
+    client = asgi_scope.get("client")
+    if settings.trusted_proxies and client and _is_trusted_proxy(client[0], tuple(settings.trusted_proxies)):
+        wanted = settings.proxy_cert_header.lower().encode()
+        for name, value in asgi_scope.get("headers", ()):
+            if name == wanted:
+                # nginx's $ssl_client_escaped_cert is URL-encoded PEM
+                return unquote(value.decode("latin-1")) or None
+        return None
+    tls = asgi_scope.get("extensions", {}).get("tls")
     chain = tls.get("client_cert_chain") if tls else None
     return chain[0] if chain else None
 
 
-@functools.lru_cache(maxsize=256)
-def _networks(proxies: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    return tuple(ipaddress.ip_network(p, strict=False) for p in proxies)
-
-
-def _is_trusted_proxy(host: str, proxies: list[str]) -> bool:
+@functools.lru_cache(maxsize=1024)
+def _is_trusted_proxy(host: str, proxies: tuple[str, ...]) -> bool:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         return False
-    return any(address in net for net in _networks(tuple(proxies)))
+    return any(address in ipaddress.ip_network(p, strict=False) for p in proxies)
 
 
-def resolve_scope(session: Session, request: Request) -> ClientScope:
+class ScopeCache:
+    """Resolved scopes for the current publication generation only."""
+
+    def __init__(self) -> None:
+        self._generation = -1
+        self._scopes: dict[str, ClientScope] = {}
+        self._lock = threading.Lock()
+
+    def get(self, pem: str, generation: int) -> ClientScope | None:
+        with self._lock:
+            return self._scopes.get(pem) if generation == self._generation else None
+
+    def put(self, pem: str, generation: int, scope: ClientScope) -> None:
+        with self._lock:
+            if generation != self._generation:
+                self._scopes.clear()
+                self._generation = generation
+            self._scopes[pem] = scope
+
+
+def resolve_scope(session: Session, settings: Settings, pem: str | None) -> ClientScope:
     """Map the peer certificate to a scope, or refuse with 403 and no data."""
-    pem = _peer_pem(request)
     if pem is None:
         raise HTTPException(403, "a client certificate is required")
     try:
@@ -75,7 +95,7 @@ def resolve_scope(session: Session, request: Request) -> ClientScope:
         if registered.kind is ClientKind.aggregator:
             return ClientScope(ClientKind.aggregator, ident.lfdi, ident.sfdi, registered.aggregator_id)
         return ClientScope(ClientKind.device, ident.lfdi, ident.sfdi)
-    if request.app.state.ctx.settings.open_registration:
+    if settings.open_registration:
         return ClientScope(ClientKind.device, ident.lfdi, ident.sfdi)
     log.info("refused unknown certificate lFDI %s", ident.lfdi)
     raise HTTPException(403, "this client certificate is not registered")

@@ -17,7 +17,7 @@ import uvicorn
 
 from certs.devpki import ensure_dev_pki
 from gridshare.settings import Settings
-from server.app import create_app
+from server.app import create_asgi
 from server.bootstrap import build_context, register_dev_aggregators, seed_baseline, tls_files
 from server.tls import PeerCertHttpProtocol, server_context
 
@@ -41,7 +41,7 @@ def run_worker(settings: Settings, reuse_port: bool) -> None:
     ctx = build_context(settings)
     files = tls_files(settings)
     config = uvicorn.Config(
-        create_app(ctx),
+        create_asgi(ctx),
         http=PeerCertHttpProtocol,
         lifespan="off",
         log_level="warning",

@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from store.models import ClientCertificate, ClientKind
-from tests.conftest import RunningServer
+from store.queries.identity import revoke_certificate
+from tests.conftest import T0, RunningServer
 
 
 def _handshake(server: RunningServer, ctx: ssl.SSLContext) -> ssl.SSLSocket:
@@ -96,9 +97,8 @@ def test_revoked_certificate_is_refused_at_once(server: RunningServer) -> None:
     with server.client("aggregator-1") as c:
         assert c.get("/edev").status_code == 200
         with server.ctx.sessions() as s, s.begin():
-            row = s.query(ClientCertificate).filter_by(lfdi=agg.lfdi).one()
-            assert row.kind is ClientKind.aggregator
-            row.revoked_s = 1
+            assert s.query(ClientCertificate).filter_by(lfdi=agg.lfdi).one().kind is ClientKind.aggregator
+            assert revoke_certificate(s, agg.lfdi, now_s=T0)
         # the same keep-alive connection is refused on its next request
         r = c.get("/edev")
         assert r.status_code == 403 and b"<" not in r.content

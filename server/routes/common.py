@@ -12,7 +12,7 @@ from lxml import etree
 from sqlalchemy.orm import Session
 
 from server.context import AppContext
-from server.identity import resolve_scope
+from server.identity import peer_pem, resolve_scope
 from server.wire.xmlio import MEDIA_TYPE, WireError, parse_body, to_bytes
 from store.db import bump_publication, publication_value
 from store.models import Site
@@ -46,12 +46,22 @@ def context(request: Request) -> AppContext:
     return request.app.state.ctx
 
 
+def _scope(ctx: AppContext, session: Session, request: Request, generation: int) -> ClientScope:
+    pem = peer_pem(request.scope, ctx.settings)
+    cached = ctx.scopes.get(pem, generation) if pem else None
+    if cached is not None:
+        return cached
+    scope = resolve_scope(session, ctx.settings, pem)
+    ctx.scopes.put(pem, generation, scope)  # type: ignore[arg-type]
+    return scope
+
+
 @contextmanager
 def read_unit(request: Request) -> Iterator[Unit]:
     ctx = context(request)
     with ctx.sessions() as session:
-        scope = resolve_scope(session, request)
-        yield Unit(ctx, session, scope, publication_value(session))
+        generation = publication_value(session)
+        yield Unit(ctx, session, _scope(ctx, session, request, generation), generation)
 
 
 @contextmanager
@@ -59,8 +69,8 @@ def write_unit(request: Request) -> Iterator[Unit]:
     """A transaction that commits only if the handler finishes; a failure leaves nothing behind."""
     ctx = context(request)
     with ctx.sessions() as session, session.begin():
-        scope = resolve_scope(session, request)
-        yield Unit(ctx, session, scope, 0)
+        generation = publication_value(session)
+        yield Unit(ctx, session, _scope(ctx, session, request, generation), generation)
         bump_publication(session)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from store.db import bump_publication
 from store.models import Aggregator, ClientCertificate, ClientKind
 
 
@@ -36,4 +37,15 @@ def register_certificate(
     else:
         cert.kind, cert.aggregator_id, cert.revoked_s = kind, aggregator_id, None
     session.flush()
+    bump_publication(session)
     return cert
+
+
+def revoke_certificate(session: Session, lfdi: str, now_s: int) -> bool:
+    """Refuse this certificate from its next request on (the bump invalidates cached scopes)."""
+    cert = certificate_by_lfdi(session, lfdi)
+    if cert is None or cert.revoked_s is not None:
+        return False
+    cert.revoked_s = now_s
+    bump_publication(session)
+    return True

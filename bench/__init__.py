@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print figures. Run them on purpose; they are not part of the test suite."""
