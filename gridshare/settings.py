@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 #: Poll rates (seconds) advertised per resource. 300 s for discovery lists and 60 s for programs and
@@ -70,6 +70,11 @@ class Settings(BaseSettings):
         description="Proxy addresses allowed to forward a client certificate (empty: proxy mode off).",
     )
     proxy_cert_header: str = "x-client-cert"
+    behind_proxy: bool = Field(
+        False,
+        description="A TLS-terminating proxy in front: serve plain HTTP and take the client certificate "
+        "from proxy_cert_header, only from trusted_proxies.",
+    )
 
     open_registration: bool = Field(
         True, description="Devices whose certificate chains to the trust anchor may register themselves."
@@ -89,6 +94,14 @@ class Settings(BaseSettings):
         None, ge=0, le=65535, description="Seeded DefaultDERControl setGradW (hundredths of %/s)."
     )
     pen: int = Field(0, ge=0, description="IANA Private Enterprise Number in the last 8 digits of mRIDs.")
+
+    @model_validator(mode="after")
+    def _proxy_needs_trust(self) -> Settings:
+        if self.behind_proxy and not self.trusted_proxies:
+            raise ValueError(
+                "behind_proxy needs trusted_proxies: the addresses allowed to forward certificates"
+            )
+        return self
 
     @field_validator("timezone")
     @classmethod

@@ -39,7 +39,6 @@ def _socket(host: str, port: int, reuse_port: bool) -> socket.socket:
 def run_worker(settings: Settings, reuse_port: bool) -> None:
     """One serving process: its own engine, cache and listening socket."""
     ctx = build_context(settings)
-    files = tls_files(settings)
     config = uvicorn.Config(
         create_asgi(ctx),
         http=PeerCertHttpProtocol,
@@ -50,28 +49,28 @@ def run_worker(settings: Settings, reuse_port: bool) -> None:
         server_header=False,
     )
     config.load()
-    config.ssl = server_context(files.cert_file, files.key_file, files.ca_file)
+    if not settings.behind_proxy:
+        files = tls_files(settings)
+        config.ssl = server_context(files.cert_file, files.key_file, files.ca_file)
     server = uvicorn.Server(config)
     server.run(sockets=[_socket(settings.host, settings.port, reuse_port)])
 
 
 def serve(settings: Settings, workers: int = 1) -> None:
     """Prepare the store once, then serve until interrupted."""
-    files = tls_files(settings)
     ctx = build_context(settings)
     seed_baseline(ctx)
-    if settings.dev_pki and not settings.tls_cert_file:
-        register_dev_aggregators(ctx, ensure_dev_pki(settings.pki_dir))
+    if settings.behind_proxy:
+        proxies = ", ".join(settings.trusted_proxies)
+        door = f"http://{settings.host}:{settings.port}/dcap behind a TLS proxy ({proxies})"
+    else:
+        files = tls_files(settings)
+        if settings.dev_pki and not settings.tls_cert_file:
+            register_dev_aggregators(ctx, ensure_dev_pki(settings.pki_dir))
+        door = f"https://{settings.host}:{settings.port}/dcap (trust anchor {files.ca_file})"
+    store = ctx.engine.url.render_as_string(hide_password=True)
     ctx.engine.dispose()
-    log.info(
-        "CSIP-AUS endpoint on https://%s:%d/dcap (trust anchor %s, %d worker%s, store %s)",
-        settings.host,
-        settings.port,
-        files.ca_file,
-        workers,
-        "" if workers == 1 else "s",
-        ctx.engine.url.render_as_string(hide_password=True),
-    )
+    log.info("CSIP-AUS endpoint on %s, %d worker(s), store %s", door, workers, store)
     if workers == 1:
         run_worker(settings, reuse_port=False)
         return

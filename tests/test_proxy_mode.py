@@ -1,0 +1,95 @@
+"""Behind a TLS-terminating proxy: the forwarded certificate counts only when the proxy is trusted."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+import uvicorn
+
+from certs.devpki import DevPki
+from gridshare.settings import Settings
+from server.app import create_asgi
+from server.bootstrap import build_context, seed_baseline
+from tests.conftest import free_port
+
+
+def _plain_server(pki: DevPki, tmp_path: Path, trusted: list[str]) -> Iterator[str]:
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        behind_proxy=True,
+        trusted_proxies=trusted,
+        port=free_port(),
+    )
+    ctx = build_context(settings)
+    seed_baseline(ctx)
+    config = uvicorn.Config(
+        create_asgi(ctx), host="127.0.0.1", port=settings.port, lifespan="off", log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{settings.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        ctx.engine.dispose()
+
+
+@pytest.fixture
+def trusted_proxy(pki: DevPki, tmp_path: Path) -> Iterator[str]:
+    yield from _plain_server(pki, tmp_path, ["127.0.0.1/32"])
+
+
+@pytest.fixture
+def untrusted_proxy(pki: DevPki, tmp_path: Path) -> Iterator[str]:
+    yield from _plain_server(pki, tmp_path, ["192.0.2.10"])
+
+
+def _escaped_cert(pki: DevPki, name: str) -> str:
+    leaf = pki.client(name).cert_path.read_text().split("-----END CERTIFICATE-----")[0]
+    return quote(leaf + "-----END CERTIFICATE-----\n")
+
+
+def test_forwarded_certificate_from_trusted_proxy_is_the_identity(trusted_proxy: str, pki: DevPki) -> None:
+    me = pki.client("device-1")
+    r = httpx.get(f"{trusted_proxy}/dcap", headers={"x-client-cert": _escaped_cert(pki, "device-1")})
+    assert r.status_code == 200
+    body = (
+        f'<EndDevice xmlns="urn:ieee:std:2030.5:ns"><lFDI>{me.lfdi}</lFDI><sFDI>{me.sfdi}</sFDI>'
+        "<changedTime>0</changedTime></EndDevice>"
+    )
+    r = httpx.post(
+        f"{trusted_proxy}/edev",
+        content=body,
+        headers={"x-client-cert": _escaped_cert(pki, "device-1"), "content-type": "application/sep+xml"},
+    )
+    assert r.status_code == 201
+    assert (
+        me.lfdi
+        in httpx.get(
+            f"{trusted_proxy}{r.headers['location']}",
+            headers={"x-client-cert": _escaped_cert(pki, "device-1")},
+        ).text
+    )
+    assert httpx.get(f"{trusted_proxy}/dcap").status_code == 403  # no forwarded certificate
+
+
+def test_header_from_an_untrusted_address_is_ignored(untrusted_proxy: str, pki: DevPki) -> None:
+    r = httpx.get(f"{untrusted_proxy}/dcap", headers={"x-client-cert": _escaped_cert(pki, "device-1")})
+    assert r.status_code == 403
+    assert b"<" not in r.content
+
+
+def test_proxy_mode_without_trusted_addresses_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="trusted_proxies"):
+        Settings(data_dir=tmp_path, behind_proxy=True)
