@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from sqlalchemy.orm import Session
 
 from store.db import bump_publication
-from store.models import DefaultDerControl, DerControl, DerProgram, Site
+from store.models import DefaultDerControl, DerControl, DerCurve, DerProgram, Site
 
 
 @dataclass(frozen=True)
@@ -33,16 +33,37 @@ class ControlValues:
             setattr(row, f.name, getattr(self, f.name))
 
 
-def create_control(session: Session, *, site: Site, program: DerProgram, mrid: str, start_s: int,
-                   duration_s: int, values: ControlValues, now_s: int, randomize_start_s: int | None = None,
-                   randomize_duration_s: int | None = None, response_required: int = 0,
-                   description: str = "", envelope_set_id: int | None = None) -> DerControl:
+def create_control(
+    session: Session,
+    *,
+    site: Site,
+    program: DerProgram,
+    mrid: str,
+    start_s: int,
+    duration_s: int,
+    values: ControlValues,
+    now_s: int,
+    randomize_start_s: int | None = None,
+    randomize_duration_s: int | None = None,
+    response_required: int = 0,
+    description: str = "",
+    envelope_set_id: int | None = None,
+) -> DerControl:
     if duration_s <= 0:
         raise ValueError("duration_s must be positive")
-    control = DerControl(mrid=mrid, program_id=program.id, site_id=site.id, description=description,
-                         creation_s=now_s, start_s=start_s, duration_s=duration_s,
-                         randomize_start_s=randomize_start_s, randomize_duration_s=randomize_duration_s,
-                         response_required=response_required, envelope_set_id=envelope_set_id)
+    control = DerControl(
+        mrid=mrid,
+        program_id=program.id,
+        site_id=site.id,
+        description=description,
+        creation_s=now_s,
+        start_s=start_s,
+        duration_s=duration_s,
+        randomize_start_s=randomize_start_s,
+        randomize_duration_s=randomize_duration_s,
+        response_required=response_required,
+        envelope_set_id=envelope_set_id,
+    )
     values.apply(control)
     session.add(control)
     session.flush()
@@ -57,12 +78,22 @@ def cancel_control(session: Session, control: DerControl, now_s: int, randomized
     bump_publication(session)
 
 
-def set_default_control(session: Session, *, program: DerProgram, site: Site | None, mrid: str,
-                        values: ControlValues, now_s: int, set_grad_w_hundredths: int | None = None
-                        ) -> DefaultDerControl:
+def set_default_control(
+    session: Session,
+    *,
+    program: DerProgram,
+    site: Site | None,
+    mrid: str,
+    values: ControlValues,
+    now_s: int,
+    set_grad_w_hundredths: int | None = None,
+) -> DefaultDerControl:
     """Create or replace the program's default for one site (or for all sites when `site` is None)."""
-    existing = session.query(DefaultDerControl).filter_by(
-        program_id=program.id, site_id=site.id if site else None).one_or_none()
+    existing = (
+        session.query(DefaultDerControl)
+        .filter_by(program_id=program.id, site_id=site.id if site else None)
+        .one_or_none()
+    )
     row = existing or DefaultDerControl(mrid=mrid, program_id=program.id, site_id=site.id if site else None)
     values.apply(row)
     row.set_grad_w_hundredths = set_grad_w_hundredths
@@ -74,3 +105,39 @@ def set_default_control(session: Session, *, program: DerProgram, site: Site | N
     session.flush()
     bump_publication(session)
     return row
+
+
+def add_curve(
+    session: Session,
+    *,
+    program: DerProgram,
+    mrid: str,
+    curve_type: int,
+    points: list[tuple[int, int]],
+    now_s: int,
+    x_multiplier: int = 0,
+    y_multiplier: int = 0,
+    y_ref_type: int = 3,
+    description: str = "",
+) -> DerCurve:
+    """A volt-var (11) or volt-watt (12) curve; 2030.5 allows 1 to 10 points, x strictly increasing."""
+    if not 1 <= len(points) <= 10:
+        raise ValueError("a DERCurve has 1 to 10 points")
+    xs = [x for x, _ in points]
+    if xs != sorted(set(xs)):
+        raise ValueError("curve x values must be strictly increasing")
+    curve = DerCurve(
+        mrid=mrid,
+        program_id=program.id,
+        description=description,
+        curve_type=curve_type,
+        points=[list(p) for p in points],
+        x_multiplier=x_multiplier,
+        y_multiplier=y_multiplier,
+        y_ref_type=y_ref_type,
+        creation_s=now_s,
+    )
+    session.add(curve)
+    session.flush()
+    bump_publication(session)
+    return curve
