@@ -20,9 +20,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
@@ -83,6 +87,24 @@ def prepare(workdir: Path, devices: int, database_url: str) -> tuple[Settings, d
     return settings, targets
 
 
+@contextmanager
+def scratch_database(url: str) -> Iterator[str]:
+    """For PostgreSQL, a throw-away database next to the one named (which is left untouched)."""
+    if not url.startswith("postgresql"):
+        yield url
+        return
+    name = f"gs_bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.engine.make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def start_server(settings: Settings, port: int, workers: int) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -132,10 +154,10 @@ def main() -> None:
     )
     for col in ("store", "workers", "requests/s", "p50 ms", "p90 ms", "p99 ms", "errors"):
         table.add_column(col, justify="right")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, scratch_database(args.database_url) as database_url:
         workdir = Path(tmp)
         with console.status("preparing the store"):
-            settings, targets = prepare(workdir, args.devices, args.database_url)
+            settings, targets = prepare(workdir, args.devices, database_url)
         (workdir / "targets.json").write_text(json.dumps(targets))
         store = settings.effective_database_url.split(":", 1)[0]
         for workers in args.workers:
