@@ -25,7 +25,7 @@ from lxml import etree
 from certs.devpki import DevPki, create_dev_pki
 from gridshare.clock import FixedClock
 from gridshare.settings import Settings
-from server.app import create_app
+from server.app import create_asgi
 from server.bootstrap import build_context, register_dev_aggregators, seed_baseline
 from server.context import AppContext
 from server.tls import PeerCertHttpProtocol, server_context
@@ -128,7 +128,7 @@ def server(pki: DevPki, database_url: str, tmp_path: Path) -> Iterator[RunningSe
     seed_baseline(ctx)
     register_dev_aggregators(ctx, pki)
     config = uvicorn.Config(
-        create_app(ctx),
+        create_asgi(ctx),
         host="127.0.0.1",
         port=settings.port,
         http=PeerCertHttpProtocol,
