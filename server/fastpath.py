@@ -50,7 +50,7 @@ def _query(raw: bytes) -> tuple[int, int, int | None] | None:
     if raw:
         for part in raw.split(b"&"):
             name, _, value = part.partition(b"=")
-            if not value.isdigit() or len(value) > 12:
+            if not (value.isascii() and value.isdigit()) or len(value) > 12:
                 return None
             if name == b"s":
                 start = int(value)

@@ -18,7 +18,7 @@ def _non_negative(request: Request, name: str) -> int | None:
     raw = request.query_params.get(name)
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 12:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
         raise HTTPException(400, f"query parameter {name!r} must be a non-negative integer")
     return int(raw)
 

@@ -86,7 +86,7 @@ class Site(Base):
     nmi: Mapped[str | None] = mapped_column(String(32))
     registration_pin: Mapped[int] = mapped_column(Integer)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    post_rate_s: Mapped[int | None] = mapped_column(Integer)
+    post_rate_s: Mapped[int | None] = mapped_column(BigInteger)  # UInt32 on the wire
     created_s: Mapped[int] = mapped_column(BigInteger)
     changed_s: Mapped[int] = mapped_column(BigInteger)
 
@@ -190,7 +190,7 @@ class DerControl(_ControlFields, Base):
     description: Mapped[str] = mapped_column(String(32), default="")
     creation_s: Mapped[int] = mapped_column(BigInteger)
     start_s: Mapped[int] = mapped_column(BigInteger)
-    duration_s: Mapped[int] = mapped_column(Integer)
+    duration_s: Mapped[int] = mapped_column(BigInteger)  # UInt32 on the wire
     randomize_start_s: Mapped[int | None] = mapped_column(Integer)
     randomize_duration_s: Mapped[int | None] = mapped_column(Integer)
     response_required: Mapped[int] = mapped_column(Integer, default=0)
@@ -242,7 +242,7 @@ class MirrorUsagePoint(Base):
     role_flags: Mapped[int] = mapped_column(Integer)
     service_category: Mapped[int] = mapped_column(Integer)
     status: Mapped[int] = mapped_column(Integer)
-    post_rate_s: Mapped[int | None] = mapped_column(Integer)
+    post_rate_s: Mapped[int | None] = mapped_column(BigInteger)
     changed_s: Mapped[int] = mapped_column(BigInteger)
     meter_readings: Mapped[list[MirrorMeterReading]] = relationship(
         back_populates="mup", cascade="all, delete-orphan", order_by="MirrorMeterReading.id"
@@ -269,7 +269,7 @@ class TelemetryReading(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     mmr_id: Mapped[int] = mapped_column(ForeignKey("mirror_meter_reading.id", ondelete="CASCADE"))
     time_s: Mapped[int] = mapped_column(BigInteger)
-    duration_s: Mapped[int | None] = mapped_column(Integer)
+    duration_s: Mapped[int | None] = mapped_column(BigInteger)
     value: Mapped[int] = mapped_column(BigInteger)
     power_of_ten: Mapped[int] = mapped_column(Integer, default=0)
     quality_flags: Mapped[int | None] = mapped_column(Integer)
