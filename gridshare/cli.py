@@ -27,12 +27,9 @@ def _register() -> None:
     from certs.commands import certs_group
 
     main.add_command(certs_group)
-    try:
-        from envelopes.commands import envelopes_group
-    except ImportError:  # the engine package is optional while it is being built
-        pass
-    else:
-        main.add_command(envelopes_group)
+    from envelopes.commands import envelopes_group
+
+    main.add_command(envelopes_group)
     from server.commands import admin_group, serve_command
 
     main.add_command(serve_command)

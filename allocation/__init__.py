@@ -1,0 +1,25 @@
+"""Capacity allocation: share a feeder's headroom among flexible sites (pure numpy, no I/O).
+
+Rules (see the Ameren report's "Dynamic Flexible Connection Capacity Allocation Strategies"):
+pro-rata, pro-rata tranches, LIFO, and max-total as the efficiency yardstick.
+"""
+
+from allocation.lifo import allocate_lifo
+from allocation.maxtotal import allocate_max_total
+from allocation.problem import AllocationProblem, AllocationResult, Infeasibility
+from allocation.prorata import allocate_prorata
+from allocation.rules import POLICIES, Policy, allocate
+from allocation.tranche import allocate_tranche
+
+__all__ = [
+    "POLICIES",
+    "AllocationProblem",
+    "AllocationResult",
+    "Infeasibility",
+    "Policy",
+    "allocate",
+    "allocate_lifo",
+    "allocate_max_total",
+    "allocate_prorata",
+    "allocate_tranche",
+]

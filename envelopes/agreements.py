@@ -1,0 +1,291 @@
+"""Connection agreements: what each site has agreed to, turned into per-interval bounds.
+
+The connection methods follow Ameren's flexible-interconnection report (2025): limited
+import/export (one value each way), scheduled (seasonal/time-of-day, up to 288 points =
+12 months x 24 hours), staggered (a temporary lower limit until an upgrade date) and
+dynamically managed (DOE), optionally over a static floor and, for loads, a guaranteed
+base import. A firm connection is held to the site's agreed maxima. Only dynamic sites are
+flexible; every other kind is a fixed flow at its (time-varying) limit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+MONTHS = 12
+HOURS = 24
+
+
+@dataclass(frozen=True)
+class IntervalTimes:
+    """Interval starts in UTC epoch seconds with their local month (1-12) and hour (0-23).
+
+    Computed once per run: schedules are written in local time, so DST matters to them.
+    """
+
+    epoch_s: np.ndarray  # (n,) int64
+    month: np.ndarray  # (n,) int, 1..12 local
+    hour: np.ndarray  # (n,) int, 0..23 local
+
+    @classmethod
+    def build(cls, starts: Sequence[datetime] | np.ndarray, tz: str = "UTC") -> IntervalTimes:
+        """Accept aware datetimes or UTC epoch seconds."""
+        if isinstance(starts, np.ndarray) and starts.dtype.kind in "iuf":
+            epoch = starts.astype(np.int64)
+        else:
+            epoch = np.array([_epoch_s(s) for s in starts], dtype=np.int64)
+        zone = ZoneInfo(tz)
+        # Every real UTC offset is a whole number of quarter hours, so one lookup per distinct
+        # 15-minute slot gives every interval's local month and hour (cheap for 5-minute runs).
+        slot = epoch // 900
+        month = np.empty(len(epoch), dtype=int)
+        hour = np.empty(len(epoch), dtype=int)
+        for s in np.unique(slot):
+            local = datetime.fromtimestamp(int(s) * 900, tz=zone)
+            mask = slot == s
+            month[mask] = local.month
+            hour[mask] = local.hour
+        return cls(epoch_s=epoch, month=month, hour=hour)
+
+    def __len__(self) -> int:
+        return len(self.epoch_s)
+
+
+def _epoch_s(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise ValueError(f"interval start {moment.isoformat()} has no time zone; use UTC")
+    return int(moment.timestamp())
+
+
+@dataclass(frozen=True)
+class AgreementBounds:
+    """Per-interval floor and cap per direction, in watts; floor == cap for fixed sites."""
+
+    export_floor_w: np.ndarray
+    export_cap_w: np.ndarray
+    import_floor_w: np.ndarray
+    import_cap_w: np.ndarray
+    flexible: bool
+
+
+def _cap(value_kw: float | None, max_kw: float) -> float:
+    """An agreed value never exceeds the site's agreed maximum; None means 'the maximum'."""
+    return max_kw if value_kw is None else min(value_kw, max_kw)
+
+
+def _check_kw(path: str, value: float | None) -> list[tuple[str, str]]:
+    if value is None or (math.isfinite(value) and value >= 0):
+        return []
+    return [(path, f"must be >= 0 kW, got {value}")]
+
+
+@dataclass(frozen=True)
+class Firm:
+    """A conventional connection: held to the site's agreed maxima, never managed."""
+
+    kind: ClassVar[str] = "firm"
+    flexible: ClassVar[bool] = False
+
+    def problems(self, max_export_kw: float, max_import_kw: float) -> list[tuple[str, str]]:
+        return []
+
+    def limits_kw(
+        self, times: IntervalTimes, max_export_kw: float, max_import_kw: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n = len(times)
+        return np.full(n, max_export_kw), np.full(n, max_import_kw)
+
+
+@dataclass(frozen=True)
+class Limited:
+    """One export value and one import value (None = the site maximum)."""
+
+    export_kw: float | None = None
+    import_kw: float | None = None
+    kind: ClassVar[str] = "limited"
+    flexible: ClassVar[bool] = False
+
+    def problems(self, max_export_kw: float, max_import_kw: float) -> list[tuple[str, str]]:
+        return _check_kw("export_kw", self.export_kw) + _check_kw("import_kw", self.import_kw)
+
+    def limits_kw(
+        self, times: IntervalTimes, max_export_kw: float, max_import_kw: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n = len(times)
+        return np.full(n, _cap(self.export_kw, max_export_kw)), np.full(
+            n, _cap(self.import_kw, max_import_kw)
+        )
+
+
+def schedule_grid(values: object) -> np.ndarray:
+    """Expand a schedule to 12 x 24 kW: scalar, 24 hourly values (every month), 12 monthly values,
+    12 lists of 24, or 288 values month-major. Raises ValueError saying which shapes are accepted.
+    """
+    try:
+        arr = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError("must be a number or a list of numbers") from exc
+    if arr.ndim == 0:
+        grid = np.full((MONTHS, HOURS), float(arr))
+    elif arr.shape == (HOURS,):
+        grid = np.tile(arr, (MONTHS, 1))
+    elif arr.shape == (MONTHS,):
+        grid = np.repeat(arr[:, None], HOURS, axis=1)
+    elif arr.shape == (MONTHS, HOURS):
+        grid = arr.copy()
+    elif arr.shape == (MONTHS * HOURS,):
+        grid = arr.reshape(MONTHS, HOURS)
+    else:
+        raise ValueError(
+            f"has shape {arr.shape}; give one value, 24 (hourly), 12 (monthly), 12 x 24 or 288 values"
+        )
+    if not np.all(np.isfinite(grid)) or np.any(grid < 0):
+        raise ValueError("values must be finite and >= 0 kW")
+    return grid
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    """A limit per local month-hour (12 x 24 kW grid); None = the site maximum all year."""
+
+    export_kw: np.ndarray | None = None
+    import_kw: np.ndarray | None = None
+    kind: ClassVar[str] = "scheduled"
+    flexible: ClassVar[bool] = False
+
+    def problems(self, max_export_kw: float, max_import_kw: float) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        for name in ("export_kw", "import_kw"):
+            grid = getattr(self, name)
+            if grid is not None and (np.shape(grid) != (MONTHS, HOURS) or np.any(np.asarray(grid) < 0)):
+                found.append((name, "must be a 12 x 24 grid of values >= 0 kW"))
+        return found
+
+    def limits_kw(
+        self, times: IntervalTimes, max_export_kw: float, max_import_kw: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self._lookup(self.export_kw, times, max_export_kw), self._lookup(
+            self.import_kw, times, max_import_kw
+        )
+
+    @staticmethod
+    def _lookup(grid: np.ndarray | None, times: IntervalTimes, max_kw: float) -> np.ndarray:
+        if grid is None:
+            return np.full(len(times), max_kw)
+        return np.minimum(np.asarray(grid)[times.month - 1, times.hour], max_kw)
+
+
+@dataclass(frozen=True)
+class Staggered:
+    """A temporary limit until `switch_at` (e.g. an upgrade's completion), then a higher one."""
+
+    switch_at: datetime
+    before_export_kw: float | None = None
+    before_import_kw: float | None = None
+    after_export_kw: float | None = None
+    after_import_kw: float | None = None
+    kind: ClassVar[str] = "staggered"
+    flexible: ClassVar[bool] = False
+
+    def problems(self, max_export_kw: float, max_import_kw: float) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        for name in ("before_export_kw", "before_import_kw", "after_export_kw", "after_import_kw"):
+            found += _check_kw(
+                name.replace("_export", ".export").replace("_import", ".import"), getattr(self, name)
+            )
+        if self.switch_at.tzinfo is None:
+            found.append(("switch_at", "needs a time zone"))
+        return found
+
+    def limits_kw(
+        self, times: IntervalTimes, max_export_kw: float, max_import_kw: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        after = times.epoch_s >= int(self.switch_at.timestamp())
+        export = np.where(
+            after, _cap(self.after_export_kw, max_export_kw), _cap(self.before_export_kw, max_export_kw)
+        )
+        imp = np.where(
+            after, _cap(self.after_import_kw, max_import_kw), _cap(self.before_import_kw, max_import_kw)
+        )
+        return export.astype(float), imp.astype(float)
+
+
+@dataclass(frozen=True)
+class Dynamic:
+    """Managed by dynamic operating envelopes between a static floor and the site maxima.
+
+    `import_floor_kw` is the guaranteed base import a load keeps however congested the feeder is.
+    """
+
+    export_floor_kw: float = 0.0
+    import_floor_kw: float = 0.0
+    kind: ClassVar[str] = "dynamic"
+    flexible: ClassVar[bool] = True
+
+    def problems(self, max_export_kw: float, max_import_kw: float) -> list[tuple[str, str]]:
+        found = _check_kw("export_floor_kw", self.export_floor_kw) + _check_kw(
+            "import_floor_kw", self.import_floor_kw
+        )
+        if self.export_floor_kw > max_export_kw:
+            found.append(
+                (
+                    "export_floor_kw",
+                    f"{self.export_floor_kw} kW exceeds the site's max_export_kw {max_export_kw}",
+                )
+            )
+        if self.import_floor_kw > max_import_kw:
+            found.append(
+                (
+                    "import_floor_kw",
+                    f"{self.import_floor_kw} kW exceeds the site's max_import_kw {max_import_kw}",
+                )
+            )
+        return found
+
+    def limits_kw(
+        self, times: IntervalTimes, max_export_kw: float, max_import_kw: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n = len(times)
+        return np.full(n, max_export_kw), np.full(n, max_import_kw)
+
+
+Agreement = Firm | Limited | Scheduled | Staggered | Dynamic
+AGREEMENT_KINDS: dict[str, type] = {cls.kind: cls for cls in (Firm, Limited, Scheduled, Staggered, Dynamic)}
+
+
+def agreement_bounds(
+    agreement: Agreement,
+    times: IntervalTimes | Sequence[datetime],
+    max_export_kw: float,
+    max_import_kw: float,
+    tz: str = "UTC",
+) -> AgreementBounds:
+    """Floor and cap per direction for each interval, in W.
+
+    Fixed sites get floor == cap (we assume they run at their limit: the worst case the network
+    must carry). Dynamic sites get their static floors and the agreed maxima as cap.
+    """
+    if not isinstance(times, IntervalTimes):
+        times = IntervalTimes.build(times, tz)
+    export_kw, import_kw = agreement.limits_kw(times, max_export_kw, max_import_kw)
+    export_cap_w = np.asarray(export_kw, dtype=float) * 1000.0
+    import_cap_w = np.asarray(import_kw, dtype=float) * 1000.0
+    if isinstance(agreement, Dynamic):
+        export_floor_w = np.minimum(np.full(len(times), agreement.export_floor_kw * 1000.0), export_cap_w)
+        import_floor_w = np.minimum(np.full(len(times), agreement.import_floor_kw * 1000.0), import_cap_w)
+    else:
+        export_floor_w, import_floor_w = export_cap_w.copy(), import_cap_w.copy()
+    return AgreementBounds(
+        export_floor_w=export_floor_w,
+        export_cap_w=export_cap_w,
+        import_floor_w=import_floor_w,
+        import_cap_w=import_cap_w,
+        flexible=agreement.flexible,
+    )

@@ -1,0 +1,114 @@
+"""`gridshare envelopes compute` through click's test runner, as a user would run it."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from envelopes.commands import envelopes_group, parse_duration_s
+
+DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo-feeder.yaml"
+START = "2026-06-21T16:00:00Z"  # noon in Richmond, summer: congested
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(envelopes_group, ["compute", *args])
+    return result.exit_code, result.output
+
+
+def test_csv_output_has_a_row_per_site_and_interval_and_a_constraints_file(tmp_path: Path) -> None:
+    out = tmp_path / "doe.csv"
+    code, output = _run(str(DEMO), "--start", START, "--horizon", "2h", "--interval", "5m", "--out", str(out))
+    assert code == 0, output
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["site_id", "interval_start", "export_limit_w", "import_limit_w"]
+    assert len(rows) == 30 * 24
+    assert rows[0]["interval_start"] == "2026-06-21T16:00:00Z"
+    assert rows[1]["interval_start"] == "2026-06-21T16:05:00Z"
+    farm = [float(r["export_limit_w"]) for r in rows if r["site_id"] == "solar-farm-north"]
+    assert len(farm) == 24 and max(farm) < 4_000_000  # curtailed at noon
+    constraints = out.with_name("doe.constraints.csv")
+    with constraints.open() as handle:
+        crows = list(csv.DictReader(handle))
+    assert {"constraint", "rating", "loading", "headroom", "binding"} <= set(crows[0])
+    zone_export = [r for r in crows if r["constraint"] == "thermal:zone-tx" and r["direction"] == "export"]
+    assert len(zone_export) == 24
+    assert any(r["binding"] == "True" for r in zone_export)
+    assert all(float(r["loading"]) <= float(r["rating"]) * (1 + 1e-6) for r in zone_export)
+    assert "30 sites (19 dynamic), 24 intervals" in output
+    assert "no infeasibilities" in output
+
+
+def test_json_output_holds_envelopes_and_constraints(tmp_path: Path) -> None:
+    out = tmp_path / "doe.json"
+    code, output = _run(
+        str(DEMO),
+        "--policy",
+        "lifo",
+        "--start",
+        START,
+        "--horizon",
+        "900",
+        "--interval",
+        "300",
+        "--out",
+        str(out),
+    )
+    assert code == 0, output
+    doc = json.loads(out.read_text())
+    assert doc["policy"] == "lifo" and doc["n_intervals"] == 3
+    assert len(doc["envelopes"]) == 30 * 3
+    assert doc["constraints"] and doc["infeasibilities"] == []
+
+
+def test_default_start_is_the_next_interval_boundary(tmp_path: Path) -> None:
+    out = tmp_path / "doe.csv"
+    code, output = _run(str(DEMO), "--horizon", "10m", "--out", str(out))
+    assert code == 0, output
+    first = next(csv.DictReader(out.open()))["interval_start"]
+    assert first.endswith(("0:00Z", "5:00Z"))  # a 5-minute boundary
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--policy", "random"], "Invalid value for '--policy'"),
+        (["--horizon", "soon"], "Invalid value for '--horizon'"),
+        (["--horizon", "7m"], "not a whole number of 300 s intervals"),
+        (["--start", "yesterday"], "Invalid value for '--start'"),
+        (["--out", "doe.txt"], "must end in .csv or .json"),
+    ],
+)
+def test_bad_options_are_named(tmp_path: Path, args: list[str], expected: str) -> None:
+    defaults = {"--out": str(tmp_path / "x.csv")}
+    argv = [str(DEMO), *args]
+    if "--out" not in args:
+        argv += ["--out", defaults["--out"]]
+    code, output = _run(*argv)
+    assert code == 2
+    assert expected in output
+    assert "Traceback" not in output
+
+
+def test_bad_network_file_names_the_field_without_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(DEMO.read_text().replace("rating: dominion/12-16-20", "rating: dominion/x"))
+    code, output = _run(str(bad), "--out", str(tmp_path / "x.csv"))
+    assert code == 1
+    assert "network.branches[0].rating: unknown preset 'dominion/x'" in output
+    assert "Traceback" not in output
+    code, output = _run(str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "x.csv"))
+    assert code == 1 and "cannot read" in output
+
+
+def test_durations() -> None:
+    assert parse_duration_s("24h", "--horizon") == 86_400
+    assert parse_duration_s("90m", "--horizon") == 5_400
+    assert parse_duration_s("1h30m", "--horizon") == 5_400
+    assert parse_duration_s("3600", "--horizon") == 3_600
+    assert parse_duration_s("5m", "--interval") == 300

@@ -1,0 +1,294 @@
+"""Allocated envelopes plus forecasts never overload the network, checked independently.
+
+The checker below walks the tree itself (DistFlow recursion, linearised: flows are sums of
+downstream injections; V_child = V_parent + (R + X tan phi) / V_base^2 * reverse flow) rather
+than reusing the sensitivity matrices of the code under test.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from envelopes.agreements import Dynamic, Limited
+from envelopes.compute import POLICIES, EnvelopeSet, compute_envelopes
+from envelopes.forecast import Forecast, ProfileSpec, profile_forecast
+from envelopes.netfile import load_network_file
+from envelopes.network import Branch, Network, Node, Rating, Site
+
+DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo-feeder.yaml"
+RTOL = 1e-6
+
+
+def walk(network: Network, injection_w: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    """Reverse flow per branch (W) and voltage per node (pu) for net injections per node."""
+    children: dict[str, list[Branch]] = {}
+    fed = {b.to_node for b in network.branches}
+    for b in network.branches:
+        children.setdefault(b.from_node, []).append(b)
+    root = next(n.name for n in network.nodes if n.name not in fed)
+    tan_phi = math.tan(math.acos(network.power_factor))
+    flows: dict[str, float] = {}
+
+    def subtree(node: str) -> float:
+        total = injection_w.get(node, 0.0)
+        for b in children.get(node, []):
+            flows[b.name] = subtree(b.to_node)
+            total += flows[b.name]
+        return total
+
+    subtree(root)
+    volts = {root: network.source_voltage_pu}
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        for b in children.get(node, []):
+            if b.regulate_pu is not None:
+                volts[b.to_node] = b.regulate_pu
+            else:
+                rise = (b.r_ohm + b.x_ohm * tan_phi) / (b.base_kv * 1000.0) ** 2 * flows[b.name]
+                volts[b.to_node] = volts[node] + rise
+            stack.append(b.to_node)
+    return flows, volts
+
+
+def violations(network: Network, sites: list[Site], es: EnvelopeSet, fc: Forecast) -> list[str]:
+    """Every (direction, interval, constraint) the allocated limits overload, except reported ones."""
+    epochs = np.array([int(t.timestamp()) for t in es.interval_starts])
+    node_ids = [f"node:{n.name}" for n in network.nodes]
+    load, gen = fc.on_grid(epochs, node_ids)
+    reported = {(i.direction, int(i.interval_start.timestamp()), i.constraint) for i in es.infeasibilities}
+    regulated = {b.to_node for b in network.branches if b.regulate_pu is not None}
+    root = next(n.name for n in network.nodes if n.name not in {b.to_node for b in network.branches})
+    found: list[str] = []
+    for t, epoch in enumerate(epochs):
+        for direction, limits, sign in (
+            ("export", es.export_limit_w, 1.0),
+            ("import", es.import_limit_w, -1.0),
+        ):
+            inj = {n.name: float(gen[t, i] - load[t, i]) for i, n in enumerate(network.nodes)}
+            for s, site in enumerate(sites):
+                inj[site.node] += sign * float(limits[t, s])
+            flows, volts = walk(network, inj)
+            for b in network.branches:
+                rating = None if b.rating is None else getattr(b.rating, f"{direction}_kw")
+                name = f"thermal:{b.name}"
+                if rating is None or (direction, epoch, name) in reported:
+                    continue
+                flow = sign * flows[b.name]
+                if flow > rating * 1000.0 * (1 + RTOL) + 1e-6:
+                    found.append(f"{direction} t={t} {name}: {flow:.1f} W > {rating * 1000:.1f} W")
+            for n in network.nodes:
+                name = f"voltage:{n.name}"
+                if n.name in (root, *regulated) or (direction, epoch, name) in reported:
+                    continue
+                v = volts[n.name]
+                if direction == "export" and n.v_max_pu is not None and v > n.v_max_pu + 1e-9:
+                    found.append(f"export t={t} {name}: {v:.6f} > {n.v_max_pu}")
+                if direction == "import" and n.v_min_pu is not None and v < n.v_min_pu - 1e-9:
+                    found.append(f"import t={t} {name}: {v:.6f} < {n.v_min_pu}")
+    return found
+
+
+def _profile_forecast(network: Network, sites: list[Site], start: datetime, n: int) -> Forecast:
+    specs = {s.id: ProfileSpec(s.pv_kw, s.load_kw, s.load_profile) for s in sites}
+    specs |= {
+        f"node:{node.name}": ProfileSpec(node.pv_kw, node.load_kw, node.load_profile)
+        for node in network.nodes
+    }
+    return profile_forecast(
+        specs,
+        start,
+        300,
+        n,
+        tz=network.timezone,
+        latitude_deg=network.latitude_deg,
+        longitude_deg=network.longitude_deg,
+        issued_at=start,
+    )
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_demo_feeder_envelopes_respect_every_rating_and_voltage_limit(policy: str) -> None:
+    nf = load_network_file(DEMO)
+    sites = list(nf.sites)
+    start = datetime(2026, 6, 21, 4, tzinfo=UTC)  # midnight local, midsummer
+    fc = _profile_forecast(nf.network, sites, start, 288)
+    es = compute_envelopes(nf.network, sites, start, 86400, 300, policy, forecasts=fc)
+    assert es.infeasibilities == ()
+    assert violations(nf.network, sites, es, fc) == []
+    # Congested at midday: the zone transformer and distribution transformers bind around noon.
+    noon = [t for t, s in enumerate(es.interval_starts) if 16 <= s.hour < 18]  # 12:00-14:00 EDT
+    export = es.constraints["export"]
+    binding_at_noon = {export.names[c] for c in np.flatnonzero(export.binding[noon].any(axis=0))}
+    assert "thermal:zone-tx" in binding_at_noon
+    assert binding_at_noon & {"thermal:dt-11", "thermal:dt-12", "voltage:f2-d"}
+    # Dynamic sites are held below their agreed maxima at noon, never below their floors.
+    farm = es.site_ids.index("solar-farm-north")
+    assert es.export_limit_w[noon, farm].max() < 4_000_000
+    for s, site in enumerate(sites):
+        if isinstance(site.agreement, Dynamic):
+            assert np.all(es.export_limit_w[:, s] >= site.agreement.export_floor_kw * 1000 - 1e-6)
+            assert np.all(es.import_limit_w[:, s] >= site.agreement.import_floor_kw * 1000 - 1e-6)
+            assert np.all(es.export_limit_w[:, s] <= site.max_export_kw * 1000 + 1e-6)
+
+
+def test_demo_fixed_sites_are_held_at_their_agreed_limits() -> None:
+    nf = load_network_file(DEMO)
+    start = datetime(2026, 6, 21, 4, tzinfo=UTC)
+    es = compute_envelopes(nf.network, list(nf.sites), start, 3600, 300)
+    limits = dict(zip(es.site_ids, es.export_limit_w[0], strict=True))
+    assert limits["res-12-1"] == 5_000  # limited to 5 kW export
+    assert limits["solar-farm-ridge"] == 1_200_000  # staggered: 1.2 MW until September 2026
+    assert limits["school-pv"] == 250_000  # firm: its agreed maximum
+    assert limits["res-13-4"] == 8_000  # scheduled: 8 kW in June
+    imports = dict(zip(es.site_ids, es.import_limit_w[0], strict=True))
+    assert imports["cold-store"] == 800_000  # scheduled: 800 kW import in June
+
+
+# ---------------------------------------------------------------- random radial networks
+
+KVS = (0.416, 12.47)
+
+
+@st.composite
+def radial_cases(draw: st.DrawFn) -> tuple[Network, list[Site], Forecast]:
+    n_nodes = draw(st.integers(2, 7))
+    nodes = [Node("n0", v_min_pu=None, v_max_pu=None)]
+    branches = []
+    for i in range(1, n_nodes):
+        parent = draw(st.integers(0, i - 1))
+        kv = draw(st.sampled_from(KVS))
+        rated = draw(st.booleans())
+        rating = Rating(draw(st.floats(50, 5_000)), draw(st.floats(50, 5_000))) if rated else None
+        nodes.append(
+            Node(f"n{i}", v_min_pu=draw(st.floats(0.90, 0.96)), v_max_pu=draw(st.floats(1.04, 1.10)))
+        )
+        branches.append(
+            Branch(
+                f"b{i}",
+                f"n{parent}",
+                f"n{i}",
+                r_ohm=draw(st.floats(0.0, 0.02)) * kv**2,
+                x_ohm=draw(st.floats(0.0, 0.04)) * kv**2,
+                base_kv=kv,
+                rating=rating,
+            )
+        )
+    network = Network(tuple(nodes), tuple(branches), power_factor=draw(st.floats(0.8, 1.0)))
+    sites = []
+    for j in range(draw(st.integers(1, 6))):
+        node = f"n{draw(st.integers(1, n_nodes - 1))}"
+        max_export, max_import = draw(st.floats(1, 2_000)), draw(st.floats(1, 2_000))
+        if draw(st.integers(0, 4)) == 0:
+            agreement = Limited(export_kw=draw(st.floats(0, 50)), import_kw=draw(st.floats(0, 50)))
+        else:
+            agreement = Dynamic(export_floor_kw=draw(st.floats(0, 0.05)) * max_export)
+        sites.append(
+            Site(f"s{j}", node, agreement, max_export, max_import, queue_position=draw(st.integers(0, 9)))
+        )
+    n_int = 2
+    ids = tuple(f"node:{n.name}" for n in nodes)
+    load_w = np.array(
+        draw(st.lists(st.floats(0, 400_000), min_size=n_int * n_nodes, max_size=n_int * n_nodes))
+    )
+    gen_w = np.array(
+        draw(st.lists(st.floats(0, 400_000), min_size=n_int * n_nodes, max_size=n_int * n_nodes))
+    )
+    fc = Forecast(START, START, 300, ids, load_w.reshape(n_int, n_nodes), gen_w.reshape(n_int, n_nodes))
+    return network, sites, fc
+
+
+START = datetime(2026, 3, 1, 12, tzinfo=UTC)
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FAST
+@given(case=radial_cases(), policy=st.sampled_from(POLICIES))
+def test_random_radial_networks_are_never_overloaded(
+    case: tuple[Network, list[Site], Forecast], policy: str
+) -> None:
+    network, sites, fc = case
+    es = compute_envelopes(network, sites, START, 600, 300, policy, forecasts=fc)
+    assert violations(network, sites, es, fc) == []
+
+
+def _upgrade(network: Network, index: int, factor: float) -> Network:
+    """The same network with one branch's rating multiplied by `factor` in both directions."""
+    b = network.branches[index]
+    assert b.rating is not None
+    export_kw = None if b.rating.export_kw is None else b.rating.export_kw * factor
+    import_kw = None if b.rating.import_kw is None else b.rating.import_kw * factor
+    bigger = replace(b, rating=Rating(export_kw, import_kw))
+    return replace(network, branches=(*network.branches[:index], bigger, *network.branches[index + 1 :]))
+
+
+@FAST
+@given(
+    case=radial_cases(),
+    policy=st.sampled_from(("pro-rata", "tranche", "lifo")),
+    factor=st.floats(1.01, 3.0),
+    data=st.data(),
+)
+def test_a_bigger_rating_never_lowers_a_limit_behind_the_upgraded_asset(
+    case: tuple[Network, list[Site], Forecast], policy: str, factor: float, data: st.DataObject
+) -> None:
+    # Only sites downstream of the asset are promised more: upgrading one transformer lets its
+    # sites compete harder for a shared upstream asset, which can (fairly) lower a site elsewhere.
+    # Upgrading the asset every site sits behind therefore never lowers anyone's limit.
+    network, sites, fc = case
+    rated = [i for i, b in enumerate(network.branches) if b.rating is not None]
+    if not rated:
+        return
+    index = data.draw(st.sampled_from(rated))
+    behind = set(network.downstream_nodes(network.branches[index].name))
+    cols = [k for k, s in enumerate(sites) if s.node in behind]
+    before = compute_envelopes(network, sites, START, 600, 300, policy, forecasts=fc)
+    after = compute_envelopes(_upgrade(network, index, factor), sites, START, 600, 300, policy, forecasts=fc)
+    if before.infeasibilities or after.infeasibilities:
+        return  # floors already overload something: limits are the floors, nothing to compare
+    for name in ("export_limit_w", "import_limit_w"):
+        old, new = getattr(before, name)[:, cols], getattr(after, name)[:, cols]
+        assert np.all(new >= old - 1e-6 * max(1.0, float(np.abs(old).max(initial=0.0)))), name
+
+
+@FAST
+@given(case=radial_cases(), factor=st.floats(1.01, 3.0), data=st.data())
+def test_a_bigger_rating_never_lowers_the_max_total(
+    case: tuple[Network, list[Site], Forecast], factor: float, data: st.DataObject
+) -> None:
+    # max-total maximises the sum, not anyone's share: the sum is what must not drop.
+    network, sites, fc = case
+    rated = [i for i, b in enumerate(network.branches) if b.rating is not None]
+    if not rated:
+        return
+    index = data.draw(st.sampled_from(rated))
+    before = compute_envelopes(network, sites, START, 600, 300, "max-total", forecasts=fc)
+    after = compute_envelopes(
+        _upgrade(network, index, factor), sites, START, 600, 300, "max-total", forecasts=fc
+    )
+    if before.infeasibilities or after.infeasibilities:
+        return
+    for name in ("export_limit_w", "import_limit_w"):
+        old, new = getattr(before, name).sum(axis=1), getattr(after, name).sum(axis=1)
+        assert np.all(new >= old * (1 - 1e-5) - 1e-3), name
+
+
+def test_fixed_flows_that_overload_an_asset_are_reported_not_hidden() -> None:
+    net = Network(
+        (Node("a"), Node("b")), (Branch("ab", "a", "b", r_ohm=1, base_kv=12.47, rating=Rating(100, 100)),)
+    )
+    firm = Site("s", "b", Limited(export_kw=150), max_export_kw=150, max_import_kw=50)
+    es = compute_envelopes(net, [firm], START, 600, 300)
+    assert es.export_limit_w[:, 0].tolist() == [150_000, 150_000]  # its agreement, unchanged
+    assert [(i.direction, i.constraint, i.excess) for i in es.infeasibilities] == [
+        ("export", "thermal:ab", pytest.approx(50_000)),
+        ("export", "thermal:ab", pytest.approx(50_000)),
+    ]
