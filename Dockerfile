@@ -5,7 +5,9 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     GRIDSHARE_DATA_DIR=/data \
-    GRIDSHARE_HOST=0.0.0.0
+    GRIDSHARE_HOST=0.0.0.0 \
+    GRIDSHARE_OPERATOR_HOST=0.0.0.0 \
+    GRIDSHARE_DEMO_NETWORK_FILE=/app/examples/demo-feeder.yaml
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -14,12 +16,15 @@ COPY certs ./certs
 COPY store ./store
 COPY server ./server
 COPY allocation ./allocation
+COPY envelopes ./envelopes
+COPY recompute ./recompute
+COPY examples ./examples
 RUN pip install --no-cache-dir . \
     && useradd --system --home /data gridshare \
     && mkdir -p /data && chown gridshare /data
 
 USER gridshare
 VOLUME ["/data"]
-EXPOSE 8443
+EXPOSE 8443 8080
 ENTRYPOINT ["gridshare"]
 CMD ["serve"]

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8443, ge=1, le=65535)
     public_base_url: str = Field("", description="Absolute base for hrefs in notifications (issue 3).")
+    operator_host: str = Field("127.0.0.1", description="Operator API address (plain HTTP; keep it private).")
+    operator_port: int = Field(8080, ge=1, le=65535, description="Operator API port.")
 
     tls_ca_file: Path | None = Field(None, description="Trust anchor(s) for client certificates (PEM).")
     tls_cert_file: Path | None = Field(None, description="Server certificate chain (PEM).")
@@ -92,6 +94,21 @@ class Settings(BaseSettings):
     default_import_limit_w: float | None = Field(None, ge=0)
     default_set_grad_w_hundredths: int | None = Field(
         None, ge=0, le=65535, description="Seeded DefaultDERControl setGradW (hundredths of %/s)."
+    )
+    recompute_interval_s: int = Field(300, ge=10, description="How often envelopes are recomputed.")
+    envelope_horizon_s: int = Field(86400, ge=300, description="Rolling horizon of each recomputation.")
+    envelope_interval_s: int = Field(300, ge=60, description="Length of one envelope interval.")
+    allocation_policy: str = Field("pro-rata", pattern="^(pro-rata|tranche|lifo|max-total)$")
+    change_poll_s: int = Field(2, ge=1, description="How often the engine checks for operator changes.")
+    envelope_resolution_w: float = Field(
+        100.0,
+        gt=0,
+        description="Limits are rounded down to this step, so equal neighbours merge into one control.",
+    )
+    demo_network: bool = Field(True, description="Load the demo feeder into an empty store on first start.")
+    demo_network_file: Path = Field(
+        Path(__file__).resolve().parent.parent / "examples" / "demo-feeder.yaml",
+        description="The demo feeder's network file.",
     )
     pen: int = Field(0, ge=0, description="IANA Private Enterprise Number in the last 8 digits of mRIDs.")
 

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from certs.identity import DeviceIdentity, load_certificates
 from gridshare.settings import Settings
+from server.operator.commands import token_group
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -79,3 +80,6 @@ def add_aggregator_command(name: str, cert: Path) -> None:
             now_s=ctx.now_s(),
         )
     click.echo(f"aggregator {name}: certificate lFDI {ident.lfdi} registered")
+
+
+admin_group.add_command(token_group)

@@ -7,6 +7,7 @@ connections across processes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
 import signal
@@ -17,8 +18,11 @@ import uvicorn
 
 from certs.devpki import ensure_dev_pki
 from gridshare.settings import Settings
+from recompute.demo import seed_demo
+from recompute.service import Recomputer
 from server.app import create_asgi
 from server.bootstrap import build_context, register_dev_aggregators, seed_baseline, tls_files
+from server.operator.run import operator_server
 from server.tls import PeerCertHttpProtocol, server_context
 
 log = logging.getLogger(__name__)
@@ -36,8 +40,8 @@ def _socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def run_worker(settings: Settings, reuse_port: bool) -> None:
-    """One serving process: its own engine, cache and listening socket."""
+def run_worker(settings: Settings, reuse_port: bool, with_operator: bool = True) -> None:
+    """One serving process: its own engine, cache and listening socket (and the operator API in one)."""
     ctx = build_context(settings)
     config = uvicorn.Config(
         create_asgi(ctx),
@@ -53,29 +57,74 @@ def run_worker(settings: Settings, reuse_port: bool) -> None:
         files = tls_files(settings)
         config.ssl = server_context(files.cert_file, files.key_file, files.ca_file)
     server = uvicorn.Server(config)
-    server.run(sockets=[_socket(settings.host, settings.port, reuse_port)])
+    device_socket = _socket(settings.host, settings.port, reuse_port)
+    operator_socket = _operator_socket(settings) if with_operator else None
+    if operator_socket is None:
+        server.run(sockets=[device_socket])
+        return
+    pairs = [
+        (server, device_socket),
+        (operator_server(ctx, settings.operator_host, settings.operator_port), operator_socket),
+    ]
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+        runner.run(_serve_together(pairs))
+
+
+def _operator_socket(settings: Settings) -> socket.socket | None:
+    """The operator listener; if its port is taken the device endpoint still serves (devices come first)."""
+    try:
+        return _socket(settings.operator_host, settings.operator_port, reuse_port=False)
+    except OSError as exc:
+        log.error(
+            "operator API cannot listen on %s:%d (%s); serving the CSIP-AUS endpoint without it",
+            settings.operator_host,
+            settings.operator_port,
+            exc,
+        )
+        return None
+
+
+async def _serve_together(pairs: list[tuple[uvicorn.Server, socket.socket]]) -> None:
+    """Run several uvicorn servers in one loop; when one stops (signal or failure), stop the others."""
+    tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in pairs]
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for server, _sock in pairs:
+        server.should_exit = True
+    await asyncio.gather(*tasks)
 
 
 def serve(settings: Settings, workers: int = 1) -> None:
-    """Prepare the store once, then serve until interrupted."""
+    """Prepare the store once, start the envelope engine, then serve until interrupted."""
     ctx = build_context(settings)
     seed_baseline(ctx)
+    pki = None
     if settings.behind_proxy:
         proxies = ", ".join(settings.trusted_proxies)
         door = f"http://{settings.host}:{settings.port}/dcap behind a TLS proxy ({proxies})"
     else:
         files = tls_files(settings)
         if settings.dev_pki and not settings.tls_cert_file:
-            register_dev_aggregators(ctx, ensure_dev_pki(settings.pki_dir))
+            pki = ensure_dev_pki(settings.pki_dir)
+            register_dev_aggregators(ctx, pki)
         door = f"https://{settings.host}:{settings.port}/dcap (trust anchor {files.ca_file})"
+    if settings.demo_network:
+        seed_demo(ctx, pki)
     store = ctx.engine.url.render_as_string(hide_password=True)
-    ctx.engine.dispose()
+    # The engine runs in this process: scheduled, and on operator changes (it watches the store).
+    recomputer = Recomputer(ctx)
+    recomputer.start()
     log.info("CSIP-AUS endpoint on %s, %d worker(s), store %s", door, workers, store)
+    log.info("operator API on http://%s:%d (docs at /docs)", settings.operator_host, settings.operator_port)
     if workers == 1:
-        run_worker(settings, reuse_port=False)
+        try:
+            run_worker(settings, reuse_port=False)
+        finally:
+            recomputer.stop()
         return
     spawn = multiprocessing.get_context("spawn")
-    procs = [spawn.Process(target=run_worker, args=(settings, True), daemon=True) for _ in range(workers)]
+    procs = [
+        spawn.Process(target=run_worker, args=(settings, True, i == 0), daemon=True) for i in range(workers)
+    ]
     for proc in procs:
         proc.start()
 

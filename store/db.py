@@ -13,7 +13,8 @@ from sqlalchemy import Engine, create_engine, event, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from store.models import PublicationCounter
+import store.operator_models  # noqa: F401  (the operator tables belong to the same metadata)
+from store.models import EnvelopePointer, PublicationCounter, PublisherLease
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,10 @@ def upgrade(engine: Engine) -> None:
     with Session(engine) as session, session.begin():
         if session.get(PublicationCounter, 1) is None:
             session.add(PublicationCounter(id=1, value=0))
+        if session.get(PublisherLease, 1) is None:
+            session.add(PublisherLease(id=1, holder="", expires_s=0))
+        if session.get(EnvelopePointer, 1) is None:
+            session.add(EnvelopePointer(id=1, set_id=None))
     log.info("database schema is current (%s)", engine.url.render_as_string(hide_password=True))
 
 

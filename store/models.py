@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -197,7 +198,6 @@ class DerControl(_ControlFields, Base):
     cancelled_s: Mapped[int | None] = mapped_column(BigInteger)
     cancel_randomized: Mapped[bool] = mapped_column(Boolean, default=False)
     version: Mapped[int] = mapped_column(Integer, default=0)
-    envelope_set_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class DefaultDerControl(_ControlFields, Base):
@@ -323,3 +323,73 @@ class PublicationCounter(Base):
     __tablename__ = "publication_counter"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class NetworkModel(Base):
+    """A network file (docs/network-format.md) as loaded by an operator; the newest active one is used."""
+
+    __tablename__ = "network_model"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    loaded_s: Mapped[int] = mapped_column(BigInteger)
+    loaded_by: Mapped[str] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class AssetDerate(Base):
+    """An operator's derate (factor < 1) or outage (factor 0) of a network asset, for a period."""
+
+    __tablename__ = "asset_derate"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    asset: Mapped[str] = mapped_column(String(64))
+    factor: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    from_s: Mapped[int] = mapped_column(BigInteger)
+    until_s: Mapped[int | None] = mapped_column(BigInteger)
+    created_s: Mapped[int] = mapped_column(BigInteger)
+    created_by: Mapped[str] = mapped_column(String(64))
+    cleared_s: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class EnvelopeSetRecord(Base):
+    """One recomputation: what was computed, whether it was published, and why not if it was not."""
+
+    __tablename__ = "envelope_set"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    network_id: Mapped[int | None] = mapped_column(ForeignKey("network_model.id", ondelete="SET NULL"))
+    created_s: Mapped[int] = mapped_column(BigInteger)
+    start_s: Mapped[int] = mapped_column(BigInteger)
+    interval_s: Mapped[int] = mapped_column(Integer)
+    n_intervals: Mapped[int] = mapped_column(Integer)
+    program_id: Mapped[int | None] = mapped_column(ForeignKey("der_program.id", ondelete="SET NULL"))
+    policy: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # published | skipped | failed
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class SiteEnvelope(Base):
+    """One site's envelope blocks in one set (see store/envelope_blocks.py for the encoding)."""
+
+    __tablename__ = "site_envelope"
+    set_id: Mapped[int] = mapped_column(ForeignKey("envelope_set.id", ondelete="CASCADE"), primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"), primary_key=True)
+    blocks: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class EnvelopePointer(Base):
+    """Which envelope set devices see. Switching it is the single write that publishes a new set."""
+
+    __tablename__ = "envelope_pointer"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    set_id: Mapped[int | None] = mapped_column(ForeignKey("envelope_set.id", ondelete="SET NULL"))
+
+
+class PublisherLease(Base):
+    """Only the holder of this row publishes envelopes, so two servers on one database never both do."""
+
+    __tablename__ = "publisher_lease"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128), default="")
+    expires_s: Mapped[int] = mapped_column(BigInteger, default=0)

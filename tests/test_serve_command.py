@@ -12,8 +12,11 @@ import time
 from pathlib import Path
 
 import httpx
+from lxml import etree
 
 from tests.conftest import free_port
+
+NS = {"s": "urn:ieee:std:2030.5:ns"}
 
 
 def test_serve_starts_on_embedded_defaults_and_stops_by_pid(tmp_path: Path) -> None:
@@ -46,6 +49,18 @@ def test_serve_starts_on_embedded_defaults_and_stops_by_pid(tmp_path: Path) -> N
                 continue
         assert status == 200
         assert (tmp_path / "data" / "gridshare.db").is_file()
+        # the demo feeder is loaded, device-1 sits at one of its dynamic sites, and the engine has
+        # published its envelope by the time the device looks
+        deadline = time.monotonic() + 30
+        controls = "0"
+        while time.monotonic() < deadline and controls == "0":
+            with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=ctx) as c:
+                edev = etree.fromstring(c.get("/edev").content)[0].get("href")
+                derp = etree.fromstring(c.get(f"{edev}/fsa/1/derp").content)[0]
+                derc = derp.find("s:DERControlListLink", NS).get("href")
+                controls = etree.fromstring(c.get(derc).content).get("all")
+            time.sleep(0.5)
+        assert int(controls) > 0
         aggregator = next(c for c in pki["clients"] if c["kind"] == "aggregator")
         ctx = ssl.create_default_context(cafile=pki["ca"])
         ctx.load_cert_chain(aggregator["cert"], aggregator["key"])

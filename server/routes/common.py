@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -9,6 +11,7 @@ from dataclasses import dataclass
 from fastapi import HTTPException, Request
 from fastapi.responses import Response
 from lxml import etree
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from server.context import AppContext
@@ -16,6 +19,7 @@ from server.identity import peer_pem, resolve_scope
 from server.wire.xmlio import MEDIA_TYPE, WireError, parse_body, to_bytes
 from store.db import bump_publication, publication_value
 from store.models import Site
+from store.queries.operator import poll_rate_overrides
 from store.queries.sites import get_site
 from store.scope import ClientScope
 
@@ -39,7 +43,25 @@ class Unit:
         return site
 
     def poll_rate(self, resource: str) -> int:
-        return self.ctx.settings.poll_rates_s[resource]
+        """The operator's run-time override if there is one, else the configured rate."""
+        return _poll_rate_overrides(self).get(resource) or self.ctx.settings.poll_rates_s[resource]
+
+
+#: Run-time poll-rate overrides per engine, read once per publication generation (every operator
+#: change bumps it), so a poll costs a dict lookup. Weak keys: a disposed test engine takes its entry.
+_RATE_CACHE: weakref.WeakKeyDictionary[Engine, tuple[int, dict[str, int]]] = weakref.WeakKeyDictionary()
+_RATE_LOCK = threading.Lock()
+
+
+def _poll_rate_overrides(u: Unit) -> dict[str, int]:
+    with _RATE_LOCK:
+        cached = _RATE_CACHE.get(u.ctx.engine)
+    if cached is not None and cached[0] == u.generation:
+        return cached[1]
+    overrides = poll_rate_overrides(u.session)
+    with _RATE_LOCK:
+        _RATE_CACHE[u.ctx.engine] = (u.generation, overrides)
+    return overrides
 
 
 def context(request: Request) -> AppContext:

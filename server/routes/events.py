@@ -11,6 +11,7 @@ from server.wire import decode, encode, hrefs
 from store.models import LogEvent
 from store.models import Response as ResponseRow
 from store.queries import events as q
+from store.queries.envelopes import envelope_control_by_mrid
 from store.queries.sites import site_by_lfdi
 
 router = APIRouter()
@@ -29,12 +30,15 @@ async def post_response(request: Request) -> Response:
         if site is None:
             raise HTTPException(400, "endDeviceLFDI is not an EndDevice of this client")
         control = q.visible_control_by_mrid(u.session, u.scope, body.subject_mrid)
-        if control is None or control.site_id != site.id:
+        if control is not None and control.site_id != site.id:
+            control = None
+        envelope_block = envelope_control_by_mrid(u.session, site, body.subject_mrid, u.ctx.settings.pen)
+        if control is None and envelope_block is None:
             raise HTTPException(400, "subject is not a DERControl sent to this EndDevice")
         now_s = u.now_s()
         row = ResponseRow(
             site_id=site.id,
-            control_id=control.id,
+            control_id=control.id if control is not None else None,
             subject_mrid=body.subject_mrid,
             status=body.status,
             created_s=body.created_s or now_s,

@@ -10,6 +10,7 @@ from server.routes.common import Unit, created, read_unit, read_xml, write_unit,
 from server.wire import decode, encode, hrefs
 from store.models import MirrorMeterReading, MirrorUsagePoint, Site, TelemetryReading
 from store.queries import metering as q
+from store.queries.operator import MUP_POST_RATE_KEY, get_setting
 from store.queries.sites import site_by_lfdi
 
 router = APIRouter()
@@ -50,7 +51,10 @@ async def create_mup(request: Request) -> Response:
             raise HTTPException(400, "deviceLFDI is not an EndDevice registered by this client")
         found = q.mup_by_mrid(u.session, site, body.mrid)
         if found is None:
-            found = MirrorUsagePoint(site_id=site.id, mrid=body.mrid)
+            # a post rate the operator set at run time applies to new MirrorUsagePoints too
+            found = MirrorUsagePoint(
+                site_id=site.id, mrid=body.mrid, post_rate_s=get_setting(u.session, MUP_POST_RATE_KEY)
+            )
             u.session.add(found)
         found.description = body.description
         found.role_flags, found.service_category, found.status = (

@@ -5,15 +5,20 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
-from server.control_status import ACTIVE, derive_states, next_change_s
+from server.control_status import ACTIVE, ControlState, derive_states, next_change_s
 from server.paging import Page, page
 from server.routes.common import Unit, read_unit, xml
 from server.wire import encode, hrefs
 from server.wire.xmlio import to_bytes
-from store.models import DerProgram
+from store.models import DerProgram, Site
 from store.queries import programs as q
 
 router = APIRouter()
+
+
+def _states(u: Unit, site: Site, program_id: int, now_s: float) -> list[ControlState]:
+    """Every control of the site in the program (operator's and envelope blocks) with its status now."""
+    return derive_states(q.program_controls(u.session, site, program_id, now_s, u.ctx.settings.pen), now_s)
 
 
 def _program(u: Unit, program_id: int) -> DerProgram:
@@ -68,7 +73,7 @@ def program_list(request: Request, site_id: int, fsa_id: int, p: Page = Depends(
         )
         now_s = u.now_s()
         for program in programs:
-            live = derive_states(q.live_controls(u.session, site, program.id, now_s), now_s)
+            live = _states(u, site, program.id, now_s)
             encode.der_program(el, site_id, program, len(live), q.count_curves(u.session, program.id))
         return xml(el)
 
@@ -79,7 +84,7 @@ def program(request: Request, site_id: int, program_id: int) -> Response:
         site = u.site(site_id)
         prog = _program(u, program_id)
         now_s = u.now_s()
-        live = derive_states(q.live_controls(u.session, site, prog.id, now_s), now_s)
+        live = _states(u, site, prog.id, now_s)
         return xml(encode.der_program(None, site_id, prog, len(live), q.count_curves(u.session, prog.id)))
 
 
@@ -94,7 +99,7 @@ def control_list(request: Request, site_id: int, program_id: int, p: Page = Depe
             return xml(cached)
         site = u.site(site_id)
         _program(u, program_id)
-        controls = q.live_controls(u.session, site, program_id, now_s)
+        controls = q.program_controls(u.session, site, program_id, now_s, u.ctx.settings.pen)
         states = derive_states(controls, now_s)
         if p.after_s is not None:
             states = [s for s in states if s.control.start_s >= p.after_s]
@@ -111,19 +116,17 @@ def control_list(request: Request, site_id: int, program_id: int, p: Page = Depe
 
 
 @router.api_route("/edev/{site_id}/derp/{program_id}/derc/{control_id}", methods=["GET", "HEAD"])
-def control(request: Request, site_id: int, program_id: int, control_id: int) -> Response:
+def control(request: Request, site_id: int, program_id: int, control_id: str) -> Response:
+    """One control: an operator's (numeric id) or an envelope block (its mRID); ended ones are gone."""
     with read_unit(request) as u:
         site = u.site(site_id)
-        c = q.get_control(u.session, site, program_id, control_id)
-        if c is None:
-            raise HTTPException(404, "no such DERControl")
         now_s = u.ctx.clock.now()
-        states = {
-            s.control.id: s for s in derive_states(q.live_controls(u.session, site, program_id, now_s), now_s)
-        }
-        if c.id not in states:
-            raise HTTPException(404, "this DERControl has ended")
-        return xml(encode.der_control(None, states[c.id], program_id))
+        found = next(
+            (st for st in _states(u, site, program_id, now_s) if str(st.control.id) == control_id), None
+        )
+        if found is None:
+            raise HTTPException(404, "no such DERControl (or it has ended)")
+        return xml(encode.der_control(None, found, program_id))
 
 
 @router.api_route("/edev/{site_id}/derp/{program_id}/actderc", methods=["GET", "HEAD"])
@@ -132,11 +135,7 @@ def active_control_list(request: Request, site_id: int, program_id: int, p: Page
         site = u.site(site_id)
         _program(u, program_id)
         now_s = u.ctx.clock.now()
-        active = [
-            s
-            for s in derive_states(q.live_controls(u.session, site, program_id, now_s), now_s)
-            if s.status == ACTIVE
-        ]
+        active = [s for s in _states(u, site, program_id, now_s) if s.status == ACTIVE]
         el = encode.der_control_list(
             hrefs.active_derc_list(site_id, program_id),
             active[p.start : p.start + p.limit],

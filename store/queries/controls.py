@@ -47,7 +47,6 @@ def create_control(
     randomize_duration_s: int | None = None,
     response_required: int = 0,
     description: str = "",
-    envelope_set_id: int | None = None,
 ) -> DerControl:
     if duration_s <= 0:
         raise ValueError("duration_s must be positive")
@@ -62,7 +61,6 @@ def create_control(
         randomize_start_s=randomize_start_s,
         randomize_duration_s=randomize_duration_s,
         response_required=response_required,
-        envelope_set_id=envelope_set_id,
     )
     values.apply(control)
     session.add(control)
@@ -141,3 +139,10 @@ def add_curve(
     session.flush()
     bump_publication(session)
     return curve
+
+
+def delete_curve(session: Session, curve: DerCurve) -> None:
+    """Remove a curve from its program; devices stop seeing it on their next poll."""
+    session.delete(curve)
+    session.flush()
+    bump_publication(session)

@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from store.models import DefaultDerControl, DerControl, DerCurve, DerProgram, FunctionSetAssignments, Site
+from store.queries.envelopes import EnvelopeControl, envelope_controls
 
 
 def list_fsas(session: Session, *, start: int, limit: int) -> tuple[int, list[FunctionSetAssignments]]:
@@ -71,6 +72,16 @@ def live_controls(session: Session, site: Site, program_id: int, now_s: float) -
         .scalars()
         .all()
     )
+
+
+def program_controls(
+    session: Session, site: Site, program_id: int, now_s: float, pen: int
+) -> list[DerControl | EnvelopeControl]:
+    """Operator controls and published envelope blocks of one site in one program, not yet ended."""
+    return [
+        *live_controls(session, site, program_id, now_s),
+        *envelope_controls(session, site, program_id, now_s, pen),
+    ]
 
 
 def get_control(session: Session, site: Site, program_id: int, control_id: int) -> DerControl | None:

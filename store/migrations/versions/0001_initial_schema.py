@@ -189,7 +189,6 @@ def upgrade() -> None:
         sa.Column("cancelled_s", sa.BigInteger(), nullable=True),
         sa.Column("cancel_randomized", sa.Boolean(), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("envelope_set_id", sa.Integer(), nullable=True),
         sa.Column("import_limit_w", sa.Float(), nullable=True),
         sa.Column("export_limit_w", sa.Float(), nullable=True),
         sa.Column("generation_limit_w", sa.Float(), nullable=True),

@@ -1,0 +1,186 @@
+"""Full recompute-and-publish cycle on a generated feeder: 10,000 sites, 3 constraint levels, 288 intervals.
+
+Builds a zone transformer -> FEEDERS feeders -> DTS distribution transformers each -> sites, stores it
+as the active network with every site registered (so every envelope is published), then times
+`Recomputer.run_once` three times: first publication, an unchanged republication, and one after a
+derate. Prints compute and publish seconds and the peak resident memory.
+
+    .venv/bin/python -m bench.bench_recompute [--sites 10000] [--policy pro-rata]
+        [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
+
+Target (issue 4): full recompute-and-publish <= 5 s, peak memory <= 2 GiB, on this 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import insert
+
+from bench.bench_derc import scratch_database
+from gridshare.clock import FixedClock
+from gridshare.settings import Settings
+from recompute.network_docs import store_network
+from recompute.service import Recomputer
+from server.bootstrap import build_context, seed_baseline
+from store.db import transaction
+from store.models import AssetDerate, Site
+
+T0 = 1_782_900_000  # 2026-07-01T10:00Z: midday sun over the generated feeder's longitude
+
+
+def feeder_document(n_sites: int, feeders: int = 10) -> dict[str, object]:
+    dts_per_feeder = max(1, n_sites // feeders // 50)
+    sites_per_dt = max(1, n_sites // (feeders * dts_per_feeder))
+    nodes: list[dict[str, object]] = [{"name": "grid"}, {"name": "zone-bus"}]
+    branches: list[dict[str, object]] = [
+        {
+            "name": "zone-tx",
+            "kind": "transformer",
+            "from": "grid",
+            "to": "zone-bus",
+            "base_kv": 12.47,
+            "r_ohm": 0.04,
+            "x_ohm": 0.6,
+            "rating": "dominion/12-16-20",
+            "regulate_pu": 1.01,
+        }
+    ]
+    sites: list[dict[str, object]] = []
+    for f in range(feeders):
+        head = f"f{f}"
+        nodes.append({"name": head, "v_min_pu": 0.95, "v_max_pu": 1.06})
+        branches.append(
+            {
+                "name": f"{head}-cb",
+                "from": "zone-bus",
+                "to": head,
+                "base_kv": 12.47,
+                "r_ohm": 0.3,
+                "x_ohm": 0.5,
+                "rating": "dominion/477-aac",
+            }
+        )
+        for d in range(dts_per_feeder):
+            lv = f"{head}-lv{d}"
+            nodes.append({"name": lv, "load_kw": 40, "pv_kw": 60})
+            branches.append(
+                {
+                    "name": f"{lv}-dt",
+                    "kind": "transformer",
+                    "from": head,
+                    "to": lv,
+                    "base_kv": 0.416,
+                    "r_ohm": 0.0035,
+                    "x_ohm": 0.0135,
+                    "rating": {"kva": 300},
+                }
+            )
+            for k in range(sites_per_dt):
+                n = len(sites)
+                sites.append(
+                    {
+                        "id": f"s{n}",
+                        "node": lv,
+                        "nmi": f"{6_000_000_000 + n}",
+                        "max_export_kw": 10,
+                        "max_import_kw": 15,
+                        "queue_position": n,
+                        "agreement": {"type": "dynamic", "export_floor_kw": 1.5},
+                        "forecast": {"pv_kw": 8 + (k % 5), "load_kw": 3 + (k % 4)},
+                    }
+                )
+    return {
+        "name": f"generated-{len(sites)}",
+        "power_factor": 0.95,
+        "timezone": "UTC",
+        "location": {"latitude_deg": 37.5, "longitude_deg": 0.0},
+        "network": {"nodes": nodes, "branches": branches},
+        "sites": sites,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="recompute-and-publish cycle timing")
+    parser.add_argument("--sites", type=int, default=10_000)
+    parser.add_argument("--policy", default="pro-rata")
+    parser.add_argument("--database-url", default="")
+    args = parser.parse_args()
+    console = Console()
+    with tempfile.TemporaryDirectory() as tmp, scratch_database(args.database_url) as url:
+        settings = Settings(data_dir=Path(tmp), database_url=url, allocation_policy=args.policy)
+        ctx = build_context(settings, FixedClock(T0))
+        seed_baseline(ctx)
+        with console.status(f"generating and storing a {args.sites}-site feeder"):
+            doc = feeder_document(args.sites)
+            with transaction(ctx.sessions) as session:
+                store_network(session, doc, "bench", T0)
+            with transaction(ctx.sessions) as session:
+                rows = [
+                    {
+                        "lfdi": f"{i:040X}",
+                        "sfdi": i,
+                        "aggregator_id": None,
+                        "device_category": 0,
+                        "nmi": s["nmi"],
+                        "registration_pin": 111115,
+                        "enabled": True,
+                        "created_s": T0,
+                        "changed_s": T0,
+                    }
+                    for i, s in enumerate(doc["sites"])
+                ]
+                session.execute(insert(Site), rows)
+        engine = Recomputer(ctx)
+        table = Table(
+            title=f"{len(doc['sites'])} sites, {len(doc['network']['branches'])} thermal constraints "
+            f"(+ voltage), 288 x 5 min, {args.policy}, {url.split(':', 1)[0]}"
+        )
+        for col in ("run", "compute s", "publish s", "total s", "blocks", "new blocks"):
+            table.add_column(col, justify="right")
+        steps = [
+            ("first publication", None),
+            ("unchanged republication", None),
+            ("after a derate", "f0-lv0-dt"),
+        ]
+        for label, derate in steps:
+            if derate:
+                with transaction(ctx.sessions) as session:
+                    session.add(
+                        AssetDerate(
+                            asset=derate,
+                            factor=0.5,
+                            reason="bench",
+                            from_s=0,
+                            until_s=None,
+                            created_s=T0,
+                            created_by="bench",
+                        )
+                    )
+            t = time.perf_counter()
+            out = engine.run_once(label)
+            total = time.perf_counter() - t
+            if out.status != "published":
+                raise SystemExit(f"{label}: {out.status} {out.detail}")
+            s = out.summary
+            table.add_row(
+                label,
+                f"{out.compute_s:.2f}",
+                f"{out.publish_s:.2f}",
+                f"{total:.2f}",
+                str(s.blocks),
+                str(s.blocks_new),
+            )
+        console.print(table)
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        console.print(f"peak resident memory: {peak_mib:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Scheduled recomputation: store -> envelope engine -> atomic publication of DERControls."""

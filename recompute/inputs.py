@@ -1,0 +1,144 @@
+"""What the engine needs from the store: the active network with today's derates, and telemetry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from envelopes.forecast import Telemetry
+from envelopes.netfile import NetworkFile, parse_network_document
+from envelopes.network import Network, Rating
+from recompute.network_docs import active_document
+from store.models import (
+    AssetDerate,
+    MirrorMeterReading,
+    MirrorUsagePoint,
+    NetworkModel,
+    Site,
+    TelemetryReading,
+)
+from store.operator_models import ServerSetting
+
+#: 2030.5 ReadingType: uom 38 is watts; flowDirection 1 is forward (import), 19 reverse (export).
+UOM_W, FORWARD, REVERSE = 38, 1, 19
+#: ServerSetting key the operator API sets to ask for a recomputation now.
+RECOMPUTE_REQUEST = "recompute_requested_s"
+
+
+def active_network(session: Session) -> tuple[NetworkModel, NetworkFile] | None:
+    row = active_document(session)
+    if row is None:
+        return None
+    return row, parse_network_document(row.document, source=f"network #{row.id} ({row.name})")
+
+
+def active_derates(session: Session, at_s: int) -> list[AssetDerate]:
+    return list(
+        session.execute(
+            select(AssetDerate).where(
+                AssetDerate.cleared_s.is_(None),
+                AssetDerate.from_s <= at_s,
+                (AssetDerate.until_s.is_(None)) | (AssetDerate.until_s > at_s),
+            )
+        )
+        .scalars()
+        .all()
+    )
+
+
+@dataclass(frozen=True)
+class DeratedNetwork:
+    network: Network
+    #: nodes cut off by an outage: their sites may neither export nor import (anti-islanding)
+    isolated_nodes: frozenset[str]
+
+
+def apply_derates(network: Network, derates: list[AssetDerate]) -> DeratedNetwork:
+    """Scale derated branches' ratings; an outage (factor 0) cuts its branch and everything below it.
+
+    Several derates on one asset take the lowest factor: the most conservative operator wins. An
+    isolated section carries no flow at all, so its load no longer offsets anyone's export upstream.
+    """
+    factors: dict[str, float] = {}
+    for d in derates:
+        factors[d.asset] = min(factors.get(d.asset, 1.0), d.factor)
+    if not factors:
+        return DeratedNetwork(network, frozenset())
+    isolated: set[str] = set()
+    for name, factor in factors.items():
+        if factor == 0 and any(b.name == name for b in network.branches):
+            isolated.update(network.downstream_nodes(name))
+    branches = []
+    for b in network.branches:
+        if b.to_node in isolated:
+            continue
+        f = factors.get(b.name)
+        if f is None or b.rating is None:
+            branches.append(b)
+            continue
+        scaled = Rating(
+            export_kw=None if b.rating.export_kw is None else b.rating.export_kw * f,
+            import_kw=None if b.rating.import_kw is None else b.rating.import_kw * f,
+            source=f"{b.rating.source} derated x{f:g}",
+        )
+        branches.append(replace(b, rating=scaled))
+    nodes = tuple(n for n in network.nodes if n.name not in isolated)
+    return DeratedNetwork(replace(network, nodes=nodes, branches=tuple(branches)), frozenset(isolated))
+
+
+def registered_sites(session: Session, nmis: set[str]) -> dict[str, Site]:
+    """Store sites whose NMI names a site of the network file (the link between the two)."""
+    rows = session.execute(select(Site).where(Site.nmi.in_(nmis), Site.enabled.is_(True))).scalars().all()
+    return {s.nmi: s for s in rows if s.nmi}
+
+
+def latest_telemetry(session: Session, site_ids_by_nmi: dict[str, int], since_s: int) -> dict[str, Telemetry]:
+    """Latest site-level real power per NMI, split into load (import) and generation (export).
+
+    Only net power is mirrored at the connection point, so a site exporting 3 kW reads as 3 kW of
+    generation and no load: the persistence forecast then carries the net flow forward.
+    """
+    if not site_ids_by_nmi:
+        return {}
+    nmi_by_site = {v: k for k, v in site_ids_by_nmi.items()}
+    rows = session.execute(
+        select(
+            MirrorUsagePoint.site_id,
+            MirrorMeterReading.reading_type,
+            TelemetryReading.time_s,
+            TelemetryReading.value,
+            TelemetryReading.power_of_ten,
+        )
+        .join(MirrorMeterReading, MirrorMeterReading.mup_id == MirrorUsagePoint.id)
+        .join(TelemetryReading, TelemetryReading.mmr_id == MirrorMeterReading.id)
+        .where(MirrorUsagePoint.site_id.in_(list(nmi_by_site)), TelemetryReading.time_s >= since_s)
+        .order_by(TelemetryReading.time_s)
+    ).all()
+    latest: dict[str, tuple[int, float]] = {}
+    for site_id, reading_type, time_s, value, power_of_ten in rows:
+        if reading_type.get("uom") != UOM_W:
+            continue
+        direction = reading_type.get("flowDirection")
+        watts = float(value) * 10.0 ** int(power_of_ten)
+        if direction == FORWARD:
+            net_export = -watts
+        elif direction == REVERSE:
+            net_export = watts
+        else:
+            continue
+        latest[nmi_by_site[site_id]] = (time_s, net_export)
+    return {
+        nmi: Telemetry(datetime.fromtimestamp(t, UTC), load_w=max(-w, 0.0), generation_w=max(w, 0.0))
+        for nmi, (t, w) in latest.items()
+    }
+
+
+def inputs_fingerprint(session: Session) -> tuple[object, ...]:
+    """Changes whenever a network is loaded, a derate is added or cleared, or a recomputation is requested."""
+    network = session.execute(select(func.max(NetworkModel.id))).scalar_one()
+    derates = session.execute(select(func.max(AssetDerate.id), func.count(AssetDerate.cleared_s))).one()
+    requested = session.get(ServerSetting, RECOMPUTE_REQUEST)
+    return (network, *derates, requested.value if requested else None)

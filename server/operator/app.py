@@ -1,0 +1,55 @@
+"""The operator API application: JSON routers, OpenAPI at /openapi.json, interactive docs at /docs."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from server.context import AppContext
+from server.operator import (
+    routes_access,
+    routes_aggregators,
+    routes_audit,
+    routes_controls,
+    routes_curves,
+    routes_network,
+    routes_programs,
+    routes_rates,
+    routes_sites,
+    routes_views,
+)
+from server.operator.errors import install_error_handlers
+
+ROUTERS = (
+    routes_aggregators,
+    routes_access,
+    routes_sites,
+    routes_programs,
+    routes_controls,
+    routes_curves,
+    routes_network,
+    routes_rates,
+    routes_views,
+    routes_audit,
+)
+
+
+def create_operator_app(ctx: AppContext) -> FastAPI:
+    """A separate application (and listener) from the device endpoint: nothing here is on the mTLS port."""
+    app = FastAPI(
+        title="GridShare operator API",
+        version="1",
+        description=(
+            "Manage aggregators, certificates, sites, programs, controls and rates of the CSIP-AUS "
+            "endpoint. Send `Authorization: Bearer <token>` (from `gridshare admin token create`); "
+            "`viewer` tokens read, `operator` tokens also write. Every write is validated (422 names "
+            "the field) and recorded in the audit log (`GET /audit`). Lists take `start` and `limit`."
+        ),
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    for module in ROUTERS:
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,195 @@
+"""The network the envelopes are computed on: load it, change a rating, derate or take an asset out.
+
+Every change here is picked up by the recomputation watcher within seconds (and by the next scheduled
+run at the latest), so devices get envelopes that respect it without anyone restarting anything.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from envelopes.agreements import Dynamic
+from envelopes.netfile import NetworkFile, parse_network_document
+from envelopes.network import NetworkError
+from recompute.inputs import RECOMPUTE_REQUEST
+from recompute.network_docs import active_document, store_network, with_rating
+from server.operator.audit import Writer, writer
+from server.operator.deps import Id, Paging, found, paging, read_session
+from server.operator.errors import FieldError
+from server.operator.network_schemas import (
+    AssetOut,
+    DerateIn,
+    DerateOut,
+    EnvelopeSetOut,
+    NetworkOut,
+    RatingIn,
+)
+from server.operator.schemas import Page
+from store.models import AssetDerate, EnvelopeSetRecord, NetworkModel
+from store.queries.operator import page_of, set_setting
+
+router = APIRouter(tags=["network"])
+
+MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
+
+
+def _summary(row: NetworkModel, nf: NetworkFile) -> NetworkOut:
+    return NetworkOut(
+        id=row.id,
+        name=row.name,
+        loaded_s=row.loaded_s,
+        loaded_by=row.loaded_by,
+        nodes=len(nf.network.nodes),
+        sites=len(nf.sites),
+        dynamic_sites=sum(1 for s in nf.sites if isinstance(s.agreement, Dynamic)),
+        assets=[
+            AssetOut(
+                name=b.name,
+                kind=b.kind,
+                from_node=b.from_node,
+                to_node=b.to_node,
+                export_kw=b.rating.export_kw if b.rating else None,
+                import_kw=b.rating.import_kw if b.rating else None,
+                rating_source=b.rating.source if b.rating else "unrated",
+            )
+            for b in nf.network.branches
+        ],
+    )
+
+
+def _field_error(exc: NetworkError) -> FieldError:
+    problems = getattr(exc, "problems", None) or []
+    pairs = [(("body", *_loc(p.path)), p.message) for p in problems]
+    if not pairs:
+        pairs = [(("body",), str(exc))]
+    return FieldError(pairs[0][0], pairs[0][1], *pairs[1:])
+
+
+def _loc(path: str) -> list[str | int]:
+    """`sites[4].node` -> ["sites", 4, "node"], the way FastAPI names nested fields."""
+    parts = path.replace("[", ".").replace("]", "").split(".") if path else []
+    return [int(x) if x.isdigit() else x for x in parts if x]
+
+
+async def _document(request: Request) -> Any:
+    body = await request.body()
+    if len(body) > MAX_DOCUMENT_BYTES:
+        raise HTTPException(413, f"network document larger than {MAX_DOCUMENT_BYTES} bytes")
+    kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    try:
+        if kind in ("application/yaml", "application/x-yaml", "text/yaml"):
+            return yaml.safe_load(body)
+        if kind == "application/json":
+            return json.loads(body)
+    except (yaml.YAMLError, ValueError) as exc:
+        raise FieldError(("body",), f"not a readable {kind} document: {str(exc).splitlines()[0]}") from None
+    raise HTTPException(415, "send the network as application/json or application/yaml")
+
+
+@router.put(
+    "/network",
+    response_model=NetworkOut,
+    openapi_extra={
+        "requestBody": {
+            "content": {"application/json": {}, "application/yaml": {}},
+            "description": "a network document (docs/network-format.md)",
+        }
+    },
+)
+async def load_network(request: Request, w: Writer = Depends(writer)) -> NetworkOut:
+    """Replace the active network (the old one is kept, inactive); envelopes are recomputed on it."""
+    document = await _document(request)
+    with w.transaction("network.load") as change:
+        try:
+            row, nf = store_network(change.session, document, w.caller.name, change.now_s)
+        except NetworkError as exc:
+            raise _field_error(exc) from None
+        change.target, change.details = f"network:{row.id}", {"name": row.name, "sites": len(nf.sites)}
+        return _summary(row, nf)
+
+
+@router.get("/network", response_model=NetworkOut)
+def get_network(session: Session = Depends(read_session)) -> NetworkOut:
+    row = found(active_document(session), "network (load one with PUT /network)")
+    return _summary(row, parse_network_document(row.document))
+
+
+@router.put("/network/assets/{asset}/rating", response_model=NetworkOut)
+def set_rating(asset: str, body: RatingIn, w: Writer = Depends(writer)) -> NetworkOut:
+    """A new rating (e.g. after an upgrade) as a new version of the network."""
+    with w.transaction("network.rating", f"asset:{asset}") as change:
+        current = found(active_document(change.session), "network")
+        try:
+            document = with_rating(current.document, asset, body.export_kw, body.import_kw)
+        except KeyError:
+            raise HTTPException(404, f"no asset named {asset!r} in the active network") from None
+        try:
+            row, nf = store_network(change.session, document, w.caller.name, change.now_s)
+        except NetworkError as exc:
+            raise _field_error(exc) from None
+        change.details = body.model_dump(exclude_none=True)
+        return _summary(row, nf)
+
+
+@router.post("/derates", status_code=201, response_model=DerateOut)
+def add_derate(body: DerateIn, w: Writer = Depends(writer)) -> DerateOut:
+    """Derate an asset (factor < 1) or take it out (factor 0); the recomputation follows at once."""
+    with w.transaction("derate.add", f"asset:{body.asset}") as change:
+        current = found(active_document(change.session), "network")
+        names = {b["name"] for b in current.document["network"]["branches"]}
+        if body.asset not in names:
+            raise FieldError(("body", "asset"), f"no asset named {body.asset!r} in the active network")
+        row = AssetDerate(
+            asset=body.asset,
+            factor=body.factor,
+            reason=body.reason,
+            from_s=body.from_s if body.from_s is not None else change.now_s,
+            until_s=body.until_s,
+            created_s=change.now_s,
+            created_by=w.caller.name,
+        )
+        change.session.add(row)
+        change.session.flush()
+        change.details = body.model_dump()
+        return DerateOut.model_validate(row)
+
+
+@router.get("/derates", response_model=Page[DerateOut])
+def list_derates(session: Session = Depends(read_session), p: Paging = Depends(paging)) -> Page:
+    total, rows = page_of(
+        session, select(AssetDerate).order_by(AssetDerate.id.desc()), start=p.start, limit=p.limit
+    )
+    return Page(total=total, start=p.start, items=[DerateOut.model_validate(r) for r in rows])
+
+
+@router.delete("/derates/{derate_id}", status_code=204)
+def clear_derate(derate_id: Id, w: Writer = Depends(writer)) -> Response:
+    """End a derate now (the asset is back at its rating on the next recomputation)."""
+    with w.transaction("derate.clear", f"derate:{derate_id}") as change:
+        row = found(change.session.get(AssetDerate, derate_id), "derate")
+        if row.cleared_s is None:
+            row.cleared_s = change.now_s
+    return Response(status_code=204)
+
+
+@router.get("/envelopes", response_model=Page[EnvelopeSetOut])
+def envelope_sets(session: Session = Depends(read_session), p: Paging = Depends(paging)) -> Page:
+    """Recent recomputations, newest first: published, skipped (and why) or failed (and why)."""
+    total, rows = page_of(
+        session, select(EnvelopeSetRecord).order_by(EnvelopeSetRecord.id.desc()), start=p.start, limit=p.limit
+    )
+    return Page(total=total, start=p.start, items=[EnvelopeSetOut.model_validate(r) for r in rows])
+
+
+@router.post("/envelopes/recompute", status_code=202)
+def request_recompute(w: Writer = Depends(writer)) -> dict[str, str]:
+    """Ask for a recomputation now (the watcher runs it within seconds)."""
+    with w.transaction("envelopes.recompute") as change:
+        set_setting(change.session, RECOMPUTE_REQUEST, change.now_s, change.now_s)
+    return {"status": "requested"}

@@ -1,0 +1,110 @@
+"""Sites (EndDevices): create, list, read, change NMI / enabled / post rate; their connection agreements."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from sqlalchemy.orm import Session
+
+from certs.identity import sfdi_from_lfdi
+from server.operator.audit import Writer, writer
+from server.operator.deps import Id, Paging, found, paging, read_session
+from server.operator.schemas import AgreementIn, AgreementOut, Page, SiteIn, SiteOut, SitePatch
+from store.models import Aggregator, ClientKind, ConnectionAgreement, Site
+from store.queries.operator import site_for, sites_page
+from store.queries.sites import create_site
+from store.scope import ClientScope
+
+router = APIRouter(tags=["sites"])
+
+
+def _agreement_out(row: ConnectionAgreement) -> AgreementOut:
+    return AgreementOut.model_validate(row)
+
+
+@router.get("/sites", response_model=Page[SiteOut])
+def list_sites(
+    session: Session = Depends(read_session),
+    p: Paging = Depends(paging),
+    aggregator_id: int | None = Query(None, ge=0, le=2**31 - 1),
+) -> Page:
+    total, rows = sites_page(session, aggregator_id=aggregator_id, start=p.start, limit=p.limit)
+    return Page(total=total, start=p.start, items=[SiteOut.model_validate(r) for r in rows])
+
+
+@router.post("/sites", status_code=201, response_model=SiteOut)
+def add_site(body: SiteIn, w: Writer = Depends(writer)) -> SiteOut:
+    """An EndDevice registered by the operator: a device's own, or one an aggregator manages."""
+    with w.transaction("site.create") as change:
+        session = change.session
+        if body.aggregator_id is not None:
+            found(session.get(Aggregator, body.aggregator_id), "aggregator")
+            scope = ClientScope(ClientKind.aggregator, "", 0, body.aggregator_id)
+        else:
+            scope = ClientScope(ClientKind.device, body.lfdi, 0)
+        if site_for(session, lfdi=body.lfdi, aggregator_id=body.aggregator_id) is not None:
+            raise HTTPException(409, f"an EndDevice with lFDI {body.lfdi} exists for this owner")
+        site = create_site(
+            session,
+            scope,
+            lfdi=body.lfdi,
+            sfdi=body.sfdi if body.sfdi is not None else sfdi_from_lfdi(body.lfdi),
+            device_category=body.device_category,
+            post_rate_s=body.post_rate_s,
+            pin=body.registration_pin
+            if body.registration_pin is not None
+            else w.ctx.settings.default_registration_pin,
+            now_s=change.now_s,
+        )
+        site.nmi = body.nmi
+        session.flush()
+        change.target = f"site:{site.id}"
+        change.details = body.model_dump(exclude_none=True)
+        return SiteOut.model_validate(site)
+
+
+@router.get("/sites/{site_id}", response_model=SiteOut)
+def get_site(site_id: Id, session: Session = Depends(read_session)) -> SiteOut:
+    return SiteOut.model_validate(found(session.get(Site, site_id), "site"))
+
+
+@router.patch("/sites/{site_id}", response_model=SiteOut)
+def change_site(site_id: Id, body: SitePatch, w: Writer = Depends(writer)) -> SiteOut:
+    """Set the NMI, enable or disable the EndDevice, or change its post rate; absent fields stay."""
+    changes = body.model_dump(include=body.model_fields_set)
+    with w.transaction("site.update", f"site:{site_id}") as change:
+        site = found(change.session.get(Site, site_id), "site")
+        for name, value in changes.items():
+            setattr(site, name, value)
+        site.changed_s = change.now_s
+        change.details = changes
+        return SiteOut.model_validate(site)
+
+
+@router.get("/sites/{site_id}/agreement", response_model=AgreementOut)
+def get_agreement(site_id: Id, session: Session = Depends(read_session)) -> AgreementOut:
+    site = found(session.get(Site, site_id), "site")
+    return _agreement_out(found(site.agreement, "connection agreement"))
+
+
+@router.put("/sites/{site_id}/agreement", response_model=AgreementOut)
+def set_agreement(site_id: Id, body: AgreementIn, w: Writer = Depends(writer)) -> AgreementOut:
+    """Replace the site's agreement as a whole (fields not sent are cleared)."""
+    with w.transaction("agreement.set", f"site:{site_id}") as change:
+        site = found(change.session.get(Site, site_id), "site")
+        row = site.agreement or ConnectionAgreement(site_id=site.id)
+        values = body.model_dump()
+        for name, value in values.items():
+            setattr(row, name, value)
+        if site.agreement is None:
+            change.session.add(row)
+        change.session.flush()
+        change.details = body.model_dump(exclude_none=True, mode="json")
+        return _agreement_out(row)
+
+
+@router.delete("/sites/{site_id}/agreement", status_code=204)
+def delete_agreement(site_id: Id, w: Writer = Depends(writer)) -> Response:
+    with w.transaction("agreement.delete", f"site:{site_id}") as change:
+        site = found(change.session.get(Site, site_id), "site")
+        change.session.delete(found(site.agreement, "connection agreement"))
+    return Response(status_code=204)

@@ -1,0 +1,523 @@
+"""Request and response bodies of the operator API (pydantic), with the 2030.5 ranges checked here.
+
+Every write body forbids unknown fields (a misspelt limit must not be silently dropped) and rejects
+NaN/Infinity. Units are in the names: `_w` watts, `_s` seconds, `_hundredths` as 2030.5 counts them.
+Checks that relate two fields of one body are field validators reading the fields declared before, so
+a 422 names the offending field rather than the body.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from certs.identity import is_valid_sfdi, normalize_lfdi, sfdi_from_lfdi
+from server.wire.power import encode_active_power_w
+from store.models import AgreementKind, ClientKind
+from store.queries.controls import ControlValues
+
+T = TypeVar("T")
+
+UINT16_MAX = 2**16 - 1
+UINT32_MAX = 2**32 - 1
+#: 9999-12-31T23:59:59Z: later "times" are typos, and bounded values cannot overflow a BIGINT.
+MAX_EPOCH_S = 253402300799
+
+
+def _fits_active_power(watts: float) -> float:
+    """The value must be publishable: Int16 after the multiplier the wire layer will pick."""
+    encode_active_power_w(watts)
+    return watts
+
+
+def _lfdi(value: str) -> str:
+    return normalize_lfdi(value)
+
+
+ActivePowerW = Annotated[float, Field(ge=0), AfterValidator(_fits_active_power)]
+PowerW = Annotated[float, Field(ge=0, le=1e12)]
+Description = Annotated[str, Field(max_length=32)]
+EpochS = Annotated[int, Field(ge=0, le=MAX_EPOCH_S)]
+#: Rates and durations are 2030.5 UInt32 but stored in 32-bit signed columns: 68 years is plenty.
+INT32_MAX = 2**31 - 1
+RateS = Annotated[int, Field(ge=1, le=INT32_MAX)]
+Lfdi = Annotated[str, AfterValidator(_lfdi)]
+Nmi = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,32}$", description="NMI: 1-32 letters or digits")]
+OneHourS = Annotated[int, Field(ge=-3600, le=3600)]
+PollResource = Literal["dcap", "edev", "fsa", "derp", "der", "mup"]
+
+
+class WriteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Page(BaseModel, Generic[T]):
+    total: int
+    start: int
+    items: list[T]
+
+
+# --- aggregators, certificates, access ------------------------------------------------------------------
+
+
+class AggregatorIn(WriteBody):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]( ?[\x21-\x7e])*$")
+
+
+class AggregatorOut(Out):
+    id: int
+    name: str
+    created_s: int
+
+
+class CertificateIn(WriteBody):
+    pem: str = Field(min_length=1, max_length=65536, description="the client's leaf certificate, PEM")
+
+
+class CertificateOut(Out):
+    id: int
+    lfdi: str
+    sfdi: int
+    kind: ClientKind
+    aggregator_id: int | None
+    created_s: int
+    revoked_s: int | None
+
+
+class RotateOut(BaseModel):
+    registered: CertificateOut
+    revoked: CertificateOut
+
+
+class AccessIn(WriteBody):
+    enabled: bool
+
+
+class AccessOut(BaseModel):
+    lfdi: str
+    sfdi: int
+    kind: ClientKind
+    aggregator_id: int | None
+    enabled: bool
+    revoked_s: int | None
+
+
+# --- sites and agreements -------------------------------------------------------------------------------
+
+
+class SiteIn(WriteBody):
+    lfdi: Lfdi
+    sfdi: int | None = Field(None, description="defaults to the sFDI derived from the lFDI")
+    aggregator_id: int | None = Field(None, ge=0, le=2**31 - 1)
+    device_category: int = Field(0, ge=0, le=UINT32_MAX)
+    nmi: Nmi | None = None
+    post_rate_s: RateS | None = None
+    registration_pin: int | None = Field(None, ge=0, le=999999)
+
+    @field_validator("sfdi")
+    @classmethod
+    def _sfdi_of_lfdi(cls, sfdi: int | None, info: ValidationInfo) -> int | None:
+        if sfdi is None:
+            return None
+        if not is_valid_sfdi(sfdi):
+            raise ValueError("not a valid sFDI (36-bit prefix and check digit)")
+        lfdi = info.data.get("lfdi")
+        if lfdi is not None and sfdi_from_lfdi(lfdi) != sfdi:
+            raise ValueError(f"not the sFDI of lFDI {lfdi} (that is {sfdi_from_lfdi(lfdi)})")
+        return sfdi
+
+    @field_validator("registration_pin")
+    @classmethod
+    def _pin_check_digit(cls, pin: int | None) -> int | None:
+        if pin is not None and not is_valid_sfdi(pin):
+            raise ValueError("the last digit must be the 2030.5 check digit of the others (e.g. 111115)")
+        return pin
+
+
+class SitePatch(WriteBody):
+    """Only the fields sent change; `nmi` and `post_rate_s` may be null to clear them."""
+
+    nmi: Nmi | None = None
+    enabled: bool = None  # type: ignore[assignment]  # absent: unchanged; null is refused
+    post_rate_s: RateS | None = None
+    device_category: int = Field(None, ge=0, le=UINT32_MAX)  # type: ignore[assignment]
+
+
+class SiteOut(Out):
+    id: int
+    lfdi: str
+    sfdi: int
+    aggregator_id: int | None
+    device_category: int
+    nmi: str | None
+    registration_pin: int
+    enabled: bool
+    post_rate_s: int | None
+    created_s: int
+    changed_s: int
+
+
+class SchedulePoint(WriteBody):
+    month: int = Field(ge=1, le=12)
+    hour: int = Field(ge=0, le=23)
+    export_w: PowerW | None = None
+    import_w: PowerW | None = None
+
+
+#: Fields each agreement kind uses beyond the site maxima and queue position (design notes §4).
+AGREEMENT_FIELDS: dict[AgreementKind, frozenset[str]] = {
+    AgreementKind.firm: frozenset(),
+    AgreementKind.limited: frozenset({"export_limit_w", "import_limit_w"}),
+    AgreementKind.scheduled: frozenset({"schedule"}),
+    AgreementKind.staggered: frozenset(
+        {"staggered_until_s", "staggered_export_w", "staggered_import_w", "export_limit_w", "import_limit_w"}
+    ),
+    AgreementKind.dynamic: frozenset({"export_floor_w", "import_floor_w"}),
+}
+_REQUIRED: dict[tuple[AgreementKind, str], str] = {
+    (AgreementKind.scheduled, "schedule"): "a scheduled agreement needs its schedule points",
+    (AgreementKind.staggered, "staggered_until_s"): "a staggered agreement needs the time it ends",
+}
+_MAXIMUM_OF = {
+    "export_floor_w": "max_export_w",
+    "import_floor_w": "max_import_w",
+    "export_limit_w": "max_export_w",
+    "import_limit_w": "max_import_w",
+    "staggered_export_w": "max_export_w",
+    "staggered_import_w": "max_import_w",
+}
+
+
+class AgreementIn(WriteBody):
+    """A site's connection agreement; fields another kind uses are refused, so nothing is ignored."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=True)
+
+    kind: AgreementKind
+    max_export_w: PowerW | None = None
+    max_import_w: PowerW | None = None
+    export_limit_w: PowerW | None = None
+    import_limit_w: PowerW | None = None
+    export_floor_w: PowerW | None = None
+    import_floor_w: PowerW | None = None
+    staggered_until_s: EpochS | None = None
+    staggered_export_w: PowerW | None = None
+    staggered_import_w: PowerW | None = None
+    schedule: list[SchedulePoint] | None = Field(None, max_length=288)
+    queue_position: int | None = Field(None, ge=0, le=2**31 - 1)
+
+    @field_validator(
+        "export_limit_w",
+        "import_limit_w",
+        "export_floor_w",
+        "import_floor_w",
+        "staggered_until_s",
+        "staggered_export_w",
+        "staggered_import_w",
+        "schedule",
+    )
+    @classmethod
+    def _fits_kind(cls, value: Any, info: ValidationInfo) -> Any:
+        kind = info.data.get("kind")
+        name = info.field_name or ""
+        if kind is None:  # the kind itself was invalid; that error is reported already
+            return value
+        if value is None:
+            if (kind, name) in _REQUIRED:
+                raise ValueError(_REQUIRED[kind, name])
+            return value
+        if name not in AGREEMENT_FIELDS[kind]:
+            raise ValueError(f"not used by a {kind} agreement")
+        maximum_name = _MAXIMUM_OF.get(name)
+        maximum = info.data.get(maximum_name) if maximum_name else None
+        if maximum is not None and value > maximum:
+            raise ValueError(f"{value} W is above {maximum_name} {maximum} W")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _one_point_per_hour(cls, points: list[SchedulePoint] | None) -> list[SchedulePoint] | None:
+        if points is None:
+            return None
+        if not points:
+            raise ValueError("a schedule needs at least one point")
+        seen: set[tuple[int, int]] = set()
+        for point in points:
+            if (point.month, point.hour) in seen:
+                raise ValueError(f"month {point.month} hour {point.hour} is given twice")
+            seen.add((point.month, point.hour))
+        return points
+
+
+class AgreementOut(Out):
+    site_id: int
+    kind: AgreementKind
+    max_export_w: float | None
+    max_import_w: float | None
+    export_limit_w: float | None
+    import_limit_w: float | None
+    export_floor_w: float | None
+    import_floor_w: float | None
+    staggered_until_s: int | None
+    staggered_export_w: float | None
+    staggered_import_w: float | None
+    schedule: list[dict[str, Any]] | None
+    queue_position: int | None
+
+
+# --- function sets and programs -------------------------------------------------------------------------
+
+
+class FsaIn(WriteBody):
+    description: Description = ""
+
+
+class FsaOut(Out):
+    id: int
+    mrid: str
+    description: str
+    changed_s: int
+
+
+class ProgramIn(WriteBody):
+    fsa_id: int = Field(ge=0, le=2**31 - 1)
+    description: Description = ""
+    primacy: int = Field(ge=0, le=255, description="lower wins (2030.5 PrimacyType, UInt8)")
+
+
+class ProgramPatch(WriteBody):
+    fsa_id: int = Field(None, ge=0, le=2**31 - 1)  # type: ignore[assignment]
+    description: Description = None  # type: ignore[assignment]
+    primacy: int = Field(None, ge=0, le=255)  # type: ignore[assignment]
+
+
+class ProgramOut(Out):
+    id: int
+    fsa_id: int
+    mrid: str
+    description: str
+    primacy: int
+    version: int
+    changed_s: int
+
+
+# --- controls --------------------------------------------------------------------------------------------
+
+CONTROL_VALUE_FIELDS = (
+    "import_limit_w",
+    "export_limit_w",
+    "generation_limit_w",
+    "load_limit_w",
+    "connect",
+    "energize",
+    "fixed_w_pct_hundredths",
+    "max_w_pct_hundredths",
+    "ramp_tms_hundredths_s",
+)
+
+
+class ControlValuesIn(WriteBody):
+    """DERControlBase: CSIP-AUS DOE limits in W (ActivePower on the wire) and the 2030.5 modes."""
+
+    import_limit_w: ActivePowerW | None = Field(None, description="csipaus:opModImpLimW")
+    export_limit_w: ActivePowerW | None = Field(None, description="csipaus:opModExpLimW")
+    generation_limit_w: ActivePowerW | None = Field(None, description="csipaus:opModGenLimW")
+    load_limit_w: ActivePowerW | None = Field(None, description="csipaus:opModLoadLimW")
+    connect: bool | None = Field(None, description="opModConnect")
+    energize: bool | None = Field(None, description="opModEnergize")
+    fixed_w_pct_hundredths: int | None = Field(
+        None, ge=-10000, le=10000, description="opModFixedW, signed hundredths of a percent"
+    )
+    max_w_pct_hundredths: int | None = Field(
+        None, ge=0, le=10000, description="opModMaxLimW, hundredths of a percent"
+    )
+    ramp_tms_hundredths_s: int | None = Field(
+        None, ge=0, le=UINT16_MAX, description="rampTms, hundredths of a second"
+    )
+
+    def values(self) -> ControlValues:
+        return ControlValues(**{name: getattr(self, name) for name in CONTROL_VALUE_FIELDS})
+
+    def any_value(self) -> bool:
+        return any(getattr(self, name) is not None for name in CONTROL_VALUE_FIELDS)
+
+
+class ControlIn(ControlValuesIn):
+    start_s: EpochS | None = Field(None, description="interval start; default now")
+    duration_s: int = Field(gt=0, le=INT32_MAX)
+    randomize_start_s: OneHourS | None = None
+    randomize_duration_s: OneHourS | None = None
+    response_required: int = Field(0, ge=0, le=7, description="2030.5 responseRequired bits 0-2")
+    description: Description = ""
+
+
+class CancelIn(WriteBody):
+    randomized: bool = Field(False, description="status 3, cancelled with randomization")
+
+
+class ControlOut(Out):
+    id: int
+    mrid: str
+    site_id: int
+    program_id: int
+    description: str
+    creation_s: int
+    start_s: int
+    duration_s: int
+    randomize_start_s: int | None
+    randomize_duration_s: int | None
+    response_required: int
+    cancelled_s: int | None
+    version: int
+    status: str = ""
+    import_limit_w: float | None
+    export_limit_w: float | None
+    generation_limit_w: float | None
+    load_limit_w: float | None
+    connect: bool | None
+    energize: bool | None
+    fixed_w_pct_hundredths: int | None
+    max_w_pct_hundredths: int | None
+    ramp_tms_hundredths_s: int | None
+
+
+class CancelledOut(BaseModel):
+    cancelled: list[int]
+
+
+class DefaultControlIn(ControlValuesIn):
+    set_grad_w_hundredths: int | None = Field(
+        None, ge=0, le=UINT16_MAX, description="setGradW, hundredths of a percent per second"
+    )
+    description: Description = ""
+
+
+class DefaultControlOut(Out):
+    id: int
+    mrid: str
+    program_id: int
+    site_id: int | None
+    description: str
+    version: int
+    changed_s: int
+    set_grad_w_hundredths: int | None
+    import_limit_w: float | None
+    export_limit_w: float | None
+    generation_limit_w: float | None
+    load_limit_w: float | None
+    connect: bool | None
+    energize: bool | None
+    fixed_w_pct_hundredths: int | None
+    max_w_pct_hundredths: int | None
+    ramp_tms_hundredths_s: int | None
+
+
+# --- curves ----------------------------------------------------------------------------------------------
+
+Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+
+
+class CurveIn(WriteBody):
+    curve_type: int = Field(ge=0, le=14, description="2030.5 DERCurveType: 11 volt-var, 12 volt-watt")
+    points: list[tuple[Int32, Int32]] = Field(min_length=1, max_length=10, description="[[x, y], ...]")
+    x_multiplier: int = Field(0, ge=-9, le=9)
+    y_multiplier: int = Field(0, ge=-9, le=9)
+    y_ref_type: int = Field(3, ge=0, le=7, description="2030.5 DERUnitRefType")
+    description: Description = ""
+
+    @field_validator("points")
+    @classmethod
+    def _x_increasing(cls, points: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        xs = [x for x, _ in points]
+        if any(b <= a for a, b in pairwise(xs)):
+            raise ValueError("x values must be strictly increasing")
+        return points
+
+
+class CurveOut(Out):
+    id: int
+    mrid: str
+    program_id: int
+    description: str
+    curve_type: int
+    points: list[list[int]]
+    x_multiplier: int
+    y_multiplier: int
+    y_ref_type: int
+    creation_s: int
+
+
+# --- rates ------------------------------------------------------------------------------------------------
+
+
+class RatesPatch(WriteBody):
+    """Run-time rates; null removes an override (the setting applies again)."""
+
+    poll_rates_s: dict[PollResource, RateS | None] = Field(default_factory=dict)
+    mup_post_rate_s: RateS | None = Field(None, description="applied to every MirrorUsagePoint")
+
+
+class RatesOut(BaseModel):
+    poll_rates_s: dict[str, int]
+    mup_post_rate_s: int
+    overridden: list[str] = Field(description="keys whose value comes from an operator, not settings")
+
+
+# --- read-only views --------------------------------------------------------------------------------------
+
+
+class TelemetryOut(BaseModel):
+    id: int
+    mup_id: int
+    mup_mrid: str
+    reading_mrid: str
+    reading_description: str | None
+    reading_type: dict[str, Any]
+    time_s: int
+    duration_s: int | None
+    value: int
+    power_of_ten: int
+    scaled_value: float = Field(description="value x 10^power_of_ten, in the reading type's unit")
+    quality_flags: int | None
+    received_s: int
+
+
+class ResponseOut(Out):
+    id: int
+    site_id: int
+    control_id: int | None
+    subject_mrid: str
+    status: int
+    created_s: int
+    received_s: int
+
+
+class LogEventOut(Out):
+    id: int
+    site_id: int
+    created_s: int
+    function_set: int
+    log_event_code: int
+    log_event_id: int
+    log_event_pen: int
+    profile_id: int
+    details: str | None
+    extended_data: int | None
+
+
+class AuditOut(Out):
+    id: int
+    at_s: int
+    actor: str
+    role: str
+    method: str
+    path: str
+    action: str
+    target: str
+    details: dict[str, Any] | None

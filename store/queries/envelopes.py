@@ -1,0 +1,114 @@
+"""Envelope blocks of the current set, read as DERControls of the envelope program.
+
+A block becomes an `EnvelopeControl`: the same fields a stored DerControl has, so status derivation
+and rendering treat both alike. Its mRID is derived from its content, so a device sees the same
+mRID for the same event in every poll and every republication that keeps it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from envelopes.blocks import Block, to_blocks
+from store.envelope_blocks import decode_blocks
+from store.models import EnvelopePointer, EnvelopeSetRecord, Site, SiteEnvelope
+
+
+@dataclass(frozen=True)
+class EnvelopeControl:
+    """A published envelope block in DerControl's shape (its `id` is its mRID)."""
+
+    id: str
+    mrid: str
+    program_id: int
+    site_id: int
+    creation_s: int
+    start_s: int
+    duration_s: int
+    export_limit_w: float
+    import_limit_w: float
+    description: str = "DOE"
+    version: int = 0
+    cancelled_s: int | None = None
+    cancel_randomized: bool = False
+    randomize_start_s: int | None = None
+    randomize_duration_s: int | None = None
+    response_required: int = 0
+    generation_limit_w: float | None = None
+    load_limit_w: float | None = None
+    connect: bool | None = None
+    energize: bool | None = None
+    fixed_w_pct_hundredths: int | None = None
+    max_w_pct_hundredths: int | None = None
+    ramp_tms_hundredths_s: int | None = None
+
+
+def envelope_mrid(site_id: int, program_id: int, block: Block, pen: int) -> str:
+    digest = hashlib.sha256(
+        f"{site_id}:{program_id}:{block.start_s}:{block.duration_s}:{block.export_limit_w!r}:"
+        f"{block.import_limit_w!r}:{block.created_s}".encode()
+    ).hexdigest()
+    return f"{digest[:24].upper()}{pen:08d}"
+
+
+def current_envelope(session: Session, site: Site) -> tuple[int, list[Block]] | None:
+    """(program id, blocks) of the current set for this site; None when nothing is published for it."""
+    row = session.execute(
+        select(EnvelopeSetRecord.program_id, SiteEnvelope.blocks)
+        .join(EnvelopePointer, EnvelopePointer.set_id == EnvelopeSetRecord.id)
+        .join(SiteEnvelope, SiteEnvelope.set_id == EnvelopeSetRecord.id)
+        .where(EnvelopePointer.id == 1, SiteEnvelope.site_id == site.id)
+    ).first()
+    if row is None or row[0] is None:
+        return None
+    return int(row[0]), to_blocks(decode_blocks(row[1]))
+
+
+def envelope_controls(
+    session: Session, site: Site, program_id: int, now_s: float, pen: int
+) -> list[EnvelopeControl]:
+    """This site's envelope blocks that have not ended, if `program_id` is the envelope program."""
+    found = current_envelope(session, site)
+    if found is None or found[0] != program_id:
+        return []
+    return [
+        EnvelopeControl(
+            id=(mrid := envelope_mrid(site.id, program_id, b, pen)),
+            mrid=mrid,
+            program_id=program_id,
+            site_id=site.id,
+            creation_s=b.created_s,
+            start_s=b.start_s,
+            duration_s=b.duration_s,
+            export_limit_w=b.export_limit_w,
+            import_limit_w=b.import_limit_w,
+        )
+        for b in found[1]
+        if b.end_s > now_s
+    ]
+
+
+def envelope_control_by_mrid(session: Session, site: Site, mrid: str, pen: int) -> EnvelopeControl | None:
+    """The current set's block for this site with this mRID, ended or not (a Response may come late)."""
+    found = current_envelope(session, site)
+    if found is None:
+        return None
+    program_id, blocks = found
+    for b in blocks:
+        if envelope_mrid(site.id, program_id, b, pen) == mrid:
+            return EnvelopeControl(
+                id=mrid,
+                mrid=mrid,
+                program_id=program_id,
+                site_id=site.id,
+                creation_s=b.created_s,
+                start_s=b.start_s,
+                duration_s=b.duration_s,
+                export_limit_w=b.export_limit_w,
+                import_limit_w=b.import_limit_w,
+            )
+    return None
