@@ -30,6 +30,7 @@ from server.bootstrap import build_context, register_dev_aggregators, seed_basel
 from server.context import AppContext
 from server.tls import PeerCertHttpProtocol, server_context
 from server.wire.xmlio import schema
+from tests.bodies import SEP_XML, end_device
 
 PG_URL = os.environ.get("GRIDSHARE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 #: 2026-11-23T00:00:00Z: tests run on a fixed clock they move themselves.
@@ -93,6 +94,14 @@ class RunningServer:
         hooks = {"response": [_validate_xml]} if validate else {}
         return httpx.Client(base_url=self.base_url, verify=self.tls(name), event_hooks=hooks, timeout=10)
 
+    def register(self, name: str) -> str:
+        """`name` registers its own EndDevice over mTLS, as a device does; returns its href."""
+        me = self.pki.client(name)
+        with self.client(name) as c:
+            r = c.post("/edev", content=end_device(me.sfdi, me.lfdi), headers=SEP_XML)
+        assert r.status_code == 201, r.text
+        return r.headers["location"]
+
     def tls(self, name: str | None) -> ssl.SSLContext:
         """A client TLS context trusting the dev CA and presenting `name`'s certificate (None: no cert)."""
         ctx = ssl.create_default_context(cafile=str(self.pki.ca_path))
@@ -100,6 +109,12 @@ class RunningServer:
             cert = self.pki.client(name)
             ctx.load_cert_chain(str(cert.cert_path), str(cert.key_path))
         return ctx
+
+
+def xml_ok(response: httpx.Response) -> etree._Element:
+    """The parsed body of a 200 answer (anything else fails the test with the server's reason)."""
+    assert response.status_code == 200, response.text
+    return etree.fromstring(response.content)
 
 
 def _validate_xml(response: httpx.Response) -> None:

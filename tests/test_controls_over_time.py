@@ -8,18 +8,13 @@ from sqlalchemy import select
 from server.mrid import new_mrid
 from store.models import DerProgram, FunctionSetAssignments, Site
 from store.queries.controls import ControlValues, cancel_control, create_control, set_default_control
-from tests.bodies import SEP_XML, end_device
 from tests.conftest import T0, RunningServer
 
 NS = {"s": "urn:ieee:std:2030.5:ns", "c": "https://csipaus.org/ns"}
 
 
 def _register(server: RunningServer, name: str = "device-1") -> int:
-    me = server.pki.client(name)
-    with server.client(name) as c:
-        r = c.post("/edev", content=end_device(me.sfdi, me.lfdi), headers=SEP_XML)
-    assert r.status_code == 201
-    return int(r.headers["location"].rsplit("/", 1)[1])
+    return int(server.register(name).rsplit("/", 1)[1])
 
 
 def _add(

@@ -8,35 +8,22 @@ from lxml import etree
 from sqlalchemy import select
 
 from store.models import Der, Site
-from tests.bodies import SEP_XML, der_availability, der_capability, der_settings, der_status, end_device
-from tests.conftest import T0, RunningServer
+from tests.bodies import SEP_XML, der_availability, der_capability, der_settings, der_status
+from tests.conftest import T0, RunningServer, xml_ok
 
 SEP = "urn:ieee:std:2030.5:ns"
 NS = {"s": SEP, "c": "https://csipaus.org/ns"}
 DOCS = ("DERCapability", "DERSettings", "DERStatus", "DERAvailability")
 
 
-def _xml(response: httpx.Response) -> etree._Element:
-    assert response.status_code == 200, response.text
-    return etree.fromstring(response.content)
-
-
-def _register_self(server: RunningServer, name: str) -> str:
-    me = server.pki.client(name)
-    with server.client(name) as c:
-        r = c.post("/edev", content=end_device(me.sfdi, me.lfdi), headers=SEP_XML)
-    assert r.status_code == 201, r.text
-    return r.headers["location"]
-
-
 def _der_links(c: httpx.Client, edev_href: str) -> dict[str, str]:
     """Follow EndDevice -> DERListLink -> the one DER -> its four document links."""
-    edev = _xml(c.get(edev_href))
-    der_list = _xml(c.get(edev.find("s:DERListLink", NS).get("href")))
+    edev = xml_ok(c.get(edev_href))
+    der_list = xml_ok(c.get(edev.find("s:DERListLink", NS).get("href")))
     assert der_list.get("all") == "1" and der_list.get("results") == "1"
     ders = der_list.findall("s:DER", NS)
     assert len(ders) == 1
-    der = _xml(c.get(ders[0].get("href")))
+    der = xml_ok(c.get(ders[0].get("href")))
     return {name: der.find(f"s:{name}Link", NS).get("href") for name in DOCS}
 
 
@@ -53,7 +40,7 @@ def _der_row(server: RunningServer, lfdi: str) -> Der:
 
 def test_der_documents_are_stored_and_returned_as_sent(server: RunningServer) -> None:
     me = server.pki.client("device-1")
-    loc = _register_self(server, "device-1")
+    loc = server.register("device-1")
     rtg_value, rtg_multiplier = 66, 2  # 6.6 kW, written the way a device with a 6.6 kW inverter might
     with server.client("device-1") as c:
         links = _der_links(c, loc)
@@ -70,7 +57,7 @@ def test_der_documents_are_stored_and_returned_as_sent(server: RunningServer) ->
             r = c.put(links[name], content=body, headers=SEP_XML)
             assert r.status_code == 204, (name, r.text)
 
-        got = {name: _xml(c.get(href)) for name, href in links.items()}
+        got = {name: xml_ok(c.get(href)) for name, href in links.items()}
         for name, el in got.items():
             assert el.tag == f"{{{SEP}}}{name}"
             assert el.get("href") == links[name]
@@ -93,7 +80,7 @@ def test_der_documents_are_stored_and_returned_as_sent(server: RunningServer) ->
         # a newer status replaces the old one
         server.clock.advance(60)
         assert c.put(links["DERStatus"], content=der_status(T0 + 30), headers=SEP_XML).status_code == 204
-        assert _xml(c.get(links["DERStatus"])).findtext("s:readingTime", namespaces=NS) == str(T0 + 30)
+        assert xml_ok(c.get(links["DERStatus"])).findtext("s:readingTime", namespaces=NS) == str(T0 + 30)
 
     row = _der_row(server, me.lfdi)
     assert row.rtg_max_w == pytest.approx(rtg_value * 10**rtg_multiplier)
@@ -103,8 +90,8 @@ def test_der_documents_are_stored_and_returned_as_sent(server: RunningServer) ->
 def test_refused_writes_leave_the_der_documents_alone(server: RunningServer) -> None:
     """A body with the wrong root, or any write by another device, changes nothing."""
     me = server.pki.client("device-1")
-    loc = _register_self(server, "device-1")
-    _register_self(server, "device-2")
+    loc = server.register("device-1")
+    server.register("device-2")
     with server.client("device-1") as c:
         links = _der_links(c, loc)
         cap_href, settings_href = links["DERCapability"], links["DERSettings"]
@@ -122,7 +109,7 @@ def test_refused_writes_leave_the_der_documents_alone(server: RunningServer) -> 
         assert r.status_code == 400 and r.text.strip()
         assert c.get(settings_href).status_code == 404
         assert c.get(cap_href).content == before
-        der_list_href = _xml(c.get(loc)).find("s:DERListLink", NS).get("href")
+        der_list_href = xml_ok(c.get(loc)).find("s:DERListLink", NS).get("href")
 
     with server.client("device-2") as other:
         assert other.get(der_list_href).status_code == 404

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import httpx
-from lxml import etree
-
 from certs.identity import sfdi_from_lfdi
 from tests.bodies import SEP_XML, end_device
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, xml_ok
 
 NS = {"s": "urn:ieee:std:2030.5:ns"}
-
-
-def _xml(r: httpx.Response) -> etree._Element:
-    assert r.status_code == 200, r.text
-    return etree.fromstring(r.content)
 
 
 def test_head_matches_get_without_a_body(server: RunningServer) -> None:
@@ -23,9 +15,9 @@ def test_head_matches_get_without_a_body(server: RunningServer) -> None:
         r = c.post("/edev", content=end_device(me.sfdi, me.lfdi), headers=SEP_XML)
         assert r.status_code == 201, r.text
         edev_href = r.headers["location"]
-        fsa_href = _xml(c.get(edev_href)).find("s:FunctionSetAssignmentsListLink", NS).get("href")
-        fsa = _xml(c.get(fsa_href)).find("s:FunctionSetAssignments", NS)
-        program = _xml(c.get(fsa.find("s:DERProgramListLink", NS).get("href"))).find("s:DERProgram", NS)
+        fsa_href = xml_ok(c.get(edev_href)).find("s:FunctionSetAssignmentsListLink", NS).get("href")
+        fsa = xml_ok(c.get(fsa_href)).find("s:FunctionSetAssignments", NS)
+        program = xml_ok(c.get(fsa.find("s:DERProgramListLink", NS).get("href"))).find("s:DERProgram", NS)
         derc_href = program.find("s:DERControlListLink", NS).get("href")
         for path in ("/dcap", "/tm", "/edev", edev_href, fsa_href, derc_href):
             # HEAD before and after a GET: the polled DERControlList may be answered from a cache
@@ -50,7 +42,7 @@ def test_end_device_list_paging(server: RunningServer) -> None:
             r = c.post("/edev", content=end_device(sfdi_from_lfdi(lfdi), lfdi), headers=SEP_XML)
             assert r.status_code == 201, r.text
 
-        default = _xml(c.get("/edev"))
+        default = xml_ok(c.get("/edev"))
         assert default.get("all") == str(expected_all)
         assert default.get("results") == "1"
         assert len(default.findall("s:EndDevice", NS)) == 1
@@ -58,7 +50,7 @@ def test_end_device_list_paging(server: RunningServer) -> None:
         seen: list[str] = []
         lfdis_seen: set[str] = set()
         for start in range(expected_all):
-            page = _xml(c.get("/edev", params={"s": start, "l": 1}))
+            page = xml_ok(c.get("/edev", params={"s": start, "l": 1}))
             assert page.get("all") == str(expected_all) and page.get("results") == "1", start
             [item] = page.findall("s:EndDevice", NS)
             seen.append(item.get("href"))
@@ -66,21 +58,21 @@ def test_end_device_list_paging(server: RunningServer) -> None:
         assert len(set(seen)) == expected_all, seen
         assert "/edev/0" in seen
         assert set(lfdis) <= lfdis_seen
-        past_end = _xml(c.get("/edev", params={"s": expected_all, "l": 1}))
+        past_end = xml_ok(c.get("/edev", params={"s": expected_all, "l": 1}))
         assert past_end.get("results") == "0" and past_end.findall("s:EndDevice", NS) == []
         assert past_end.get("all") == str(expected_all)
 
         # a limit above the cap is answered, not refused; with the default cap everything fits
         cap = server.ctx.settings.list_limit_cap
-        everything = _xml(c.get("/edev", params={"l": cap + 1}))
+        everything = xml_ok(c.get("/edev", params={"l": cap + 1}))
         assert everything.get("results") == str(min(expected_all, cap))
         assert sorted(e.get("href") for e in everything.findall("s:EndDevice", NS)) == sorted(seen)
         # with a cap below the list size the cap is what a client gets
         server.ctx.settings.list_limit_cap = 3
-        capped = _xml(c.get("/edev", params={"l": 3 + 1}))
+        capped = xml_ok(c.get("/edev", params={"l": 3 + 1}))
         assert capped.get("results") == "3" and len(capped.findall("s:EndDevice", NS)) == 3
         assert capped.get("all") == str(expected_all)
-        huge = _xml(c.get("/edev", params={"l": 10**11}))
+        huge = xml_ok(c.get("/edev", params={"l": 10**11}))
         assert huge.get("results") == "3"
 
         for params in ({"s": "-1"}, {"l": "abc"}, {"l": "-5"}, {"s": "1.5"}):

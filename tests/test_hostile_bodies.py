@@ -10,22 +10,16 @@ import time
 from collections.abc import Iterator
 
 import httpx
-from lxml import etree
 
 from tests.bodies import NS as NS_DECL
 from tests.bodies import SEP_XML, der_capability, end_device
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, xml_ok
 
 NS = {"s": "urn:ieee:std:2030.5:ns", "c": "https://csipaus.org/ns"}
 SEP_NS_DECL = b'xmlns="urn:ieee:std:2030.5:ns"'
 
 #: A refusal reason is a line or two for a human, not a stack trace or an echo of the body.
 MAX_REASON_CHARS = 1024
-
-
-def _xml(response: httpx.Response) -> etree._Element:
-    assert response.status_code == 200, response.text
-    return etree.fromstring(response.content)
 
 
 def _replace_text(body: bytes, element: str, new_text: bytes) -> bytes:
@@ -137,12 +131,12 @@ def test_hostile_registration_bodies_are_refused_and_register_nothing(server: Ru
             started = time.monotonic()
             r = c.post("/edev", content=body, headers=headers)
             _assert_refused(name, r, time.monotonic() - started)
-            listing = _xml(c.get("/edev", params={"l": 10}))
+            listing = xml_ok(c.get("/edev", params={"l": 10}))
             assert listing.get("all") == "0", f"{name}: an EndDevice was registered anyway"
         r = c.post("/edev", content=_chunks(server.ctx.settings.max_body_bytes + 8192), headers=SEP_XML)
         assert r.status_code in (413, 400), r.text
         assert r.text.strip()
-        assert _xml(c.get("/edev", params={"l": 10})).get("all") == "0"
+        assert xml_ok(c.get("/edev", params={"l": 10})).get("all") == "0"
         # the catalogue's base body is fine: the refusals above were for what was done to it
         assert c.post("/edev", content=valid, headers=SEP_XML).status_code == 201
 
@@ -162,7 +156,7 @@ def test_hostile_der_capability_bodies_are_refused_and_store_nothing(server: Run
             _assert_refused(name, r, time.monotonic() - started)
             assert c.get(dercap).status_code == 404, f"{name}: a DERCapability was stored anyway"
         assert c.put(dercap, content=valid, headers=SEP_XML).status_code == 204
-        assert _xml(c.get(dercap)).findtext("s:rtgMaxW/s:value", namespaces=NS) == "5000"
+        assert xml_ok(c.get(dercap)).findtext("s:rtgMaxW/s:value", namespaces=NS) == "5000"
 
 
 def test_largest_valid_post_rate_does_not_break_registration(
@@ -181,7 +175,7 @@ def test_largest_valid_post_rate_does_not_break_registration(
     with server.client("device-1") as c:
         if r.status_code == 400:
             assert r.text.strip()
-            assert _xml(c.get("/edev", params={"l": 10})).get("all") == "0"
+            assert xml_ok(c.get("/edev", params={"l": 10})).get("all") == "0"
         else:
-            edev = _xml(c.get(r.headers["location"]))
+            edev = xml_ok(c.get(r.headers["location"]))
             assert edev.findtext("s:postRate", namespaces=NS) == str(largest)

@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import httpx
-from lxml import etree
 from sqlalchemy import func, select
 
 from store.models import MirrorMeterReading, MirrorUsagePoint, TelemetryReading
 from tests.bodies import NS as NS_DECL
-from tests.bodies import SEP_XML, end_device, meter_reading, mirror_usage_point
-from tests.conftest import T0, RunningServer
+from tests.bodies import SEP_XML, meter_reading, mirror_usage_point
+from tests.conftest import T0, RunningServer, xml_ok
 
 NS = {"s": "urn:ieee:std:2030.5:ns"}
 MUP_MRID = "5A1E0000000000000000000000000001"
 MMR_MRID = "5A1E0000000000000000000000000A01"
-
-
-def _xml(response: httpx.Response) -> etree._Element:
-    assert response.status_code == 200, response.text
-    return etree.fromstring(response.content)
-
-
-def _register_self(server: RunningServer, name: str) -> str:
-    me = server.pki.client(name)
-    with server.client(name) as c:
-        r = c.post("/edev", content=end_device(me.sfdi, me.lfdi), headers=SEP_XML)
-    assert r.status_code == 201, r.text
-    return r.headers["location"]
 
 
 def _create_mup(server: RunningServer, name: str = "device-1") -> str:
@@ -60,14 +45,14 @@ def _mup_count(server: RunningServer) -> int:
 
 def test_mirror_usage_point_lifecycle(server: RunningServer) -> None:
     me = server.pki.client("device-1")
-    _register_self(server, "device-1")
+    server.register("device-1")
     location = _create_mup(server)
     with server.client("device-1") as c:
-        listing = _xml(c.get("/mup", params={"l": 10}))
+        listing = xml_ok(c.get("/mup", params={"l": 10}))
         assert listing.get("all") == "1" and listing.get("results") == "1"
         assert [m.get("href") for m in listing.findall("s:MirrorUsagePoint", NS)] == [location]
 
-        mup = _xml(c.get(location))
+        mup = xml_ok(c.get(location))
         assert mup.get("href") == location
         assert mup.findtext("s:mRID", namespaces=NS) == MUP_MRID
         assert mup.findtext("s:deviceLFDI", namespaces=NS) == me.lfdi
@@ -85,13 +70,13 @@ def test_mirror_usage_point_lifecycle(server: RunningServer) -> None:
         r = c.post("/mup", content=again, headers=SEP_XML)
         assert r.status_code == 201, r.text
         assert r.headers["location"] == location
-        assert _xml(c.get("/mup", params={"l": 10})).get("all") == "1"
+        assert xml_ok(c.get("/mup", params={"l": 10})).get("all") == "1"
         assert _mup_count(server) == 1
         assert (MMR_MRID, T0 + 300, 300, 1300) in _stored_readings(server)
 
         assert c.delete(location).status_code == 204
         assert c.get(location).status_code == 404
-        assert _xml(c.get("/mup", params={"l": 10})).get("all") == "0"
+        assert xml_ok(c.get("/mup", params={"l": 10})).get("all") == "0"
         assert c.post(location, content=meter_reading(MMR_MRID, T0, 1), headers=SEP_XML).status_code == 404
     assert _mup_count(server) == 0
 
@@ -100,31 +85,31 @@ def test_other_devices_can_neither_create_nor_see_nor_touch_a_mirror_usage_point
     server: RunningServer,
 ) -> None:
     other = server.pki.client("device-2")
-    _register_self(server, "device-1")
-    _register_self(server, "device-2")
+    server.register("device-1")
+    server.register("device-2")
     with server.client("device-1") as c:
         body = mirror_usage_point(MUP_MRID, other.lfdi, MMR_MRID, T0, 1)
         r = c.post("/mup", content=body, headers=SEP_XML)
         assert r.status_code == 400 and r.text.strip()
-        assert _xml(c.get("/mup", params={"l": 10})).get("all") == "0"
+        assert xml_ok(c.get("/mup", params={"l": 10})).get("all") == "0"
     assert _mup_count(server) == 0
     assert _stored_readings(server) == set()
 
     location = _create_mup(server)
     with server.client("device-2") as c:
-        listing = _xml(c.get("/mup", params={"l": 10}))
+        listing = xml_ok(c.get("/mup", params={"l": 10}))
         assert listing.get("all") == "0" and listing.findall("s:MirrorUsagePoint", NS) == []
         assert c.get(location).status_code == 404
         assert c.post(location, content=meter_reading(MMR_MRID, T0, 99), headers=SEP_XML).status_code == 404
         assert c.delete(location).status_code == 404
     with server.client("device-1") as c:
-        assert _xml(c.get(location)).findtext("s:mRID", namespaces=NS) == MUP_MRID
+        assert xml_ok(c.get(location)).findtext("s:mRID", namespaces=NS) == MUP_MRID
     assert _mup_count(server) == 1
     assert _stored_readings(server) == {(MMR_MRID, T0 - 300, 300, 1234)}
 
 
 def test_readings_that_cannot_be_stored_are_refused(server: RunningServer) -> None:
-    _register_self(server, "device-1")
+    server.register("device-1")
     location = _create_mup(server)
     new_mrid = "5A1E0000000000000000000000000B02"
     # timePeriod is optional in the schema, but a mirrored reading with no time cannot be stored
@@ -141,7 +126,7 @@ def test_readings_that_cannot_be_stored_are_refused(server: RunningServer) -> No
             r = c.post(location, content=body, headers=SEP_XML)
             assert r.status_code == 400, (why, r.status_code, r.text)
             assert r.text.strip(), why
-        mup = _xml(c.get(location))
+        mup = xml_ok(c.get(location))
         assert [m.findtext("s:mRID", namespaces=NS) for m in mup.findall("s:MirrorMeterReading", NS)] == [
             MMR_MRID
         ]
@@ -152,7 +137,7 @@ def test_longest_valid_reading_duration_does_not_break_posting(
     server: RunningServer,
 ) -> None:
     """timePeriod/duration is a UInt32: a reading with its largest value is kept or refused, never a 500."""
-    _register_self(server, "device-1")
+    server.register("device-1")
     location = _create_mup(server)
     longest = 2**32 - 1
     body = meter_reading(MMR_MRID, T0, 42).replace(

@@ -2,51 +2,36 @@
 
 from __future__ import annotations
 
-from lxml import etree
-
 from certs.identity import sfdi_from_lfdi
 from tests.bodies import SEP_XML, connection_point, end_device
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, xml_ok
 
 NS = {"s": "urn:ieee:std:2030.5:ns", "c": "https://csipaus.org/ns"}
 
 
-def _xml(response) -> etree._Element:  # type: ignore[no-untyped-def]
-    assert response.status_code == 200, response.text
-    return etree.fromstring(response.content)
-
-
-def _register_self(server: RunningServer, name: str) -> str:
-    me = server.pki.client(name)
-    with server.client(name) as c:
-        r = c.post("/edev", content=end_device(me.sfdi, me.lfdi), headers=SEP_XML)
-    assert r.status_code == 201, r.text
-    return r.headers["location"]
-
-
 def test_device_registers_itself_and_sees_only_itself(server: RunningServer) -> None:
     d1, d2 = server.pki.client("device-1"), server.pki.client("device-2")
-    loc1 = _register_self(server, "device-1")
-    loc2 = _register_self(server, "device-2")
+    loc1 = server.register("device-1")
+    loc2 = server.register("device-2")
     assert loc1 != loc2
     with server.client("device-1") as c:
-        edev = _xml(c.get(loc1))
+        edev = xml_ok(c.get(loc1))
         assert edev.findtext("s:lFDI", namespaces=NS) == d1.lfdi
         assert int(edev.findtext("s:sFDI", namespaces=NS)) == d1.sfdi
-        listing = _xml(c.get("/edev", params={"l": 10}))
+        listing = xml_ok(c.get("/edev", params={"l": 10}))
         assert listing.get("all") == "1"
         assert [e.findtext("s:lFDI", namespaces=NS) for e in listing] == [d1.lfdi]
         assert c.get(loc2).status_code == 404  # device-2's EndDevice does not exist for device-1
-        dcap = _xml(c.get("/dcap"))
+        dcap = xml_ok(c.get("/dcap"))
         assert dcap.find("s:SelfDeviceLink", NS).get("href") == loc1
     with server.client("device-2") as c:
-        assert [e.findtext("s:lFDI", namespaces=NS) for e in _xml(c.get("/edev", params={"l": 10}))] == [
+        assert [e.findtext("s:lFDI", namespaces=NS) for e in xml_ok(c.get("/edev", params={"l": 10}))] == [
             d2.lfdi
         ]
 
 
 def test_registering_twice_returns_the_same_end_device(server: RunningServer) -> None:
-    assert _register_self(server, "device-1") == _register_self(server, "device-1")
+    assert server.register("device-1") == server.register("device-1")
 
 
 def test_device_cannot_register_someone_else(server: RunningServer) -> None:
@@ -60,7 +45,7 @@ def test_device_cannot_register_someone_else(server: RunningServer) -> None:
             "/edev", content=end_device(me.sfdi + 1 if me.sfdi % 10 != 9 else me.sfdi - 1), headers=SEP_XML
         )
         assert r.status_code == 400 and "check digit" in r.text
-        assert _xml(c.get("/edev")).get("all") == "0"
+        assert xml_ok(c.get("/edev")).get("all") == "0"
 
 
 def test_aggregator_registers_devices_and_sees_them_with_its_own_end_device(server: RunningServer) -> None:
@@ -70,12 +55,12 @@ def test_aggregator_registers_devices_and_sees_them_with_its_own_end_device(serv
         for lfdi in lfdis:
             r = c.post("/edev", content=end_device(sfdi_from_lfdi(lfdi), lfdi), headers=SEP_XML)
             assert r.status_code == 201, r.text
-        listing = _xml(c.get("/edev", params={"l": 10}))
+        listing = xml_ok(c.get("/edev", params={"l": 10}))
         assert listing.get("all") == "3"
         hrefs = [e.get("href") for e in listing]
         assert hrefs[0] == "/edev/0"
         assert sorted(e.findtext("s:lFDI", namespaces=NS) for e in listing) == sorted([agg.lfdi, *lfdis])
-        own = _xml(c.get("/edev/0"))
+        own = xml_ok(c.get("/edev/0"))
         assert own.findtext("s:lFDI", namespaces=NS) == agg.lfdi
         # an aggregator must name the device and keep lFDI and sFDI consistent
         r = c.post("/edev", content=end_device(sfdi_from_lfdi(lfdis[0])), headers=SEP_XML)
@@ -84,7 +69,7 @@ def test_aggregator_registers_devices_and_sees_them_with_its_own_end_device(serv
         r = c.post("/edev", content=end_device(wrong_sfdi, "C" * 40), headers=SEP_XML)
         assert r.status_code == 400 and "derived" in r.text
     with server.client("aggregator-2") as c:
-        assert _xml(c.get("/edev", params={"l": 10})).get("all") == "1"  # only its own /edev/0
+        assert xml_ok(c.get("/edev", params={"l": 10})).get("all") == "1"  # only its own /edev/0
         for href in hrefs[1:]:
             assert c.get(href).status_code == 404
     with server.client("device-1") as c:
@@ -93,17 +78,17 @@ def test_aggregator_registers_devices_and_sees_them_with_its_own_end_device(serv
 
 
 def test_registration_pin_and_connection_point(server: RunningServer) -> None:
-    loc = _register_self(server, "device-1")
+    loc = server.register("device-1")
     with server.client("device-1") as c:
-        edev = _xml(c.get(loc))
-        rg = _xml(c.get(edev.find("s:RegistrationLink", NS).get("href")))
+        edev = xml_ok(c.get(loc))
+        rg = xml_ok(c.get(edev.find("s:RegistrationLink", NS).get("href")))
         assert rg.findtext("s:pIN", namespaces=NS) == str(server.ctx.settings.default_registration_pin)
         cp_href = edev.find("c:ConnectionPointLink", NS).get("href")
         assert c.put(cp_href, content=connection_point("4102345678"), headers=SEP_XML).status_code == 204
-        cp = _xml(c.get(cp_href))
+        cp = xml_ok(c.get(cp_href))
         assert cp.findtext("c:connectionPointId", namespaces=NS) == "4102345678"
         r = c.put(cp_href, content=connection_point("NMI-WITH-DASH"), headers=SEP_XML)
         assert r.status_code == 400
-        assert _xml(c.get(cp_href)).findtext("c:connectionPointId", namespaces=NS) == "4102345678"
+        assert xml_ok(c.get(cp_href)).findtext("c:connectionPointId", namespaces=NS) == "4102345678"
     with server.client("device-2") as c:
         assert c.put(cp_href, content=connection_point("9999999999"), headers=SEP_XML).status_code == 404

@@ -9,23 +9,10 @@ from sqlalchemy import select
 from server.mrid import new_mrid
 from store.models import DerProgram, Site
 from store.queries.controls import ControlValues, create_control
-from tests.bodies import SEP_XML, end_device, log_event, response
-from tests.conftest import T0, RunningServer
+from tests.bodies import SEP_XML, log_event, response
+from tests.conftest import T0, RunningServer, xml_ok
 
 NS = {"s": "urn:ieee:std:2030.5:ns"}
-
-
-def _xml(r: httpx.Response) -> etree._Element:
-    assert r.status_code == 200, r.text
-    return etree.fromstring(r.content)
-
-
-def _register_self(server: RunningServer, name: str) -> str:
-    me = server.pki.client(name)
-    with server.client(name) as c:
-        r = c.post("/edev", content=end_device(me.sfdi, me.lfdi), headers=SEP_XML)
-    assert r.status_code == 201, r.text
-    return r.headers["location"]
 
 
 def _create_control(server: RunningServer, lfdi: str) -> str:
@@ -50,12 +37,12 @@ def _create_control(server: RunningServer, lfdi: str) -> str:
 
 def _find_control(c: httpx.Client, edev_href: str, mrid: str) -> etree._Element:
     """Walk EndDevice -> FSA list -> FSA -> DERProgram list -> DERControlList and find the control."""
-    edev = _xml(c.get(edev_href))
-    fsa_list = _xml(c.get(edev.find("s:FunctionSetAssignmentsListLink", NS).get("href"), params={"l": 10}))
+    edev = xml_ok(c.get(edev_href))
+    fsa_list = xml_ok(c.get(edev.find("s:FunctionSetAssignmentsListLink", NS).get("href"), params={"l": 10}))
     for fsa in fsa_list.findall("s:FunctionSetAssignments", NS):
-        programs = _xml(c.get(fsa.find("s:DERProgramListLink", NS).get("href"), params={"l": 10}))
+        programs = xml_ok(c.get(fsa.find("s:DERProgramListLink", NS).get("href"), params={"l": 10}))
         for program in programs.findall("s:DERProgram", NS):
-            controls = _xml(c.get(program.find("s:DERControlListLink", NS).get("href"), params={"l": 10}))
+            controls = xml_ok(c.get(program.find("s:DERControlListLink", NS).get("href"), params={"l": 10}))
             for control in controls.findall("s:DERControl", NS):
                 if control.findtext("s:mRID", namespaces=NS) == mrid:
                     return control
@@ -64,8 +51,8 @@ def _find_control(c: httpx.Client, edev_href: str, mrid: str) -> etree._Element:
 
 def test_device_responds_to_its_control(server: RunningServer) -> None:
     me, other = server.pki.client("device-1"), server.pki.client("device-2")
-    loc = _register_self(server, "device-1")
-    _register_self(server, "device-2")
+    loc = server.register("device-1")
+    server.register("device-2")
     mrid = _create_control(server, me.lfdi)
     with server.client("device-1") as c:
         reply_to = _find_control(c, loc, mrid).get("replyTo")
@@ -86,45 +73,45 @@ def test_device_responds_to_its_control(server: RunningServer) -> None:
             assert r.text.strip()
 
     with server.client("device-1") as c:
-        assert _xml(c.get(reply_to, params={"l": 10})).get("all") == "0"
+        assert xml_ok(c.get(reply_to, params={"l": 10})).get("all") == "0"
         r = c.post(reply_to, content=response(mrid, me.lfdi, 1, T0 + 5), headers=SEP_XML)
         assert r.status_code == 201, r.text
         location = r.headers["location"]
-        got = _xml(c.get(location))
+        got = xml_ok(c.get(location))
         assert got.get("href") == location
         assert got.findtext("s:subject", namespaces=NS) == mrid
         assert got.findtext("s:endDeviceLFDI", namespaces=NS) == me.lfdi
         assert got.findtext("s:status", namespaces=NS) == "1"
         assert got.findtext("s:createdDateTime", namespaces=NS) == str(T0 + 5)
-        listing = _xml(c.get(reply_to, params={"l": 10}))
+        listing = xml_ok(c.get(reply_to, params={"l": 10}))
         assert listing.get("all") == "1" and listing.get("results") == "1"
         [item] = listing.findall("s:Response", NS)
         assert item.get("href") == location
         assert item.findtext("s:subject", namespaces=NS) == mrid
     with server.client("device-2") as c:
-        assert _xml(c.get(reply_to, params={"l": 10})).get("all") == "0"
+        assert xml_ok(c.get(reply_to, params={"l": 10})).get("all") == "0"
         assert c.get(location).status_code == 404
 
 
 def test_log_events_are_listed_for_their_device_only(server: RunningServer) -> None:
-    loc = _register_self(server, "device-1")
-    _register_self(server, "device-2")
+    loc = server.register("device-1")
+    server.register("device-2")
     with server.client("device-1") as c:
-        lel = _xml(c.get(loc)).find("s:LogEventListLink", NS).get("href")
-        assert _xml(c.get(lel, params={"l": 10})).get("all") == "0"
+        lel = xml_ok(c.get(loc)).find("s:LogEventListLink", NS).get("href")
+        assert xml_ok(c.get(lel, params={"l": 10})).get("all") == "0"
         r = c.post(lel, content=log_event(T0 - 20, 7), headers=SEP_XML)
         assert r.status_code == 201, r.text
         location = r.headers["location"]
-        listing = _xml(c.get(lel, params={"l": 10}))
+        listing = xml_ok(c.get(lel, params={"l": 10}))
         assert listing.get("all") == "1" and listing.get("results") == "1"
         [event] = listing.findall("s:LogEvent", NS)
         assert event.get("href") == location
         assert event.findtext("s:logEventCode", namespaces=NS) == "7"
         assert event.findtext("s:createdDateTime", namespaces=NS) == str(T0 - 20)
-        assert _xml(c.get(location)).findtext("s:logEventCode", namespaces=NS) == "7"
+        assert xml_ok(c.get(location)).findtext("s:logEventCode", namespaces=NS) == "7"
     with server.client("device-2") as c:
         assert c.get(lel, params={"l": 10}).status_code == 404
         assert c.get(location).status_code == 404
         assert c.post(lel, content=log_event(T0, 9), headers=SEP_XML).status_code == 404
     with server.client("device-1") as c:
-        assert _xml(c.get(lel, params={"l": 10})).get("all") == "1"
+        assert xml_ok(c.get(lel, params={"l": 10})).get("all") == "1"

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
+from server.wire.encode import READING_TYPE_FIELDS
 from server.wire.power import decode_active_power_w
 from server.wire.xmlio import CSIP_NS, SEP_NS, WireError, text
 
@@ -117,22 +118,8 @@ class MirrorUsagePointIn:
     meter_readings: list[MeterReadingIn]
 
 
-_READING_TYPE_INTS = {
-    "accumulationBehaviour",
-    "commodity",
-    "dataQualifier",
-    "flowDirection",
-    "intervalLength",
-    "kind",
-    "maxNumberOfIntervals",
-    "numberOfConsumptionBlocks",
-    "numberOfTouTiers",
-    "phase",
-    "powerOfTenMultiplier",
-    "subIntervalLength",
-    "supplyLimit",
-    "uom",
-}
+#: ReadingType fields that are integers on the wire (all but the one boolean).
+_READING_TYPE_INTS = frozenset(READING_TYPE_FIELDS) - {"tieredConsumptionBlocks"}
 
 
 def _reading_type(el: etree._Element) -> dict[str, object]:
