@@ -155,7 +155,7 @@ def main() -> None:
                     session.add(
                         AssetDerate(
                             asset=derate,
-                            factor=0.5,
+                            factor=0.3,
                             reason="bench",
                             from_s=0,
                             until_s=None,
