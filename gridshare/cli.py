@@ -20,6 +20,8 @@ def main(verbose: bool) -> None:
     )
     # Alembic narrates every plugin it loads; an operator needs only our one line about the schema.
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # APScheduler logs every job it runs; the engine logs one line per recomputation itself.
+    logging.getLogger("apscheduler").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def _register() -> None:

@@ -105,12 +105,28 @@ class Settings(BaseSettings):
         gt=0,
         description="Limits are rounded down to this step, so equal neighbours merge into one control.",
     )
+    envelope_resolution_pct: float = Field(
+        1.0, ge=0, le=20, description="...or this share of a site's agreed maximum, if that is larger."
+    )
     demo_network: bool = Field(True, description="Load the demo feeder into an empty store on first start.")
     demo_network_file: Path = Field(
         Path(__file__).resolve().parent.parent / "examples" / "demo-feeder.yaml",
         description="The demo feeder's network file.",
     )
     pen: int = Field(0, ge=0, description="IANA Private Enterprise Number in the last 8 digits of mRIDs.")
+    notification_poll_s: float = Field(
+        1.0, gt=0, description="How often the notifier looks for changes and for notifications due."
+    )
+    notification_rescan_s: int = Field(
+        60, ge=1, description="Re-render subscribed resources at least this often (statuses move with time)."
+    )
+    notification_retry_base_s: int = Field(2, ge=1, description="First retry delay; doubles per failure.")
+    notification_retry_max_s: int = Field(60, ge=1, description="Longest delay between two attempts.")
+    notification_max_attempts: int = Field(
+        20, ge=1, description="Attempts before a notification is dropped and its subscriber marked failed."
+    )
+    notification_timeout_s: float = Field(5.0, gt=0, description="Connect/read timeout of one delivery.")
+    max_subscriptions_per_aggregator: int = Field(1000, ge=1)
 
     @model_validator(mode="after")
     def _proxy_needs_trust(self) -> Settings:

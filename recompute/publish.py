@@ -40,12 +40,13 @@ def publish(
     sites: dict[str, Site],
     record: EnvelopeSetRecord,
     now_s: int,
-    resolution_w: float,
+    resolution_w: dict[str, float],
     cut_off: Iterable[Site] = (),
 ) -> PublishSummary:
     """Write `envelopes` for every network site id in `sites` as set `record` and make it current.
 
-    Sites in `cut_off` sit behind an outage: they get zero export and zero import for the horizon.
+    `resolution_w` is the rounding step per network site id (limits round down to it, so equal
+    neighbours merge). Sites in `cut_off` sit behind an outage: zero export and import for the horizon.
     """
     previous_id = current_set_id(session)
     previous: dict[int, np.ndarray] = {}
@@ -58,12 +59,17 @@ def publish(
     column = {site_id: i for i, site_id in enumerate(envelopes.site_ids)}
     zeros = np.zeros(len(starts))
     limits = [
-        (site, envelopes.export_limit_w[:, column[nid]], envelopes.import_limit_w[:, column[nid]])
+        (
+            site,
+            envelopes.export_limit_w[:, column[nid]],
+            envelopes.import_limit_w[:, column[nid]],
+            resolution_w[nid],
+        )
         for nid, site in sites.items()
-    ] + [(site, zeros, zeros) for site in cut_off]
+    ] + [(site, zeros, zeros, 1.0) for site in cut_off]
     rows: list[dict[str, object]] = []
     n_blocks = n_new = 0
-    for site, export_w, import_w in limits:
+    for site, export_w, import_w, step_w in limits:
         before = previous.get(site.id, EMPTY)
         blocks, fresh = carry_forward(
             before,
@@ -73,7 +79,7 @@ def publish(
             import_w,
             now_s=now_s,
             created_s=record.created_s,
-            resolution_w=resolution_w,
+            resolution_w=step_w,
         )
         n_blocks += len(blocks)
         n_new += fresh

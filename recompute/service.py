@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,6 +19,8 @@ from sqlalchemy import select
 
 from envelopes.compute import compute_envelopes
 from envelopes.forecast import ProfileSpec, persistence_forecast, profile_forecast
+from envelopes.network import Site as NetworkSite
+from gridshare.settings import Settings
 from recompute import lease
 from recompute.inputs import (
     active_derates,
@@ -27,7 +30,7 @@ from recompute.inputs import (
     latest_telemetry,
     registered_sites,
 )
-from recompute.publish import PublishSummary, publish
+from recompute.publish import PublishSummary, current_set_id, publish
 from server.context import AppContext
 from store.db import transaction
 from store.models import DerProgram, EnvelopeSetRecord
@@ -44,6 +47,21 @@ class Outcome:
     detail: str = ""
     compute_s: float = 0.0
     publish_s: float = 0.0
+
+
+def _resolutions(sites: Sequence[NetworkSite], settings: Settings) -> dict[str, float]:
+    """Rounding step per site: the configured watts, or a share of the site's size if that is larger.
+
+    A 2.7 MW solar farm whose limit moves by a few hundred watts each interval would otherwise get a
+    new control every five minutes; 1 % of its size keeps the list short and the limit conservative.
+    """
+    return {
+        s.id: max(
+            settings.envelope_resolution_w,
+            settings.envelope_resolution_pct / 100 * 1000 * max(s.max_export_kw, s.max_import_kw),
+        )
+        for s in sites
+    }
 
 
 class Recomputer:
@@ -130,9 +148,12 @@ class Recomputer:
                     "recomputation (%s) not published: another instance holds the publisher lease", reason
                 )
                 return Outcome("skipped", reason, detail="another instance is the publisher")
+            # Strictly newer than the set it replaces, so its blocks win every supersession tie.
+            previous = session.get(EnvelopeSetRecord, current_set_id(session) or 0)
+            created_s = max(now_s, previous.created_s + 1) if previous is not None else now_s
             record = EnvelopeSetRecord(
                 network_id=model.id,
-                created_s=now_s,
+                created_s=created_s,
                 start_s=int(start.timestamp()),
                 interval_s=settings.envelope_interval_s,
                 n_intervals=envelopes.n_intervals,
@@ -154,7 +175,7 @@ class Recomputer:
                 site for nmi, site in store_sites.items() if by_nmi[nmi].node in derated.isolated_nodes
             ]
             summary = publish(
-                session, envelopes, sites, record, now_s, settings.envelope_resolution_w, cut_off
+                session, envelopes, sites, record, now_s, _resolutions(nf.sites, settings), cut_off
             )
             publish_s = time.perf_counter() - t1
             binding = {d: envelopes.binding_count(d) for d in ("export", "import")}
