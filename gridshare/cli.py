@@ -36,6 +36,9 @@ def _register() -> None:
 
     main.add_command(serve_command)
     main.add_command(admin_group)
+    from sim.commands import sim_group
+
+    main.add_command(sim_group)
 
 
 _register()

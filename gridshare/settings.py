@@ -114,6 +114,43 @@ class Settings(BaseSettings):
         description="The demo feeder's network file.",
     )
     pen: int = Field(0, ge=0, description="IANA Private Enterprise Number in the last 8 digits of mRIDs.")
+    failure_policy: str = Field(
+        "fallback",
+        pattern="^(fallback|expire)$",
+        description="When envelopes cannot be computed from good data: publish fallback-valued envelopes "
+        "at once (fallback), or let the last good ones run out so devices fall to their DefaultDERControl "
+        "(expire). See docs/fallback.md.",
+    )
+    forecast_max_age_s: int = Field(
+        3600, ge=0, description="Never publish envelopes from a forecast older than this (0: no check)."
+    )
+    telemetry_max_age_s: int = Field(
+        900,
+        ge=0,
+        description="Sites post telemetry, but none is newer than this: inputs are stale (0: no check).",
+    )
+    recompute_budget_s: float = Field(
+        120.0, gt=0, description="A computation running longer is abandoned and never published."
+    )
+    derate_deadline_s: float = Field(
+        30.0,
+        gt=0,
+        description="A derate or outage not in published envelopes within this many (wall-clock) seconds "
+        "gets fallback limits published for the sites behind it.",
+    )
+    fallback_margin_fraction: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="Share of each constraint's worst-case headroom fallback limits leave unused.",
+    )
+    fallback_export_load_fraction: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Uncontrolled load in the export worst case as a fraction of its peak; unset: the lowest "
+        "point of each node's load profile.",
+    )
     notification_poll_s: float = Field(
         1.0, gt=0, description="How often the notifier looks for changes and for notifications due."
     )

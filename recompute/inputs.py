@@ -14,6 +14,7 @@ from envelopes.network import Network, Rating
 from recompute.network_docs import active_document
 from store.models import (
     AssetDerate,
+    Der,
     MirrorMeterReading,
     MirrorUsagePoint,
     NetworkModel,
@@ -142,3 +143,48 @@ def inputs_fingerprint(session: Session) -> tuple[object, ...]:
     derates = session.execute(select(func.max(AssetDerate.id), func.count(AssetDerate.cleared_s))).one()
     requested = session.get(ServerSetting, RECOMPUTE_REQUEST)
     return (network, *derates, requested.value if requested else None)
+
+
+def standing_derates(session: Session, at_s: int) -> list[AssetDerate]:
+    """Derates in force now or scheduled for later (not cleared, not expired).
+
+    Fallback limits count them all: a device may sit on its default through the start of a planned
+    outage, long after the server last reached it.
+    """
+    return list(
+        session.execute(
+            select(AssetDerate).where(
+                AssetDerate.cleared_s.is_(None),
+                (AssetDerate.until_s.is_(None)) | (AssetDerate.until_s > at_s),
+            )
+        )
+        .scalars()
+        .all()
+    )
+
+
+def newest_telemetry_s(session: Session, site_ids: list[int]) -> int | None:
+    """Time of the newest reading any of these sites ever posted (None: they never posted any)."""
+    if not site_ids:
+        return None
+    return session.execute(
+        select(func.max(TelemetryReading.time_s))
+        .join(MirrorMeterReading, TelemetryReading.mmr_id == MirrorMeterReading.id)
+        .join(MirrorUsagePoint, MirrorMeterReading.mup_id == MirrorUsagePoint.id)
+        .where(MirrorUsagePoint.site_id.in_(site_ids))
+    ).scalar_one_or_none()
+
+
+def device_ratings_w(session: Session, site_ids: list[int]) -> dict[int, float]:
+    """Largest DER rating (rtgMaxW or setMaxW, W) each site's devices reported, where any did."""
+    if not site_ids:
+        return {}
+    out: dict[int, float] = {}
+    rows = session.execute(
+        select(Der.site_id, Der.rtg_max_w, Der.set_max_w).where(Der.site_id.in_(site_ids))
+    ).all()
+    for site_id, rtg, setmax in rows:
+        best = max((v for v in (rtg, setmax) if v is not None), default=None)
+        if best is not None:
+            out[site_id] = max(out.get(site_id, 0.0), float(best))
+    return out

@@ -3,6 +3,10 @@
 Everything happens in the caller's transaction: the new set's rows, the pointer switch, the
 publication-counter bump, and pruning sets older than the one it replaces. A device therefore sees
 the old set or the new set, never a mix; the replaced set stays one round for readers mid-request.
+
+Every block must end, and no later than `latest_end_s`: a server that stops publishing then leaves
+devices on their DefaultDERControl within one horizon. A block that fails the check aborts the
+transaction, so nothing of the set is published.
 """
 
 from __future__ import annotations
@@ -23,11 +27,27 @@ from store.models import EnvelopePointer, EnvelopeSetRecord, Site, SiteEnvelope
 EMPTY = np.zeros(0, dtype=BLOCK_DTYPE)
 
 
+class UnboundedControl(ValueError):
+    """A block without a finite end (or ending after the horizon allows) was about to be published."""
+
+
 @dataclass(frozen=True)
 class PublishSummary:
     sites: int
     blocks: int
     blocks_new: int  # blocks devices have not seen before (a republication of the same limits has none)
+
+
+def check_finite(blocks: np.ndarray, latest_end_s: int | None, site_id: int) -> None:
+    """Raise UnboundedControl unless every block has a positive duration and ends by `latest_end_s`."""
+    if len(blocks) == 0:
+        return
+    ends = blocks["start"] + blocks["duration"]
+    if np.any(blocks["duration"] <= 0) or (latest_end_s is not None and int(ends.max()) > latest_end_s):
+        raise UnboundedControl(
+            f"site {site_id}: a block would end at {int(ends.max())} (latest allowed {latest_end_s}) "
+            f"or has no positive duration; nothing published"
+        )
 
 
 def current_set_id(session: Session) -> int | None:
@@ -42,19 +62,26 @@ def publish(
     now_s: int,
     resolution_w: dict[str, float],
     cut_off: Iterable[Site] = (),
+    *,
+    latest_end_s: int | None = None,
+    carry_others: bool = False,
 ) -> PublishSummary:
     """Write `envelopes` for every network site id in `sites` as set `record` and make it current.
 
     `resolution_w` is the rounding step per network site id (limits round down to it, so equal
     neighbours merge). Sites in `cut_off` sit behind an outage: zero export and import for the horizon.
+    With `carry_others`, every other site keeps its blocks of the current set unchanged (a partial
+    publication, e.g. fallback limits for the sites behind a derated asset).
     """
     previous_id = current_set_id(session)
     previous: dict[int, np.ndarray] = {}
+    blobs: dict[int, bytes] = {}
     if previous_id is not None:
         for site_id, blob in session.execute(
             select(SiteEnvelope.site_id, SiteEnvelope.blocks).where(SiteEnvelope.set_id == previous_id)
         ):
             previous[site_id] = decode_blocks(blob)
+            blobs[site_id] = blob
     starts = np.array([int(t.timestamp()) for t in envelopes.interval_starts], dtype=np.int64)
     column = {site_id: i for i, site_id in enumerate(envelopes.site_ids)}
     zeros = np.zeros(len(starts))
@@ -81,9 +108,18 @@ def publish(
             created_s=record.created_s,
             resolution_w=step_w,
         )
+        check_finite(blocks, latest_end_s, site.id)
         n_blocks += len(blocks)
         n_new += fresh
         rows.append({"set_id": record.id, "site_id": site.id, "blocks": encode_blocks(blocks)})
+    n_written = len(rows)
+    if carry_others:
+        written = {int(r["site_id"]) for r in rows}  # type: ignore[call-overload]
+        rows += [
+            {"set_id": record.id, "site_id": site_id, "blocks": blob}
+            for site_id, blob in blobs.items()
+            if site_id not in written
+        ]
     if rows:
         session.execute(insert(SiteEnvelope), rows)
     session.execute(update(EnvelopePointer).where(EnvelopePointer.id == 1).values(set_id=record.id))
@@ -93,4 +129,4 @@ def publish(
     )
     session.execute(delete(SiteEnvelope).where(SiteEnvelope.set_id.in_(stale)))
     bump_publication(session)
-    return PublishSummary(len(rows), n_blocks, n_new)
+    return PublishSummary(n_written, n_blocks, n_new)

@@ -1,8 +1,16 @@
 """The recomputation loop: read inputs, compute envelopes, publish atomically; on a schedule and on demand.
 
-APScheduler runs `run_once` every `recompute_interval_s` on a rolling horizon, and `trigger()` queues an
-immediate run after an operator changes a constraint. Runs never overlap in one process, and the
-publisher lease keeps a second server on the same database from publishing too.
+APScheduler runs `run_once` every `recompute_interval_s` on a rolling horizon, and the watcher runs one
+as soon as an operator changes a constraint. Runs never overlap in one process, and the publisher lease
+keeps a second server on the same database from publishing too.
+
+Every run first refreshes the fallback limits (network, agreements and derates only) and publishes
+them as each dynamic site's DefaultDERControl. Envelopes are then published only from good data: stale
+telemetry or forecasts, an engine exception, an overrun of `recompute_budget_s`, a constraint changed
+during the computation or a failed database write never reach devices. What happens instead is the
+`failure_policy` (docs/fallback.md): publish fallback-valued envelopes now, or let the last good ones
+run out. A derate or outage that is not in published envelopes within `derate_deadline_s` gets
+fallback envelopes for the sites behind it at once, from a timer that no running computation blocks.
 """
 
 from __future__ import annotations
@@ -10,32 +18,36 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from envelopes.compute import compute_envelopes
-from envelopes.forecast import ProfileSpec, persistence_forecast, profile_forecast
+from envelopes.compute import EnvelopeSet, compute_envelopes
+from envelopes.forecast import Forecast, ProfileSpec, persistence_forecast, profile_forecast
 from envelopes.network import Site as NetworkSite
 from gridshare.settings import Settings
 from recompute import lease
-from recompute.inputs import (
-    active_derates,
-    active_network,
-    apply_derates,
-    inputs_fingerprint,
-    latest_telemetry,
-    registered_sites,
-)
+from recompute.budget import BudgetExceeded, BudgetRunner
+from recompute.fallback_defaults import write_defaults
+from recompute.fallback_envelopes import fallback_envelope_set
+from recompute.fallback_plan import FallbackPlan, plan_fallback, plan_key, sites_behind
+from recompute.health import stale_forecast, stale_telemetry
+from recompute.inputs import inputs_fingerprint
 from recompute.publish import PublishSummary, current_set_id, publish
+from recompute.snapshot import RunInputs, read_inputs
+from recompute.status import DYNAMIC, FALLBACK, STALE, StatusBoard, effective
 from server.context import AppContext
 from store.db import transaction
-from store.models import DerProgram, EnvelopeSetRecord
+from store.models import EnvelopePointer, EnvelopeSetRecord
 
 log = logging.getLogger("gridshare.recompute")
+
+#: An external forecast (e.g. weather-driven) for the run's horizon: (inputs, start, interval_s, n_intervals).
+ForecastSource = Callable[[RunInputs, datetime, int, int], Forecast | None]
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,7 @@ class Outcome:
     detail: str = ""
     compute_s: float = 0.0
     publish_s: float = 0.0
+    action: str = ""  # what the failure policy did: "fallback published" | "expiring"
 
 
 def _resolutions(sites: Sequence[NetworkSite], settings: Settings) -> dict[str, float]:
@@ -64,100 +77,196 @@ def _resolutions(sites: Sequence[NetworkSite], settings: Settings) -> dict[str, 
     }
 
 
+def _created_s(session: Session, now_s: int) -> int:
+    """Strictly newer than the set it replaces, so its blocks win every supersession tie."""
+    previous = session.get(EnvelopeSetRecord, current_set_id(session) or 0)
+    return max(now_s, previous.created_s + 1) if previous is not None else now_s
+
+
+def _constraints(fingerprint: tuple[object, ...]) -> tuple[object, ...]:
+    """The part of the fingerprint envelopes depend on: network version and derates (not a request)."""
+    return fingerprint[:3]
+
+
+def _newer(a: object, b: object) -> bool:
+    return (a or 0) > (b or 0)  # type: ignore[operator]
+
+
 class Recomputer:
-    def __init__(self, ctx: AppContext, holder: str | None = None) -> None:
+    def __init__(
+        self, ctx: AppContext, holder: str | None = None, forecast_source: ForecastSource | None = None
+    ) -> None:
         self.ctx = ctx
         self.holder = holder or lease.holder_id()
+        self.forecast_source = forecast_source
+        self.status = StatusBoard(ctx.sessions)
         self._run_lock = threading.Lock()
         self._scheduler: BackgroundScheduler | None = None
         self._inputs_seen: tuple[object, ...] | None = None
+        self._published_inputs: tuple[object, ...] | None = None
+        self._budget = BudgetRunner()
+        self._timers: dict[tuple[object, ...], threading.Timer] = {}
+        self._armed: set[tuple[object, ...]] = set()  # changes given a deadline, until published
+        self._feeder: str | None = None
+        self._plan: tuple[tuple[object, ...], FallbackPlan] | None = None  # (plan key, plan)
+        self._defaults_done: tuple[object, ...] | None = None  # what the last defaults write covered
 
     # -- one run -----------------------------------------------------------------------------------
     def run_once(self, reason: str = "scheduled") -> Outcome:
         with self._run_lock:
-            try:
-                return self._run(reason)
-            except Exception as exc:  # the engine must never take the server down with it
-                log.exception("recomputation (%s) failed: %s", reason, exc)
-                self._record_failure(reason, f"{type(exc).__name__}: {exc}")
-                return Outcome("failed", reason, detail=str(exc))
+            return self._attempt(reason)
 
-    def _run(self, reason: str) -> Outcome:
-        settings = self.ctx.settings
-        now_s = self.ctx.now_s()
-        t0 = time.perf_counter()
-        with self.ctx.sessions() as session:
-            self._inputs_seen = inputs_fingerprint(session)
-            loaded = active_network(session)
-            if loaded is None:
+    def _attempt(self, reason: str) -> Outcome:
+        inputs: RunInputs | None = None
+        plan: FallbackPlan | None = None
+        try:
+            now_s = self.ctx.now_s()
+            with self.ctx.sessions() as session:
+                inputs = read_inputs(session, now_s, self.ctx.settings.envelope_interval_s * 3)
+                self._inputs_seen = inputs.fingerprint if inputs is not None else inputs_fingerprint(session)
+            if inputs is None:
                 log.info("recomputation (%s) skipped: no network loaded", reason)
                 return Outcome("skipped", reason, detail="no network loaded")
-            model, nf = loaded
-            derated = apply_derates(nf.network, active_derates(session, now_s))
-            network = derated.network
-            nmi_to_site_id = {s.nmi: s.id for s in nf.sites if s.nmi}
-            store_sites = registered_sites(session, set(nmi_to_site_id))
-            telemetry = latest_telemetry(
-                session,
-                {n: s.id for n, s in store_sites.items()},
-                since_s=now_s - settings.envelope_interval_s * 3,
-            )
-            program = (
-                session.execute(select(DerProgram).order_by(DerProgram.primacy, DerProgram.id))
-                .scalars()
-                .first()
-            )
+            self._feeder = inputs.feeder
+            plan = self._refresh_fallback(inputs)
+            return self._run(inputs, plan, reason)
+        except Exception as exc:  # the engine must never take the server down with it
+            log.exception("recomputation (%s) failed: %s", reason, exc)
+            return self._fail(inputs, plan, reason, "error", f"{type(exc).__name__}: {exc}")
+
+    def _refresh_fallback(self, inputs: RunInputs) -> FallbackPlan | None:
+        """Fallback limits from the network alone, written as DefaultDERControls; None if not computable.
+
+        Recomputed only when something they depend on changed (network, derates, device ratings,
+        settings), and written only when the limits, the registered sites or anyone's defaults did.
+        """
+        settings = self.ctx.settings
+        key = plan_key(inputs, settings)
+        if self._plan is not None and self._plan[0] == key:
+            plan = self._plan[1]
+        else:
+            try:
+                plan = plan_fallback(inputs, settings)
+            except Exception:
+                log.exception("fallback limits could not be computed; the defaults already published stay")
+                return None
+            self._plan = (key, plan)
+        done = (key, tuple(sorted(s.id for s in inputs.store_sites.values())), inputs.defaults_marker)
+        if inputs.program is None or done == self._defaults_done:
+            return plan
+        try:
+            with transaction(self.ctx.sessions) as session:
+                now_s = self.ctx.now_s()
+                changed = 0
+                if lease.acquire(session, self.holder, now_s, 3 * settings.recompute_interval_s):
+                    changed = write_defaults(
+                        session, inputs.program, plan.dynamic_store_sites(inputs), now_s, settings.pen
+                    )
+            # Our own write changes the marker: the next run reads it once more and finds nothing to do.
+            self._defaults_done = done if not changed else None
+            if changed:
+                log.info("fallback defaults: %d rows written for feeder %s", changed, inputs.feeder)
+        except Exception:
+            log.exception("could not write the fallback defaults; the ones already published stay")
+        return plan
+
+    def _run(self, inputs: RunInputs, plan: FallbackPlan | None, reason: str) -> Outcome:
+        settings = self.ctx.settings
+        now_s = inputs.now_s
+        stale = stale_telemetry(now_s, inputs.newest_telemetry_s, settings.telemetry_max_age_s)
+        if stale is not None:
+            return self._fail(inputs, plan, reason, stale.kind, stale.detail)
         # The horizon starts with the interval now running, so a change reaches devices at once.
         start = datetime.fromtimestamp(now_s - now_s % settings.envelope_interval_s, UTC)
-        forecasts = None
-        if telemetry:
-            by_id = {nmi_to_site_id[nmi]: t for nmi, t in telemetry.items()}
-            specs = {
-                s.id: ProfileSpec(s.pv_kw, s.load_kw, s.load_profile)
-                for s in nf.sites
-                if s.id in by_id and s.node not in derated.isolated_nodes
-            }
-            by_id = {k: v for k, v in by_id.items() if k in specs}
-            base = profile_forecast(
-                specs,
-                start,
-                settings.envelope_interval_s,
-                settings.envelope_horizon_s // settings.envelope_interval_s,
-                tz=network.timezone,
-                latitude_deg=network.latitude_deg,
-                longitude_deg=network.longitude_deg,
-                issued_at=datetime.fromtimestamp(now_s, UTC),
+        t0 = time.perf_counter()
+        try:
+            forecasts = self._forecast(inputs, start)
+        except Exception as exc:
+            log.exception("forecast for recomputation (%s) failed", reason)
+            return self._fail(inputs, plan, reason, "engine error", f"{type(exc).__name__}: {exc}")
+        issued = forecasts.issued_at.timestamp() if forecasts is not None else None
+        stale = stale_forecast(now_s, issued, settings.forecast_max_age_s)
+        if stale is not None:
+            return self._fail(inputs, plan, reason, stale.kind, stale.detail)
+        network = inputs.derated.network
+        live_sites = [s for s in inputs.nf.sites if s.node not in inputs.derated.isolated_nodes]
+        try:
+            envelopes = self._budget.run(
+                lambda: compute_envelopes(
+                    network,
+                    live_sites,
+                    start,
+                    settings.envelope_horizon_s,
+                    settings.envelope_interval_s,
+                    settings.allocation_policy,
+                    forecasts,
+                ),
+                settings.recompute_budget_s,
             )
-            forecasts = persistence_forecast(base, by_id)
-        live_sites = [s for s in nf.sites if s.node not in derated.isolated_nodes]
-        envelopes = compute_envelopes(
-            network,
-            live_sites,
-            start,
-            settings.envelope_horizon_s,
-            settings.envelope_interval_s,
-            settings.allocation_policy,
-            forecasts,
-        )
+        except BudgetExceeded as exc:
+            return self._fail(inputs, plan, reason, "overrun", str(exc))
+        except Exception as exc:
+            log.exception("envelope engine failed (%s)", reason)
+            return self._fail(inputs, plan, reason, "engine error", f"{type(exc).__name__}: {exc}")
         compute_s = time.perf_counter() - t0
+        try:
+            return self._publish(inputs, envelopes, start, reason, compute_s)
+        except Exception as exc:
+            log.exception("publication (%s) failed; nothing of it was published", reason)
+            return self._fail(
+                inputs, plan, reason, "database", f"publication failed: {type(exc).__name__}: {exc}"
+            )
+
+    def _forecast(self, inputs: RunInputs, start: datetime) -> Forecast | None:
+        """An external forecast if a source is configured, else recent telemetry over profiles (or None)."""
+        settings = self.ctx.settings
+        n = settings.envelope_horizon_s // settings.envelope_interval_s
+        if self.forecast_source is not None:
+            return self.forecast_source(inputs, start, settings.envelope_interval_s, n)
+        if not inputs.telemetry:
+            return None
+        network = inputs.derated.network
+        isolated = inputs.derated.isolated_nodes
+        by_id = {inputs.nmi_to_site_id[nmi]: t for nmi, t in inputs.telemetry.items()}
+        specs = {
+            s.id: ProfileSpec(s.pv_kw, s.load_kw, s.load_profile)
+            for s in inputs.nf.sites
+            if s.id in by_id and s.node not in isolated
+        }
+        base = profile_forecast(
+            specs,
+            start,
+            settings.envelope_interval_s,
+            n,
+            tz=network.timezone,
+            latitude_deg=network.latitude_deg,
+            longitude_deg=network.longitude_deg,
+            issued_at=datetime.fromtimestamp(inputs.now_s, UTC),
+        )
+        return persistence_forecast(base, {k: v for k, v in by_id.items() if k in specs})
+
+    def _publish(
+        self, inputs: RunInputs, envelopes: EnvelopeSet, start: datetime, reason: str, compute_s: float
+    ) -> Outcome:
+        settings = self.ctx.settings
+        now_s = inputs.now_s
         t1 = time.perf_counter()
         with transaction(self.ctx.sessions) as session:
-            ttl_s = 3 * settings.recompute_interval_s
-            if not lease.acquire(session, self.holder, self.ctx.now_s(), ttl_s):
+            if not lease.acquire(session, self.holder, self.ctx.now_s(), 3 * settings.recompute_interval_s):
                 log.info(
                     "recomputation (%s) not published: another instance holds the publisher lease", reason
                 )
                 return Outcome("skipped", reason, detail="another instance is the publisher")
-            # Strictly newer than the set it replaces, so its blocks win every supersession tie.
-            previous = session.get(EnvelopeSetRecord, current_set_id(session) or 0)
-            created_s = max(now_s, previous.created_s + 1) if previous is not None else now_s
+            if _constraints(inputs_fingerprint(session)) != _constraints(inputs.fingerprint):
+                log.info("recomputation (%s) not published: a constraint changed while it ran", reason)
+                return Outcome("skipped", reason, detail="a constraint changed during the computation")
             record = EnvelopeSetRecord(
-                network_id=model.id,
-                created_s=created_s,
+                network_id=inputs.model.id,
+                created_s=_created_s(session, now_s),
                 start_s=int(start.timestamp()),
                 interval_s=settings.envelope_interval_s,
                 n_intervals=envelopes.n_intervals,
-                program_id=program.id if program is not None else None,
+                program_id=inputs.program.id if inputs.program is not None else None,
                 policy=settings.allocation_policy,
                 reason=reason[:64],
                 status="published",
@@ -165,17 +274,23 @@ class Recomputer:
             )
             session.add(record)
             session.flush()
-            by_nmi = {s.nmi: s for s in nf.sites if s.nmi}
+            isolated = inputs.derated.isolated_nodes
+            by_nmi = {s.nmi: s for s in inputs.nf.sites if s.nmi}
             sites = {
                 by_nmi[nmi].id: site
-                for nmi, site in store_sites.items()
-                if by_nmi[nmi].node not in derated.isolated_nodes
+                for nmi, site in inputs.store_sites.items()
+                if by_nmi[nmi].node not in isolated
             }
-            cut_off = [
-                site for nmi, site in store_sites.items() if by_nmi[nmi].node in derated.isolated_nodes
-            ]
+            cut_off = [site for nmi, site in inputs.store_sites.items() if by_nmi[nmi].node in isolated]
             summary = publish(
-                session, envelopes, sites, record, now_s, _resolutions(nf.sites, settings), cut_off
+                session,
+                envelopes,
+                sites,
+                record,
+                now_s,
+                _resolutions(inputs.nf.sites, settings),
+                cut_off,
+                latest_end_s=self._latest_end_s(now_s),
             )
             publish_s = time.perf_counter() - t1
             binding = {d: envelopes.binding_count(d) for d in ("export", "import")}
@@ -187,8 +302,20 @@ class Recomputer:
                 "infeasible": len(envelopes.infeasibilities),
                 "compute_s": round(compute_s, 3),
                 "publish_s": round(publish_s, 3),
-                "telemetry_sites": len(telemetry),
+                "telemetry_sites": len(inputs.telemetry),
             }
+        self._published_inputs = inputs.fingerprint
+        self._cancel_covered_deadlines()
+        until_s = int(start.timestamp()) + envelopes.n_intervals * envelopes.interval_s
+        self.status.set(
+            inputs.feeder,
+            DYNAMIC,
+            "envelopes computed from fresh data",
+            self.ctx.now_s(),
+            detail=f"set {record.id} published ({reason})",
+            network_id=inputs.model.id,
+            envelopes_until_s=until_s,
+        )
         log.info(
             "envelopes published (%s): set %d, %d intervals from %s, %d of %d sites, %d blocks (%d new), "
             "binding export/import %d/%d, %d infeasible, compute %.2fs publish %.2fs",
@@ -197,7 +324,7 @@ class Recomputer:
             envelopes.n_intervals,
             start.isoformat(),
             summary.sites,
-            len(nf.sites),
+            len(inputs.nf.sites),
             summary.blocks,
             summary.blocks_new,
             binding["export"],
@@ -207,6 +334,131 @@ class Recomputer:
             publish_s,
         )
         return Outcome("published", reason, record.id, summary, compute_s=compute_s, publish_s=publish_s)
+
+    def _current_end_s(self) -> int | None:
+        """End of the current set's horizon (None when nothing is published or the store is unreadable)."""
+        try:
+            with self.ctx.sessions() as session:
+                row = session.execute(
+                    select(
+                        EnvelopeSetRecord.start_s, EnvelopeSetRecord.n_intervals, EnvelopeSetRecord.interval_s
+                    )
+                    .join(EnvelopePointer, EnvelopePointer.set_id == EnvelopeSetRecord.id)
+                    .where(EnvelopePointer.id == 1)
+                ).first()
+        except Exception:
+            return None
+        return None if row is None else int(row[0] + row[1] * row[2])
+
+    def _latest_end_s(self, now_s: int) -> int:
+        """No published block may end later than one horizon (plus the running interval) from now."""
+        return now_s + self.ctx.settings.envelope_horizon_s + self.ctx.settings.envelope_interval_s
+
+    # -- the failure policy ------------------------------------------------------------------------
+    def _fail(
+        self, inputs: RunInputs | None, plan: FallbackPlan | None, reason: str, kind: str, detail: str
+    ) -> Outcome:
+        """Nothing from this run reaches devices; apply `failure_policy` and report the feeder's state."""
+        settings = self.ctx.settings
+        why = f"{kind}: {detail}"
+        log.warning("recomputation (%s) not published: %s", reason, why)
+        self._record_failure(reason, why)
+        feeder = inputs.feeder if inputs is not None else self._feeder
+        if feeder is None:
+            return Outcome("failed", reason, detail=why)
+        now_s = self.ctx.now_s()
+        network_id = inputs.model.id if inputs is not None else None
+        if settings.failure_policy == "fallback" and inputs is not None and plan is not None:
+            try:
+                published = self._publish_fallback(inputs, plan, f"fallback ({kind})", None)
+            except Exception as exc:
+                log.exception("fallback envelopes could not be published either")
+                why += f"; fallback envelopes could not be published either ({type(exc).__name__})"
+            else:
+                if published is not None:
+                    set_id, n_sites, until_s = published
+                    self.status.set(
+                        feeder,
+                        FALLBACK,
+                        why,
+                        now_s,
+                        detail=f"fallback envelopes published for {n_sites} sites (set {set_id})",
+                        network_id=network_id,
+                        envelopes_until_s=until_s,
+                    )
+                    return Outcome("failed", reason, set_id, detail=why, action="fallback published")
+        before = self.status.get(feeder)
+        until_s = before.envelopes_until_s if before is not None else self._current_end_s()
+        # Devices on fallback-valued envelopes stay there; on dynamic ones, those are now stale.
+        state = FALLBACK if before is not None and effective(before, now_s).state == FALLBACK else STALE
+        ends = datetime.fromtimestamp(until_s, UTC).isoformat() if until_s else "their end"
+        self.status.set(
+            feeder,
+            state,
+            why,
+            now_s,
+            detail=f"the published envelopes run until {ends}, then devices use their DefaultDERControl",
+            network_id=network_id if network_id is not None else (before.network_id if before else None),
+            envelopes_until_s=until_s,
+            fallback_sites=before.fallback_sites if before is not None and state == FALLBACK else None,
+        )
+        return Outcome("failed", reason, detail=why, action="expiring")
+
+    def _publish_fallback(
+        self, inputs: RunInputs, plan: FallbackPlan, reason: str, only: set[str] | None
+    ) -> tuple[int, int, int] | None:
+        """Fallback-valued envelopes for every site (`only` None) or the network site ids in `only`.
+
+        Returns (set id, sites written, end of the new blocks), or None when another instance publishes.
+        """
+        settings = self.ctx.settings
+        if inputs.program is None:
+            raise RuntimeError("no DER program to publish envelopes in")
+        now_s = self.ctx.now_s()
+        interval_s = settings.envelope_interval_s
+        start_s = now_s - now_s % interval_s
+        chosen = [s for s in plan.live_sites if only is None or s.id in only]
+        envelopes = fallback_envelope_set(
+            chosen, plan.by_site, start_s, settings.envelope_horizon_s, interval_s, plan.network.timezone
+        )
+        by_nmi = {s.nmi: s for s in inputs.nf.sites if s.nmi}
+        wanted = {
+            nmi: site for nmi, site in inputs.store_sites.items() if only is None or by_nmi[nmi].id in only
+        }
+        sites = {by_nmi[n].id: s for n, s in wanted.items() if by_nmi[n].node not in plan.isolated_nodes}
+        cut_off = [s for n, s in wanted.items() if by_nmi[n].node in plan.isolated_nodes]
+        with transaction(self.ctx.sessions) as session:
+            if not lease.acquire(session, self.holder, now_s, 3 * settings.recompute_interval_s):
+                log.info("fallback envelopes not published: another instance holds the publisher lease")
+                return None
+            record = EnvelopeSetRecord(
+                network_id=inputs.model.id,
+                created_s=_created_s(session, now_s),
+                start_s=start_s,
+                interval_s=interval_s,
+                n_intervals=envelopes.n_intervals,
+                program_id=inputs.program.id,
+                policy=settings.allocation_policy,
+                reason=reason[:64],
+                status="published",
+                detail={"fallback": True},
+            )
+            session.add(record)
+            session.flush()
+            summary = publish(
+                session,
+                envelopes,
+                sites,
+                record,
+                now_s,
+                _resolutions(inputs.nf.sites, settings),
+                cut_off,
+                latest_end_s=self._latest_end_s(now_s),
+                carry_others=only is not None,
+            )
+            record.detail = {"fallback": True, "sites_published": summary.sites, "blocks": summary.blocks}
+        log.warning("fallback envelopes published (%s): set %d, %d sites", reason, record.id, summary.sites)
+        return record.id, summary.sites, start_s + envelopes.n_intervals * interval_s
 
     def _record_failure(self, reason: str, detail: str) -> None:
         try:
@@ -226,6 +478,102 @@ class Recomputer:
                 )
         except Exception:
             log.exception("could not record the failed recomputation")
+
+    # -- derates: recompute at once, fallback by a deadline ------------------------------------------
+    def _arm_deadline(self, baseline: tuple[object, ...], seen: tuple[object, ...]) -> None:
+        """A new network version or a new derate must reach devices within `derate_deadline_s`."""
+        if not (seen[0] != baseline[0] or _newer(seen[1], baseline[1])):
+            return  # a derate cleared or a recomputation requested: the published envelopes stay safe
+        key = _constraints(seen)
+        if key in self._armed:
+            return  # one deadline per change, whether still pending or already met with fallback
+        self._armed.add(key)
+        timer = threading.Timer(self.ctx.settings.derate_deadline_s, self._on_deadline, args=(baseline, seen))
+        timer.daemon = True
+        self._timers[key] = timer
+        timer.start()
+
+    def _covered(self, pending: tuple[object, ...]) -> bool:
+        published = self._published_inputs
+        return (
+            published is not None
+            and not _newer(pending[0], published[0])
+            and not _newer(pending[1], published[1])
+        )
+
+    def _cancel_covered_deadlines(self) -> None:
+        for key, timer in list(self._timers.items()):
+            if self._covered(key):
+                timer.cancel()
+                self._timers.pop(key, None)
+        self._armed = {key for key in self._armed if not self._covered(key)}
+
+    def _on_deadline(self, baseline: tuple[object, ...], pending: tuple[object, ...]) -> None:
+        """The change is not in published envelopes yet: publish fallback limits for the sites it affects."""
+        self._timers.pop(_constraints(pending), None)
+        if self._covered(pending):
+            return
+        settings = self.ctx.settings
+        try:
+            now_s = self.ctx.now_s()
+            with self.ctx.sessions() as session:
+                inputs = read_inputs(session, now_s, settings.envelope_interval_s * 3)
+            if inputs is None:
+                return
+            if inputs.model.id != baseline[0]:
+                only, what = None, f"network version {inputs.model.id}"
+            else:
+                fresh = [d for d in inputs.standing if _newer(d.id, baseline[1])]
+                assets = sorted({d.asset for d in fresh})
+                only = sites_behind(inputs.nf.network, assets, inputs.nf.sites)
+                what = f"derate of {', '.join(assets)}"
+                if not only:
+                    return
+            plan = self._refresh_fallback(inputs)
+            if plan is None:
+                log.error("%s: no fallback limits to publish at the deadline", what)
+                return
+            if self._covered(pending):
+                return  # a recomputation published it meanwhile
+            published = self._publish_fallback(inputs, plan, "fallback (derate deadline)", only)
+            if published is None:
+                return
+            set_id, n_sites, until_s = published
+            before = self.status.get(inputs.feeder)
+            if before is not None and before.envelopes_until_s is not None:
+                until_s = min(until_s, before.envelopes_until_s)  # the other sites keep their blocks
+            self.status.set(
+                inputs.feeder,
+                FALLBACK,
+                f"{what} not in published envelopes within {settings.derate_deadline_s:g} s",
+                self.ctx.now_s(),
+                detail=f"fallback envelopes published for {n_sites} sites behind it (set {set_id})",
+                network_id=inputs.model.id,
+                envelopes_until_s=until_s,
+                fallback_sites=n_sites,
+            )
+        except Exception:
+            log.exception("fallback at the derate deadline failed")
+
+    def _check_expiry(self, now_s: int) -> None:
+        """Log (and store) the moment published envelopes end with nothing after them."""
+        if self._feeder is None:
+            return
+        status = self.status.get(self._feeder)
+        if status is None:
+            return
+        now = effective(status, now_s)
+        if now.state != status.state:
+            self.status.set(
+                status.feeder,
+                now.state,
+                now.reason,
+                now_s,
+                detail=now.detail,
+                network_id=status.network_id,
+                envelopes_until_s=status.envelopes_until_s,
+                since_s=now.since_s,
+            )
 
     # -- scheduling --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -251,22 +599,33 @@ class Recomputer:
         scheduler.start()
         self._scheduler = scheduler
         log.info(
-            "recomputation every %d s over %d h at %d-minute intervals (%s)",
+            "recomputation every %d s over %d h at %d-minute intervals (%s); on failure: %s",
             self.ctx.settings.recompute_interval_s,
             self.ctx.settings.envelope_horizon_s // 3600,
             self.ctx.settings.envelope_interval_s // 60,
             self.ctx.settings.allocation_policy,
+            self.ctx.settings.failure_policy,
         )
 
     def watch(self) -> None:
         """Recompute as soon as an operator changes the network, a rating or a derate, or asks for it.
 
         Polling a fingerprint of those tables works across processes and servers sharing the database.
+        A run already in progress is not waited for: it will not publish (its constraints are outdated),
+        the next tick recomputes, and the deadline timer covers the time in between.
         """
         with self.ctx.sessions() as session:
             seen = inputs_fingerprint(session)
-        if self._inputs_seen is not None and seen != self._inputs_seen:
-            self.run_once("constraint changed")
+        self._check_expiry(self.ctx.now_s())
+        if self._inputs_seen is None or seen == self._inputs_seen:
+            return
+        self._arm_deadline(self._inputs_seen, seen)
+        if not self._run_lock.acquire(blocking=False):
+            return
+        try:
+            self._attempt("constraint changed")
+        finally:
+            self._run_lock.release()
 
     def trigger(self, reason: str) -> None:
         """Queue an immediate run (an operator changed a constraint); runs synchronously if not scheduled."""
@@ -283,6 +642,9 @@ class Recomputer:
         )
 
     def stop(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None

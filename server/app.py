@@ -6,42 +6,53 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.context import AppContext
 from server.fastpath import FastPath
 from server.routes import ders as der_routes
-from server.routes import discovery, end_devices, events, metering, programs
-from server.wire.xmlio import WireError
+from server.routes import discovery, end_devices, events, metering, programs, subscriptions
+from server.wire.errors import error_document
+from server.wire.xmlio import MEDIA_TYPE, WireError
 
 log = logging.getLogger(__name__)
+
+
+def _error(
+    status: int, reason: str, headers: dict[str, str] | None = None, code: int | None = None
+) -> Response:
+    """Every 4xx is a 2030.5 Error document (clients parse it); the reason rides along as a comment."""
+    if not 400 <= status < 500:
+        return PlainTextResponse(reason, status_code=status, headers=headers)
+    body = error_document(status, reason, code)
+    return Response(body, status_code=status, headers=headers, media_type=MEDIA_TYPE)
 
 
 def create_app(ctx: AppContext) -> FastAPI:
     app = FastAPI(title="GridShare CSIP-AUS endpoint", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ctx = ctx
-    for module in (discovery, end_devices, programs, der_routes, metering, events):
+    for module in (discovery, end_devices, programs, der_routes, metering, events, subscriptions):
         app.include_router(module.router)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> PlainTextResponse:
-        return PlainTextResponse(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+        return _error(exc.status_code, str(exc.detail), exc.headers, getattr(exc, "reason_code", None))
 
     @app.exception_handler(RequestValidationError)
-    async def bad_path(_request: Request, exc: RequestValidationError) -> PlainTextResponse:
+    async def bad_path(_request: Request, exc: RequestValidationError) -> Response:
         # Only path parameters are typed; a non-numeric id names nothing that exists.
-        return PlainTextResponse("no such resource", status_code=404)
+        return _error(404, "no such resource")
 
     @app.exception_handler(WireError)
-    async def bad_body(_request: Request, exc: WireError) -> PlainTextResponse:
-        return PlainTextResponse(str(exc), status_code=400)
+    async def bad_body(_request: Request, exc: WireError) -> Response:
+        return _error(400, str(exc))
 
     @app.exception_handler(IntegrityError)
-    async def conflict(_request: Request, exc: IntegrityError) -> PlainTextResponse:
+    async def conflict(_request: Request, exc: IntegrityError) -> Response:
         log.warning("write refused by a database constraint: %s", exc.orig)
-        return PlainTextResponse("conflicts with existing data", status_code=409)
+        return _error(409, "conflicts with existing data")
 
     return app
 

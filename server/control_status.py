@@ -35,8 +35,20 @@ class ControlState:
 
 
 def _newer(a: ScheduledControl, b: ScheduledControl) -> bool:
-    """True when `a` was created after `b` (mRID breaks ties so the order is total)."""
-    return (a.creation_s, a.mrid) > (b.creation_s, b.mrid)
+    """True when `a` was created after `b`.
+
+    creationTime has one-second resolution, so two controls written in the same second are told apart
+    by their row id, which follows insertion order (mRIDs are random and say nothing about order).
+    """
+    return _creation_order(a) > _creation_order(b)
+
+
+def _creation_order(c: ScheduledControl) -> tuple[int, int, int, str]:
+    """Operator controls (integer row ids) order by id; published envelope blocks (whose id is their
+    mRID) by mRID, after operator controls of the same second."""
+    if isinstance(c.id, int):
+        return (c.creation_s, 1, c.id, "")
+    return (c.creation_s, 0, 0, c.mrid)
 
 
 def _overlap(a: ScheduledControl, b: ScheduledControl) -> bool:

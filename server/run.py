@@ -22,6 +22,7 @@ from recompute.demo import seed_demo
 from recompute.service import Recomputer
 from server.app import create_asgi
 from server.bootstrap import build_context, register_dev_aggregators, seed_baseline, tls_files
+from server.notify.service import NotificationService
 from server.operator.run import operator_server
 from server.tls import PeerCertHttpProtocol, server_context
 
@@ -113,12 +114,16 @@ def serve(settings: Settings, workers: int = 1) -> None:
     # The engine runs in this process: scheduled, and on operator changes (it watches the store).
     recomputer = Recomputer(ctx)
     recomputer.start()
+    # Notifications to subscribers are noticed and delivered from this process too (durable outbox).
+    notifications = NotificationService(ctx)
+    notifications.start()
     log.info("CSIP-AUS endpoint on %s, %d worker(s), store %s", door, workers, store)
     log.info("operator API on http://%s:%d (docs at /docs)", settings.operator_host, settings.operator_port)
     if workers == 1:
         try:
             run_worker(settings, reuse_port=False)
         finally:
+            notifications.stop()
             recomputer.stop()
         return
     spawn = multiprocessing.get_context("spawn")

@@ -289,16 +289,53 @@ class Response(Base):
 
 
 class Subscription(Base):
-    """An aggregator's subscription to a list or resource; delivery is the conformance issue's work."""
+    """An aggregator's subscription to a list or resource, kept in the SubscriptionList of one EndDevice.
+
+    `site_id` names that EndDevice (None: the aggregator's own `/edev/0`). `client_lfdi` is the certificate
+    that subscribed: notifications render what it may see, and stop if it is revoked. `last_sha256` is the
+    hash of the representation last queued, so only changes are sent and a restart resends nothing.
+    `failed_s` marks a subscriber whose endpoint kept failing (cleared by a delivery or a renewal).
+    """
 
     __tablename__ = "subscription"
+    __table_args__ = (Index("ix_subscription_aggregator", "aggregator_id", "site_id"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     aggregator_id: Mapped[int] = mapped_column(ForeignKey("aggregator.id", ondelete="CASCADE"))
     site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"))
+    client_lfdi: Mapped[str] = mapped_column(String(40))
     resource_href: Mapped[str] = mapped_column(String(255))
-    notification_uri: Mapped[str] = mapped_column(String(255))
-    result_limit: Mapped[int] = mapped_column(Integer)
+    notification_uri: Mapped[str] = mapped_column(String(1024))
+    result_limit: Mapped[int] = mapped_column(BigInteger)  # UInt32 on the wire
     encoding: Mapped[int] = mapped_column(Integer, default=0)
+    level: Mapped[str] = mapped_column(String(16), default="+S1")
+    created_s: Mapped[int] = mapped_column(BigInteger)
+    changed_s: Mapped[int] = mapped_column(BigInteger)
+    last_sha256: Mapped[str | None] = mapped_column(String(64))
+    failed_s: Mapped[int | None] = mapped_column(BigInteger)
+    last_error: Mapped[str | None] = mapped_column(String(255))
+
+
+class NotificationOutbox(Base):
+    """A Notification waiting to be POSTed (or the record of one that was): durable across restarts.
+
+    A row is pending while `delivered_s` and `abandoned_s` are both unset; it is abandoned when a newer
+    notification for the same subscription supersedes it or when `attempts` reaches the configured maximum.
+    """
+
+    __tablename__ = "notification_outbox"
+    __table_args__ = (
+        Index("ix_outbox_due", "delivered_s", "abandoned_s", "next_attempt_s"),
+        Index("ix_outbox_subscription", "subscription_id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscription.id", ondelete="CASCADE"))
+    body: Mapped[str] = mapped_column(Text)
+    content_type: Mapped[str] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_s: Mapped[int] = mapped_column(BigInteger)
+    last_error: Mapped[str | None] = mapped_column(String(255))
+    delivered_s: Mapped[int | None] = mapped_column(BigInteger)
+    abandoned_s: Mapped[int | None] = mapped_column(BigInteger)
     created_s: Mapped[int] = mapped_column(BigInteger)
 
 

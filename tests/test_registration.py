@@ -30,8 +30,15 @@ def test_device_registers_itself_and_sees_only_itself(server: RunningServer) -> 
         ]
 
 
-def test_registering_twice_returns_the_same_end_device(server: RunningServer) -> None:
-    assert server.register("device-1") == server.register("device-1")
+def test_registering_twice_is_refused_and_names_the_existing_end_device(server: RunningServer) -> None:
+    """CSIP-AUS S-ALL-51: a duplicate lFDI is a 4xx; Location points at the EndDevice that exists."""
+    href = server.register("device-1")
+    me = server.pki.client("device-1")
+    with server.client("device-1") as c:
+        r = c.post("/edev", content=end_device(me.sfdi, me.lfdi), headers=SEP_XML)
+        assert r.status_code == 409, r.text
+        assert r.headers["location"] == href
+        assert xml_ok(c.get("/edev", params={"l": 10})).get("all") == "1"
 
 
 def test_device_cannot_register_someone_else(server: RunningServer) -> None:

@@ -61,6 +61,8 @@ def test_device_responds_to_its_control(server: RunningServer) -> None:
             "unknown subject": response(new_mrid(0), me.lfdi, 1, T0),
             "another device's lFDI": response(mrid, other.lfdi, 1, T0),
             "status 200 is not a DERControl response status": response(mrid, me.lfdi, 200, T0),
+            "status 15 is reserved (S-ALL-57)": response(mrid, me.lfdi, 15, T0),
+            "status 0 is reserved": response(mrid, me.lfdi, 0, T0),
         }
         for why, body in refused.items():
             r = c.post(reply_to, content=body, headers=SEP_XML)

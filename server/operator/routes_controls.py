@@ -7,7 +7,7 @@ the clock as the device port derives it (`server.control_status`).
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from server.control_status import derive_states
@@ -16,6 +16,7 @@ from server.operator.audit import Writer, writer
 from server.operator.auth import context
 from server.operator.deps import Id, Paging, found, paging, read_session
 from server.operator.errors import FieldError
+from server.operator.routes_fallback import forget_override, guard_site_default
 from server.operator.schemas import (
     CONTROL_VALUE_FIELDS,
     CancelIn,
@@ -194,10 +195,18 @@ def set_program_default(
 
 @router.put("/sites/{site_id}/programs/{program_id}/default-control", response_model=DefaultControlOut)
 def set_site_default(
-    site_id: Id, program_id: Id, body: DefaultControlIn, w: Writer = Depends(writer)
+    site_id: Id,
+    program_id: Id,
+    body: DefaultControlIn,
+    w: Writer = Depends(writer),
+    override: bool = Query(False, description="allow values above the computed safe fallback (audited)"),
 ) -> DefaultControlOut:
-    """A site's own default in the program, which it sees instead of the program-wide one."""
-    return _set_default(w, program_id, site_id, body)
+    """A site's own default in the program, which it sees instead of the program-wide one.
+
+    For a site with a computed fallback, limits left out take the safe values and larger ones are
+    refused (422) unless `override=true`.
+    """
+    return _set_default(w, program_id, site_id, body, override)
 
 
 @router.delete("/sites/{site_id}/programs/{program_id}/default-control", status_code=204)
@@ -208,11 +217,12 @@ def remove_site_default(site_id: Id, program_id: Id, w: Writer = Depends(writer)
         _site_program(change.session, site_id, program_id)
         row = found(default_control_for(change.session, program_id, site_id), "site default control")
         change.session.delete(row)
+        forget_override(change.session, site_id, change.now_s)
     return Response(status_code=204)
 
 
 def _set_default(
-    w: Writer, program_id: int, site_id: int | None, body: DefaultControlIn
+    w: Writer, program_id: int, site_id: int | None, body: DefaultControlIn, override: bool = False
 ) -> DefaultControlOut:
     if body.set_grad_w_hundredths is None:
         _require_a_value(body)
@@ -220,6 +230,11 @@ def _set_default(
     with w.transaction("default_control.set", target) as change:
         program = found(change.session.get(DerProgram, program_id), "DERProgram")
         site = None if site_id is None else found(change.session.get(Site, site_id), "site")
+        checked = (
+            {}
+            if site is None
+            else guard_site_default(change.session, site.id, body, override, w.caller.name, change.now_s)
+        )
         row = set_default_control(
             change.session,
             program=program,
@@ -230,5 +245,5 @@ def _set_default(
             set_grad_w_hundredths=body.set_grad_w_hundredths,
         )
         row.description = body.description
-        change.details = body.model_dump(exclude_none=True)
+        change.details = {**body.model_dump(exclude_none=True), **checked}
         return DefaultControlOut.model_validate(row)

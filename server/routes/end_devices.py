@@ -12,14 +12,32 @@ from certs.identity import is_valid_sfdi, sfdi_from_lfdi
 from server.paging import Page, page
 from server.routes.common import created, read_unit, read_xml, write_unit, xml
 from server.wire import decode, encode, hrefs
+from server.wire.errors import InvalidValues
 from server.wire.xmlio import CSIP_NS
 from store.models import Site
 from store.queries.sites import create_site, list_sites, site_by_lfdi
 
 router = APIRouter()
 
-#: NMIs are 10 characters plus an optional checksum (AEMO); CSIP-AUS allows any String32.
-_NMI = re.compile(r"^[A-Za-z0-9]{1,32}$")
+#: NMIs are 10 characters plus an optional checksum digit (AEMO); anything else is refused (S-OPT-02).
+_NMI = re.compile(r"^[A-Za-z0-9]{10}[0-9]?$")
+
+
+def nmi_checksum(nmi10: str) -> int:
+    """AEMO's NMI checksum digit: Luhn-style doubling over the character codes, from the right."""
+    total, double = 0, True
+    for ch in reversed(nmi10.upper()):
+        value = ord(ch) * 2 if double else ord(ch)
+        double = not double
+        total += sum(int(d) for d in str(value))
+    return (10 - total % 10) % 10
+
+
+def valid_nmi(nmi: str) -> bool:
+    """An NMI: 10 letters or digits, or those and their checksum digit (as CSIP-AUS clients send it)."""
+    if not _NMI.match(nmi):
+        return False
+    return len(nmi) == 10 or int(nmi[10]) == nmi_checksum(nmi[:10])
 
 
 def _virtual_aggregator_device(u) -> Site:  # type: ignore[no-untyped-def]
@@ -50,7 +68,12 @@ def end_device_list(request: Request, p: Page = Depends(page)) -> Response:
             items.append(encode.end_device(None, _virtual_aggregator_device(u), virtual=True))
         items.extend(encode.end_device(None, site) for site in sites)
         el = encode.list_root(
-            "EndDeviceList", hrefs.EDEV_LIST, total + virtual, len(items), u.poll_rate("edev"), subscribable=0
+            "EndDeviceList",
+            hrefs.EDEV_LIST,
+            total + virtual,
+            len(items),
+            u.poll_rate("edev"),
+            subscribable=encode.SUBSCRIBABLE,
         )
         return xml(encode.append_all(el, items))
 
@@ -99,10 +122,11 @@ async def register_end_device(request: Request) -> Response:
                 now_s=u.now_s(),
             )
         else:
-            site.device_category = body.device_category
-            if body.post_rate_s is not None:
-                site.post_rate_s = body.post_rate_s
-            site.changed_s = u.now_s()
+            # A second registration of one lFDI is refused (CSIP-AUS S-ALL-51); Location names the
+            # EndDevice that exists, so the client can use it.
+            raise HTTPException(
+                409, "an EndDevice with this lFDI is registered", headers={"Location": hrefs.edev(site.id)}
+            )
         return created(hrefs.edev(site.id))
 
 
@@ -121,12 +145,15 @@ def connection_point(request: Request, site_id: int) -> Response:
 @router.api_route("/edev/{site_id}/cp", methods=["PUT", "POST"])
 async def set_connection_point(request: Request, site_id: int) -> Response:
     nmi = decode.connection_point(await read_xml(request, f"{{{CSIP_NS}}}ConnectionPoint"))
-    if not _NMI.match(nmi):
-        raise HTTPException(400, "connectionPointId must be 1-32 letters or digits (the NMI)")
+    if not valid_nmi(nmi):
+        raise InvalidValues(
+            400, "connectionPointId must be an NMI: 10 letters or digits, optionally its checksum digit"
+        )
     with write_unit(request) as u:
         site = u.site(site_id)
         site.nmi = nmi
         site.changed_s = u.now_s()
     if request.method == "POST":
         return created(hrefs.connection_point(site_id))
-    return Response(status_code=204)
+    # Location as after a POST: clients (the CSIP-AUS conformance client) re-read the resource from it.
+    return Response(status_code=204, headers={"Location": hrefs.connection_point(site_id)})

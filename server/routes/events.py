@@ -16,8 +16,9 @@ from store.queries.sites import site_by_lfdi
 
 router = APIRouter()
 
-#: Response.status values for DERControls (IEEE 2030.5 Table 27): 1-7 and the 252-254 rejections.
-KNOWN_RESPONSE_STATUS = {*range(1, 16), 252, 253, 254}
+#: Response.status values IEEE 2030.5 Table 27 defines: 1-14 and the 252-254 rejections; the rest
+#: (0, 15-251, 255) are reserved and refused (CSIP-AUS S-ALL-57 posts 15).
+KNOWN_RESPONSE_STATUS = {*range(1, 15), 252, 253, 254}
 
 
 @router.post(hrefs.DERC_RESPONSES)

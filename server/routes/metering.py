@@ -97,6 +97,8 @@ def _store_readings(u: Unit, mup: MirrorUsagePoint, readings: list[decode.MeterR
         if mmr is None:
             if not incoming.reading_type:
                 raise HTTPException(400, f"MirrorMeterReading {incoming.mrid} is new and needs a ReadingType")
+            if q.meter_reading_mrid_taken(u.session, mup, incoming.mrid):
+                raise HTTPException(409, f"MirrorMeterReading mRID {incoming.mrid} belongs to another mirror")
             mmr = MirrorMeterReading(
                 mup_id=mup.id,
                 mrid=incoming.mrid,

@@ -39,7 +39,7 @@ def fsa_list(request: Request, site_id: int, p: Page = Depends(page)) -> Respons
             total,
             len(fsas),
             u.poll_rate("fsa"),
-            subscribable=0,
+            subscribable=encode.SUBSCRIBABLE,
         )
         for f in fsas:
             encode.fsa(el, site_id, f, q.count_programs(u.session, f.id))
@@ -69,7 +69,7 @@ def program_list(request: Request, site_id: int, fsa_id: int, p: Page = Depends(
             total,
             len(programs),
             u.poll_rate("derp"),
-            subscribable=0,
+            subscribable=encode.SUBSCRIBABLE,
         )
         now_s = u.now_s()
         for program in programs:

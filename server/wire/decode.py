@@ -223,3 +223,24 @@ def log_event(el: etree._Element) -> LogEventIn:
         log_event_pen=_int(el, "logEventPEN") or 0,
         profile_id=_int(el, "profileID") or 0,
     )
+
+
+@dataclass(frozen=True)
+class SubscriptionIn:
+    subscribed_resource: str
+    conditional: bool
+    encoding: int
+    level: str
+    limit: int
+    notification_uri: str
+
+
+def subscription(el: etree._Element) -> SubscriptionIn:
+    return SubscriptionIn(
+        subscribed_resource=text(el, "subscribedResource") or "",
+        conditional=el.find(_S + "Condition") is not None,
+        encoding=_int(el, "encoding") or 0,
+        level=text(el, "level") or "",
+        limit=_int(el, "limit") or 0,
+        notification_uri=text(el, "notificationURI") or "",
+    )

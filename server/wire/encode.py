@@ -18,6 +18,12 @@ from store import models as m
 
 _S = f"{{{SEP_NS}}}"
 _C = f"{{{CSIP_NS}}}"
+XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+
+#: SubscribableType 1: non-conditional subscriptions. Set on every resource server/notify can render.
+SUBSCRIBABLE = 1
+#: DER documents whose schema type is a SubscribableResource (DERCapability is a plain Resource).
+_SUBSCRIBABLE_DOCUMENTS = {"DERSettings", "DERStatus", "DERAvailability"}
 
 
 def root(name: str, href: str | None = None, **attrs: object) -> etree._Element:
@@ -118,7 +124,11 @@ def time_resource(
 def end_device(
     el_or_none: etree._Element | None, site: m.Site, *, virtual: bool = False, changed_s: int | None = None
 ) -> etree._Element:
-    """An EndDevice; the aggregator's own virtual EndDevice (/edev/0) carries no function-set links."""
+    """An EndDevice; the aggregator's own virtual EndDevice (/edev/0) carries no function-set links.
+
+    Only /edev/0 links a SubscriptionList: subscriptions are the aggregator's, and cactus-client expects
+    exactly one SubscriptionList among the EndDevices an aggregator discovers.
+    """
     site_id = hrefs.AGGREGATOR_EDEV_ID if virtual else site.id
     href = hrefs.edev(site_id)
     if el_or_none is None:
@@ -140,6 +150,8 @@ def end_device(
             sub(el, "postRate", site.post_rate_s)
         link(el, "RegistrationLink", hrefs.registration(site.id))
         link(el, "ConnectionPointLink", hrefs.connection_point(site.id), ns=_C)
+    else:
+        link(el, "SubscriptionListLink", hrefs.subscription_list(hrefs.AGGREGATOR_EDEV_ID))
     return el
 
 
@@ -255,14 +267,14 @@ def der_control(parent: etree._Element | None, state: ControlState, program_id: 
 def der_control_list(
     href: str, states: Sequence[ControlState], total: int, program_id: int
 ) -> etree._Element:
-    el = list_root("DERControlList", href, total, len(states), subscribable=0)
+    el = list_root("DERControlList", href, total, len(states), subscribable=SUBSCRIBABLE)
     for state in states:
         der_control(el, state, program_id)
     return el
 
 
 def default_der_control(site_id: int, d: m.DefaultDerControl) -> etree._Element:
-    el = root("DefaultDERControl", hrefs.default_derc(site_id, d.program_id), subscribable=0)
+    el = root("DefaultDERControl", hrefs.default_derc(site_id, d.program_id), subscribable=SUBSCRIBABLE)
     sub(el, "mRID", d.mrid)
     sub(el, "description", d.description)
     sub(el, "version", d.version)
@@ -318,6 +330,8 @@ def stored_document(xml_text: str, href: str) -> etree._Element:
     """A document the client PUT, returned as stored with our href (it was schema-valid when stored)."""
     el = etree.fromstring(xml_text.encode())
     el.set("href", href)
+    if etree.QName(el).localname in _SUBSCRIBABLE_DOCUMENTS:
+        el.set("subscribable", str(SUBSCRIBABLE))
     return el
 
 
@@ -398,6 +412,41 @@ def log_event(parent: etree._Element | None, e: m.LogEvent) -> etree._Element:
     sub(el, "logEventID", e.log_event_id)
     sub(el, "logEventPEN", e.log_event_pen)
     sub(el, "profileID", e.profile_id)
+    return el
+
+
+# --- subscriptions and notifications ----------------------------------------------------------------
+
+
+def subscription(parent: etree._Element | None, s: m.Subscription, href: str) -> etree._Element:
+    """A Subscription echoed as the client sent it (cactus-client compares the two field by field)."""
+    el = root("Subscription", href) if parent is None else sub(parent, "Subscription", href=href)
+    sub(el, "subscribedResource", s.resource_href)
+    sub(el, "encoding", s.encoding)
+    sub(el, "level", s.level)
+    sub(el, "limit", s.result_limit)
+    sub(el, "notificationURI", s.notification_uri)
+    return el
+
+
+def notification(
+    subscribed_href: str, subscription_uri: str, resource: etree._Element | None, status: int = 0
+) -> etree._Element:
+    """A Notification carrying `resource` (consumed: re-tagged as <Resource xsi:type="...">).
+
+    The xsi:type is the resource's own element name, unprefixed, which resolves in the 2030.5 default
+    namespace the Notification declares; cactus-client dispatches on exactly that name.
+    """
+    el = etree.Element(_S + "Notification", nsmap={**NSMAP, "xsi": XSI_NS})
+    sub(el, "subscribedResource", subscribed_href)
+    if resource is not None:
+        type_name = etree.QName(resource).localname
+        resource.tag = _S + "Resource"
+        el.append(resource)
+        resource.set(f"{{{XSI_NS}}}type", type_name)
+    sub(el, "status", status)
+    sub(el, "subscriptionURI", subscription_uri)
+    etree.cleanup_namespaces(el, top_nsmap={**NSMAP, "xsi": XSI_NS})
     return el
 
 

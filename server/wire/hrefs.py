@@ -89,3 +89,11 @@ def mup(mup_id: int) -> str:
 
 def response(response_id: int) -> str:
     return f"{DERC_RESPONSES}/{response_id}"
+
+
+def subscription_list(edev_id: int) -> str:
+    return f"/edev/{edev_id}/sub"
+
+
+def subscription(edev_id: int, subscription_id: int) -> str:
+    return f"/edev/{edev_id}/sub/{subscription_id}"

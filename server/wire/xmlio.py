@@ -86,11 +86,26 @@ def parse_body(body: bytes, *, expected: tuple[str, ...], max_bytes: int, max_de
         )
     if _depth(root) > max_depth:
         raise WireError(f"XML nested deeper than {max_depth} levels")
+    _complete_list_counts(root)
     validator = schema()
     if not validator.validate(root):
         error = validator.error_log.last_error
         raise WireError(f"not valid 2030.5: line {error.line}: {error.message}")
     return root
+
+
+def _complete_list_counts(root: etree._Element) -> None:
+    """A posted list (e.g. MirrorMeterReadingList) may omit `all` and `results`.
+
+    The schema requires them, but they describe a page the server serves; in a client's POST they carry
+    nothing, and clients (the CSIP-AUS conformance client among them) leave them out. Count the items.
+    """
+    if not etree.QName(root).localname.endswith("List"):
+        return
+    items = str(len(root))
+    for name in ("all", "results"):
+        if root.get(name) is None:
+            root.set(name, items)
 
 
 def to_bytes(element: etree._Element) -> bytes:

@@ -105,6 +105,52 @@ def set_default_control(
     return row
 
 
+def set_site_defaults(
+    session: Session,
+    *,
+    program: DerProgram,
+    values: dict[int, tuple[ControlValues, int | None]],
+    mrids: dict[int, str],
+    now_s: int,
+    description: str = "",
+) -> int:
+    """`set_default_control` for many sites at once: (values, setGradW) by site id; returns rows written.
+
+    Same rules (replace the site's row in place with its version bumped, or create it with `mrids[id]`
+    and `description`), in one SELECT, one INSERT and one flush: the envelope engine rewrites
+    thousands of sites' defaults after a derate and must not take a round trip per site.
+    """
+    if not values:
+        return 0
+    existing = {
+        d.site_id: d
+        for d in session.query(DefaultDerControl).filter(
+            DefaultDerControl.program_id == program.id, DefaultDerControl.site_id.in_(list(values))
+        )
+    }
+    new_rows = []
+    for site_id, (control, grad) in values.items():
+        row = existing.get(site_id)
+        if row is None:
+            row = DefaultDerControl(
+                mrid=mrids[site_id],
+                program_id=program.id,
+                site_id=site_id,
+                description=description,
+                version=0,
+            )
+            new_rows.append(row)
+        else:
+            row.version += 1
+        control.apply(row)
+        row.set_grad_w_hundredths = grad
+        row.changed_s = now_s
+    session.add_all(new_rows)
+    session.flush()
+    bump_publication(session)
+    return len(values)
+
+
 def add_curve(
     session: Session,
     *,

@@ -45,6 +45,21 @@ def meter_reading(session: Session, mup: MirrorUsagePoint, mrid: str) -> MirrorM
     ).scalar_one_or_none()
 
 
+def meter_reading_mrid_taken(session: Session, mup: MirrorUsagePoint, mrid: str) -> bool:
+    """Whether another MirrorUsagePoint (of any site) already has a MirrorMeterReading with this mRID.
+
+    mRIDs are globally unique, so a second device claiming one is refused rather than merged.
+    """
+    return (
+        session.execute(
+            select(MirrorMeterReading.id)
+            .where(MirrorMeterReading.mrid == mrid, MirrorMeterReading.mup_id != mup.id)
+            .limit(1)
+        ).first()
+        is not None
+    )
+
+
 def delete_mup(session: Session, mup: MirrorUsagePoint) -> None:
     session.delete(mup)
 

@@ -1,0 +1,24 @@
+"""Conservative fallback limits (CSIP-AUS DefaultDERControl) that are safe whatever the forecast.
+
+Pure functions over numpy, like `envelopes/`; nothing here knows about HTTP or SQL. The entry point
+is `compute_fallback`; the method and its worst case are described in docs/fallback.md.
+"""
+
+from fallback.explain import SetBy
+from fallback.limits import FallbackError, FallbackLimit, FallbackSet, WorstCaseCheck, compute_fallback
+from fallback.ramp import RampLimits, ramp_rates
+from fallback.worst_case import WorstCase, background_injection_w, peak_agreed_w
+
+__all__ = [
+    "FallbackError",
+    "FallbackLimit",
+    "FallbackSet",
+    "RampLimits",
+    "SetBy",
+    "WorstCase",
+    "WorstCaseCheck",
+    "background_injection_w",
+    "compute_fallback",
+    "peak_agreed_w",
+    "ramp_rates",
+]

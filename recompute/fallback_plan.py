@@ -1,0 +1,150 @@
+"""Fallback limits for the loaded network: from the network, agreements and standing derates only.
+
+No forecast or telemetry goes in, so this is computable (and correct) exactly when the envelope
+engine's inputs are not. Sites behind an outage get zero both ways, as the engine gives them. Limits
+are rounded down to `envelope_resolution_w` (100 W by default), which only makes them safer and
+keeps a small shift elsewhere on the feeder from rewriting every site's default.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from envelopes.network import Network, Site
+from fallback import FallbackLimit, FallbackSet, WorstCase, compute_fallback
+from fallback.ramp import MIN_GRAD_HUNDREDTHS
+from gridshare.settings import Settings
+from recompute.inputs import apply_derates
+from recompute.snapshot import RunInputs
+
+
+@dataclass(frozen=True)
+class SafeDefault:
+    """A site's computed safe DefaultDERControl values, in store units, with the reason for each."""
+
+    network_site_id: str
+    export_limit_w: float
+    import_limit_w: float
+    generation_limit_w: float
+    load_limit_w: float
+    set_grad_w_hundredths: int
+    explain: str
+
+    #: the fields an operator may lower but not raise without an override
+    FIELDS = (
+        "export_limit_w",
+        "import_limit_w",
+        "generation_limit_w",
+        "load_limit_w",
+        "set_grad_w_hundredths",
+    )
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "network_site_id": self.network_site_id,
+            "export_limit_w": self.export_limit_w,
+            "import_limit_w": self.import_limit_w,
+            "generation_limit_w": self.generation_limit_w,
+            "load_limit_w": self.load_limit_w,
+            "set_grad_w_hundredths": self.set_grad_w_hundredths,
+            "explain": self.explain,
+        }
+
+    @classmethod
+    def from_json(cls, value: dict[str, object]) -> SafeDefault:
+        return cls(**{k: value[k] for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
+
+    @classmethod
+    def from_limit(cls, limit: FallbackLimit, step_w: float = 1.0) -> SafeDefault:
+        """Limits rounded down to `step_w`, so a small shift elsewhere does not rewrite every default."""
+
+        def down(w: float) -> float:
+            return math.floor(w / step_w) * step_w
+
+        return cls(
+            limit.site_id,
+            down(limit.export_w),
+            down(limit.import_w),
+            down(limit.generation_w),
+            down(limit.load_w),
+            limit.set_grad_w_hundredths,
+            limit.explain(),
+        )
+
+    @classmethod
+    def cut_off(cls, site_id: str, assets: str) -> SafeDefault:
+        return cls(
+            site_id,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            MIN_GRAD_HUNDREDTHS,
+            f"{site_id}: behind an outage of {assets}: nothing",
+        )
+
+
+@dataclass(frozen=True)
+class FallbackPlan:
+    network: Network  # with every standing derate applied
+    isolated_nodes: frozenset[str]
+    live_sites: list[Site]  # network sites not behind an outage
+    fallback: FallbackSet
+    by_site: dict[str, SafeDefault]  # by network site id: every dynamic site, cut-off ones included
+
+    def dynamic_store_sites(self, inputs: RunInputs) -> dict[int, SafeDefault]:
+        """Safe values by store site id, for the registered dynamic sites."""
+        return {
+            site.id: self.by_site[inputs.nmi_to_site_id[nmi]]
+            for nmi, site in inputs.store_sites.items()
+            if inputs.nmi_to_site_id[nmi] in self.by_site
+        }
+
+
+def worst_case(settings: Settings) -> WorstCase:
+    return WorstCase(export_load_fraction=settings.fallback_export_load_fraction)
+
+
+def plan_key(inputs: RunInputs, settings: Settings) -> tuple[object, ...]:
+    """Everything fallback limits depend on: the same key means the same limits (no recomputation)."""
+    return (
+        inputs.model.id,
+        tuple(sorted((d.id, d.asset, d.factor) for d in inputs.standing)),
+        tuple(sorted(inputs.rated_w.items())),
+        settings.allocation_policy,
+        settings.fallback_margin_fraction,
+        settings.fallback_export_load_fraction,
+    )
+
+
+def plan_fallback(inputs: RunInputs, settings: Settings) -> FallbackPlan:
+    """Fallback limits on the network with every standing derate (now or planned) applied."""
+    derated = apply_derates(inputs.nf.network, inputs.standing)
+    live = [s for s in inputs.nf.sites if s.node not in derated.isolated_nodes]
+    fallback = compute_fallback(
+        derated.network,
+        live,
+        policy=settings.allocation_policy,
+        worst_case=worst_case(settings),
+        margin_fraction=settings.fallback_margin_fraction,
+        rated_w=inputs.rated_w,
+    )
+    step_w = settings.envelope_resolution_w
+    by_site = {k: SafeDefault.from_limit(v, step_w) for k, v in fallback.limits.items()}
+    outages = ", ".join(sorted({d.asset for d in inputs.standing if d.factor == 0})) or "an asset"
+    for s in inputs.nf.sites:
+        if s.agreement.flexible and s.node in derated.isolated_nodes:
+            by_site[s.id] = SafeDefault.cut_off(s.id, outages)
+    return FallbackPlan(derated.network, derated.isolated_nodes, live, fallback, by_site)
+
+
+def sites_behind(network: Network, assets: Iterable[str], sites: Iterable[Site]) -> set[str]:
+    """Network site ids at nodes fed through any of `assets` (unknown assets are ignored)."""
+    names = {b.name for b in network.branches}
+    nodes: set[str] = set()
+    for asset in assets:
+        if asset in names:
+            nodes.update(network.downstream_nodes(asset))
+    return {s.id for s in sites if s.node in nodes}

@@ -1,0 +1,103 @@
+"""Everything one recomputation reads from the store, read once in one session.
+
+Reading it all up front means the computation (which may take a while) holds no session, and the
+publisher can tell whether a constraint changed meanwhile by comparing fingerprints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from envelopes.forecast import Telemetry
+from envelopes.netfile import NetworkFile
+from recompute.inputs import (
+    DeratedNetwork,
+    active_derates,
+    active_network,
+    apply_derates,
+    device_ratings_w,
+    inputs_fingerprint,
+    latest_telemetry,
+    newest_telemetry_s,
+    registered_sites,
+    standing_derates,
+)
+from store.models import AssetDerate, DefaultDerControl, DerProgram, NetworkModel, Site
+from store.operator_models import ServerSetting
+
+#: ServerSetting prefix of operators' overrides of the safe defaults (recompute.fallback_defaults)
+OVERRIDE_PREFIX = "fallback.override."
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    now_s: int
+    fingerprint: tuple[object, ...]
+    model: NetworkModel
+    nf: NetworkFile
+    derated: DeratedNetwork  # derates in force now: what envelopes are computed on
+    standing: list[AssetDerate]  # in force now or later: what fallback limits are computed on
+    store_sites: dict[str, Site]  # by NMI, enabled sites the network file names
+    telemetry: dict[str, Telemetry]  # by NMI, recent readings
+    newest_telemetry_s: int | None  # newest reading any of those sites ever posted
+    program: DerProgram | None  # the envelope program (first by primacy)
+    rated_w: dict[str, float]  # device ratings by network site id, where devices reported one
+    defaults_marker: tuple[object, ...] = ()  # changes whenever anyone writes or deletes a site default
+
+    @property
+    def feeder(self) -> str:
+        return self.model.name
+
+    @cached_property
+    def nmi_to_site_id(self) -> dict[str, str]:
+        return {s.nmi: s.id for s in self.nf.sites if s.nmi}
+
+
+def read_inputs(session: Session, now_s: int, telemetry_window_s: int) -> RunInputs | None:
+    """None when no network is loaded."""
+    fingerprint = inputs_fingerprint(session)
+    loaded = active_network(session)
+    if loaded is None:
+        return None
+    model, nf = loaded
+    derated = apply_derates(nf.network, active_derates(session, now_s))
+    standing = standing_derates(session, now_s)
+    nmi_to_site_id = {s.nmi: s.id for s in nf.sites if s.nmi}
+    store_sites = registered_sites(session, set(nmi_to_site_id))
+    by_site = {n: s.id for n, s in store_sites.items()}
+    telemetry = latest_telemetry(session, by_site, since_s=now_s - telemetry_window_s)
+    newest = newest_telemetry_s(session, list(by_site.values()))
+    ratings = device_ratings_w(session, list(by_site.values()))
+    rated_w = {nmi_to_site_id[n]: ratings[s.id] for n, s in store_sites.items() if s.id in ratings}
+    program = (
+        session.execute(select(DerProgram).order_by(DerProgram.primacy, DerProgram.id)).scalars().first()
+    )
+    marker: tuple[object, ...] = ()
+    if program is not None:
+        count, versions = session.execute(
+            select(func.count(DefaultDerControl.id), func.sum(DefaultDerControl.version)).where(
+                DefaultDerControl.program_id == program.id, DefaultDerControl.site_id.is_not(None)
+            )
+        ).one()
+        overrides = session.execute(
+            select(func.count(ServerSetting.key)).where(ServerSetting.key.startswith(OVERRIDE_PREFIX))
+        ).scalar_one()
+        marker = (count, versions, overrides)
+    return RunInputs(
+        now_s=now_s,
+        fingerprint=fingerprint,
+        model=model,
+        nf=nf,
+        derated=derated,
+        standing=standing,
+        store_sites=store_sites,
+        telemetry=telemetry,
+        newest_telemetry_s=newest,
+        program=program,
+        rated_w=rated_w,
+        defaults_marker=marker,
+    )

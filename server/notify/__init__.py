@@ -1,0 +1,1 @@
+"""Subscriptions' other half: noticing what changed for a subscriber, and delivering Notifications."""

@@ -1,0 +1,105 @@
+"""SubscriptionList/Subscription: aggregators subscribe to lists and resources they can see.
+
+Only aggregator clients subscribe (design notes §2); a device gets 403 on every /sub path, and no
+EndDevice it can see links a SubscriptionList. An aggregator's list is advertised on its own EndDevice
+(/edev/0); the lists of its sites' EndDevices work too. POSTing the same subscribedResource and
+notificationURI again renews that subscription (same href) instead of adding a second one.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import Response
+
+from server.notify import rules
+from server.notify.render import render
+from server.notify.targets import parse
+from server.paging import Page, page
+from server.routes.common import Unit, created, read_unit, read_xml, write_unit, xml
+from server.wire import decode, encode, hrefs
+from store.models import Subscription
+from store.queries import subscriptions as q
+
+router = APIRouter()
+
+
+def _list_owner(u: Unit, edev_id: int) -> int | None:
+    """The site whose SubscriptionList this is (None: the aggregator's own /edev/0); 403 for devices."""
+    if not u.scope.is_aggregator:
+        raise HTTPException(403, "subscriptions are for aggregator clients")
+    if edev_id == hrefs.AGGREGATOR_EDEV_ID:
+        return None
+    return u.site(edev_id).id
+
+
+@router.api_route("/edev/{edev_id}/sub", methods=["GET", "HEAD"])
+def subscription_list(request: Request, edev_id: int, p: Page = Depends(page)) -> Response:
+    with read_unit(request) as u:
+        total, subs = q.list_subscriptions(
+            u.session, u.scope, _list_owner(u, edev_id), start=p.start, limit=p.limit
+        )
+        el = encode.list_root("SubscriptionList", hrefs.subscription_list(edev_id), total, len(subs))
+        for s in subs:
+            encode.subscription(el, s, hrefs.subscription(edev_id, s.id))
+        return xml(el)
+
+
+@router.api_route("/edev/{edev_id}/sub/{subscription_id}", methods=["GET", "HEAD"])
+def subscription(request: Request, edev_id: int, subscription_id: int) -> Response:
+    with read_unit(request) as u:
+        found = q.get_subscription(u.session, u.scope, _list_owner(u, edev_id), subscription_id)
+        if found is None:
+            raise HTTPException(404, "no such Subscription")
+        return xml(encode.subscription(None, found, hrefs.subscription(edev_id, found.id)))
+
+
+@router.post("/edev/{edev_id}/sub")
+async def subscribe(request: Request, edev_id: int) -> Response:
+    body = decode.subscription(await read_xml(request, "Subscription"))
+    settings = request.app.state.ctx.settings
+    with write_unit(request) as u:
+        owner = _list_owner(u, edev_id)
+        reason = rules.problem(body, settings)
+        if reason is not None:
+            raise HTTPException(400, reason)
+        target = parse(body.subscribed_resource)
+        if target is None:
+            raise HTTPException(400, "subscribedResource is not a resource that can be subscribed to")
+        # It must exist and be visible to this client now (a resource of another client is simply absent).
+        if render(u, target, 0, u.now_s()) is None:
+            raise HTTPException(400, "subscribedResource names no resource this client can see")
+        now_s = u.now_s()
+        found = q.find_renewal(u.session, u.scope, owner, body.subscribed_resource, body.notification_uri)
+        if found is None:
+            if q.count_for_aggregator(u.session, u.scope) >= settings.max_subscriptions_per_aggregator:
+                raise HTTPException(409, "this aggregator has as many subscriptions as it may have")
+            found = Subscription(
+                aggregator_id=u.scope.aggregator_id,
+                site_id=owner,
+                resource_href=body.subscribed_resource,
+                notification_uri=body.notification_uri,
+                created_s=now_s,
+            )
+            u.session.add(found)
+        found.client_lfdi = u.scope.lfdi
+        found.result_limit = body.limit
+        found.encoding = body.encoding
+        found.level = body.level
+        found.changed_s = now_s
+        # Unset hash: the notifier sends the current representation at once (also after a renewal).
+        found.last_sha256 = None
+        found.failed_s = None
+        found.last_error = None
+        u.session.flush()
+        return created(hrefs.subscription(edev_id, found.id))
+
+
+@router.delete("/edev/{edev_id}/sub/{subscription_id}")
+def unsubscribe(request: Request, edev_id: int, subscription_id: int) -> Response:
+    """Deleting a subscription drops its pending notifications with it (the outbox row cascades)."""
+    with write_unit(request) as u:
+        found = q.get_subscription(u.session, u.scope, _list_owner(u, edev_id), subscription_id)
+        if found is None:
+            raise HTTPException(404, "no such Subscription")
+        u.session.delete(found)
+    return Response(status_code=204)

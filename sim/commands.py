@@ -1,0 +1,203 @@
+"""`gridshare sim`: run a scenario against a server, or compare allocation rules on the same fleet."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from envelopes.compute import POLICIES
+from sim.scenario import Scenario, ScenarioError, load_scenario
+
+if TYPE_CHECKING:  # the runner pulls in httpx and the device models; load them only for a run
+    from sim.runner import ProgressFn
+
+console = Console(stderr=True)
+
+
+@click.group("sim")
+def sim_group() -> None:
+    """Simulated CSIP-AUS fleets: what devices actually do under GridShare's envelopes."""
+
+
+def _load(path: Path, policy: str | None, factor: float | None, hours: float | None) -> Scenario:
+    overrides: dict[str, Any] = {}
+    try:
+        scenario = load_scenario(path)
+        if policy:
+            overrides["policy"] = policy
+        if hours:
+            overrides["duration_h"] = hours
+        if factor:
+            overrides["clock"] = {**scenario.clock.model_dump(), "factor": factor}
+        return load_scenario(path, overrides) if overrides else scenario
+    except ScenarioError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@contextmanager
+def _progress(tz: str, label: str) -> Iterator[ProgressFn]:
+    """A rich progress bar fed by the physics loop: simulated time, sites in fallback, violations."""
+    zone = ZoneInfo(tz)
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(label, total=None, status="registering the fleet")
+
+        def update(done: int, total: int, t_s: float, counters: dict[str, int]) -> None:
+            clock = datetime.fromtimestamp(t_s, zone).strftime("%a %H:%M")
+            status = (
+                f"{clock} | fallback {counters['fallback']} | violations {counters['violations']} "
+                f"(compliant {counters['violations_compliant']})"
+            )
+            bar.update(task, completed=done, total=total, status=status)
+
+        yield update
+
+
+@contextmanager
+def _work_dir(keep: Path | None) -> Iterator[Path]:
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield keep
+        return
+    path = Path(tempfile.mkdtemp(prefix="gridshare-sim-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+_common = [
+    click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Report folder."),
+    click.option("--factor", type=float, default=None, help="Override the clock's acceleration."),
+    click.option("--hours", type=float, default=None, help="Override the duration (hours)."),
+    click.option(
+        "--work-dir",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Keep the server's store and the PKI here (default: a temporary folder, removed after).",
+    ),
+]
+
+
+def _options(func: Any) -> Any:
+    for option in reversed(_common):
+        func = option(func)
+    return func
+
+
+@sim_group.command("run")
+@click.argument("scenario_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--policy", type=click.Choice(POLICIES), default=None, help="Override the allocation rule.")
+@_options
+def run_command(
+    scenario_file: Path,
+    policy: str | None,
+    out_dir: Path | None,
+    factor: float | None,
+    hours: float | None,
+    work_dir: Path | None,
+) -> None:
+    """Run SCENARIO_FILE (starting or connecting to a server) and write a report."""
+    from sim.report import write_report
+    from sim.runner import run_scenario
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    scenario = _load(scenario_file, policy, factor, hours)
+    out_dir = out_dir or Path(f"sim-report-{scenario.name}")
+    tz = scenario.network_file().network.timezone
+    with _work_dir(work_dir) as wd, _progress(tz, scenario.name) as progress:
+        try:
+            output = run_scenario(scenario, wd, progress)
+        except (ValueError, RuntimeError) as exc:
+            raise click.ClickException(str(exc)) from None
+    figs = write_report(output, out_dir)
+    _summary(figs, out_dir)
+
+
+def _summary(figs: dict[str, Any], out_dir: Path) -> None:
+    t, v, vc = figs["totals"], figs["violations"], figs["violations_if_compliant"]
+    console.print(
+        f"exported {t['exported_kwh']} kWh, curtailed {t['curtailed_kwh']} kWh "
+        f"({100 * t['curtailed_share']:.1f} % of available); violations {v['count']} "
+        f"(worst {v['worst_kw']} kW), {vc['count']} had every site complied; "
+        f"fallback {figs['fallback']['site_hours']} site-hours"
+    )
+    console.print(f"report: {out_dir}/")
+
+
+@sim_group.command("compare")
+@click.argument("scenario_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--policies",
+    default="pro-rata,tranche,lifo",
+    show_default=True,
+    help="Comma-separated allocation rules to run.",
+)
+@_options
+def compare_command(
+    scenario_file: Path,
+    policies: str,
+    out_dir: Path | None,
+    factor: float | None,
+    hours: float | None,
+    work_dir: Path | None,
+) -> None:
+    """Run SCENARIO_FILE once per allocation rule and tabulate curtailment per site side by side."""
+    from sim.compare import compare
+
+    chosen = tuple(p.strip() for p in policies.split(",") if p.strip())
+    unknown = [p for p in chosen if p not in POLICIES]
+    if unknown:
+        raise click.BadParameter(f"unknown rule(s) {', '.join(unknown)}", param_hint="'--policies'")
+    scenario = _load(scenario_file, None, factor, hours)
+    out_dir = out_dir or Path(f"sim-compare-{scenario.name}")
+    tz = scenario.network_file().network.timezone
+    with _work_dir(work_dir) as wd:
+        bars: list[Any] = []
+
+        def progress_for(policy: str) -> ProgressFn:
+            if bars:
+                bars.pop().__exit__(None, None, None)
+            cm = _progress(tz, f"{scenario.name} [{policy}]")
+            fn = cm.__enter__()
+            bars.append(cm)
+            return fn
+
+        try:
+            document = compare(scenario, out_dir, wd, chosen, progress_for)
+        except (ValueError, RuntimeError) as exc:
+            raise click.ClickException(str(exc)) from None
+        finally:
+            while bars:
+                bars.pop().__exit__(None, None, None)
+    for policy, s in document["summary"].items():
+        console.print(
+            f"{policy:>9}: curtailed {s['curtailed_kwh']} kWh ({100 * s['curtailed_share']:.1f} %), "
+            f"Gini {s['gini']}, worst site {100 * s['max_site_share']:.1f} %, violations {s['violations']}"
+        )
+    console.print(f"comparison: {out_dir}/")

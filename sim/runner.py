@@ -1,0 +1,334 @@
+"""Run one scenario: server, fleet registration, the clock, the device clients and the physics loop.
+
+Order matters and is the one a real fleet would follow: the server starts with the network, every
+site registers and gives its NMI, the engine computes the first envelopes (all while simulated time
+stands still), every site reads its schedule, and only then does the clock start. From there the
+clients poll on their own (asyncio tasks) while the physics loop steps every site at each
+simulated step and solves the network twice: as the fleet behaved, and as it would have behaved
+had every site complied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import hashlib
+import logging
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from certs.devpki import DevPki, create_dev_pki, issue_client_certificates, load_dev_pki
+from certs.identity import sfdi_from_lfdi
+from envelopes.forecast import local_hours
+from envelopes.netfile import NetworkFile, parse_network_document
+from sim.agent import Link, LinkStats, Outages, SiteAgent
+from sim.clock import SharedClock
+from sim.events import EventBook
+from sim.fleet import SimSite, build_fleet, outage_windows, step_times
+from sim.powerflow import Background, LinearGrid
+from sim.record import Recording
+from sim.scenario import Scenario
+from sim.server import ServerPlan, SpawnedServer
+
+log = logging.getLogger("gridshare.sim")
+
+#: (steps done, steps total, simulated time, counters) -> None; the CLI draws a progress bar with it.
+ProgressFn = Callable[[int, int, float, dict[str, int]], None]
+
+
+@dataclass
+class RunOutput:
+    scenario: Scenario
+    network: NetworkFile
+    sites: list[SimSite]
+    recording: Recording
+    agents: dict[str, SiteAgent]
+    outages: dict[str, list[tuple[float, float]]]
+    stats: LinkStats
+    recomputes: list[dict[str, Any]] = field(default_factory=list)
+    wall_s: float = 0.0
+    setup_wall_s: float = 0.0
+    start_s: int = 0
+    end_s: int = 0
+
+
+def managed_lfdi(seed: int, site_id: str) -> str:
+    """An lFDI for a site an aggregator registers (it has no certificate of its own here)."""
+    return hashlib.sha256(f"lfdi:{seed}:{site_id}".encode()).hexdigest()[:40].upper()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _with_nmis(doc: dict[str, Any]) -> dict[str, Any]:
+    """Every site needs an NMI to bind to a device; invent one for those the file leaves without."""
+    doc = copy.deepcopy(doc)
+    for i, site in enumerate(doc.get("sites", [])):
+        site.setdefault("nmi", f"SIM{i:07d}")
+        if site["nmi"] is None:
+            site["nmi"] = f"SIM{i:07d}"
+    return doc
+
+
+def run_scenario(scenario: Scenario, work_dir: Path, progress: ProgressFn | None = None) -> RunOutput:
+    """Run `scenario` to the end (blocking); `work_dir` holds the PKI and the server's store."""
+    return asyncio.run(_run(scenario, Path(work_dir), progress))
+
+
+async def _run(scenario: Scenario, work_dir: Path, progress: ProgressFn | None) -> RunOutput:
+    t_setup = time.perf_counter()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    spawn = scenario.server.mode == "spawn"
+    doc = _with_nmis(scenario.network_document()) if spawn else scenario.network_document()
+    nf = parse_network_document(doc, source=scenario.name)
+    net = nf.network
+    realtime = scenario.clock.mode == "realtime" or not spawn
+    start_s = int(time.time()) if realtime else scenario.start_s(net.timezone)
+    times = step_times(start_s, scenario.duration_s, scenario.step_s)
+    end_s = int(times[-1]) + scenario.step_s
+    sites = build_fleet(scenario, nf, times)
+    if not sites:
+        raise ValueError("the network has no site with an NMI: nothing to simulate")
+    grid = LinearGrid(net, [s.spec for s in sites])
+    background = Background(
+        net,
+        start_s,
+        end_s,
+        scenario.server.envelope_interval_s,
+        scenario.fleet.background_noise,
+        np.random.default_rng(scenario.seed + 1),
+    )
+    outages = outage_windows(scenario, sites, start_s, net.timezone)
+    clock = SharedClock(start_s, 1.0 if realtime else scenario.clock.factor)
+    if realtime:
+        clock.run()
+
+    if spawn and not scenario.server.database_url:
+        for old in work_dir.glob("gridshare.db*"):  # every run starts from an empty store
+            old.unlink()
+    pki, certs, aggregators = _certificates(scenario, sites, work_dir, spawn)
+    server: SpawnedServer | None = None
+    if spawn:
+        server = SpawnedServer(_plan(scenario, doc, work_dir, pki), clock)
+        server.start()
+        base_url = server.base_url
+    else:
+        assert scenario.server.url
+        base_url = scenario.server.url.rstrip("/")
+    stats = LinkStats()
+    links: list[Link] = []
+    agents: dict[str, SiteAgent] = {}
+    group_links: dict[str, Link] = {}
+    try:
+        group_sizes = Counter(s.group for s in sites if s.group)
+        for name, cert in aggregators.items():
+            group_links[name] = Link(
+                base_url,
+                pki.ca_path,
+                cert.cert_path,
+                cert.key_path,
+                stats,
+                connections=min(
+                    max(group_sizes[name], 1), 16
+                ),  # an aggregator keeps several connections open
+            )
+            links.append(group_links[name])
+        for s in sites:
+            if s.group:
+                link, lfdi = group_links[s.group], managed_lfdi(scenario.seed, s.id)
+            else:
+                cert = certs[s.id]
+                link = Link(base_url, pki.ca_path, cert.cert_path, cert.key_path, stats)
+                links.append(link)
+                lfdi = cert.lfdi
+            agents[s.id] = SiteAgent(
+                s.id,
+                s.spec.nmi or "",
+                lfdi,
+                sfdi_from_lfdi(lfdi),
+                link,
+                clock,
+                EventBook(s.id, s.response_delay_s),
+                Outages(tuple(outages.get(s.id, ()))),
+                scenario.fleet.fallback_timeout_s,
+                scenario.fleet.list_page_size,
+                managed=s.group is not None,
+                seed=scenario.seed,
+            )
+        await _each(agents.values(), lambda a: a.register())
+        if server is not None:
+            outcome = server.recompute("fleet registered")
+            if outcome["status"] != "published":
+                raise RuntimeError(f"the first envelope computation did not publish: {outcome}")
+        await _each(agents.values(), lambda a: a.discover())
+        await _each(agents.values(), lambda a: a.ensure_mirror())
+        for a in agents.values():
+            a.last_success_s = clock.now()
+        setup_wall_s = time.perf_counter() - t_setup
+
+        recording = Recording(times, scenario.step_s, tuple(s.id for s in sites), grid.constraints)
+        stop = asyncio.Event()
+        t_run = time.perf_counter()
+        clock.run()
+        tasks = [asyncio.create_task(a.run(stop)) for a in agents.values()]
+        try:
+            await _physics(scenario, sites, agents, grid, background, clock, recording, progress)
+        finally:
+            stop.set()
+            await asyncio.wait(tasks, timeout=30)
+        wall_s = time.perf_counter() - t_run
+        for a in agents.values():
+            a.close_fallback(end_s)
+    finally:
+        for link in links:
+            with contextlib.suppress(Exception):
+                await link.close()
+        recomputes = server.stop() if server is not None else []
+    return RunOutput(
+        scenario=scenario,
+        network=nf,
+        sites=sites,
+        recording=recording,
+        agents=agents,
+        outages=outages,
+        stats=stats,
+        recomputes=recomputes,
+        wall_s=wall_s,
+        setup_wall_s=setup_wall_s,
+        start_s=start_s,
+        end_s=end_s,
+    )
+
+
+async def _each(agents: Any, call: Callable[[SiteAgent], Any], concurrency: int = 16) -> None:
+    """Run one setup exchange for every agent, a few at a time; any failure stops the run."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(agent: SiteAgent) -> None:
+        async with gate:
+            await call(agent)
+
+    await asyncio.gather(*(one(a) for a in agents))
+
+
+def _certificates(
+    scenario: Scenario, sites: list[SimSite], work_dir: Path, spawn: bool
+) -> tuple[DevPki, dict[str, Any], dict[str, Any]]:
+    """A certificate per device-mode site and one per aggregator group, from a fresh or the server's PKI."""
+    groups = [g.name for g in scenario.fleet.groups]
+    own = [s for s in sites if not s.group]
+    if spawn:
+        pki = create_dev_pki(work_dir / "pki", devices=0, aggregators=len(groups), force=True)
+        prefix = "site"
+    else:
+        assert scenario.server.pki_dir is not None
+        pki_dir = scenario.server.pki_dir
+        pki = load_dev_pki(pki_dir if pki_dir.is_absolute() else scenario.base_dir / pki_dir)
+        prefix = f"sim{int(time.time())}"
+        if len(pki.aggregators) < len(groups):
+            raise ValueError(
+                f"connect mode: the PKI has {len(pki.aggregators)} aggregator certificates; "
+                f"{len(groups)} groups need one each"
+            )
+    issued = issue_client_certificates(pki.directory, [f"{prefix}-{i}" for i in range(len(own))], "device")
+    certs = {s.id: c for s, c in zip(own, issued, strict=True)}
+    aggregators = dict(zip(groups, pki.aggregators, strict=False))
+    return pki, certs, aggregators
+
+
+def _plan(scenario: Scenario, doc: dict[str, Any], work_dir: Path, pki: DevPki) -> ServerPlan:
+    s = scenario.server
+    settings: dict[str, Any] = {
+        "poll_rates_s": s.poll_rates_s,
+        "mup_post_rate_s": s.post_rate_s,
+        "default_export_limit_w": s.default_export_limit_w,
+        "default_import_limit_w": s.default_import_limit_w,
+        "envelope_interval_s": s.envelope_interval_s,
+        "envelope_horizon_s": s.envelope_horizon_s,
+        # The engine refuses stale inputs; a reading is dated by the start of the period it averages,
+        # so at the scenario's post rate the newest one is up to two periods old.
+        "telemetry_max_age_s": max(3 * s.post_rate_s, 900),
+        "forecast_max_age_s": max(4 * s.post_rate_s, 3600),
+    }
+    return ServerPlan(
+        data_dir=work_dir,
+        port=free_port(),
+        pki_dir=pki.directory,
+        network_doc=doc,
+        policy=scenario.policy,
+        recompute_interval_s=s.recompute_interval_s,
+        database_url=s.database_url,
+        settings=settings,
+    )
+
+
+async def _physics(
+    scenario: Scenario,
+    sites: list[SimSite],
+    agents: dict[str, SiteAgent],
+    grid: LinearGrid,
+    background: Background,
+    clock: SharedClock,
+    rec: Recording,
+    progress: ProgressFn | None,
+) -> None:
+    """Step every site at each simulated step and solve the network as it behaved and as it should have."""
+    step_s = scenario.step_s
+    hours = local_hours(rec.times_s, grid.network.timezone)
+    n = len(sites)
+    actual = np.zeros(n)
+    compliant = np.zeros(n)
+    counters = {"fallback": 0, "violations": 0, "violations_compliant": 0}
+    total = len(rec.times_s)
+    for k, t in enumerate(rec.times_s):
+        t = float(t)
+        await clock.sleep_until(t)
+        rec.lag_s[k] = max(clock.now() - t, 0.0)
+        in_fallback = 0
+        for i, s in enumerate(sites):
+            agent = agents[s.id]
+            control = agent.control_at(t)
+            fallback = agent.in_fallback(t)
+            in_fallback += fallback
+            step = s.model.step(
+                control, s.pv_available_w[k], s.load_w[k], hours[k], step_s, obey=not s.non_compliant
+            )
+            if s.twin is not None:
+                twin = s.twin.step(control, s.pv_available_w[k], s.load_w[k], hours[k], step_s, obey=True)
+                compliant[i] = twin.net_export_w
+            else:
+                compliant[i] = step.net_export_w
+            actual[i] = step.net_export_w
+            agent.record(t, step_s, step.net_export_w)
+            rec.pv_available_w[k, i] = step.pv_available_w
+            rec.pv_w[k, i] = step.pv_w
+            rec.ev_wanted_w[k, i] = step.ev_wanted_w
+            rec.ev_w[k, i] = step.ev_w
+            rec.export_limit_w[k, i] = np.inf if control.export_limit_w is None else control.export_limit_w
+            rec.import_limit_w[k, i] = np.inf if control.import_limit_w is None else control.import_limit_w
+            rec.fallback[k, i] = fallback
+        bg = background.at(t)
+        solved = grid.solve(actual, bg)
+        solved_compliant = grid.solve(compliant, bg)
+        rec.net_export_w[k] = actual
+        rec.compliant_export_w[k] = compliant
+        rec.value[k] = solved.value
+        rec.excess[k] = solved.excess
+        rec.excess_compliant[k] = solved_compliant.excess
+        rec.steps_done = k + 1
+        counters["fallback"] = in_fallback
+        counters["violations"] += int((solved.excess > 0).sum())
+        counters["violations_compliant"] += int((solved_compliant.excess > 0).sum())
+        if progress is not None:
+            progress(k + 1, total, t, counters)
