@@ -121,14 +121,13 @@ def carry_forward(
     tail = previous[previous["start"] + previous["duration"] > new[0]["start"]] if len(new) else previous
     if len(tail) == len(new) and all(np.array_equal(tail[k], new[k]) for k in _KEY):
         return tail.copy(), 0  # unchanged: the common case of a republication, kept whole
-    known = {tuple(r[k].item() for k in _KEY): int(r["created"]) for r in previous}
-    fresh = 0
-    for row in new:
-        created = known.get(tuple(row[k].item() for k in _KEY))
-        if created is None:
-            fresh += 1
-        else:
-            row["created"] = created
-    if running is not None and not any(all(row[k] == running[k] for k in _KEY) for row in new):
+    # Identical blocks keep their creation time: match on start, then compare the other key fields.
+    ordered = previous[np.argsort(previous["start"], kind="stable")]
+    at = np.searchsorted(ordered["start"], new["start"])
+    cand = ordered[np.minimum(at, len(ordered) - 1)]
+    same = (at < len(ordered)) & np.logical_and.reduce([cand[k] == new[k] for k in _KEY])
+    new["created"][same] = cand["created"][same]
+    fresh = int(np.count_nonzero(~same))
+    if running is not None and not np.any(np.logical_and.reduce([new[k] == running[k] for k in _KEY])):
         new = np.concatenate((previous[running_at[:1]], new))
     return new, fresh

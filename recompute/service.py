@@ -128,8 +128,12 @@ class Recomputer:
                 log.info("recomputation (%s) skipped: no network loaded", reason)
                 return Outcome("skipped", reason, detail="no network loaded")
             self._feeder = inputs.feeder
-            plan = self._refresh_fallback(inputs)
-            return self._run(inputs, plan, reason)
+            # Envelopes first: devices get them as soon as they are computed. The fallback limits
+            # follow (computed lazily on the failure path, where they are needed at once).
+            outcome = self._run(inputs, None, reason)
+            if outcome.status == "published":
+                self._refresh_fallback(inputs)
+            return outcome
         except Exception as exc:  # the engine must never take the server down with it
             log.exception("recomputation (%s) failed: %s", reason, exc)
             return self._fail(inputs, plan, reason, "error", f"{type(exc).__name__}: {exc}")
@@ -368,6 +372,8 @@ class Recomputer:
             return Outcome("failed", reason, detail=why)
         now_s = self.ctx.now_s()
         network_id = inputs.model.id if inputs is not None else None
+        if inputs is not None and plan is None:
+            plan = self._refresh_fallback(inputs)  # the safety net is written whatever the policy
         if settings.failure_policy == "fallback" and inputs is not None and plan is not None:
             try:
                 published = self._publish_fallback(inputs, plan, f"fallback ({kind})", None)
