@@ -7,7 +7,6 @@ than reusing the sensitivity matrices of the code under test.
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,41 +21,10 @@ from envelopes.compute import POLICIES, EnvelopeSet, compute_envelopes
 from envelopes.forecast import Forecast, ProfileSpec, profile_forecast
 from envelopes.netfile import load_network_file
 from envelopes.network import Branch, Network, Node, Rating, Site
+from tests.tree_walk import walk
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo-feeder.yaml"
 RTOL = 1e-6
-
-
-def walk(network: Network, injection_w: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
-    """Reverse flow per branch (W) and voltage per node (pu) for net injections per node."""
-    children: dict[str, list[Branch]] = {}
-    fed = {b.to_node for b in network.branches}
-    for b in network.branches:
-        children.setdefault(b.from_node, []).append(b)
-    root = next(n.name for n in network.nodes if n.name not in fed)
-    tan_phi = math.tan(math.acos(network.power_factor))
-    flows: dict[str, float] = {}
-
-    def subtree(node: str) -> float:
-        total = injection_w.get(node, 0.0)
-        for b in children.get(node, []):
-            flows[b.name] = subtree(b.to_node)
-            total += flows[b.name]
-        return total
-
-    subtree(root)
-    volts = {root: network.source_voltage_pu}
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        for b in children.get(node, []):
-            if b.regulate_pu is not None:
-                volts[b.to_node] = b.regulate_pu
-            else:
-                rise = (b.r_ohm + b.x_ohm * tan_phi) / (b.base_kv * 1000.0) ** 2 * flows[b.name]
-                volts[b.to_node] = volts[node] + rise
-            stack.append(b.to_node)
-    return flows, volts
 
 
 def violations(network: Network, sites: list[Site], es: EnvelopeSet, fc: Forecast) -> list[str]:
