@@ -42,7 +42,7 @@ from recompute.snapshot import RunInputs, read_inputs
 from recompute.status import DYNAMIC, FALLBACK, STALE, StatusBoard, effective
 from server.context import AppContext
 from store.db import transaction
-from store.models import EnvelopePointer, EnvelopeSetRecord
+from store.models import EnvelopePointer, EnvelopeSetRecord, Site
 
 log = logging.getLogger("gridshare.recompute")
 
@@ -75,6 +75,18 @@ def _resolutions(sites: Sequence[NetworkSite], settings: Settings) -> dict[str, 
         )
         for s in sites
     }
+
+
+def _split_sites(
+    inputs: RunInputs, isolated: frozenset[str], only: set[str] | None = None
+) -> tuple[dict[str, Site], list[Site]]:
+    """Registered sites (matched to the network by NMI, optionally only some network site ids) split into
+    those that get envelopes, keyed by network site id, and those cut off by an outage."""
+    by_nmi = {s.nmi: s for s in inputs.nf.sites if s.nmi}
+    wanted = {nmi: site for nmi, site in inputs.store_sites.items() if only is None or by_nmi[nmi].id in only}
+    live = {by_nmi[nmi].id: site for nmi, site in wanted.items() if by_nmi[nmi].node not in isolated}
+    cut_off = [site for nmi, site in wanted.items() if by_nmi[nmi].node in isolated]
+    return live, cut_off
 
 
 def _created_s(session: Session, now_s: int) -> int:
@@ -278,14 +290,7 @@ class Recomputer:
             )
             session.add(record)
             session.flush()
-            isolated = inputs.derated.isolated_nodes
-            by_nmi = {s.nmi: s for s in inputs.nf.sites if s.nmi}
-            sites = {
-                by_nmi[nmi].id: site
-                for nmi, site in inputs.store_sites.items()
-                if by_nmi[nmi].node not in isolated
-            }
-            cut_off = [site for nmi, site in inputs.store_sites.items() if by_nmi[nmi].node in isolated]
+            sites, cut_off = _split_sites(inputs, inputs.derated.isolated_nodes)
             summary = publish(
                 session,
                 envelopes,
@@ -427,12 +432,7 @@ class Recomputer:
         envelopes = fallback_envelope_set(
             chosen, plan.by_site, start_s, settings.envelope_horizon_s, interval_s, plan.network.timezone
         )
-        by_nmi = {s.nmi: s for s in inputs.nf.sites if s.nmi}
-        wanted = {
-            nmi: site for nmi, site in inputs.store_sites.items() if only is None or by_nmi[nmi].id in only
-        }
-        sites = {by_nmi[n].id: s for n, s in wanted.items() if by_nmi[n].node not in plan.isolated_nodes}
-        cut_off = [s for n, s in wanted.items() if by_nmi[n].node in plan.isolated_nodes]
+        sites, cut_off = _split_sites(inputs, plan.isolated_nodes, only)
         with transaction(self.ctx.sessions) as session:
             if not lease.acquire(session, self.holder, now_s, 3 * settings.recompute_interval_s):
                 log.info("fallback envelopes not published: another instance holds the publisher lease")
