@@ -152,7 +152,9 @@ class Settings(BaseSettings):
         "point of each node's load profile.",
     )
     notification_poll_s: float = Field(
-        1.0, gt=0, description="How often the notifier looks for changes and for notifications due."
+        0.25,
+        gt=0,
+        description="How often the notifier looks for changes and for notifications due (one cheap read).",
     )
     notification_rescan_s: int = Field(
         60, ge=1, description="Re-render subscribed resources at least this often (statuses move with time)."

@@ -27,6 +27,7 @@ from store.db import publication_value, transaction
 from store.models import ClientKind, Subscription
 from store.queries import subscriptions as q
 from store.queries.identity import certificate_by_lfdi
+from store.queries.notification_views import record_seen
 from store.scope import ClientScope
 
 log = logging.getLogger("gridshare.notify")
@@ -69,6 +70,10 @@ class Notifier:
                 return 0
             changes = self._changes(session, generation)
         queued = sum(self._queue(change, now_s) for change in changes)
+        if generation != self._generation:
+            # Only after queueing: whoever waits on this mark then finds the notifications in the outbox.
+            with transaction(self.ctx.sessions) as session:
+                record_seen(session, [generation], now_s)
         self._generation, self._rescan_at_s = generation, now_s + self.ctx.settings.notification_rescan_s
         if queued:
             log.info("queued %d notification(s)", queued)

@@ -14,6 +14,7 @@ from server.operator import (
     routes_curves,
     routes_fallback,
     routes_network,
+    routes_notifications,
     routes_programs,
     routes_rates,
     routes_sites,
@@ -33,6 +34,7 @@ ROUTERS = (
     routes_fallback,
     routes_rates,
     routes_views,
+    routes_notifications,
     routes_audit,
 )
 

@@ -521,3 +521,46 @@ class AuditOut(Out):
     action: str
     target: str
     details: dict[str, Any] | None
+
+
+# --- subscriptions and notifications ------------------------------------------------------------------
+
+
+class SubscriptionOut(BaseModel):
+    id: int
+    aggregator_id: int
+    site_id: int | None = Field(description="EndDevice whose SubscriptionList holds it; null: /edev/0")
+    client_lfdi: str
+    resource_href: str
+    notification_uri: str
+    limit: int
+    created_s: int
+    changed_s: int
+    pending: int = Field(description="notifications not yet delivered nor abandoned")
+    last_delivered_s: int | None
+    failed_s: int | None = Field(description="set when deliveries kept failing; cleared by a delivery")
+    last_error: str | None
+
+
+class NotificationOut(Out):
+    id: int
+    subscription_id: int
+    created_s: int
+    attempts: int
+    next_attempt_s: int
+    delivered_s: int | None
+    abandoned_s: int | None
+    last_error: str | None
+    body: str
+
+
+class NotificationStatusOut(BaseModel):
+    changes: int = Field(description="the change counter now")
+    scanned: int | None = Field(description="the change counter the notifier last finished scanning")
+    caught_up: bool = Field(
+        description="every change so far is in the outbox and nothing is about to be sent"
+    )
+    pending: int
+    in_progress: int = Field(description="pending and not yet attempted, or due now")
+    waiting_retry: int = Field(description="pending after a failed attempt, waiting for the next one")
+    failed_subscriptions: int

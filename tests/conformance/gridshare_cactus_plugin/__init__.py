@@ -51,8 +51,9 @@ SCHEDULE_GAP_S = 60
 SCHEDULED_DURATION_S = 60
 #: Ask for Responses (bit 0 received, bit 1 specific response), as a CSIP-AUS utility does.
 RESPONSE_REQUIRED = 3
-#: Seconds to wait after a step's instructions when the procedure subscribes (notification delivery).
-SETTLE_S = float(os.environ.get("GRIDSHARE_CACTUS_SETTLE_S", "2.5"))
+#: Longest wait, after a step's instructions in a procedure that subscribes, for the server to report
+#: that every change is in its notification outbox and nothing is about to be sent.
+NOTIFY_WAIT_S = float(os.environ.get("GRIDSHARE_CACTUS_NOTIFY_WAIT_S", "15"))
 
 POLL_RESOURCES = {
     "DeviceCapability": "dcap",
@@ -173,21 +174,30 @@ class GridSharePlugin:
         api = Operator()
         try:
             await handler(self, api, instruction, context)
+            await self._settle(api, step, context)
         finally:
             await api.aclose()
-        await self._settle(step, context)
         return ActionResult.done()
 
-    async def _settle(self, step: Any, context: AdminContext) -> None:
-        """After the last instruction of a step in a procedure with subscriptions, give the notifier
-        time to deliver: the client collects notifications right after the instructions, and delivery
-        is asynchronous (the outbox is polled about once a second)."""
+    async def _settle(self, api: Operator, step: Any, context: AdminContext) -> None:
+        """After the last instruction of a step in a procedure with subscriptions, wait until the server
+        says its notifications are out: the client collects them right after the instructions, while
+        the server's notifier works asynchronously (as it must: a change is not the subscriber's call)."""
         count = self._fired.get(id(step), 0) + 1
         self._fired[id(step)] = count
         if count < len(step.source.admin_instructions or []) or not _subscribes(context):
             return
         self._fired.pop(id(step), None)
-        await asyncio.sleep(SETTLE_S)
+        deadline = time.monotonic() + NOTIFY_WAIT_S
+        while True:
+            status = await api.call("GET", "/notifications/status")
+            if status["caught_up"]:
+                log.info("[gridshare] notifications caught up: %s", status)
+                return
+            if time.monotonic() > deadline:
+                log.warning("[gridshare] notifications not caught up after %.0f s: %s", NOTIFY_WAIT_S, status)
+                return
+            await asyncio.sleep(0.05)
 
     # --- helpers -------------------------------------------------------------------------------------------
 

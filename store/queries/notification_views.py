@@ -1,0 +1,125 @@
+"""What operators see of subscriptions and the notification outbox, and how far the notifier has got.
+
+Read-only views for the operator API (all aggregators at once, unlike the scoped queries in
+store.queries.subscriptions), plus the notifier's progress mark: the change counters it has finished
+scanning. Together they answer "has every change so far been turned into notifications, and have
+those been sent?", which a test harness can wait on instead of sleeping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from store.models import NotificationOutbox, Subscription
+from store.operator_models import ServerSetting
+
+#: server_setting key holding the change counters the notifier last finished scanning.
+SEEN_KEY = "notify.seen"
+
+
+@dataclass(frozen=True)
+class SubscriptionView:
+    subscription: Subscription
+    pending: int
+    last_delivered_s: int | None
+
+
+def _pending() -> Any:
+    return and_(NotificationOutbox.delivered_s.is_(None), NotificationOutbox.abandoned_s.is_(None))
+
+
+def subscriptions_page(
+    session: Session, *, aggregator_id: int | None, failed_only: bool, start: int, limit: int
+) -> tuple[int, list[SubscriptionView]]:
+    """Subscriptions oldest first, each with its pending notifications and last delivery time."""
+    where = []
+    if aggregator_id is not None:
+        where.append(Subscription.aggregator_id == aggregator_id)
+    if failed_only:
+        where.append(Subscription.failed_s.is_not(None))
+    total = session.execute(select(func.count(Subscription.id)).where(*where)).scalar_one()
+    rows = (
+        session.execute(
+            select(Subscription).where(*where).order_by(Subscription.id).offset(start).limit(limit)
+        )
+        .scalars()
+        .all()
+    )
+    return int(total), [_view(session, s) for s in rows]
+
+
+def subscription_view(session: Session, subscription_id: int) -> SubscriptionView | None:
+    s = session.get(Subscription, subscription_id)
+    return None if s is None else _view(session, s)
+
+
+def _view(session: Session, s: Subscription) -> SubscriptionView:
+    pending = session.execute(
+        select(func.count(NotificationOutbox.id)).where(
+            NotificationOutbox.subscription_id == s.id, _pending()
+        )
+    ).scalar_one()
+    last = session.execute(
+        select(func.max(NotificationOutbox.delivered_s)).where(NotificationOutbox.subscription_id == s.id)
+    ).scalar_one()
+    return SubscriptionView(s, int(pending), None if last is None else int(last))
+
+
+def outbox_page(
+    session: Session, subscription_id: int, *, start: int, limit: int
+) -> tuple[int, list[NotificationOutbox]]:
+    """One subscription's notifications, newest first (delivered and abandoned ones are kept a week)."""
+    where = NotificationOutbox.subscription_id == subscription_id
+    total = session.execute(select(func.count(NotificationOutbox.id)).where(where)).scalar_one()
+    rows = (
+        session.execute(
+            select(NotificationOutbox)
+            .where(where)
+            .order_by(NotificationOutbox.id.desc())
+            .offset(start)
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )
+    return int(total), list(rows)
+
+
+@dataclass(frozen=True)
+class OutboxSummary:
+    pending: int  # not yet delivered nor abandoned
+    in_progress: int  # of those, not yet attempted or due now: delivery is about to happen
+    waiting_retry: int  # of those, failed at least once and waiting for their next attempt
+    failed_subscriptions: int
+
+
+def outbox_summary(session: Session, now_s: int) -> OutboxSummary:
+    pending = session.execute(select(func.count(NotificationOutbox.id)).where(_pending())).scalar_one()
+    in_progress = session.execute(
+        select(func.count(NotificationOutbox.id)).where(
+            _pending(),
+            or_(NotificationOutbox.attempts == 0, NotificationOutbox.next_attempt_s <= now_s),
+        )
+    ).scalar_one()
+    failed = session.execute(
+        select(func.count(Subscription.id)).where(Subscription.failed_s.is_not(None))
+    ).scalar_one()
+    return OutboxSummary(int(pending), int(in_progress), int(pending) - int(in_progress), int(failed))
+
+
+def record_seen(session: Session, marks: list[int], now_s: int) -> None:
+    """The notifier finished scanning every change up to these counters (nothing else reads this)."""
+    row = session.get(ServerSetting, SEEN_KEY)
+    if row is None:
+        session.add(ServerSetting(key=SEEN_KEY, value=list(marks), changed_s=now_s))
+    elif row.value != list(marks):
+        row.value, row.changed_s = list(marks), now_s
+
+
+def seen(session: Session) -> list[int] | None:
+    row = session.get(ServerSetting, SEEN_KEY)
+    return None if row is None else [int(v) for v in row.value]
