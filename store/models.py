@@ -295,6 +295,8 @@ class Subscription(Base):
     that subscribed: notifications render what it may see, and stop if it is revoked. `last_sha256` is the
     hash of the representation last queued, so only changes are sent and a restart resends nothing.
     `failed_s` marks a subscriber whose endpoint kept failing (cleared by a delivery or a renewal).
+    `cancelled_s` is set when the server cancels it (its resource was deleted): it is gone for the
+    client at once, and the row stays only until its final Notification (status 4) is sent.
     """
 
     __tablename__ = "subscription"
@@ -313,6 +315,7 @@ class Subscription(Base):
     last_sha256: Mapped[str | None] = mapped_column(String(64))
     failed_s: Mapped[int | None] = mapped_column(BigInteger)
     last_error: Mapped[str | None] = mapped_column(String(255))
+    cancelled_s: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class NotificationOutbox(Base):

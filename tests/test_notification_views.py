@@ -9,9 +9,10 @@ import pytest
 
 from server.notify.delivery import Delivery
 from server.notify.notifier import Notifier
-from tests.conftest import T0, RunningServer
+from store.queries.subscriptions import prune_outbox
+from tests.conftest import T0, RunningServer, xml_ok
 from tests.test_operator_support import OPERATOR, VIEWER, OperatorApi, running_operator_api
-from tests.test_subscriptions import Receiver, add_control, aggregator_site, receiver, subscribe
+from tests.test_subscriptions import NS, Receiver, add_control, aggregator_site, receiver, subscribe
 
 __all__ = ["receiver"]  # the fixture, imported for its side effect of being available here
 
@@ -101,3 +102,60 @@ def test_operator_sees_subscribers_their_notifications_and_when_the_notifier_cau
         assert status(api)["failed_subscriptions"] == 0
     finally:
         delivery.close()
+
+
+def test_deleting_the_subscribed_resource_cancels_the_subscription_with_a_status_4_notification(
+    server: RunningServer, receiver: Receiver, api: OperatorApi
+) -> None:
+    notifier, delivery = Notifier(server.ctx), Delivery(server.ctx)
+    try:
+        site = aggregator_site(server)
+        derc = f"/edev/{site}/derp/1/derc"
+        location = subscribe(server, derc, receiver.url("/hook"))
+        kept = subscribe(server, "/edev", receiver.url("/list"))
+        notifier.scan()
+        delivery.deliver_due()
+        assert [len(receiver.at(p)) for p in ("/hook", "/list")] == [1, 1]
+
+        with api.client(OPERATOR) as c:
+            assert c.delete(f"/sites/{site}").status_code == 204
+        notifier.scan()
+        delivery.deliver_due()
+
+        final = receiver.at("/hook")[-1].xml()  # Received.xml() validates against the 2030.5 schema
+        assert final.findtext("s:status", namespaces=NS) == "4"  # canceled, resource deleted
+        assert final.find("s:Resource", NS) is None
+        assert final.findtext("s:subscribedResource", namespaces=NS) == derc
+        assert final.findtext("s:subscriptionURI", namespaces=NS) == server.base_url + location
+        # the EndDeviceList subscription is not cancelled: its list just lost an item
+        listed = receiver.at("/list")[-1].xml()
+        assert listed.findtext("s:status", namespaces=NS) == "0"
+
+        # gone for the aggregator at once; the EndDeviceList one stays
+        with server.client("aggregator-1") as c:
+            page = xml_ok(c.get("/edev/0/sub", params={"l": 10}))
+            assert c.get(location).status_code == 404
+        assert page.get("all") == "1"
+        assert [e.findtext("s:subscribedResource", namespaces=NS) for e in page] == ["/edev"]
+        assert c_get_ok(server, kept)
+
+        # nothing more is sent for it, and once its last notification is out the row is pruned
+        server.clock.advance(60)
+        notifier.scan()
+        delivery.deliver_due()
+        assert len(receiver.at("/hook")) == 2
+        with api.client(VIEWER) as c:
+            cancelled = [s for s in c.get("/subscriptions").json()["items"] if s["resource_href"] == derc]
+        assert cancelled and cancelled[0]["cancelled_s"] is not None
+        with server.ctx.sessions() as s, s.begin():
+            prune_outbox(s, before_s=0)
+        with api.client(VIEWER) as c:
+            hrefs = [s["resource_href"] for s in c.get("/subscriptions").json()["items"]]
+        assert hrefs == ["/edev"]
+    finally:
+        delivery.close()
+
+
+def c_get_ok(server: RunningServer, location: str) -> bool:
+    with server.client("aggregator-1") as c:
+        return c.get(location).status_code == 200

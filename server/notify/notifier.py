@@ -3,8 +3,10 @@
 No writer has to call anything: every client-visible write bumps the publication counter, so a scan runs
 when the counter moved (at most once per poll) and also every `notification_rescan_s`, because a
 DERControl's status changes with the clock alone. The hash of what was last queued is kept on the
-subscription, so a restart sends nothing twice; a representation that is gone (or no longer visible,
-e.g. a revoked certificate) sends nothing until it is back.
+subscription, so a restart sends nothing twice. A subscriber whose certificate is revoked gets nothing.
+A subscribed resource that is gone (deleted, or no longer visible to the subscriber) cancels the
+subscription with a final Notification of status 4, "Subscription canceled, resource deleted"
+(IEEE 2030.5-2018 schema, Notification.status).
 """
 
 from __future__ import annotations
@@ -47,12 +49,19 @@ def subscription_href(s: Subscription) -> str:
     return hrefs.subscription(hrefs.AGGREGATOR_EDEV_ID if s.site_id is None else s.site_id, s.id)
 
 
+#: Notification.status "Subscription canceled, resource deleted" (IEEE 2030.5-2018 schema, Notification).
+STATUS_CANCELLED_RESOURCE_DELETED = 4
+#: last_sha256 of a subscription cancelled because its resource went away.
+_GONE = "resource deleted"
+
+
 @dataclass(frozen=True)
 class _Change:
     subscription_id: int
     seen_sha256: str | None
     sha256: str
     body: str
+    cancels: bool = False
 
 
 class Notifier:
@@ -98,6 +107,10 @@ class Notifier:
             # Compare on the full page, so a change beyond a `limit` of 0 is still a change.
             full = _render_once(rendered, unit, target, limit or cap, since_s)
             if full is None:
+                note = encode.notification(
+                    s.resource_href, prefix + subscription_href(s), None, STATUS_CANCELLED_RESOURCE_DELETED
+                )
+                changes.append(_Change(s.id, s.last_sha256, _GONE, to_bytes(note).decode(), cancels=True))
                 continue
             digest = hashlib.sha256(to_bytes(full)).hexdigest()
             if digest == s.last_sha256:
@@ -122,6 +135,13 @@ class Notifier:
             subscription = session.get(Subscription, change.subscription_id)
             if subscription is None:
                 return 0
+            if change.cancels:
+                subscription.cancelled_s = now_s
+                log.info(
+                    "subscription %d to %s cancelled: the resource is gone",
+                    subscription.id,
+                    subscription.resource_href,
+                )
             q.enqueue(
                 session,
                 subscription,

@@ -40,6 +40,7 @@ def _out(v: SubscriptionView) -> SubscriptionOut:
         last_delivered_s=v.last_delivered_s,
         failed_s=s.failed_s,
         last_error=s.last_error,
+        cancelled_s=s.cancelled_s,
     )
 
 

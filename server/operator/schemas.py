@@ -540,6 +540,7 @@ class SubscriptionOut(BaseModel):
     last_delivered_s: int | None
     failed_s: int | None = Field(description="set when deliveries kept failing; cleared by a delivery")
     last_error: str | None
+    cancelled_s: int | None = Field(description="cancelled by the server (resource deleted); kept until sent")
 
 
 class NotificationOut(Out):

@@ -19,9 +19,9 @@ from store.scope import ClientScope
 # --- subscriptions (client-visible) -------------------------------------------------------------------
 
 
-def _in_list(scope: ClientScope, site_id: int | None) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+def _in_list(scope: ClientScope, site_id: int | None) -> tuple[ColumnElement[bool], ...]:
     owner = Subscription.site_id.is_(None) if site_id is None else Subscription.site_id == site_id
-    return (Subscription.aggregator_id == scope.aggregator_id, owner)
+    return (Subscription.aggregator_id == scope.aggregator_id, owner, Subscription.cancelled_s.is_(None))
 
 
 def list_subscriptions(
@@ -70,7 +70,9 @@ def find_renewal(
 def count_for_aggregator(session: Session, scope: ClientScope) -> int:
     return int(
         session.execute(
-            select(func.count(Subscription.id)).where(Subscription.aggregator_id == scope.aggregator_id)
+            select(func.count(Subscription.id)).where(
+                Subscription.aggregator_id == scope.aggregator_id, Subscription.cancelled_s.is_(None)
+            )
         ).scalar_one()
     )
 
@@ -79,7 +81,12 @@ def count_for_aggregator(session: Session, scope: ClientScope) -> int:
 
 
 def all_subscriptions(session: Session) -> list[Subscription]:
-    return list(session.execute(select(Subscription).order_by(Subscription.id)).scalars().all())
+    """Every subscription still in force (cancelled ones only wait for their last notification)."""
+    return list(
+        session.execute(select(Subscription).where(Subscription.cancelled_s.is_(None)).order_by(Subscription.id))
+        .scalars()
+        .all()
+    )
 
 
 def mark_queued(session: Session, subscription_id: int, seen_sha256: str | None, new_sha256: str) -> bool:
@@ -231,7 +238,12 @@ def record_failed(session: Session, due: Due, error: str, now_s: int, retry_at_s
 
 
 def prune_outbox(session: Session, before_s: int) -> int:
-    """Forget delivered and abandoned notifications older than `before_s`."""
+    """Forget delivered and abandoned notifications older than `before_s`, and cancelled subscriptions
+    whose final notification is no longer pending (their outbox rows go with them)."""
+    pending_for = select(NotificationOutbox.id).where(
+        NotificationOutbox.subscription_id == Subscription.id, *_pending()
+    )
+    session.execute(delete(Subscription).where(Subscription.cancelled_s.is_not(None), ~pending_for.exists()))
     result = session.execute(
         delete(NotificationOutbox).where(
             NotificationOutbox.created_s < before_s,

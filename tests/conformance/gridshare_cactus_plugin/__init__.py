@@ -17,9 +17,9 @@ DERControls and DefaultDERControls can be per site):
 - controls and defaults go to the client's site in the program chosen by `primacy`, else the program
   last ensured, else the first program of the first FSA;
 - every test starts from a clean slate: `admin_setup` deletes the test clients' EndDevices (with their
-  controls, defaults and mirrors), re-enables their certificates, drops the FSAs and programs earlier
-  tests created and removes run-time rate overrides. `admin_teardown` does the same, so a run leaves the
-  server as it found it.
+  controls, defaults and mirrors), re-enables their certificates, deletes the aggregator's
+  subscriptions, drops the FSAs and programs earlier tests created and removes run-time rate
+  overrides. `admin_teardown` does the same, so a run leaves the server as it found it.
 """
 
 from __future__ import annotations
@@ -212,6 +212,11 @@ class GridSharePlugin:
                 access = await api.call("GET", f"/access/{cert_lfdi}")
                 if not access["enabled"]:
                     await api.call("PUT", f"/access/{cert_lfdi}", {"enabled": True})
+                if client.type == ClientType.AGGREGATOR:
+                    # an earlier procedure's subscriptions point at webhooks that no longer exist
+                    aggregator_id = await self._aggregator_id(api, client)
+                    for sub in await api.items(f"/subscriptions?aggregator_id={aggregator_id}"):
+                        await api.call("DELETE", f"/subscriptions/{sub['id']}", ok404=True)
             for program in await api.items("/programs"):
                 if program["description"].startswith(MARK):
                     await api.call("DELETE", f"/programs/{program['id']}")
