@@ -20,7 +20,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 
 # Procedures that take a few seconds each, including the subscription/notification ones (S-ALL-25..40).
-# Left out: the ones that wait minutes by design (S-ALL-04, 06, 41, 42, 44, 45, 46, 54) and S-ALL-49,
+# Left out: the ones that wait minutes by design (S-ALL-04, 06, 41, 42, 44, 45, 46) and S-ALL-49,
 # which cactus-client 1.3.3 always fails in strict mode (see README.md).
 SHORT=(S-ALL-01 S-ALL-02 S-ALL-03 S-ALL-05 S-ALL-07 S-ALL-08 S-ALL-09 S-ALL-10 S-ALL-11 S-ALL-12
   S-ALL-13 S-ALL-14 S-ALL-15 S-ALL-16 S-ALL-17 S-ALL-18 S-ALL-19 S-ALL-20 S-ALL-21 S-ALL-22 S-ALL-23
