@@ -7,6 +7,7 @@ The two jobs are separate so a slow delivery round never delays noticing the nex
 from __future__ import annotations
 
 import logging
+import time
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -16,6 +17,11 @@ from server.notify.notifier import Notifier
 
 log = logging.getLogger("gridshare.notify")
 
+#: A scan and the rest after it last this many times the scan itself (3: at most a third of a core).
+SCAN_DUTY_FACTOR = 3.0
+#: Scans slower than this are logged: the subscriber base has outgrown `notification_poll_s`.
+SLOW_SCAN_S = 1.0
+
 
 class NotificationService:
     def __init__(self, ctx: AppContext) -> None:
@@ -23,13 +29,32 @@ class NotificationService:
         self.notifier = Notifier(ctx)
         self.delivery = Delivery(ctx)
         self._scheduler: BackgroundScheduler | None = None
+        self._rest_until = 0.0
 
     def scan(self) -> None:
+        """One scheduled look for changes, resting after an expensive one.
+
+        A scan re-renders every subscribed resource, and with many subscribers and a busy store the
+        counter may move on every poll; resting twice a scan's own duration keeps the notifier under a
+        third of a core however large the subscriber base, at the price of later notifications.
+        """
+        if time.monotonic() < self._rest_until:
+            return
+        started = time.monotonic()
         try:
             queued = self.notifier.scan()
         except Exception:  # notifications must never take the server down with them
             log.exception("looking for changes to notify failed; trying again next round")
             return
+        finally:
+            took_s = time.monotonic() - started
+            self._rest_until = started + SCAN_DUTY_FACTOR * took_s
+            if took_s > SLOW_SCAN_S:
+                log.warning(
+                    "a notification scan took %.1f s; the next one waits %.1f s",
+                    took_s,
+                    (SCAN_DUTY_FACTOR - 1) * took_s,
+                )
         if queued:
             self.deliver()  # at once rather than next round (claims keep the two jobs from colliding)
 

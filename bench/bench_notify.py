@@ -1,0 +1,212 @@
+"""What notifications cost as the subscriber base grows: one scan, and one delivery round.
+
+An aggregator subscribes to the DERControlList of each of its N sites (the common CSIP-AUS pattern),
+each site holding a few controls. Measured on the store directly, in this process:
+
+* first scan: every subscription is rendered and queued (what follows a restart or a mass subscribe);
+* idle rescan: rendered again, nothing changed, nothing queued (what every counter move costs: the
+  scheduler rests twice a scan's duration after each, see server/notify/service.py);
+* one change: a new control at one site, the rescan that queues its single notification;
+* delivery: the queued notifications POSTed to a loopback HTTP receiver (4 sending threads), in
+  rounds of 50 as the delivery job does.
+
+    .venv/bin/python -m bench.bench_notify [--subscriptions 100 1000 5000] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+
+from bench.bench_derc import scratch_database
+from gridshare.settings import Settings
+from server.bootstrap import build_context, seed_baseline
+from server.context import AppContext
+from server.mrid import new_mrid
+from server.notify.delivery import Delivery
+from server.notify.notifier import Notifier
+from store.db import bump_publication, transaction
+from store.models import ClientKind, DerProgram, NotificationOutbox, Site, Subscription
+from store.queries.controls import ControlValues, create_control
+from store.queries.identity import add_aggregator, register_certificate
+from store.queries.sites import create_site
+from store.scope import ClientScope
+
+CONTROLS_PER_SITE = 4
+AGGREGATOR_LFDI = "A0" * 20
+
+
+class _Sink(BaseHTTPRequestHandler):
+    received = 0
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        with _Sink.lock:
+            _Sink.received += 1
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+def seed(ctx: AppContext, sites: int, hook: str) -> None:
+    seed_baseline(ctx)
+    now_s = ctx.now_s()
+    with transaction(ctx.sessions) as session:
+        aggregator = add_aggregator(session, "bench", now_s)
+        register_certificate(
+            session,
+            lfdi=AGGREGATOR_LFDI,
+            sfdi=123456789,
+            kind=ClientKind.aggregator,
+            aggregator_id=aggregator.id,
+            now_s=now_s,
+        )
+        scope = ClientScope(ClientKind.aggregator, AGGREGATOR_LFDI, 123456789, aggregator.id)
+        program = session.execute(select(DerProgram)).scalars().first()
+        assert program is not None
+        for i in range(sites):
+            lfdi = f"{i:040X}"
+            site = create_site(
+                session,
+                scope,
+                lfdi=lfdi,
+                sfdi=i + 1,
+                device_category=0,
+                post_rate_s=None,
+                pin=111115,
+                now_s=now_s,
+            )
+            for k in range(CONTROLS_PER_SITE):
+                create_control(
+                    session,
+                    site=site,
+                    program=program,
+                    mrid=new_mrid(0),
+                    start_s=now_s + 300 * k,
+                    duration_s=300,
+                    values=ControlValues(export_limit_w=5000 - 100 * k),
+                    now_s=now_s,
+                )
+            session.add(
+                Subscription(
+                    aggregator_id=aggregator.id,
+                    site_id=None,
+                    client_lfdi=AGGREGATOR_LFDI,
+                    resource_href=f"/edev/{site.id}/derp/{program.id}/derc",
+                    notification_uri=hook,
+                    result_limit=10,
+                    created_s=now_s,
+                    changed_s=now_s,
+                )
+            )
+
+
+def deliver_all(ctx: AppContext) -> float:
+    delivery = Delivery(ctx)
+    try:
+        t0 = time.perf_counter()
+        while True:
+            with ctx.sessions() as session:
+                pending = session.execute(
+                    select(func.count(NotificationOutbox.id)).where(NotificationOutbox.delivered_s.is_(None))
+                ).scalar_one()
+            if pending == 0:
+                return time.perf_counter() - t0
+            delivery.deliver_due()
+    finally:
+        delivery.close()
+
+
+def measure(n: int, database_url: str) -> dict[str, float]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    hook = f"http://127.0.0.1:{httpd.server_address[1]}/hook"
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="gridshare-notify-") as tmp,
+            scratch_database(database_url) as url,
+        ):
+            ctx = build_context(Settings(data_dir=Path(tmp), database_url=url, demo_network=False))
+            seed(ctx, n, hook)
+            notifier = Notifier(ctx)
+            t0 = time.perf_counter()
+            queued = notifier.scan()
+            first_s = time.perf_counter() - t0
+            assert queued == n, (queued, n)
+            _Sink.received = 0
+            deliver_s = deliver_all(ctx)
+            assert _Sink.received == n, (_Sink.received, n)
+            with transaction(ctx.sessions) as session:  # some write elsewhere moved the counter
+                bump_publication(session)
+            t0 = time.perf_counter()
+            assert notifier.scan() == 0
+            idle_s = time.perf_counter() - t0
+            with transaction(ctx.sessions) as session:
+                site = session.execute(select(Site).order_by(Site.id)).scalars().first()
+                program = session.execute(select(DerProgram)).scalars().first()
+                create_control(
+                    session,
+                    site=site,
+                    program=program,
+                    mrid=new_mrid(0),
+                    start_s=ctx.now_s() + 7200,
+                    duration_s=300,
+                    values=ControlValues(export_limit_w=1234),
+                    now_s=ctx.now_s(),
+                )
+            t0 = time.perf_counter()
+            assert notifier.scan() == 1
+            change_s = time.perf_counter() - t0
+            ctx.engine.dispose()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    return {"first": first_s, "idle": idle_s, "change": change_s, "deliver": deliver_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--subscriptions", type=int, nargs="+", default=[100, 1000, 5000])
+    parser.add_argument("--database-url", default="", help="default: a SQLite file in a scratch directory")
+    args = parser.parse_args()
+    console = Console()
+    db = "PostgreSQL" if args.database_url.startswith("postgresql") else "SQLite"
+    table = Table(title=f"notifications: one DERControlList subscription per site, {db}")
+    for col in (
+        "subscriptions",
+        "first scan s",
+        "idle rescan s",
+        "one change s",
+        "deliver all s",
+        "deliveries/s",
+    ):
+        table.add_column(col, justify="right")
+    for n in args.subscriptions:
+        with console.status(f"{n} subscriptions"):
+            r = measure(n, args.database_url)
+        table.add_row(
+            str(n),
+            f"{r['first']:.2f}",
+            f"{r['idle']:.2f}",
+            f"{r['change']:.2f}",
+            f"{r['deliver']:.2f}",
+            f"{n / r['deliver']:.0f}",
+        )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
