@@ -81,7 +81,9 @@ class Link:
         path: str,
         body: bytes | None = None,
         params: dict[str, int] | None = None,
+        expected: tuple[int, ...] = (),
     ) -> httpx.Response:
+        """Send one request; `expected` statuses (a 409 the caller handles) do not count as errors."""
         t0 = time.perf_counter()
         try:
             response = await self.client.request(
@@ -95,7 +97,7 @@ class Link:
             self.stats.record(kind, 0.0, ok=False)
             raise CommsDown(f"{method} {path}: {type(exc).__name__}") from exc
         ms = (time.perf_counter() - t0) * 1000.0
-        ok = response.status_code < 400
+        ok = response.status_code < 400 or response.status_code in expected
         self.stats.record(kind, ms, ok)
         if response.status_code >= 500:
             raise CommsDown(f"{method} {path}: HTTP {response.status_code}")
@@ -152,7 +154,7 @@ class SiteAgent:
         self.edev: wire.EndDevice | None = None
         self.programs: list[wire.Program] = []
         self.mup: str | None = None
-        self.mmr_mrid = wire.mrid_for("mmr", site_id)
+        self.mmr_mrid = wire.mrid_for("mmr", site_id, lfdi)  # a mirror is one device's
         self.last_success_s = clock.now()
         self.fallback_periods: list[tuple[float, float | None]] = []
         self.responses_posted = 0
@@ -193,14 +195,15 @@ class SiteAgent:
         path: str,
         body: bytes | None = None,
         params: dict[str, int] | None = None,
+        expected: tuple[int, ...] = (),
     ) -> httpx.Response:
         if self.outages.down(self.clock.now()):
             self.link.stats.blocked[kind] += 1
             raise CommsDown("simulated outage")
         sent_s = self.clock.now()
-        response = await self.link.request(kind, method, path, body, params)
+        response = await self.link.request(kind, method, path, body, params, expected)
         self._succeeded(sent_s, self.clock.now())
-        if response.status_code >= 400:
+        if response.status_code >= 400 and response.status_code not in expected:
             raise ProtocolError(f"{method} {path}: HTTP {response.status_code} {response.text[:200]}")
         return response
 
@@ -222,17 +225,42 @@ class SiteAgent:
         self.rates.dcap_s = dcap.poll_rate_s
         href = None if self.managed else dcap.self_device
         if href is None:
-            body = wire.end_device_body(self.sfdi, self.lfdi, int(self.clock.now()))
-            created = await self._call("edev", "POST", dcap.edev_list, body)
-            href = created.headers.get("location")
-            if not href:
-                raise ProtocolError("EndDevice registration answered without a Location")
+            href = await self._register_end_device(dcap.edev_list)
         self.edev = wire.end_device(wire.parse((await self._call("edev", "GET", href)).content))
         if self.edev.post_rate_s:
             self.rates.post_s = self.edev.post_rate_s
         if self.edev.connection_point is None:
             raise ProtocolError(f"{href} has no ConnectionPointLink")
         await self._call("cp", "PUT", self.edev.connection_point, wire.connection_point_body(self.nmi))
+
+    async def _register_end_device(self, edev_list: str) -> str:
+        """POST the EndDevice; a 409 means this lFDI is registered already (a fleet that comes back to
+        a running server), so carry on with that EndDevice: the one the answer's Location names, or
+        else the one with our lFDI in the EndDeviceList."""
+        body = wire.end_device_body(self.sfdi, self.lfdi, int(self.clock.now()))
+        answer = await self._call("edev", "POST", edev_list, body, expected=(409,))
+        href = answer.headers.get("location")
+        if answer.status_code == 409:
+            href = href or await self.find_end_device(edev_list)
+            if not href:
+                raise ProtocolError(f"{edev_list}: 409 for lFDI {self.lfdi}, which the EndDeviceList lacks")
+        if not href:
+            raise ProtocolError("EndDevice registration answered without a Location")
+        return href
+
+    async def find_end_device(self, edev_list: str) -> str | None:
+        """The href of the EndDevice with this agent's lFDI, walking the EndDeviceList page by page."""
+        start = 0
+        while True:
+            params = {"s": start, "l": self.page_size}
+            el = wire.parse((await self._call("edev", "GET", edev_list, params=params)).content)
+            for device in wire.end_devices(el):
+                if device.lfdi == self.lfdi.upper() and device.href:
+                    return device.href
+            total, results = wire.list_counts(el)
+            start += results
+            if results == 0 or start >= total:
+                return None
 
     async def discover(self) -> None:
         """FunctionSetAssignments -> DERPrograms (by primacy), then the first schedule and the mirror."""
@@ -277,7 +305,12 @@ class SiteAgent:
             return
         now = int(self.clock.now())
         body = wire.mirror_usage_point_body(
-            wire.mrid_for("mup", self.site_id), self.lfdi, self.mmr_mrid, self.rates.post_s, now, 0.0
+            wire.mrid_for("mup", self.site_id, self.lfdi),
+            self.lfdi,
+            self.mmr_mrid,
+            self.rates.post_s,
+            now,
+            0.0,
         )
         created = await self._call("mup", "POST", "/mup", body)
         self.mup = created.headers.get("location")

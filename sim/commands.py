@@ -37,12 +37,16 @@ def sim_group() -> None:
     """Simulated CSIP-AUS fleets: what devices actually do under GridShare's envelopes."""
 
 
-def _load(path: Path, policy: str | None, factor: float | None, hours: float | None) -> Scenario:
+def _load(
+    path: Path, policy: str | None, factor: float | None, hours: float | None, powerflow: str | None = None
+) -> Scenario:
     overrides: dict[str, Any] = {}
     try:
         scenario = load_scenario(path)
         if policy:
             overrides["policy"] = policy
+        if powerflow:
+            overrides["powerflow"] = powerflow
         if hours:
             overrides["duration_h"] = hours
         if factor:
@@ -96,6 +100,12 @@ _common = [
     click.option("--factor", type=float, default=None, help="Override the clock's acceleration."),
     click.option("--hours", type=float, default=None, help="Override the duration (hours)."),
     click.option(
+        "--powerflow",
+        type=click.Choice(["linear", "ac"]),
+        default=None,
+        help="Override how the network is solved: the engine's linear model, or AC (pandapower).",
+    ),
+    click.option(
         "--work-dir",
         type=click.Path(path_type=Path),
         default=None,
@@ -120,6 +130,7 @@ def run_command(
     out_dir: Path | None,
     factor: float | None,
     hours: float | None,
+    powerflow: str | None,
     work_dir: Path | None,
 ) -> None:
     """Run SCENARIO_FILE (starting or connecting to a server) and write a report."""
@@ -127,7 +138,7 @@ def run_command(
     from sim.runner import run_scenario
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    scenario = _load(scenario_file, policy, factor, hours)
+    scenario = _load(scenario_file, policy, factor, hours, powerflow)
     out_dir = out_dir or Path(f"sim-report-{scenario.name}")
     tz = scenario.network_file().network.timezone
     with _work_dir(work_dir) as wd, _progress(tz, scenario.name) as progress:
@@ -165,6 +176,7 @@ def compare_command(
     out_dir: Path | None,
     factor: float | None,
     hours: float | None,
+    powerflow: str | None,
     work_dir: Path | None,
 ) -> None:
     """Run SCENARIO_FILE once per allocation rule and tabulate curtailment per site side by side."""
@@ -174,7 +186,7 @@ def compare_command(
     unknown = [p for p in chosen if p not in POLICIES]
     if unknown:
         raise click.BadParameter(f"unknown rule(s) {', '.join(unknown)}", param_hint="'--policies'")
-    scenario = _load(scenario_file, None, factor, hours)
+    scenario = _load(scenario_file, None, factor, hours, powerflow)
     out_dir = out_dir or Path(f"sim-compare-{scenario.name}")
     tz = scenario.network_file().network.timezone
     with _work_dir(work_dir) as wd:

@@ -167,6 +167,7 @@ def figures(out: RunOutput) -> dict[str, Any]:
     return {
         "scenario": out.scenario.name,
         "policy": out.scenario.policy,
+        "powerflow": out.scenario.powerflow,
         "network": out.network.network.name,
         "sites": len(sites),
         "start_s": out.start_s,
@@ -191,6 +192,9 @@ def figures(out: RunOutput) -> dict[str, Any]:
         },
         "violations": violation_summary(rec, rec.excess),
         "violations_if_compliant": violation_summary(rec, rec.excess_compliant),
+        # AC runs: what the engine's linear model counts for the same behaviour (the difference is its
+        # linearisation error)
+        "violations_linear": None if rec.excess_linear is None else violation_summary(rec, rec.excess_linear),
         "compliance": {
             "mean": round(float(np.mean([r["compliance"] for r in sites])), 4),
             "non_compliant_sites": sum(r["non_compliant"] for r in sites),
@@ -210,6 +214,7 @@ def figures(out: RunOutput) -> dict[str, Any]:
             "clock": out.scenario.clock.mode,
             "factor": out.scenario.clock.factor,
             "max_lag_s": round(float(rec.lag_s.max()) if len(rec.lag_s) else 0.0, 1),
+            "powerflow": out.powerflow,
         },
         "server": {
             "requests": dict(out.stats.by_kind),

@@ -55,7 +55,7 @@ class LinearGrid:
         self._flow = flow_sensitivity(network)  # (n_branches, n_nodes)
         self._volt = voltage_sensitivity_pu_per_w(network)  # (n_nodes, n_nodes)
         _, self._setpoint = regulated_path(network)
-        self.constraints = tuple(_constraints(network))
+        self.constraints = tuple(constraint_list(network))
         self._is_thermal = np.array([c.kind == "thermal" for c in self.constraints])
         self._sign = np.array([1.0 if c.direction == "export" else -1.0 for c in self.constraints])
         self._row = np.array([c.row for c in self.constraints], dtype=int)
@@ -83,7 +83,7 @@ class LinearGrid:
         return Solution(flows, volts, value, excess)
 
 
-def _constraints(network: Network) -> list[Constraint]:
+def constraint_list(network: Network) -> list[Constraint]:
     """Every rated branch in each rated direction and every bounded node the engine constrains."""
     topo = network.topology
     regulated = {topo.node_index[b.to_node] for b in network.branches if b.regulate_pu is not None}

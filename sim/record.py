@@ -32,6 +32,8 @@ class Recording:
     excess: np.ndarray = field(init=False)  # > 0 where violated (W or pu), actual behaviour
     excess_compliant: np.ndarray = field(init=False)  # > 0 where violated with every site compliant
     lag_s: np.ndarray = field(init=False)  # simulated seconds the step was computed late
+    #: with AC power flow: the linear model's excess for the same behaviour (value/excess are AC's)
+    excess_linear: np.ndarray | None = field(init=False, default=None)
     steps_done: int = 0
 
     def __post_init__(self) -> None:

@@ -78,6 +78,35 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _powerflow_sentence(f: dict[str, Any]) -> str:
+    """Which model counted violations: with AC, what the linear one misses is its linearisation error."""
+    if f.get("powerflow") != "ac":
+        return "The network is solved with the engine's linear model."
+    cost = f["run"].get("powerflow") or {}
+    text = (
+        "The network is solved by AC power flow (pandapower) from the recorded behaviour, losses and "
+        "nonlinearity included"
+    )
+    if cost:
+        text += f": {cost['solves']} solves, {cost['mean_ms']} ms each"
+        if cost["not_converged"]:
+            text += f", {cost['not_converged']} did not converge (linear model used)"
+    return text + "."
+
+
+def _linear_row(vl: dict[str, Any] | None) -> list[list[Any]]:
+    """AC runs: the engine's linear model on the same behaviour; what it misses is its linearisation error."""
+    if vl is None:
+        return []
+    return [
+        [
+            "violations the engine's linear model sees (as run)",
+            f"{vl['count']} events, worst {vl['worst_kw']} kW / {vl['worst_pu']} pu, "
+            f"{vl['duration_s'] / 60:g} min",
+        ]
+    ]
+
+
 def page_blocks(f: dict[str, Any], tz: str, images: dict[str, str]) -> list[Block]:
     t, v, vc = f["totals"], f["violations"], f["violations_if_compliant"]
     run, srv = f["run"], f["server"]
@@ -88,7 +117,8 @@ def page_blocks(f: dict[str, Any], tz: str, images: dict[str, str]) -> list[Bloc
             f"Network **{f['network']}**, {f['sites']} sites, allocation **{f['policy']}**, "
             f"{local(f['start_s'], tz, True)} to {local(f['end_s'], tz, True)} ({tz}) "
             f"in {f['step_s']} s steps; {run['clock']} clock x{run['factor']:g}: {run['wall_s']} s wall "
-            f"after {run['setup_wall_s']} s of setup, worst lag {run['max_lag_s']} s simulated.",
+            f"after {run['setup_wall_s']} s of setup, worst lag {run['max_lag_s']} s simulated. "
+            + _powerflow_sentence(f),
         ),
         ("h2", "Summary"),
         (
@@ -112,6 +142,7 @@ def page_blocks(f: dict[str, Any], tz: str, images: dict[str, str]) -> list[Bloc
                         f"{vc['count']} events, worst {vc['worst_kw']} kW / "
                         f"{vc['worst_pu']} pu, {vc['duration_s'] / 60:g} min",
                     ],
+                    *_linear_row(f.get("violations_linear")),
                     ["mean compliance", f"{100 * f['compliance']['mean']:.2f} %"],
                     ["non-compliant sites", f["compliance"]["non_compliant_sites"]],
                     ["time in fallback (site-hours)", f["fallback"]["site_hours"]],

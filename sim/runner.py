@@ -15,6 +15,7 @@ import contextlib
 import copy
 import hashlib
 import logging
+import re
 import socket
 import time
 from collections import Counter
@@ -29,6 +30,7 @@ from certs.devpki import DevPki, create_dev_pki, issue_client_certificates, load
 from certs.identity import sfdi_from_lfdi
 from envelopes.forecast import local_hours
 from envelopes.netfile import NetworkFile, parse_network_document
+from sim.acflow import AcGrid, solve_seconds
 from sim.agent import Link, LinkStats, Outages, SiteAgent
 from sim.clock import SharedClock
 from sim.events import EventBook
@@ -58,6 +60,7 @@ class RunOutput:
     setup_wall_s: float = 0.0
     start_s: int = 0
     end_s: int = 0
+    powerflow: dict[str, Any] = field(default_factory=dict)  # AC solve cost, when AC
 
 
 def managed_lfdi(seed: int, site_id: str) -> str:
@@ -101,6 +104,10 @@ async def _run(scenario: Scenario, work_dir: Path, progress: ProgressFn | None) 
     if not sites:
         raise ValueError("the network has no site with an NMI: nothing to simulate")
     grid = LinearGrid(net, [s.spec for s in sites])
+    # AC (pandapower, tens of ms a solve) re-solves the recorded steps after the run: the devices do not
+    # depend on the network solution, and solving live would make the physics lag the server's clock.
+    # Built now so that a missing pandapower stops the run before anything starts.
+    ac = AcGrid(net, [s.spec for s in sites]) if scenario.powerflow == "ac" else None
     background = Background(
         net,
         start_s,
@@ -195,6 +202,8 @@ async def _run(scenario: Scenario, work_dir: Path, progress: ProgressFn | None) 
             with contextlib.suppress(Exception):
                 await link.close()
         recomputes = server.stop() if server is not None else []
+    if ac is not None:
+        solve_recorded(recording, ac, background, progress)
     return RunOutput(
         scenario=scenario,
         network=nf,
@@ -208,7 +217,30 @@ async def _run(scenario: Scenario, work_dir: Path, progress: ProgressFn | None) 
         setup_wall_s=setup_wall_s,
         start_s=start_s,
         end_s=end_s,
+        powerflow=solve_seconds(ac),
     )
+
+
+def solve_recorded(
+    rec: Recording, grid: AcGrid, background: Background, progress: ProgressFn | None = None
+) -> None:
+    """Solve every recorded step again with AC power flow; the linear model's excess is kept beside it."""
+    rec.excess_linear = rec.excess.copy()
+    counters = {"fallback": 0, "violations": 0, "violations_compliant": 0}
+    total = len(rec.times_s)
+    for k, t in enumerate(rec.times_s[: rec.steps_done]):
+        bg = background.at(float(t))
+        actual, compliant = rec.net_export_w[k].astype(float), rec.compliant_export_w[k].astype(float)
+        solved = grid.solve(actual, bg)
+        solved_compliant = solved if np.array_equal(actual, compliant) else grid.solve(compliant, bg)
+        rec.value[k] = solved.value
+        rec.excess[k] = solved.excess
+        rec.excess_compliant[k] = solved_compliant.excess
+        counters["fallback"] = int(rec.fallback[k].sum())
+        counters["violations"] += int((solved.excess > 0).sum())
+        counters["violations_compliant"] += int((solved_compliant.excess > 0).sum())
+        if progress is not None:
+            progress(k + 1, total, float(t), counters)
 
 
 async def _each(agents: Any, call: Callable[[SiteAgent], Any], concurrency: int = 16) -> None:
@@ -235,16 +267,28 @@ def _certificates(
         assert scenario.server.pki_dir is not None
         pki_dir = scenario.server.pki_dir
         pki = load_dev_pki(pki_dir if pki_dir.is_absolute() else scenario.base_dir / pki_dir)
-        prefix = f"sim{int(time.time())}"
         if len(pki.aggregators) < len(groups):
             raise ValueError(
                 f"connect mode: the PKI has {len(pki.aggregators)} aggregator certificates; "
                 f"{len(groups)} groups need one each"
             )
-    issued = issue_client_certificates(pki.directory, [f"{prefix}-{i}" for i in range(len(own))], "device")
-    certs = {s.id: c for s, c in zip(own, issued, strict=True)}
+        prefix = f"sim{scenario.seed}"
+    # Names are stable per site so that a later run against the same server is the same fleet coming
+    # back (its EndDevices and mirrors exist) rather than a second device claiming every NMI.
+    names = {s.id: f"{prefix}-{_safe_name(s.id)}" for s in own}
+    have = {c.name: c for c in pki.clients if c.kind == "device"}
+    missing = [names[s.id] for s in own if names[s.id] not in have]
+    if missing:
+        have.update((c.name, c) for c in issue_client_certificates(pki.directory, missing, "device"))
+    certs = {s.id: have[names[s.id]] for s in own}
     aggregators = dict(zip(groups, pki.aggregators, strict=False))
     return pki, certs, aggregators
+
+
+def _safe_name(site_id: str) -> str:
+    """A site id as a PKI client name (letters, digits, '.', '_', '-'), distinct per distinct id."""
+    clean = re.sub(r"[^A-Za-z0-9._-]", "-", site_id)[:80]
+    return clean if clean == site_id else f"{clean}-{hashlib.sha256(site_id.encode()).hexdigest()[:8]}"
 
 
 def _plan(scenario: Scenario, doc: dict[str, Any], work_dir: Path, pki: DevPki) -> ServerPlan:

@@ -168,6 +168,9 @@ class Scenario(_Strict):
     duration_h: float = Field(24.0, gt=0, le=24 * 14)
     step_s: int = Field(60, ge=1, le=900)
     policy: str = "pro-rata"
+    powerflow: Literal["linear", "ac"] = Field(
+        "linear", description="the engine's linear model, or AC power flow (pandapower) of the same network"
+    )
     clock: ClockSpec = Field(default_factory=ClockSpec)
     server: ServerSpec = Field(default_factory=ServerSpec)
     fleet: FleetSpec = Field(default_factory=FleetSpec)
