@@ -6,7 +6,7 @@ is `compute_fallback`; the method and its worst case are described in docs/fallb
 
 from fallback.explain import SetBy
 from fallback.limits import FallbackError, FallbackLimit, FallbackSet, WorstCaseCheck, compute_fallback
-from fallback.ramp import RampLimits, ramp_rates
+from fallback.ramp import RampLimits, ramp_rates, site_rating_w
 from fallback.worst_case import WorstCase, background_injection_w, peak_agreed_w
 
 __all__ = [
@@ -21,4 +21,5 @@ __all__ = [
     "compute_fallback",
     "peak_agreed_w",
     "ramp_rates",
+    "site_rating_w",
 ]

@@ -26,7 +26,7 @@ from envelopes.compute import POLICIES, _flexible_sites
 from envelopes.headroom import DIRECTIONS, Direction, build_direction_problem
 from envelopes.network import Network, NetworkError, Site, validate_sites
 from fallback.explain import SetBy, setting_constraints
-from fallback.ramp import RampLimits, ramp_rates
+from fallback.ramp import RampLimits, ramp_rates, site_rating_w
 from fallback.worst_case import WorstCase, background_injection_w
 
 #: Slack allowed by the self-check, relative to a row's scale (rating, or the voltage band).
@@ -213,12 +213,7 @@ def compute_fallback(
         d: _allocate_direction(network, sites, flexible, d, policy, worst_case, margin_fraction)
         for d in DIRECTIONS
     }
-    rated = np.array(
-        [
-            max(s.max_export_kw * 1000.0, s.max_import_kw * 1000.0, float((rated_w or {}).get(s.id, 0.0)))
-            for s, _ in flexible
-        ]
-    )
+    rated = np.array([site_rating_w(s, rated_w) for s, _ in flexible])
     nodes = np.array([topo.node_index[s.node] for s, _ in flexible], dtype=int)
     ramp = ramp_rates(network, nodes, rated, ramp_limits, tuple(s.id for s, _ in flexible))
     limits: dict[str, FallbackLimit] = {}

@@ -17,13 +17,14 @@ they do not hold their node: S is the unregulated sensitivity (every branch from
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from allocation.problem import AllocationProblem
 from allocation.rules import allocate
-from envelopes.network import Network
+from envelopes.network import Network, Site
 from envelopes.sensitivity import branch_voltage_coefficient_pu_per_w
 
 #: Dominion 2.2.2 / IEEE 1547-2018 rapid voltage change limits, per unit of nominal per second.
@@ -35,6 +36,18 @@ LV_MAX_KV = 1.0
 MIN_GRAD_HUNDREDTHS = 1
 #: Cap at 100 %/s: full output within a second is as fast as a default ever needs to move.
 MAX_GRAD_HUNDREDTHS = 10_000
+
+
+def site_rating_w(site: Site, rated_w: Mapping[str, float] | None = None) -> float:
+    """P_j: the larger of the site's agreed maxima and any rating its devices reported (W).
+
+    A device's own rating (DERCapability rtgMaxW, DERSettings setMaxW) may exceed what its connection
+    agreement lets it export or import; a ramp in percent of the rating, and a gross limit meant not
+    to bind, must count the larger of the two.
+    """
+    return max(
+        site.max_export_kw * 1000.0, site.max_import_kw * 1000.0, float((rated_w or {}).get(site.id, 0.0))
+    )
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,8 @@ log = logging.getLogger("gridshare.fallback")
 
 ENGINE_DESCRIPTION = "GridShare computed fallback"
 SAFE_PREFIX = "fallback.safe."
+#: The digest of the inputs the published defaults were computed from (recompute.fallback_plan).
+FINGERPRINT_KEY = "fallback.inputs"
 #: Values closer than this (W) are the same value: no rewrite, no version bump, no device churn.
 SAME_W = 0.5
 
@@ -44,6 +46,22 @@ def safe_default_for(session: Session, site_id: int) -> SafeDefault | None:
 def all_safe_defaults(session: Session) -> dict[int, SafeDefault]:
     rows = session.execute(select(ServerSetting).where(ServerSetting.key.startswith(SAFE_PREFIX))).scalars()
     return {int(r.key[len(SAFE_PREFIX) :]): SafeDefault.from_json(r.value) for r in rows}
+
+
+def stored_fingerprint(session: Session) -> str | None:
+    row = session.get(ServerSetting, FINGERPRINT_KEY)
+    return None if row is None else str(row.value.get("fingerprint"))
+
+
+def store_fingerprint(session: Session, fingerprint: str, now_s: int, **about: object) -> None:
+    """Record what the defaults now published were computed from, in the transaction that wrote them."""
+    value = {"fingerprint": fingerprint, **about}
+    row = session.get(ServerSetting, FINGERPRINT_KEY)
+    if row is None:
+        session.add(ServerSetting(key=FINGERPRINT_KEY, value=value, changed_s=now_s))
+    else:
+        row.value, row.changed_s = value, now_s
+    session.flush()
 
 
 def override_for(session: Session, site_id: int) -> dict[str, Any] | None:

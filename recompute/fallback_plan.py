@@ -8,6 +8,7 @@ keeps a small shift elsewhere on the feeder from rewriting every site's default.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -117,6 +118,20 @@ def plan_key(inputs: RunInputs, settings: Settings) -> tuple[object, ...]:
         settings.fallback_margin_fraction,
         settings.fallback_export_load_fraction,
     )
+
+
+def fallback_fingerprint(inputs: RunInputs, settings: Settings, marker: tuple[object, ...]) -> str:
+    """A digest of everything the published defaults depend on; unchanged means nothing to write.
+
+    The limits' own inputs (`plan_key`: network version, hence agreements; derates in force or
+    scheduled; device ratings; settings), the rounding step, which store site each network site is,
+    the envelope program, and `marker` (anyone's writes to the site defaults, see
+    `snapshot.defaults_marker`): an operator's change must be re-checked against the safe values.
+    """
+    sites = sorted((site.id, nmi) for nmi, site in inputs.store_sites.items())
+    program = inputs.program.id if inputs.program is not None else None
+    basis = (plan_key(inputs, settings), settings.envelope_resolution_w, program, sites, marker)
+    return hashlib.sha256(repr(basis).encode()).hexdigest()
 
 
 def plan_fallback(inputs: RunInputs, settings: Settings) -> FallbackPlan:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, cast, func, select
 from sqlalchemy.orm import Session
 
 from envelopes.forecast import Telemetry
@@ -137,12 +137,39 @@ def latest_telemetry(session: Session, site_ids_by_nmi: dict[str, int], since_s:
     }
 
 
+def device_ratings_fingerprint(session: Session) -> tuple[object, ...]:
+    """Changes whenever a device reports another rating (DERCapability rtgMaxW, DERSettings setMaxW).
+
+    Those ratings set P_j, hence the default's ramp rate and the envelopes' gross limits. Only the values
+    count, not when they were sent: a device re-sending the same document every poll changes nothing.
+    Aggregates (whole watts, weighted by site so that two devices trading values still show) keep this
+    one cheap query however many devices there are.
+    """
+    rtg = func.coalesce(cast(func.round(Der.rtg_max_w), BigInteger), -1)
+    setmax = func.coalesce(cast(func.round(Der.set_max_w), BigInteger), -1)
+    row = session.execute(
+        select(
+            func.count(Der.id),
+            func.sum(rtg),
+            func.sum(setmax),
+            func.sum(rtg * Der.site_id),
+            func.sum(setmax * Der.site_id),
+        )
+    ).one()
+    return tuple(int(v or 0) for v in row)
+
+
 def inputs_fingerprint(session: Session) -> tuple[object, ...]:
-    """Changes whenever a network is loaded, a derate is added or cleared, or a recomputation is requested."""
+    """Changes whenever a network is loaded, a derate is added or cleared, a recomputation is requested,
+    or a device reports another rating.
+
+    The first three entries are the constraints envelopes depend on (`service._constraints`); a new
+    rating changes the defaults and the envelopes' gross limits, not what the network can carry.
+    """
     network = session.execute(select(func.max(NetworkModel.id))).scalar_one()
     derates = session.execute(select(func.max(AssetDerate.id), func.count(AssetDerate.cleared_s))).one()
     requested = session.get(ServerSetting, RECOMPUTE_REQUEST)
-    return (network, *derates, requested.value if requested else None)
+    return (network, *derates, requested.value if requested else None, device_ratings_fingerprint(session))
 
 
 def standing_derates(session: Session, at_s: int) -> list[AssetDerate]:

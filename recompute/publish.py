@@ -7,11 +7,15 @@ the old set or the new set, never a mix; the replaced set stays one round for re
 Every block must end, and no later than `latest_end_s`: a server that stops publishing then leaves
 devices on their DefaultDERControl within one horizon. A block that fails the check aborts the
 transaction, so nothing of the set is published.
+
+Each site's blob also carries the gross limits (opModGenLimW, opModLoadLimW) every one of its blocks
+states (store.envelope_blocks): a site whose gross limits change gets all-new blocks, since the same
+mRID must not come to mean other limits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,10 +25,12 @@ from sqlalchemy.orm import Session
 from envelopes.blocks import BLOCK_DTYPE, carry_forward
 from envelopes.compute import EnvelopeSet
 from store.db import bump_publication
-from store.envelope_blocks import decode_blocks, encode_blocks
+from store.envelope_blocks import GrossLimits, decode_envelope, encode_blocks
 from store.models import EnvelopePointer, EnvelopeSetRecord, Site, SiteEnvelope
 
 EMPTY = np.zeros(0, dtype=BLOCK_DTYPE)
+#: Behind an outage a site may neither generate nor consume through its connection (anti-islanding).
+CUT_OFF_GROSS = GrossLimits(0.0, 0.0)
 
 
 class UnboundedControl(ValueError):
@@ -65,22 +71,25 @@ def publish(
     *,
     latest_end_s: int | None = None,
     carry_others: bool = False,
+    gross: Mapping[str, GrossLimits] | None = None,
 ) -> PublishSummary:
     """Write `envelopes` for every network site id in `sites` as set `record` and make it current.
 
     `resolution_w` is the rounding step per network site id (limits round down to it, so equal
     neighbours merge). Sites in `cut_off` sit behind an outage: zero export and import for the horizon.
     With `carry_others`, every other site keeps its blocks of the current set unchanged (a partial
-    publication, e.g. fallback limits for the sites behind a derated asset).
+    publication, e.g. fallback limits for the sites behind a derated asset). `gross` gives the gross
+    limits (generation, load) each network site id's blocks carry; cut-off sites then carry zero.
+    Without it, blocks carry none.
     """
     previous_id = current_set_id(session)
-    previous: dict[int, np.ndarray] = {}
+    previous: dict[int, tuple[np.ndarray, GrossLimits | None]] = {}
     blobs: dict[int, bytes] = {}
     if previous_id is not None:
         for site_id, blob in session.execute(
             select(SiteEnvelope.site_id, SiteEnvelope.blocks).where(SiteEnvelope.set_id == previous_id)
         ):
-            previous[site_id] = decode_blocks(blob)
+            previous[site_id] = decode_envelope(blob)
             blobs[site_id] = blob
     starts = np.array([int(t.timestamp()) for t in envelopes.interval_starts], dtype=np.int64)
     column = {site_id: i for i, site_id in enumerate(envelopes.site_ids)}
@@ -91,13 +100,16 @@ def publish(
             envelopes.export_limit_w[:, column[nid]],
             envelopes.import_limit_w[:, column[nid]],
             resolution_w[nid],
+            None if gross is None else gross[nid],
         )
         for nid, site in sites.items()
-    ] + [(site, zeros, zeros, 1.0) for site in cut_off]
+    ] + [(site, zeros, zeros, 1.0, None if gross is None else CUT_OFF_GROSS) for site in cut_off]
     rows: list[dict[str, object]] = []
     n_blocks = n_new = 0
-    for site, export_w, import_w, step_w in limits:
-        before = previous.get(site.id, EMPTY)
+    for site, export_w, import_w, step_w, site_gross in limits:
+        before, before_gross = previous.get(site.id, (EMPTY, None))
+        if before_gross != site_gross:
+            before = EMPTY  # other gross limits: every block is a new event
         blocks, fresh = carry_forward(
             before,
             starts,
@@ -111,7 +123,7 @@ def publish(
         check_finite(blocks, latest_end_s, site.id)
         n_blocks += len(blocks)
         n_new += fresh
-        rows.append({"set_id": record.id, "site_id": site.id, "blocks": encode_blocks(blocks)})
+        rows.append({"set_id": record.id, "site_id": site.id, "blocks": encode_blocks(blocks, site_gross)})
     n_written = len(rows)
     if carry_others:
         written = {int(r["site_id"]) for r in rows}  # type: ignore[call-overload]

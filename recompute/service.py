@@ -4,10 +4,11 @@ APScheduler runs `run_once` every `recompute_interval_s` on a rolling horizon, a
 as soon as an operator changes a constraint. Runs never overlap in one process, and the publisher lease
 keeps a second server on the same database from publishing too.
 
-Every run first refreshes the fallback limits (network, agreements and derates only) and publishes
-them as each dynamic site's DefaultDERControl. Envelopes are then published only from good data: stale
-telemetry or forecasts, an engine exception, an overrun of `recompute_budget_s`, a constraint changed
-during the computation or a failed database write never reach devices. What happens instead is the
+Once its envelopes are out, a run refreshes the fallback limits (network, agreements, derates and
+device ratings only) and publishes them as each dynamic site's DefaultDERControl, if those inputs
+changed. Envelopes are published only from good data: stale telemetry or forecasts, an engine
+exception, an overrun of `recompute_budget_s`, a constraint changed during the computation or a
+failed database write never reach devices. What happens instead is the
 `failure_policy` (docs/fallback.md): publish fallback-valued envelopes now, or let the last good ones
 run out. A derate or outage that is not in published envelopes within `derate_deadline_s` gets
 fallback envelopes for the sites behind it at once, from a timer that no running computation blocks.
@@ -16,6 +17,7 @@ fallback envelopes for the sites behind it at once, from a timer that no running
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -26,22 +28,31 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from envelopes.compute import EnvelopeSet, compute_envelopes
+from envelopes.compute import compute_envelopes
 from envelopes.forecast import Forecast, ProfileSpec, persistence_forecast, profile_forecast
 from envelopes.network import Site as NetworkSite
+from fallback.ramp import site_rating_w
 from gridshare.settings import Settings
 from recompute import lease
 from recompute.budget import BudgetExceeded, BudgetRunner
-from recompute.fallback_defaults import write_defaults
+from recompute.fallback_defaults import store_fingerprint, stored_fingerprint, write_defaults
 from recompute.fallback_envelopes import fallback_envelope_set
-from recompute.fallback_plan import FallbackPlan, plan_fallback, plan_key, sites_behind
+from recompute.fallback_plan import (
+    FallbackPlan,
+    fallback_fingerprint,
+    plan_fallback,
+    plan_key,
+    sites_behind,
+)
 from recompute.health import stale_forecast, stale_telemetry
 from recompute.inputs import inputs_fingerprint
-from recompute.publish import PublishSummary, current_set_id, publish
-from recompute.snapshot import RunInputs, read_inputs
+from recompute.planned_derates import PlannedEnvelopes, compute_planned
+from recompute.publish import CUT_OFF_GROSS, PublishSummary, current_set_id, publish
+from recompute.snapshot import RunInputs, defaults_marker, read_inputs
 from recompute.status import DYNAMIC, FALLBACK, STALE, StatusBoard, effective
 from server.context import AppContext
 from store.db import transaction
+from store.envelope_blocks import GrossLimits
 from store.models import EnvelopePointer, EnvelopeSetRecord, Site
 
 log = logging.getLogger("gridshare.recompute")
@@ -75,6 +86,26 @@ def _resolutions(sites: Sequence[NetworkSite], settings: Settings) -> dict[str, 
         )
         for s in sites
     }
+
+
+def _gross_limits(inputs: RunInputs, plan: FallbackPlan | None = None) -> dict[str, GrossLimits]:
+    """Gross limits (opModGenLimW, opModLoadLimW) for every envelope block, by network site id.
+
+    Dynamic envelopes carry each site's unconstrained level, P_j (the larger of its agreed maxima and
+    its devices' reported ratings, as the ramp uses): a device that takes every mode an event leaves
+    unset from its DefaultDERControl (CSIP-AUS devices and our simulator do) would otherwise stay at
+    the default's generation limit, the fallback export, under a generous envelope. Fallback-valued
+    envelopes (`plan` given) stand in for the default, so dynamic sites carry the default's own gross
+    limits there.
+    """
+    out = {}
+    for s in inputs.nf.sites:
+        p_w = float(math.floor(site_rating_w(s, inputs.rated_w)))
+        out[s.id] = GrossLimits(p_w, p_w)
+    if plan is not None:
+        for site_id, safe in plan.by_site.items():
+            out[site_id] = GrossLimits(safe.generation_limit_w, safe.load_limit_w)
+    return out
 
 
 def _split_sites(
@@ -121,7 +152,6 @@ class Recomputer:
         self._armed: set[tuple[object, ...]] = set()  # changes given a deadline, until published
         self._feeder: str | None = None
         self._plan: tuple[tuple[object, ...], FallbackPlan] | None = None  # (plan key, plan)
-        self._defaults_done: tuple[object, ...] | None = None  # what the last defaults write covered
 
     # -- one run -----------------------------------------------------------------------------------
     def run_once(self, reason: str = "scheduled") -> Outcome:
@@ -144,31 +174,43 @@ class Recomputer:
             # follow (computed lazily on the failure path, where they are needed at once).
             outcome = self._run(inputs, None, reason)
             if outcome.status == "published":
-                self._refresh_fallback(inputs)
+                self._refresh_fallback(inputs, need_plan=False)
             return outcome
         except Exception as exc:  # the engine must never take the server down with it
             log.exception("recomputation (%s) failed: %s", reason, exc)
             return self._fail(inputs, plan, reason, "error", f"{type(exc).__name__}: {exc}")
 
-    def _refresh_fallback(self, inputs: RunInputs) -> FallbackPlan | None:
+    def _refresh_fallback(self, inputs: RunInputs, need_plan: bool = True) -> FallbackPlan | None:
         """Fallback limits from the network alone, written as DefaultDERControls; None if not computable.
 
-        Recomputed only when something they depend on changed (network, derates, device ratings,
-        settings), and written only when the limits, the registered sites or anyone's defaults did.
+        Incremental: a digest of everything the published defaults depend on (network version,
+        agreements, derates in force or scheduled, device ratings, settings, the registered sites,
+        anyone's writes to the defaults) is kept in `server_setting` with them. While it matches, nothing
+        is computed or written, whichever process or instance wrote it. `need_plan` says whether the
+        caller needs the limits themselves (the failure path publishes them as envelopes); the
+        successful path does not, and then an unchanged digest costs two small queries.
         """
         settings = self.ctx.settings
         key = plan_key(inputs, settings)
-        if self._plan is not None and self._plan[0] == key:
-            plan = self._plan[1]
-        else:
+        plan = self._plan[1] if self._plan is not None and self._plan[0] == key else None
+        wanted = fallback_fingerprint(inputs, settings, inputs.defaults_marker)
+        try:
+            with self.ctx.sessions() as session:
+                stored = stored_fingerprint(session)
+        except Exception:
+            log.exception("could not read the fallback fingerprint; recomputing the defaults")
+            stored = None
+        unchanged = stored == wanted
+        if (unchanged or inputs.program is None) and (plan is not None or not need_plan):
+            return plan  # nothing to write (no program to write it in), and nothing else is wanted
+        if plan is None:
             try:
                 plan = plan_fallback(inputs, settings)
             except Exception:
                 log.exception("fallback limits could not be computed; the defaults already published stay")
                 return None
             self._plan = (key, plan)
-        done = (key, tuple(sorted(s.id for s in inputs.store_sites.values())), inputs.defaults_marker)
-        if inputs.program is None or done == self._defaults_done:
+        if unchanged or inputs.program is None:
             return plan
         try:
             with transaction(self.ctx.sessions) as session:
@@ -178,8 +220,15 @@ class Recomputer:
                     changed = write_defaults(
                         session, inputs.program, plan.dynamic_store_sites(inputs), now_s, settings.pen
                     )
-            # Our own write changes the marker: the next run reads it once more and finds nothing to do.
-            self._defaults_done = done if not changed else None
+                    # Our own write moves the marker: record the digest with the marker as it now is.
+                    marker = defaults_marker(session, inputs.program.id)
+                    store_fingerprint(
+                        session,
+                        fallback_fingerprint(inputs, settings, marker),
+                        now_s,
+                        network_id=inputs.model.id,
+                        sites=len(plan.by_site),
+                    )
             if changed:
                 log.info("fallback defaults: %d rows written for feeder %s", changed, inputs.feeder)
         except Exception:
@@ -204,18 +253,17 @@ class Recomputer:
         stale = stale_forecast(now_s, issued, settings.forecast_max_age_s)
         if stale is not None:
             return self._fail(inputs, plan, reason, stale.kind, stale.detail)
-        network = inputs.derated.network
-        live_sites = [s for s in inputs.nf.sites if s.node not in inputs.derated.isolated_nodes]
         try:
-            envelopes = self._budget.run(
-                lambda: compute_envelopes(
-                    network,
-                    live_sites,
+            planned = self._budget.run(
+                lambda: compute_planned(
+                    inputs.nf,
+                    inputs.standing,
                     start,
                     settings.envelope_horizon_s,
                     settings.envelope_interval_s,
                     settings.allocation_policy,
                     forecasts,
+                    engine=compute_envelopes,
                 ),
                 settings.recompute_budget_s,
             )
@@ -226,7 +274,7 @@ class Recomputer:
             return self._fail(inputs, plan, reason, "engine error", f"{type(exc).__name__}: {exc}")
         compute_s = time.perf_counter() - t0
         try:
-            return self._publish(inputs, envelopes, start, reason, compute_s)
+            return self._publish(inputs, planned, start, reason, compute_s)
         except Exception as exc:
             log.exception("publication (%s) failed; nothing of it was published", reason)
             return self._fail(
@@ -262,9 +310,10 @@ class Recomputer:
         return persistence_forecast(base, {k: v for k, v in by_id.items() if k in specs})
 
     def _publish(
-        self, inputs: RunInputs, envelopes: EnvelopeSet, start: datetime, reason: str, compute_s: float
+        self, inputs: RunInputs, planned: PlannedEnvelopes, start: datetime, reason: str, compute_s: float
     ) -> Outcome:
         settings = self.ctx.settings
+        envelopes = planned.envelopes
         now_s = inputs.now_s
         t1 = time.perf_counter()
         with transaction(self.ctx.sessions) as session:
@@ -290,7 +339,13 @@ class Recomputer:
             )
             session.add(record)
             session.flush()
-            sites, cut_off = _split_sites(inputs, inputs.derated.isolated_nodes)
+            # Cut off for the whole horizon: no column, zero both ways. Cut off now but not throughout
+            # (an outage ending within the horizon): zero where it applies, and zero gross limits.
+            sites, cut_off = _split_sites(inputs, planned.isolated_throughout)
+            gross = _gross_limits(inputs)
+            for s in inputs.nf.sites:
+                if s.node in planned.isolated_now:
+                    gross[s.id] = CUT_OFF_GROSS
             summary = publish(
                 session,
                 envelopes,
@@ -300,9 +355,10 @@ class Recomputer:
                 _resolutions(inputs.nf.sites, settings),
                 cut_off,
                 latest_end_s=self._latest_end_s(now_s),
+                gross=gross,
             )
             publish_s = time.perf_counter() - t1
-            binding = {d: envelopes.binding_count(d) for d in ("export", "import")}
+            binding = planned.binding
             record.detail = {
                 "sites_published": summary.sites,
                 "blocks": summary.blocks,
@@ -461,6 +517,7 @@ class Recomputer:
                 cut_off,
                 latest_end_s=self._latest_end_s(now_s),
                 carry_others=only is not None,
+                gross=_gross_limits(inputs, plan),
             )
             record.detail = {"fallback": True, "sites_published": summary.sites, "blocks": summary.blocks}
         log.warning("fallback envelopes published (%s): set %d, %d sites", reason, record.id, summary.sites)

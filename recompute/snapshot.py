@@ -39,8 +39,9 @@ class RunInputs:
     fingerprint: tuple[object, ...]
     model: NetworkModel
     nf: NetworkFile
-    derated: DeratedNetwork  # derates in force now: what envelopes are computed on
-    standing: list[AssetDerate]  # in force now or later: what fallback limits are computed on
+    derated: DeratedNetwork  # derates in force now (who is cut off now)
+    #: in force now or later: fallback limits count them all, envelopes each over the intervals it covers
+    standing: list[AssetDerate]
     store_sites: dict[str, Site]  # by NMI, enabled sites the network file names
     telemetry: dict[str, Telemetry]  # by NMI, recent readings
     newest_telemetry_s: int | None  # newest reading any of those sites ever posted
@@ -55,6 +56,23 @@ class RunInputs:
     @cached_property
     def nmi_to_site_id(self) -> dict[str, str]:
         return {s.nmi: s.id for s in self.nf.sites if s.nmi}
+
+
+def defaults_marker(session: Session, program_id: int) -> tuple[object, ...]:
+    """Changes whenever anyone writes or deletes a site's default in the program, or an override.
+
+    Every write of a DefaultDerControl bumps its version, so (count, sum of versions) moves on any
+    write, the engine's own included.
+    """
+    count, versions = session.execute(
+        select(func.count(DefaultDerControl.id), func.sum(DefaultDerControl.version)).where(
+            DefaultDerControl.program_id == program_id, DefaultDerControl.site_id.is_not(None)
+        )
+    ).one()
+    overrides = session.execute(
+        select(func.count(ServerSetting.key)).where(ServerSetting.key.startswith(OVERRIDE_PREFIX))
+    ).scalar_one()
+    return (int(count or 0), int(versions or 0), int(overrides or 0))
 
 
 def read_inputs(session: Session, now_s: int, telemetry_window_s: int) -> RunInputs | None:
@@ -76,17 +94,7 @@ def read_inputs(session: Session, now_s: int, telemetry_window_s: int) -> RunInp
     program = (
         session.execute(select(DerProgram).order_by(DerProgram.primacy, DerProgram.id)).scalars().first()
     )
-    marker: tuple[object, ...] = ()
-    if program is not None:
-        count, versions = session.execute(
-            select(func.count(DefaultDerControl.id), func.sum(DefaultDerControl.version)).where(
-                DefaultDerControl.program_id == program.id, DefaultDerControl.site_id.is_not(None)
-            )
-        ).one()
-        overrides = session.execute(
-            select(func.count(ServerSetting.key)).where(ServerSetting.key.startswith(OVERRIDE_PREFIX))
-        ).scalar_one()
-        marker = (count, versions, overrides)
+    marker = defaults_marker(session, program.id) if program is not None else ()
     return RunInputs(
         now_s=now_s,
         fingerprint=fingerprint,

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from envelopes.blocks import BLOCK_DTYPE, Block, carry_forward, from_blocks, merge_blocks, to_blocks
 from server.control_status import ACTIVE, SUPERSEDED, derive_states
-from store.envelope_blocks import decode_blocks, encode_blocks
+from store.envelope_blocks import GrossLimits, decode_blocks, decode_envelope, encode_blocks
 from store.queries.envelopes import EnvelopeControl
 
 
@@ -103,3 +103,19 @@ def _as_control(b: Block, i: int) -> EnvelopeControl:
 def test_block_codec_round_trips_exactly() -> None:
     blocks = [Block(1795392000, 300, 12_345_678.0, 0.0, 1795391999), Block(1795392300, 86100, 1e9, 3.5, 7)]
     assert to_blocks(decode_blocks(encode_blocks(from_blocks(blocks)))) == blocks
+
+
+def test_gross_limits_ride_with_the_blocks_and_older_blobs_still_decode() -> None:
+    blocks = [Block(1795392000, 300, 5000.0, 2000.0, 1795391999), Block(1795392300, 600, 0.0, 0.0, 7)]
+    arr = from_blocks(blocks)
+    with_gross = encode_blocks(arr, GrossLimits(6600.0, 7000.0))
+    got, gross = decode_envelope(with_gross)
+    assert to_blocks(got) == blocks and gross == GrossLimits(6600.0, 7000.0)
+    # a blob written before gross limits existed: the raw blocks, read as before, no gross limits
+    old = arr.tobytes()
+    got, gross = decode_envelope(old)
+    assert to_blocks(got) == blocks and gross is None
+    assert to_blocks(decode_blocks(with_gross)) == to_blocks(decode_blocks(old)) == blocks
+    # an empty envelope either way
+    assert len(decode_blocks(b"")) == 0
+    assert decode_envelope(encode_blocks(arr[:0], GrossLimits(1.0, 2.0)))[1] == GrossLimits(1.0, 2.0)

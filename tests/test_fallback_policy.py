@@ -27,7 +27,7 @@ from recompute.inputs import active_network
 from recompute.publish import UnboundedControl, check_finite, current_set_id
 from recompute.service import Recomputer
 from store.db import transaction
-from store.envelope_blocks import decode_blocks
+from store.envelope_blocks import GrossLimits, decode_blocks
 from store.models import AssetDerate, DefaultDerControl, EnvelopeSetRecord, Site, SiteEnvelope
 from store.operator_models import AuditEntry
 from tests.bodies import SEP_XML, mirror_usage_point
@@ -254,11 +254,11 @@ def test_database_failure_mid_publication_leaves_nothing_half_published(
         set_before = current_set_id(s)
     real, calls = publish_module.encode_blocks, []
 
-    def fail_on_the_second_site(blocks: np.ndarray) -> bytes:
+    def fail_on_the_second_site(blocks: np.ndarray, gross: GrossLimits | None = None) -> bytes:
         calls.append(1)
         if len(calls) % 2 == 0:  # one site written, the next one fails
             raise OSError("disk full")
-        return real(blocks)
+        return real(blocks, gross)
 
     monkeypatch.setattr(publish_module, "encode_blocks", fail_on_the_second_site)
     demo.clock.advance(3600)  # a new horizon: every site's rows would change

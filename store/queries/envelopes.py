@@ -2,7 +2,9 @@
 
 A block becomes an `EnvelopeControl`: the same fields a stored DerControl has, so status derivation
 and rendering treat both alike. Its mRID is derived from its content, so a device sees the same
-mRID for the same event in every poll and every republication that keeps it.
+mRID for the same event in every poll and every republication that keeps it. Blocks carry the
+site's gross limits (opModGenLimW, opModLoadLimW) when the set stored them (store.envelope_blocks):
+without them a device applying its default mode by mode would stay at the default's gross limits.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from envelopes.blocks import Block, to_blocks
-from store.envelope_blocks import decode_blocks
+from store.envelope_blocks import GrossLimits, decode_envelope
 from store.models import EnvelopePointer, EnvelopeSetRecord, Site, SiteEnvelope
 
 
@@ -47,16 +49,20 @@ class EnvelopeControl:
     ramp_tms_hundredths_s: int | None = None
 
 
-def envelope_mrid(site_id: int, program_id: int, block: Block, pen: int) -> str:
+def envelope_mrid(
+    site_id: int, program_id: int, block: Block, pen: int, gross: GrossLimits | None = None
+) -> str:
+    """From the content a device sees: other gross limits are another event (no mRID reused for it)."""
+    extra = "" if gross is None else f":{gross.generation_w!r}:{gross.load_w!r}"
     digest = hashlib.sha256(
         f"{site_id}:{program_id}:{block.start_s}:{block.duration_s}:{block.export_limit_w!r}:"
-        f"{block.import_limit_w!r}:{block.created_s}".encode()
+        f"{block.import_limit_w!r}:{block.created_s}{extra}".encode()
     ).hexdigest()
     return f"{digest[:24].upper()}{pen:08d}"
 
 
-def current_envelope(session: Session, site: Site) -> tuple[int, list[Block]] | None:
-    """(program id, blocks) of the current set for this site; None when nothing is published for it."""
+def current_envelope(session: Session, site: Site) -> tuple[int, list[Block], GrossLimits | None] | None:
+    """(program id, blocks, gross limits) of the current set for this site; None when nothing is published."""
     row = session.execute(
         select(EnvelopeSetRecord.program_id, SiteEnvelope.blocks)
         .join(EnvelopePointer, EnvelopePointer.set_id == EnvelopeSetRecord.id)
@@ -65,7 +71,24 @@ def current_envelope(session: Session, site: Site) -> tuple[int, list[Block]] | 
     ).first()
     if row is None or row[0] is None:
         return None
-    return int(row[0]), to_blocks(decode_blocks(row[1]))
+    blocks, gross = decode_envelope(row[1])
+    return int(row[0]), to_blocks(blocks), gross
+
+
+def _control(site: Site, program_id: int, b: Block, gross: GrossLimits | None, mrid: str) -> EnvelopeControl:
+    return EnvelopeControl(
+        id=mrid,
+        mrid=mrid,
+        program_id=program_id,
+        site_id=site.id,
+        creation_s=b.created_s,
+        start_s=b.start_s,
+        duration_s=b.duration_s,
+        export_limit_w=b.export_limit_w,
+        import_limit_w=b.import_limit_w,
+        generation_limit_w=None if gross is None else gross.generation_w,
+        load_limit_w=None if gross is None else gross.load_w,
+    )
 
 
 def envelope_controls(
@@ -75,19 +98,10 @@ def envelope_controls(
     found = current_envelope(session, site)
     if found is None or found[0] != program_id:
         return []
+    _, blocks, gross = found
     return [
-        EnvelopeControl(
-            id=(mrid := envelope_mrid(site.id, program_id, b, pen)),
-            mrid=mrid,
-            program_id=program_id,
-            site_id=site.id,
-            creation_s=b.created_s,
-            start_s=b.start_s,
-            duration_s=b.duration_s,
-            export_limit_w=b.export_limit_w,
-            import_limit_w=b.import_limit_w,
-        )
-        for b in found[1]
+        _control(site, program_id, b, gross, envelope_mrid(site.id, program_id, b, pen, gross))
+        for b in blocks
         if b.end_s > now_s
     ]
 
@@ -97,18 +111,8 @@ def envelope_control_by_mrid(session: Session, site: Site, mrid: str, pen: int) 
     found = current_envelope(session, site)
     if found is None:
         return None
-    program_id, blocks = found
+    program_id, blocks, gross = found
     for b in blocks:
-        if envelope_mrid(site.id, program_id, b, pen) == mrid:
-            return EnvelopeControl(
-                id=mrid,
-                mrid=mrid,
-                program_id=program_id,
-                site_id=site.id,
-                creation_s=b.created_s,
-                start_s=b.start_s,
-                duration_s=b.duration_s,
-                export_limit_w=b.export_limit_w,
-                import_limit_w=b.import_limit_w,
-            )
+        if envelope_mrid(site.id, program_id, b, pen, gross) == mrid:
+            return _control(site, program_id, b, gross, mrid)
     return None
