@@ -10,7 +10,13 @@ connection, all on loopback. Two measurements against one server process:
    (fewer than 99 % of polls answered, or p99 latency above `--max-p99-ms`, or the generator itself
    falling behind its schedule). The largest N that kept up is the answer.
 
+Envelope blocks start on common 5-minute boundaries, where every device's list changes status at
+once: the hardest minute for the server. Each stage reports how many boundaries fell in its measured
+window; `--align-boundaries` starts each stage so that one falls in the middle of it (waiting up to
+five minutes), so stages compare like with like.
+
     .venv/bin/python -m bench.bench_fleet [--fleets 1000 2500 5000 10000] [--stage-seconds 150]
+        [--align-boundaries]
 
 The devices are bound to sites of a generated suburb (sim/feeder.py) directly in the store, then the
 server publishes real envelopes for them (its envelope engine, one run); registration over the wire
@@ -52,6 +58,21 @@ from store.scope import ClientScope
 
 POLL_S = 60.0
 PAGE = 64
+#: Envelope blocks start and end on multiples of this (Settings.envelope_interval_s), in epoch seconds.
+BLOCK_S = 300
+
+
+def aligned_start_s(now_wall_s: float, seconds: float, earliest_delay_s: float = 2.0) -> float:
+    """Wall time to start a stage so the middle of its measured window is a block boundary."""
+    middle_offset_s = POLL_S + (seconds - POLL_S) / 2
+    first = now_wall_s + earliest_delay_s + middle_offset_s
+    boundary = -(-first // BLOCK_S) * BLOCK_S
+    return boundary - middle_offset_s
+
+
+def boundaries_between(start_wall_s: float, end_wall_s: float) -> int:
+    """Block boundaries in [start, end): the moments every cached list changes status at once."""
+    return int(-(-end_wall_s // BLOCK_S) - -(-start_wall_s // BLOCK_S))
 
 
 def raise_fd_limit() -> None:
@@ -157,7 +178,10 @@ async def _fleet(args: dict[str, Any]) -> dict[str, Any]:
         ctx = ssl.create_default_context(cafile=args["ca"])
         ctx.load_cert_chain(c["cert"], c["key"])
         contexts.append(ctx)
+    wall_minus_mono_s = time.time() - time.monotonic()
     start = time.monotonic() + 2.0
+    if args.get("align"):
+        start = aligned_start_s(time.time(), args["seconds"]) - wall_minus_mono_s
     end = start + args["seconds"]
     out: dict[str, list[float]] = {
         "latency": [],
@@ -173,9 +197,10 @@ async def _fleet(args: dict[str, Any]) -> dict[str, Any]:
                 _device("127.0.0.1", args["port"], ctx, c["path"], start + POLL_S * i / n, end, out)
             )
         )
-    await asyncio.wait(tasks, timeout=args["seconds"] + 60)
+    await asyncio.wait(tasks, timeout=end - time.monotonic() + 60)
     # Measure polls due after the first minute: by then every device has connected once.
     steady = start + POLL_S
+    boundaries = boundaries_between(steady + wall_minus_mono_s, end + wall_minus_mono_s)
     pairs = [(d, x) for d, x in zip(out["due"], out["latency"], strict=False) if d >= steady]
     lat = np.array([x for _, x in pairs if x >= 0])
     failed = sum(1 for _, x in pairs if x < 0)
@@ -196,6 +221,7 @@ async def _fleet(args: dict[str, Any]) -> dict[str, Any]:
         "p50_ms": round(float(np.percentile(lat, 50)) * 1000, 1) if len(lat) else None,
         "p99_ms": round(float(np.percentile(lat, 99)) * 1000, 1) if len(lat) else None,
         "late_p99_ms": round(float(np.percentile(late, 99)) * 1000, 1) if len(late) else None,
+        "block_boundaries_measured": boundaries,
     }
 
 
@@ -210,14 +236,15 @@ def _generator(args: dict[str, Any], replies: Any) -> None:
     replies.put(asyncio.run(_fleet(args)))
 
 
-def realtime_stage(clients: list[dict[str, str]], ca: str, port: int, seconds: float) -> dict[str, Any]:
+def realtime_stage(
+    clients: list[dict[str, str]], ca: str, port: int, seconds: float, align: bool = False
+) -> dict[str, Any]:
     ctx = multiprocessing.get_context("spawn")
     replies = ctx.Queue()
-    proc = ctx.Process(
-        target=_generator, args=({"clients": clients, "ca": ca, "port": port, "seconds": seconds}, replies)
-    )
+    args = {"clients": clients, "ca": ca, "port": port, "seconds": seconds, "align": align}
+    proc = ctx.Process(target=_generator, args=(args, replies))
     proc.start()
-    deadline = time.monotonic() + seconds + 180
+    deadline = time.monotonic() + seconds + 180 + (BLOCK_S if align else 0)
     while True:
         try:
             result = replies.get(timeout=1.0)
@@ -281,6 +308,11 @@ def main() -> None:
     parser.add_argument("--stage-seconds", type=float, default=150.0)
     parser.add_argument("--saturation-seconds", type=float, default=15.0)
     parser.add_argument("--max-p99-ms", type=float, default=1000.0)
+    parser.add_argument(
+        "--align-boundaries",
+        action="store_true",
+        help="start each stage so a 5-minute envelope block boundary falls in its measured window",
+    )
     args = parser.parse_args()
     if max(args.fleets) > 10_000:
         raise SystemExit("at most 10,000 virtual devices on this machine")
@@ -326,7 +358,9 @@ def main() -> None:
                 with console.status(
                     f"{n} devices polling every {POLL_S:.0f} s for {args.stage_seconds:.0f} s"
                 ):
-                    r = realtime_stage(clients[:n], str(pki.ca_path), plan.port, args.stage_seconds)
+                    r = realtime_stage(
+                        clients[:n], str(pki.ca_path), plan.port, args.stage_seconds, args.align_boundaries
+                    )
                 r["keeps_up"] = keeps_up(r, args.max_p99_ms)
                 results.append(r)
                 console.print(json.dumps(r))
@@ -346,6 +380,7 @@ def main() -> None:
         "p99 ms",
         "late p99 ms",
         "errors",
+        "boundaries",
         "keeps up",
     ):
         table.add_column(col, justify="right")
@@ -358,14 +393,15 @@ def main() -> None:
             str(r["p99_ms"]),
             str(r["late_p99_ms"]),
             str(r["errors"]),
+            str(r["block_boundaries_measured"]),
             "yes" if r["keeps_up"] else "no",
         )
     console.print(table)
     console.print(
         f"saturation: {sat['requests_per_s']} requests/s, p50 {sat['p50_ms']} ms, p99 {sat['p99_ms']} ms; "
         f"largest fleet that kept up with {POLL_S:.0f}-second polling: {largest or 'none tried'} devices"
-        f" (the saturation figure is the cached hot path; a real fleet also pays uncached renders whenever"
-        f" an envelope block starts, which is what limits it)"
+        f" (the saturation figure is the cached hot path; at an envelope block boundary every cached list"
+        f" is re-spliced in memory, and a fleet only pays full renders when envelopes are republished)"
     )
 
 

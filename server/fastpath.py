@@ -4,6 +4,8 @@ Devices poll their DERControlList far more often than it changes. When the rende
 current body for this client, generation and status time, it is sent straight from here; anything
 else (a miss, another resource, a refused client) goes to the FastAPI application unchanged. The
 same checks apply on both paths: peer certificate -> scope for the current generation -> cache key.
+A cached list whose controls changed status since it was rendered is re-spliced in memory (see
+server/render_cache.py), so block boundaries are answered here too, without the database.
 """
 
 from __future__ import annotations
@@ -17,13 +19,18 @@ from sqlalchemy import Engine
 from server.context import AppContext
 from server.identity import peer_pem
 from server.wire.xmlio import MEDIA_TYPE
+from store.db import PUBLICATION
 
 _DERC_LIST = re.compile(r"^/edev/(\d+)/derp/(\d+)/derc$")
 _HEADERS = [(b"content-type", MEDIA_TYPE.encode())]
 
 
 class GenerationReader:
-    """Reads the publication counter on one long-lived autocommit connection per thread (cheap)."""
+    """Reads the publication counter on one long-lived autocommit connection per thread (cheap).
+
+    Only the publication row (id 1): device reports bump the activity row, which no cached body
+    depends on.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -38,7 +45,7 @@ class GenerationReader:
             self._local.conn = conn
         cur = conn.cursor()
         try:
-            cur.execute("SELECT value FROM publication_counter WHERE id = 1")
+            cur.execute(f"SELECT value FROM publication_counter WHERE id = {PUBLICATION}")
             return int(cur.fetchone()[0])
         finally:
             cur.close()

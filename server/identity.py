@@ -3,7 +3,8 @@
 The scope is derived once per request here and handed to every query; routes never look at
 certificates or lFDIs themselves. Resolved scopes are cached per publication generation: any
 change to certificates (registration, revocation) bumps the generation, so a revoked certificate
-is refused on its very next request.
+is refused on its very next request. A device's own reports (telemetry, Responses, LogEvents, DER
+documents) bump only the activity counter, so they do not throw every client's scope away.
 """
 
 from __future__ import annotations

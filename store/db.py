@@ -18,6 +18,10 @@ from store.models import EnvelopePointer, PublicationCounter, PublisherLease
 
 log = logging.getLogger(__name__)
 
+#: Rows of `publication_counter`: PUBLICATION changes with anything a cached body or a client's scope
+#: depends on; ACTIVITY only with a device's own reports (telemetry, Responses, LogEvents, DER documents).
+PUBLICATION, ACTIVITY = 1, 2
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -58,8 +62,9 @@ def upgrade(engine: Engine) -> None:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     with Session(engine) as session, session.begin():
-        if session.get(PublicationCounter, 1) is None:
-            session.add(PublicationCounter(id=1, value=0))
+        for counter in (PUBLICATION, ACTIVITY):
+            if session.get(PublicationCounter, counter) is None:
+                session.add(PublicationCounter(id=counter, value=0))
         if session.get(PublisherLease, 1) is None:
             session.add(PublisherLease(id=1, holder="", expires_s=0))
         if session.get(EnvelopePointer, 1) is None:
@@ -80,14 +85,35 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 def bump_publication(session: Session) -> None:
     """Mark client-visible state as changed; render caches compare this counter on every request."""
+    _bump(session, PUBLICATION)
+
+
+def publication_value(session: Session) -> int:
+    return _value(session, PUBLICATION)
+
+
+def bump_activity(session: Session) -> None:
+    """Mark a device's own report as stored (telemetry, Response, LogEvent, DER document).
+
+    Kept apart from the publication counter so that a fleet posting telemetry every minute does not
+    invalidate every cached DERControlList and every resolved client scope; the notifier watches both.
+    """
+    _bump(session, ACTIVITY)
+
+
+def activity_value(session: Session) -> int:
+    return _value(session, ACTIVITY)
+
+
+def _bump(session: Session, counter: int) -> None:
     session.execute(
         update(PublicationCounter)
-        .where(PublicationCounter.id == 1)
+        .where(PublicationCounter.id == counter)
         .values(value=PublicationCounter.value + 1)
     )
 
 
-def publication_value(session: Session) -> int:
+def _value(session: Session, counter: int) -> int:
     return int(
-        session.execute(select(PublicationCounter.value).where(PublicationCounter.id == 1)).scalar_one()
+        session.execute(select(PublicationCounter.value).where(PublicationCounter.id == counter)).scalar_one()
     )

@@ -358,7 +358,13 @@ class LogEvent(Base):
 
 
 class PublicationCounter(Base):
-    """Bumped in the same transaction as any change a client could see, so render caches know to refresh."""
+    """Change counters, bumped in the same transaction as the change they count.
+
+    Row 1 (publication): anything a cached body or a client's scope depends on (registration, sites,
+    certificates, programs, controls, envelopes, settings), so render caches know to refresh. Row 2
+    (activity): a device's own reports (telemetry, Responses, LogEvents, DER documents), which no
+    cached body depends on; the notifier watches both.
+    """
 
     __tablename__ = "publication_counter"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

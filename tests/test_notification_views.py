@@ -9,10 +9,12 @@ import pytest
 
 from server.notify.delivery import Delivery
 from server.notify.notifier import Notifier
+from server.wire import hrefs
 from store.queries.subscriptions import prune_outbox
+from tests.bodies import SEP_XML, der_status
 from tests.conftest import T0, RunningServer, xml_ok
 from tests.test_operator_support import OPERATOR, VIEWER, OperatorApi, running_operator_api
-from tests.test_subscriptions import NS, Receiver, add_control, aggregator_site, receiver, subscribe
+from tests.test_subscriptions import NS, XSI_TYPE, Receiver, add_control, aggregator_site, receiver, subscribe
 
 __all__ = ["receiver"]  # the fixture, imported for its side effect of being available here
 
@@ -159,3 +161,28 @@ def test_deleting_the_subscribed_resource_cancels_the_subscription_with_a_status
 def c_get_ok(server: RunningServer, location: str) -> bool:
     with server.client("aggregator-1") as c:
         return c.get(location).status_code == 200
+
+
+def test_a_device_report_reaches_its_subscriber_without_waiting_for_the_rescan(
+    server: RunningServer, receiver: Receiver
+) -> None:
+    """DERStatus is subscribable but moves only the activity counter; the notifier must watch that too."""
+    notifier, delivery = Notifier(server.ctx), Delivery(server.ctx)
+    try:
+        site = aggregator_site(server)
+        status_href = hrefs.der_doc(site, 1, "ders")
+        with server.client("aggregator-1") as c:  # a document exists once first reported
+            assert c.put(status_href, content=der_status(T0), headers=SEP_XML).status_code == 204
+        subscribe(server, status_href, receiver.url("/status"))
+        notifier.scan()
+        delivery.deliver_due()
+        first = len(receiver.at("/status"))
+        with server.client("aggregator-1") as c:
+            assert c.put(status_href, content=der_status(T0 + 30), headers=SEP_XML).status_code == 204
+        notifier.scan()  # same second: no rescan is due, only the counter says something changed
+        delivery.deliver_due()
+        assert len(receiver.at("/status")) == first + 1
+        note = receiver.at("/status")[-1].xml()
+        assert note.find("s:Resource", NS).get(XSI_TYPE) == "DERStatus"
+    finally:
+        delivery.close()

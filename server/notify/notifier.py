@@ -1,9 +1,10 @@
 """Change detection: re-render what each subscriber sees; queue a Notification when it differs.
 
-No writer has to call anything: every client-visible write bumps the publication counter, so a scan runs
-when the counter moved (at most once per poll) and also every `notification_rescan_s`, because a
-DERControl's status changes with the clock alone. The hash of what was last queued is kept on the
-subscription, so a restart sends nothing twice. A subscriber whose certificate is revoked gets nothing.
+No writer has to call anything: every client-visible write bumps the publication counter (a device's
+own reports bump the activity counter), so a scan runs when either moved (at most once per poll) and
+also every `notification_rescan_s`, because a DERControl's status changes with the clock alone. The
+hash of what was last queued is kept on the subscription, so a restart sends nothing twice. A
+subscriber whose certificate is revoked gets nothing.
 A subscribed resource that is gone (deleted, or no longer visible to the subscriber) cancels the
 subscription with a final Notification of status 4, "Subscription canceled, resource deleted"
 (IEEE 2030.5-2018 schema, Notification.status).
@@ -25,7 +26,7 @@ from server.notify.targets import Target, parse
 from server.routes.common import Unit
 from server.wire import encode, hrefs
 from server.wire.xmlio import MEDIA_TYPE, to_bytes
-from store.db import publication_value, transaction
+from store.db import activity_value, publication_value, transaction
 from store.models import ClientKind, Subscription
 from store.queries import subscriptions as q
 from store.queries.identity import certificate_by_lfdi
@@ -67,23 +68,25 @@ class _Change:
 class Notifier:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        self._generation: int | None = None
+        self._marks: list[int] | None = None
         self._rescan_at_s = 0
 
     def scan(self) -> int:
         """Queue a Notification for each subscription whose resource changed; returns how many were queued."""
         with self.ctx.sessions() as session:
             generation = publication_value(session)
+            # Device reports (DER documents among them, which are subscribable) move only this one.
+            marks = [generation, activity_value(session)]
             now_s = self.ctx.now_s()
-            if generation == self._generation and now_s < self._rescan_at_s:
+            if marks == self._marks and now_s < self._rescan_at_s:
                 return 0
             changes = self._changes(session, generation)
         queued = sum(self._queue(change, now_s) for change in changes)
-        if generation != self._generation:
+        if marks != self._marks:
             # Only after queueing: whoever waits on this mark then finds the notifications in the outbox.
             with transaction(self.ctx.sessions) as session:
-                record_seen(session, [generation], now_s)
-        self._generation, self._rescan_at_s = generation, now_s + self.ctx.settings.notification_rescan_s
+                record_seen(session, marks, now_s)
+        self._marks, self._rescan_at_s = marks, now_s + self.ctx.settings.notification_rescan_s
         if queued:
             log.info("queued %d notification(s)", queued)
         return queued

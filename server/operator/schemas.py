@@ -556,8 +556,8 @@ class NotificationOut(Out):
 
 
 class NotificationStatusOut(BaseModel):
-    changes: int = Field(description="the change counter now")
-    scanned: int | None = Field(description="the change counter the notifier last finished scanning")
+    changes: int = Field(description="the change counters now (publication + device activity)")
+    scanned: int | None = Field(description="the change counters the notifier last finished scanning")
     caught_up: bool = Field(
         description="every change so far is in the outbox and nothing is about to be sent"
     )

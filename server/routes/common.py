@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from server.context import AppContext
 from server.identity import peer_pem, resolve_scope
 from server.wire.xmlio import MEDIA_TYPE, WireError, parse_body, to_bytes
-from store.db import bump_publication, publication_value
+from store.db import bump_activity, bump_publication, publication_value
 from store.models import Site
 from store.queries.operator import poll_rate_overrides
 from store.queries.sites import get_site
@@ -87,13 +87,22 @@ def read_unit(request: Request) -> Iterator[Unit]:
 
 
 @contextmanager
-def write_unit(request: Request) -> Iterator[Unit]:
-    """A transaction that commits only if the handler finishes; a failure leaves nothing behind."""
+def write_unit(request: Request, *, publishes: bool = True) -> Iterator[Unit]:
+    """A transaction that commits only if the handler finishes; a failure leaves nothing behind.
+
+    `publishes=False` is for a device's own reports (telemetry, Responses, LogEvents, DER documents):
+    nothing any cached body or client scope depends on, so they bump the activity counter and leave
+    every device's cached DERControlList valid. Anything touching registration, sites, certificates,
+    programs or controls must publish.
+    """
     ctx = context(request)
     with ctx.sessions() as session, session.begin():
         generation = publication_value(session)
         yield Unit(ctx, session, _scope(ctx, session, request, generation), generation)
-        bump_publication(session)
+        if publishes:
+            bump_publication(session)
+        else:
+            bump_activity(session)
 
 
 def xml(body: etree._Element | bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:

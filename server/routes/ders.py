@@ -58,7 +58,7 @@ def der_document(request: Request, site_id: int, der_index: int, doc: str) -> Re
 async def put_der_document(request: Request, site_id: int, der_index: int, doc: str) -> Response:
     name = _doc_name(doc)
     body = decode.der_document(await read_xml(request, name))
-    with write_unit(request) as u:
+    with write_unit(request, publishes=False) as u:
         d = get_der(u.session, u.site(site_id), der_index)
         if d is None:
             raise HTTPException(404, "no such DER")

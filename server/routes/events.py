@@ -26,7 +26,7 @@ async def post_response(request: Request) -> Response:
     body = decode.response(await read_xml(request, "Response", "DERControlResponse"))
     if body.status is None or body.status not in KNOWN_RESPONSE_STATUS:
         raise HTTPException(400, "Response.status is missing or not a DERControl response status")
-    with write_unit(request) as u:
+    with write_unit(request, publishes=False) as u:
         site = site_by_lfdi(u.session, u.scope, body.end_device_lfdi)
         if site is None:
             raise HTTPException(400, "endDeviceLFDI is not an EndDevice of this client")
@@ -99,7 +99,7 @@ def log_event(request: Request, site_id: int, event_id: int) -> Response:
 @router.post("/edev/{site_id}/lel")
 async def post_log_event(request: Request, site_id: int) -> Response:
     body = decode.log_event(await read_xml(request, "LogEvent"))
-    with write_unit(request) as u:
+    with write_unit(request, publishes=False) as u:
         site = u.site(site_id)
         row = LogEvent(
             site_id=site.id,

@@ -45,7 +45,7 @@ def mup(request: Request, mup_id: int) -> Response:
 async def create_mup(request: Request) -> Response:
     """Create a MirrorUsagePoint for one of the caller's sites, or update the one with the same mRID."""
     body = decode.mirror_usage_point(await read_xml(request, "MirrorUsagePoint"))
-    with write_unit(request) as u:
+    with write_unit(request, publishes=False) as u:
         site = site_by_lfdi(u.session, u.scope, body.device_lfdi)
         if site is None:
             raise HTTPException(400, "deviceLFDI is not an EndDevice registered by this client")
@@ -72,7 +72,7 @@ async def create_mup(request: Request) -> Response:
 async def post_readings(request: Request, mup_id: int) -> Response:
     """Readings for an existing MirrorUsagePoint (a MirrorMeterReading or a MirrorMeterReadingList)."""
     readings = decode.meter_readings(await read_xml(request, "MirrorMeterReading", "MirrorMeterReadingList"))
-    with write_unit(request) as u:
+    with write_unit(request, publishes=False) as u:
         found = q.get_mup(u.session, u.scope, mup_id)
         if found is None:
             raise HTTPException(404, "no such MirrorUsagePoint")
@@ -82,7 +82,7 @@ async def post_readings(request: Request, mup_id: int) -> Response:
 
 @router.delete("/mup/{mup_id}")
 def delete_mup(request: Request, mup_id: int) -> Response:
-    with write_unit(request) as u:
+    with write_unit(request, publishes=False) as u:
         found = q.get_mup(u.session, u.scope, mup_id)
         if found is None:
             raise HTTPException(404, "no such MirrorUsagePoint")
