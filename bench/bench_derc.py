@@ -105,7 +105,10 @@ def scratch_database(url: str) -> Iterator[str]:
         admin.dispose()
 
 
-def start_server(settings: Settings, port: int, workers: int) -> subprocess.Popen[bytes]:
+def start_server(
+    settings: Settings, port: int, workers: int, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`gridshare serve` as a subprocess on 127.0.0.1:`port` with this store and PKI (stop it by PID)."""
     env = {
         **os.environ,
         "GRIDSHARE_DATA_DIR": str(settings.data_dir),
@@ -114,6 +117,7 @@ def start_server(settings: Settings, port: int, workers: int) -> subprocess.Pope
         "GRIDSHARE_TLS_CERT_FILE": str(settings.tls_cert_file),
         "GRIDSHARE_TLS_KEY_FILE": str(settings.tls_key_file),
         "GRIDSHARE_PORT": str(port),
+        **(extra_env or {}),
     }
     exe = Path(sys.executable).with_name("gridshare")
     return subprocess.Popen(

@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import ssl
-import subprocess
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -39,7 +36,7 @@ from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy import func, select
 
-from bench.bench_derc import scratch_database, wait_ready
+from bench.bench_derc import scratch_database, start_server, wait_ready
 from certs.devpki import ClientCert, create_dev_pki
 from gridshare.settings import Settings
 from server.bootstrap import build_context
@@ -129,28 +126,6 @@ async def run_pass(
     return tally, time.perf_counter() - t0
 
 
-def start_server(settings: Settings, port: int, workers: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "GRIDSHARE_DATA_DIR": str(settings.data_dir),
-        "GRIDSHARE_DATABASE_URL": settings.effective_database_url,
-        "GRIDSHARE_TLS_CA_FILE": str(settings.tls_ca_file),
-        "GRIDSHARE_TLS_CERT_FILE": str(settings.tls_cert_file),
-        "GRIDSHARE_TLS_KEY_FILE": str(settings.tls_key_file),
-        "GRIDSHARE_PORT": str(port),
-        "GRIDSHARE_OPEN_REGISTRATION": "true",
-        "GRIDSHARE_DEMO_NETWORK": "false",
-        "GRIDSHARE_OPERATOR_PORT": str(port + 1),
-    }
-    exe = Path(sys.executable).with_name("gridshare")
-    return subprocess.Popen(
-        [str(exe), "serve", "--workers", str(workers)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 def free_port_pair() -> int:
     """A port p with p+1 also free (device endpoint and operator API)."""
     import socket
@@ -199,7 +174,16 @@ def main() -> None:
             tls_key_file=pki.server_key_path,
         )
         port = free_port_pair()
-        proc = start_server(settings, port, args.workers)
+        proc = start_server(
+            settings,
+            port,
+            args.workers,
+            {
+                "GRIDSHARE_OPEN_REGISTRATION": "true",
+                "GRIDSHARE_DEMO_NETWORK": "false",
+                "GRIDSHARE_OPERATOR_PORT": str(port + 1),
+            },
+        )
         try:
             probe = ssl.create_default_context(cafile=str(pki.ca_path))
             probe.load_cert_chain(pki.devices[0].cert_path, pki.devices[0].key_path)
