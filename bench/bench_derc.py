@@ -31,14 +31,12 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
+from bench.seeding import add_controls, add_site
 from certs.devpki import create_dev_pki
 from gridshare.settings import Settings
 from server.bootstrap import build_context, seed_baseline
-from server.mrid import new_mrid
 from store.db import transaction
 from store.models import ClientKind, DerProgram
-from store.queries.controls import ControlValues, create_control
-from store.queries.sites import create_site
 from store.scope import ClientScope
 
 CONTROLS_PER_SITE = 10
@@ -61,27 +59,8 @@ def prepare(workdir: Path, devices: int, database_url: str) -> tuple[Settings, d
         program = session.execute(select(DerProgram)).scalars().first()
         for client in pki.devices:
             scope = ClientScope(ClientKind.device, client.lfdi, client.sfdi)
-            site = create_site(
-                session,
-                scope,
-                lfdi=client.lfdi,
-                sfdi=client.sfdi,
-                device_category=0,
-                post_rate_s=None,
-                pin=111115,
-                now_s=now,
-            )
-            for i in range(CONTROLS_PER_SITE):
-                create_control(
-                    session,
-                    site=site,
-                    program=program,
-                    mrid=new_mrid(0),
-                    start_s=now + 300 * i,
-                    duration_s=300,
-                    values=ControlValues(export_limit_w=5000 - 100 * i, import_limit_w=10000),
-                    now_s=now,
-                )
+            site = add_site(session, scope, client.lfdi, client.sfdi, now)
+            add_controls(session, site, program, now, CONTROLS_PER_SITE, import_limit_w=10000)
             targets[client.lfdi] = f"/edev/{site.id}/derp/{program.id}/derc?l={CONTROLS_PER_SITE}"
     ctx.engine.dispose()
     return settings, targets

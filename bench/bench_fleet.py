@@ -45,6 +45,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
+from bench.seeding import add_site
 from certs.devpki import create_dev_pki
 from gridshare.settings import Settings
 from server.bootstrap import build_context, seed_baseline
@@ -53,7 +54,6 @@ from sim.feeder import suburb_document
 from sim.server import ServerPlan, SpawnedServer
 from store.db import transaction
 from store.models import ClientKind, DerProgram
-from store.queries.sites import create_site
 from store.scope import ClientScope
 
 POLL_S = 60.0
@@ -101,16 +101,7 @@ def prepare(workdir: Path, devices: int, console: Console) -> tuple[dict[str, An
         program = session.execute(select(DerProgram)).scalars().first()
         for cert, site_doc in zip(pki.devices, doc["sites"], strict=True):
             scope = ClientScope(ClientKind.device, cert.lfdi, cert.sfdi)
-            site = create_site(
-                session,
-                scope,
-                lfdi=cert.lfdi,
-                sfdi=cert.sfdi,
-                device_category=0,
-                post_rate_s=None,
-                pin=111115,
-                now_s=now,
-            )
+            site = add_site(session, scope, cert.lfdi, cert.sfdi, now)
             site.nmi = site_doc["nmi"]
             session.flush()
             clients.append(

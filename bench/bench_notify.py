@@ -27,6 +27,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from bench.bench_derc import scratch_database
+from bench.seeding import add_controls, add_site
 from gridshare.settings import Settings
 from server.bootstrap import build_context, seed_baseline
 from server.context import AppContext
@@ -37,7 +38,6 @@ from store.db import bump_publication, transaction
 from store.models import ClientKind, DerProgram, NotificationOutbox, Site, Subscription
 from store.queries.controls import ControlValues, create_control
 from store.queries.identity import add_aggregator, register_certificate
-from store.queries.sites import create_site
 from store.scope import ClientScope
 
 CONTROLS_PER_SITE = 4
@@ -77,27 +77,8 @@ def seed(ctx: AppContext, sites: int, hook: str) -> None:
         assert program is not None
         for i in range(sites):
             lfdi = f"{i:040X}"
-            site = create_site(
-                session,
-                scope,
-                lfdi=lfdi,
-                sfdi=i + 1,
-                device_category=0,
-                post_rate_s=None,
-                pin=111115,
-                now_s=now_s,
-            )
-            for k in range(CONTROLS_PER_SITE):
-                create_control(
-                    session,
-                    site=site,
-                    program=program,
-                    mrid=new_mrid(0),
-                    start_s=now_s + 300 * k,
-                    duration_s=300,
-                    values=ControlValues(export_limit_w=5000 - 100 * k),
-                    now_s=now_s,
-                )
+            site = add_site(session, scope, lfdi, i + 1, now_s)
+            add_controls(session, site, program, now_s, CONTROLS_PER_SITE)
             session.add(
                 Subscription(
                     aggregator_id=aggregator.id,

@@ -1,6 +1,14 @@
-"""Client request bodies written out by hand, as a device's firmware would send them."""
+"""Client request bodies written out by hand, as a device's firmware would send them.
+
+Bodies the simulated fleet sends the same way are taken from its writer (`sim/wire.py`), so the
+server's tests also prove the simulator's requests are accepted; the rest have variants only tests need
+(an EndDevice without lFDI, string categories, DER documents).
+"""
 
 from __future__ import annotations
+
+from sim.wire import connection_point_body as connection_point
+from sim.wire import response_body as response
 
 NS = 'xmlns="urn:ieee:std:2030.5:ns"'
 CSIP = 'xmlns:csipaus="https://csipaus.org/ns"'
@@ -11,13 +19,6 @@ def end_device(sfdi: int, lfdi: str | None = None, changed_s: int = 0, category:
     return (
         f"<EndDevice {NS}><deviceCategory>{category}</deviceCategory>{lfdi_el}<sFDI>{sfdi}</sFDI>"
         f"<changedTime>{changed_s}</changedTime></EndDevice>"
-    ).encode()
-
-
-def connection_point(nmi: str) -> bytes:
-    return (
-        f"<csipaus:ConnectionPoint {CSIP} {NS}><csipaus:connectionPointId>{nmi}"
-        f"</csipaus:connectionPointId></csipaus:ConnectionPoint>"
     ).encode()
 
 
@@ -69,14 +70,6 @@ def meter_reading(mmr_mrid: str, reading_s: int, value: int) -> bytes:
     ).encode()
 
 
-def response(subject: str, lfdi: str, status: int, created_s: int) -> bytes:
-    return (
-        f"<DERControlResponse {NS}><createdDateTime>{created_s}</createdDateTime>"
-        f"<endDeviceLFDI>{lfdi}</endDeviceLFDI><status>{status}</status><subject>{subject}</subject>"
-        f"</DERControlResponse>"
-    ).encode()
-
-
 def log_event(created_s: int, code: int) -> bytes:
     return (
         f"<LogEvent {NS}><createdDateTime>{created_s}</createdDateTime><functionSet>0</functionSet>"
@@ -86,3 +79,19 @@ def log_event(created_s: int, code: int) -> bytes:
 
 
 SEP_XML = {"Content-Type": "application/sep+xml"}
+
+__all__ = [
+    "CSIP",
+    "NS",
+    "SEP_XML",
+    "connection_point",
+    "der_availability",
+    "der_capability",
+    "der_settings",
+    "der_status",
+    "end_device",
+    "log_event",
+    "meter_reading",
+    "mirror_usage_point",
+    "response",
+]

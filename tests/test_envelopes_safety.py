@@ -21,6 +21,7 @@ from envelopes.compute import POLICIES, EnvelopeSet, compute_envelopes
 from envelopes.forecast import Forecast, ProfileSpec, profile_forecast
 from envelopes.netfile import load_network_file
 from envelopes.network import Branch, Network, Node, Rating, Site
+from tests.strategies import radial_networks, site_lists
 from tests.tree_walk import walk
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo-feeder.yaml"
@@ -123,45 +124,12 @@ def test_demo_fixed_sites_are_held_at_their_agreed_limits() -> None:
 
 # ---------------------------------------------------------------- random radial networks
 
-KVS = (0.416, 12.47)
-
 
 @st.composite
 def radial_cases(draw: st.DrawFn) -> tuple[Network, list[Site], Forecast]:
-    n_nodes = draw(st.integers(2, 7))
-    nodes = [Node("n0", v_min_pu=None, v_max_pu=None)]
-    branches = []
-    for i in range(1, n_nodes):
-        parent = draw(st.integers(0, i - 1))
-        kv = draw(st.sampled_from(KVS))
-        rated = draw(st.booleans())
-        rating = Rating(draw(st.floats(50, 5_000)), draw(st.floats(50, 5_000))) if rated else None
-        nodes.append(
-            Node(f"n{i}", v_min_pu=draw(st.floats(0.90, 0.96)), v_max_pu=draw(st.floats(1.04, 1.10)))
-        )
-        branches.append(
-            Branch(
-                f"b{i}",
-                f"n{parent}",
-                f"n{i}",
-                r_ohm=draw(st.floats(0.0, 0.02)) * kv**2,
-                x_ohm=draw(st.floats(0.0, 0.04)) * kv**2,
-                base_kv=kv,
-                rating=rating,
-            )
-        )
-    network = Network(tuple(nodes), tuple(branches), power_factor=draw(st.floats(0.8, 1.0)))
-    sites = []
-    for j in range(draw(st.integers(1, 6))):
-        node = f"n{draw(st.integers(1, n_nodes - 1))}"
-        max_export, max_import = draw(st.floats(1, 2_000)), draw(st.floats(1, 2_000))
-        if draw(st.integers(0, 4)) == 0:
-            agreement = Limited(export_kw=draw(st.floats(0, 50)), import_kw=draw(st.floats(0, 50)))
-        else:
-            agreement = Dynamic(export_floor_kw=draw(st.floats(0, 0.05)) * max_export)
-        sites.append(
-            Site(f"s{j}", node, agreement, max_export, max_import, queue_position=draw(st.integers(0, 9)))
-        )
+    network = draw(radial_networks())
+    sites = draw(site_lists(network))
+    nodes, n_nodes = network.nodes, len(network.nodes)
     n_int = 2
     ids = tuple(f"node:{n.name}" for n in nodes)
     load_w = np.array(

@@ -23,6 +23,7 @@ from envelopes.forecast import LOAD_SHAPES
 from envelopes.netfile import load_network_file
 from envelopes.network import Branch, Network, Node, Rating, Site
 from fallback import RampLimits, WorstCase, compute_fallback, peak_agreed_w, ramp_rates
+from tests.strategies import radial_networks, site_lists
 from tests.tree_walk import walk
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo-feeder.yaml"
@@ -189,71 +190,11 @@ def test_ramp_keeps_simultaneous_voltage_change_within_the_rvc_limits() -> None:
 
 # ---------------------------------------------------------------- random radial networks
 
-KVS = (0.416, 12.47)
-PROFILES = tuple(LOAD_SHAPES)
-
 
 @st.composite
 def radial_cases(draw: st.DrawFn) -> tuple[Network, list[Site]]:
-    n_nodes = draw(st.integers(2, 7))
-    nodes = [Node("n0", v_min_pu=None, v_max_pu=None)]
-    branches = []
-    for i in range(1, n_nodes):
-        parent = draw(st.integers(0, i - 1))
-        kv = draw(st.sampled_from(KVS))
-        rating = (
-            Rating(draw(st.floats(50, 5_000)), draw(st.floats(50, 5_000))) if draw(st.booleans()) else None
-        )
-        nodes.append(
-            Node(
-                f"n{i}",
-                v_min_pu=draw(st.floats(0.90, 0.96)),
-                v_max_pu=draw(st.floats(1.04, 1.10)),
-                load_kw=draw(st.floats(0, 800)),
-                pv_kw=draw(st.floats(0, 800)),
-                load_profile=draw(st.sampled_from(PROFILES)),
-            )
-        )
-        regulate = draw(st.sampled_from((None, None, None, 1.01)))
-        branches.append(
-            Branch(
-                f"b{i}",
-                f"n{parent}",
-                f"n{i}",
-                r_ohm=draw(st.floats(0.0, 0.02)) * kv**2,
-                x_ohm=draw(st.floats(0.0, 0.04)) * kv**2,
-                base_kv=kv,
-                rating=rating,
-                regulate_pu=regulate,
-            )
-        )
-    network = Network(tuple(nodes), tuple(branches), power_factor=draw(st.floats(0.8, 1.0)))
-    sites = []
-    for j in range(draw(st.integers(1, 6))):
-        node = f"n{draw(st.integers(1, n_nodes - 1))}"
-        max_export, max_import = draw(st.floats(1, 2_000)), draw(st.floats(1, 2_000))
-        kind = draw(st.integers(0, 5))
-        if kind == 0:
-            agreement = Limited(export_kw=draw(st.floats(0, 50)), import_kw=draw(st.floats(0, 50)))
-        elif kind == 1:
-            agreement = Firm()
-        else:
-            agreement = Dynamic(
-                export_floor_kw=draw(st.floats(0, 0.1)) * max_export,
-                import_floor_kw=draw(st.floats(0, 0.1)) * max_import,
-            )
-        sites.append(
-            Site(
-                f"s{j}",
-                node,
-                agreement,
-                max_export,
-                max_import,
-                queue_position=draw(st.integers(0, 9)),
-                pv_kw=draw(st.floats(0, 50)),
-                load_kw=draw(st.floats(0, 50)),
-            )
-        )
+    network = draw(radial_networks(node_customers=True, regulators=True))
+    sites = draw(site_lists(network, firm=True, floor_share=0.1, import_floors=True, own_customers=True))
     return network, sites
 
 

@@ -48,9 +48,13 @@ def check(out, figs) -> None:  # type: ignore[no-untyped-def]
         assert f["expected_fallback"]
         assert f["within_timeout"], f  # in fallback no later than the timeout after contact was lost
         # ... and not long before it: the last contact was at most about one poll before the outage
-        assert f["fallback_after_s"] >= TIMEOUT_S - 2 * POLL_S, f
-        # back at the first exchange after the outage (one poll, plus the answer's simulated latency)
-        assert f["resumed_after_end_s"] is not None and f["resumed_after_end_s"] <= 2 * POLL_S, f
+        assert f["fallback_after_s"] >= TIMEOUT_S - 2 * POLL_S - figs["run"]["max_lag_s"], f
+        # back at the first exchange after the outage: within one poll (two, if a poll was due just as
+        # it ended), plus however far the run's event loop fell behind the accelerated clock (a
+        # 1 s stall of a loaded machine is 720 simulated seconds at x720; the run reports it)
+        late_s = figs["run"]["max_lag_s"]
+        assert f["resumed_after_end_s"] is not None, f
+        assert f["resumed_after_end_s"] <= 2 * POLL_S + late_s + 60, (f, late_s)
     assert figs["fallback"]["healthy_sites_in_fallback"] == []
     assert figs["server"]["errors"] == {}
     assert figs["server"]["recomputes"][0]["status"] == "published"

@@ -1,0 +1,54 @@
+"""Filling a benchmark's store directly: registered sites and their DERControls, as a fleet would leave them.
+
+Benchmarks measure serving, not registration, so they write what registration and the operator API
+would have written through the same store queries, with a scope like the one the TLS identity gives.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from server.mrid import new_mrid
+from store.models import DerProgram, Site
+from store.queries.controls import ControlValues, create_control
+from store.queries.sites import create_site
+from store.scope import ClientScope
+
+#: Every benchmark site uses the dev PKI's registration PIN (2030.5 check digit of 11111).
+PIN = 111115
+
+
+def add_site(session: Session, scope: ClientScope, lfdi: str, sfdi: int, now_s: int) -> Site:
+    """A registered EndDevice, as `POST /edev` by `scope` would make it."""
+    return create_site(
+        session,
+        scope,
+        lfdi=lfdi,
+        sfdi=sfdi,
+        device_category=0,
+        post_rate_s=None,
+        pin=PIN,
+        now_s=now_s,
+    )
+
+
+def add_controls(
+    session: Session,
+    site: Site,
+    program: DerProgram,
+    now_s: int,
+    count: int,
+    import_limit_w: int | None = None,
+) -> None:
+    """`count` consecutive 5-minute export limits from now, 100 W lower each, as an envelope set would be."""
+    for i in range(count):
+        create_control(
+            session,
+            site=site,
+            program=program,
+            mrid=new_mrid(0),
+            start_s=now_s + 300 * i,
+            duration_s=300,
+            values=ControlValues(export_limit_w=5000 - 100 * i, import_limit_w=import_limit_w),
+            now_s=now_s,
+        )
