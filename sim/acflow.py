@@ -270,8 +270,11 @@ class AcGrid:
 
 
 def solve_seconds(grid: Any) -> dict[str, float | int]:
-    """What a run's AC solves cost: the report shows it, as it bounds the clock factor AC can keep up with."""
-    if not isinstance(grid, AcGrid) or grid.solves == 0:
+    """What a run's AC solves cost: the report shows it, as it bounds the clock factor AC can keep up with.
+
+    Any grid counting `solves`, `solve_s` and `diverged` (AcGrid, sim.pandapower_net.GivenNetGrid).
+    """
+    if getattr(grid, "solves", 0) == 0:
         return {}
     return {
         "solves": grid.solves,

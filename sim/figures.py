@@ -6,11 +6,13 @@ and the tests read the same numbers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from envelopes.agreements import Dynamic
+from sim.powerflow import Constraint
 from sim.record import Recording
 from sim.runner import RunOutput
 
@@ -35,10 +37,16 @@ def gini(values: np.ndarray) -> float:
     return float((2 * np.arange(1, n + 1) - n - 1) @ v / (n * v.sum()))
 
 
-def violation_events(rec: Recording, excess: np.ndarray) -> list[dict[str, Any]]:
-    """Contiguous runs of steps in which one constraint was over its limit."""
+def violation_events(
+    rec: Recording, excess: np.ndarray, constraints: Sequence[Constraint] | None = None
+) -> list[dict[str, Any]]:
+    """Contiguous runs of steps in which one constraint was over its limit.
+
+    `constraints` are excess's columns when they are not the recording's (the engine's list beside a
+    given pandapower network's); a step that was not solved (NaN) counts as no violation.
+    """
     events = []
-    for c, constraint in enumerate(rec.constraints):
+    for c, constraint in enumerate(rec.constraints if constraints is None else constraints):
         over = excess[:, c] > 0
         if not over.any():
             continue
@@ -58,8 +66,10 @@ def violation_events(rec: Recording, excess: np.ndarray) -> list[dict[str, Any]]
     return events
 
 
-def violation_summary(rec: Recording, excess: np.ndarray) -> dict[str, Any]:
-    events = violation_events(rec, excess)
+def violation_summary(
+    rec: Recording, excess: np.ndarray, constraints: Sequence[Constraint] | None = None
+) -> dict[str, Any]:
+    events = violation_events(rec, excess, constraints)
     thermal = [e["worst"] for e in events if e["kind"] == "thermal"]
     voltage = [e["worst"] for e in events if e["kind"] == "voltage"]
     return {
@@ -169,6 +179,9 @@ def figures(out: RunOutput) -> dict[str, Any]:
         "policy": out.scenario.policy,
         "powerflow": out.scenario.powerflow,
         "network": out.network.network.name,
+        # where violations were counted: the engine's network, or a given pandapower net (file, counts)
+        "powerflow_network": {**out.powerflow_network, "constraints": len(rec.constraints)},
+        "steps_not_solved": int(np.isnan(rec.value[: rec.steps_done]).any(axis=1).sum()),
         "sites": len(sites),
         "start_s": out.start_s,
         "end_s": out.end_s,
@@ -193,8 +206,10 @@ def figures(out: RunOutput) -> dict[str, Any]:
         "violations": violation_summary(rec, rec.excess),
         "violations_if_compliant": violation_summary(rec, rec.excess_compliant),
         # AC runs: what the engine's linear model counts for the same behaviour (the difference is its
-        # linearisation error)
-        "violations_linear": None if rec.excess_linear is None else violation_summary(rec, rec.excess_linear),
+        # linearisation error); with a given pandapower net, on the engine's own constraints instead
+        "violations_linear": None
+        if rec.excess_linear is None
+        else violation_summary(rec, rec.excess_linear, out.constraints_linear or None),
         "compliance": {
             "mean": round(float(np.mean([r["compliance"] for r in sites])), 4),
             "non_compliant_sites": sum(r["non_compliant"] for r in sites),

@@ -36,11 +36,17 @@ def _time_axis(ax: Any, tz: str) -> None:
 
 
 def most_loaded(rec: Recording, count: int) -> list[int]:
-    """Constraint columns by their highest loading as a share of the limit (voltage: of the band used)."""
+    """Constraint columns by their highest loading as a share of the limit (voltage: of the band used).
+
+    Steps a power flow did not solve are NaN and ignored; a constraint with no solved step ranks last.
+    """
     scores = []
     for c, con in enumerate(rec.constraints):
         v = rec.value[:, c]
-        if con.kind == "thermal":
+        v = v[np.isfinite(v)]
+        if not len(v):
+            scores.append(-np.inf)
+        elif con.kind == "thermal":
             flow = v if con.direction == "export" else -v
             scores.append(float(flow.max()) / con.limit if con.limit else 0.0)
         else:

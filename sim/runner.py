@@ -30,12 +30,14 @@ from certs.devpki import DevPki, create_dev_pki, issue_client_certificates, load
 from certs.identity import sfdi_from_lfdi
 from envelopes.forecast import local_hours
 from envelopes.netfile import NetworkFile, parse_network_document
+from envelopes.network import Network, Site
 from sim.acflow import AcGrid, solve_seconds
 from sim.agent import Link, LinkStats, Outages, SiteAgent
 from sim.clock import SharedClock
 from sim.events import EventBook
 from sim.fleet import SimSite, build_fleet, outage_windows, step_times
-from sim.powerflow import Background, LinearGrid
+from sim.pandapower_net import GivenNetGrid
+from sim.powerflow import Background, Constraint, LinearGrid
 from sim.record import Recording
 from sim.scenario import Scenario
 from sim.server import ServerPlan, SpawnedServer
@@ -61,6 +63,10 @@ class RunOutput:
     start_s: int = 0
     end_s: int = 0
     powerflow: dict[str, Any] = field(default_factory=dict)  # AC solve cost, when AC
+    #: the network the violations were counted on: the engine's, or a given pandapower net (its counts)
+    powerflow_network: dict[str, Any] = field(default_factory=lambda: {"source": "engine"})
+    #: the engine's constraints, which `recording.excess_linear` is over (a given net has its own list)
+    constraints_linear: tuple[Constraint, ...] = ()
 
 
 def managed_lfdi(seed: int, site_id: str) -> str:
@@ -106,8 +112,9 @@ async def _run(scenario: Scenario, work_dir: Path, progress: ProgressFn | None) 
     grid = LinearGrid(net, [s.spec for s in sites])
     # AC (pandapower, tens of ms a solve) re-solves the recorded steps after the run: the devices do not
     # depend on the network solution, and solving live would make the physics lag the server's clock.
-    # Built now so that a missing pandapower stops the run before anything starts.
-    ac = AcGrid(net, [s.spec for s in sites]) if scenario.powerflow == "ac" else None
+    # Built now so that a missing pandapower, or a given pandapower network that does not fit the
+    # scenario, stops the run before anything starts.
+    ac = ac_grid(scenario, net, [s.spec for s in sites])
     background = Background(
         net,
         start_s,
@@ -218,14 +225,33 @@ async def _run(scenario: Scenario, work_dir: Path, progress: ProgressFn | None) 
         start_s=start_s,
         end_s=end_s,
         powerflow=solve_seconds(ac),
+        powerflow_network=ac.describe() if isinstance(ac, GivenNetGrid) else {"source": "engine"},
+        constraints_linear=grid.constraints,
     )
 
 
+def ac_grid(scenario: Scenario, network: Network, sites: list[Site]) -> AcGrid | GivenNetGrid | None:
+    """The AC solver a scenario asks for: a given pandapower network, the engine's own, or none (linear)."""
+    if scenario.pandapower is not None:
+        return GivenNetGrid.from_spec(scenario.pandapower, scenario.base_dir, network, sites)
+    return AcGrid(network, sites) if scenario.powerflow == "ac" else None
+
+
 def solve_recorded(
-    rec: Recording, grid: AcGrid, background: Background, progress: ProgressFn | None = None
+    rec: Recording, grid: AcGrid | GivenNetGrid, background: Background, progress: ProgressFn | None = None
 ) -> None:
-    """Solve every recorded step again with AC power flow; the linear model's excess is kept beside it."""
+    """Solve every recorded step again with AC power flow; the linear model's excess is kept beside it.
+
+    A given pandapower network has constraints of its own (its elements, not the engine's branches):
+    the recording's constraint columns become that list, and `excess_linear` stays over the engine's.
+    """
     rec.excess_linear = rec.excess.copy()
+    if grid.constraints != rec.constraints:
+        n, c = len(rec.times_s), len(grid.constraints)
+        rec.constraints = grid.constraints
+        rec.value = np.zeros((n, c), dtype=np.float64)
+        rec.excess = np.zeros((n, c), dtype=np.float32)
+        rec.excess_compliant = np.zeros((n, c), dtype=np.float32)
     counters = {"fallback": 0, "violations": 0, "violations_compliant": 0}
     total = len(rec.times_s)
     for k, t in enumerate(rec.times_s[: rec.steps_done]):

@@ -161,6 +161,24 @@ class ReportSpec(_Strict):
     constraints: int = Field(6, ge=1, le=50, description="how many of the most loaded constraints to plot")
 
 
+class PandapowerSpec(_Strict):
+    """A planner's own pandapower network (`pp.to_json`): the fleet's behaviour is checked against it.
+
+    The envelope engine keeps planning on `network`; this network, with its own element ratings, is
+    only solved (AC) from what the fleet did. Loaded and checked by `sim.pandapower_net`.
+    """
+
+    file: Path = Field(description="pandapower JSON, relative to the scenario file")
+    buses: dict[str, str] = Field(
+        default_factory=dict, description="engine node -> pandapower bus name (default: the same name)"
+    )
+    background: Literal["engine", "net"] = Field(
+        "engine",
+        description="`engine`: the file's loads/sgens/storage are off and every node injects the engine's "
+        "background forecast; `net`: the file's elements stay as they are",
+    )
+
+
 class Scenario(_Strict):
     name: str = "scenario"
     network: NetworkSpec
@@ -170,6 +188,9 @@ class Scenario(_Strict):
     policy: str = "pro-rata"
     powerflow: Literal["linear", "ac"] = Field(
         "linear", description="the engine's linear model, or AC power flow (pandapower) of the same network"
+    )
+    pandapower: PandapowerSpec | None = Field(
+        None, description="solve a given pandapower network instead of the engine's (implies AC)"
     )
     clock: ClockSpec = Field(default_factory=ClockSpec)
     server: ServerSpec = Field(default_factory=ServerSpec)
@@ -202,6 +223,13 @@ class Scenario(_Strict):
         doc = yaml.safe_load(Path(path).read_text())
         load_network_file(path)  # validates, with errors naming the file
         return doc
+
+    def pandapower_path(self) -> Path | None:
+        """The given pandapower network's file, resolved against the scenario's directory."""
+        if self.pandapower is None:
+            return None
+        path = self.pandapower.file
+        return path if path.is_absolute() else self.base_dir / path
 
     def network_file(self) -> NetworkFile:
         return parse_network_document(self.network_document(), source=self.name)
@@ -263,4 +291,16 @@ def parse_scenario(raw: dict[str, Any], base_dir: Path = Path("."), source: str 
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ScenarioError(f"{source}: {problems}") from None
     scenario.base_dir = base_dir
+    if scenario.pandapower is not None:
+        # a given pandapower network is only ever solved by AC power flow; an explicit `linear` is a mistake
+        if "powerflow" in scenario.model_fields_set and scenario.powerflow == "linear":
+            raise ScenarioError(
+                f"{source}: powerflow: `linear` cannot check a given `pandapower` network (it is solved "
+                "by AC power flow); drop `powerflow` or set it to `ac`"
+            )
+        scenario.powerflow = "ac"
+        path = scenario.pandapower_path()
+        assert path is not None
+        if not path.is_file():
+            raise ScenarioError(f"{source}: pandapower.file: {path} does not exist")
     return scenario

@@ -83,7 +83,9 @@ def count_for_aggregator(session: Session, scope: ClientScope) -> int:
 def all_subscriptions(session: Session) -> list[Subscription]:
     """Every subscription still in force (cancelled ones only wait for their last notification)."""
     return list(
-        session.execute(select(Subscription).where(Subscription.cancelled_s.is_(None)).order_by(Subscription.id))
+        session.execute(
+            select(Subscription).where(Subscription.cancelled_s.is_(None)).order_by(Subscription.id)
+        )
         .scalars()
         .all()
     )
