@@ -74,7 +74,7 @@ class MaxTotal:
             try:
                 # warm starts from another interval's basis made HiGHS ~20x slower here
                 options = _SOLVER_OPTIONS.get(solver, {})
-                self._problem.solve(solver=solver, warm_start=False, **options)  # type: ignore[arg-type]
+                self._problem.solve(solver=solver, warm_start=False, **options)
             except cp.error.SolverError:
                 continue
             if self._problem.status == cp.OPTIMAL and self._limit.value is not None:

@@ -93,8 +93,8 @@ def carry_forward(
     now_s: int,
     created_s: int,
     resolution_w: float = 1.0,
-) -> np.ndarray:
-    """The blocks to publish now, given what devices already hold (`previous`).
+) -> tuple[np.ndarray, int]:
+    """The blocks to publish now, given what devices already hold (`previous`), and how many are fresh.
 
     - The block running at `now_s` is continued backwards when the new envelope starts with the same
       limits, so an unchanged envelope reproduces it exactly.

@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from envelopes.headroom import (
     dense_queue,
 )
 from envelopes.network import Network, NetworkError, Site, validate_sites
+
+if TYPE_CHECKING:
+    from allocation.rules import Policy
 
 POLICIES: tuple[str, ...] = ("pro-rata", "tranche", "lifo", "max-total")
 BINDING_TOLERANCE = 1e-6  # relative; used only when no allocation is needed (no flexible sites)
@@ -201,7 +205,7 @@ def _no_flexible_result(problem: AllocationProblem) -> AllocationResult:
     )
 
 
-def _default_allocate() -> Callable[[AllocationProblem, str], AllocationResult]:
+def _default_allocate() -> Callable[[AllocationProblem, Policy], AllocationResult]:
     try:
         from allocation.rules import allocate
     except ImportError as exc:  # pragma: no cover - depends on the sibling package being present
@@ -224,6 +228,7 @@ def compute_envelopes(
     """
     if policy not in POLICIES:
         raise NetworkError(f"unknown policy {policy!r} (choose from {', '.join(POLICIES)})", "policy")
+    rule = cast("Policy", policy)  # one of POLICIES, just checked (the same names as allocation.rules')
     topo = network.topology  # validates the network
     validate_sites(network, sites)
     epochs = _interval_starts(start, horizon_s, interval_s)
@@ -257,7 +262,7 @@ def compute_envelopes(
     for direction in DIRECTIONS:
         flex = _flexible_sites(direction, flexible_pairs, topo.node_index)
         dp: DirectionProblem = build_direction_problem(network, direction, flex, fixed[direction])
-        result = allocate(dp.problem, policy) if allocate is not None else _no_flexible_result(dp.problem)
+        result = allocate(dp.problem, rule) if allocate is not None else _no_flexible_result(dp.problem)
         out = (
             np.column_stack([getattr(b, f"{direction}_cap_w") for b in bounds])
             if bounds

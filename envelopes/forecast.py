@@ -137,7 +137,7 @@ class Forecast:
         missing = [i for i in ids if i not in index]
         if missing:
             raise KeyError(f"forecast has no series for {', '.join(missing[:5])}")
-        cols = [index[i] for i in ids]
+        cols = np.array([index[i] for i in ids], dtype=np.intp)
         return self.load_w[np.ix_(rows, cols)], self.generation_w[np.ix_(rows, cols)]
 
 

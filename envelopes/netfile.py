@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
 import yaml
 
 from envelopes.agreements import (
@@ -423,7 +424,7 @@ def _agreement(r: _Reader, raw: Any, path: str, zone: ZoneInfo) -> Agreement:
             import_floor_kw=r.number(m, "import_floor_kw", path, 0.0, minimum=0),
         )
     if kind == "scheduled":
-        grids = {}
+        grids: dict[str, np.ndarray | None] = {}
         for key in ("export_kw", "import_kw"):
             if m.get(key) is None:
                 grids[key] = None

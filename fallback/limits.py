@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import cast
 
 import numpy as np
 
-from allocation.rules import allocate
-from envelopes.agreements import IntervalTimes, agreement_bounds
+from allocation.rules import Policy, allocate
+from envelopes.agreements import AgreementBounds, IntervalTimes, agreement_bounds
 from envelopes.compute import POLICIES, _flexible_sites
 from envelopes.headroom import DIRECTIONS, Direction, build_direction_problem
 from envelopes.network import Network, NetworkError, Site, validate_sites
@@ -105,9 +106,9 @@ class _Direction:
 def _allocate_direction(
     network: Network,
     sites: Sequence[Site],
-    flexible: list[tuple[Site, object]],
+    flexible: Sequence[tuple[Site, AgreementBounds]],
     direction: Direction,
-    policy: str,
+    policy: Policy,
     worst: WorstCase,
     margin_fraction: float,
 ) -> _Direction:
@@ -132,7 +133,7 @@ def _allocate_direction(
         # rows up to their floors only: a fallback is safe before it is generous.
         for _ in range(n_sites + 1):
             lo, hi = floor, np.where(pinned, floor, cap)
-            result = allocate(replace(problem, floor_w=lo[None, :], cap_w=hi[None, :]), policy)  # type: ignore[arg-type]
+            result = allocate(replace(problem, floor_w=lo[None, :], cap_w=hi[None, :]), policy)
             limit = np.asarray(result.limit_w[0], dtype=float)
             for i in result.infeasible:
                 over_rows[problem.constraint_names.index(i.constraint)] = True
@@ -142,7 +143,7 @@ def _allocate_direction(
             pinned |= pin
         if pinned.any():
             lo, hi = np.where(pinned, 0.0, limit), np.where(pinned, floor, limit)
-            result = allocate(replace(problem, floor_w=lo[None, :], cap_w=hi[None, :]), policy)  # type: ignore[arg-type]
+            result = allocate(replace(problem, floor_w=lo[None, :], cap_w=hi[None, :]), policy)
             limit = np.asarray(result.limit_w[0], dtype=float)
     starved = (sens[usable < 0] > 0).any(axis=0)
     limit = np.floor(np.where(starved, 0.0, np.clip(limit, 0.0, cap)))
@@ -200,6 +201,7 @@ def compute_fallback(
     """
     if policy not in POLICIES:
         raise NetworkError(f"unknown policy {policy!r} (choose from {', '.join(POLICIES)})", "policy")
+    rule = cast(Policy, policy)  # one of POLICIES, just checked (the same names as allocation.rules')
     if not 0.0 <= margin_fraction < 1.0:
         raise NetworkError(f"must be in [0, 1), got {margin_fraction}", "margin_fraction")
     topo = network.topology  # validates the network
@@ -210,7 +212,7 @@ def compute_fallback(
         if s.agreement.flexible
     ]
     per_direction = {
-        d: _allocate_direction(network, sites, flexible, d, policy, worst_case, margin_fraction)
+        d: _allocate_direction(network, sites, flexible, d, rule, worst_case, margin_fraction)
         for d in DIRECTIONS
     }
     rated = np.array([site_rating_w(s, rated_w) for s, _ in flexible])

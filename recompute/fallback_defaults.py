@@ -91,7 +91,7 @@ def _differs(a: float | int | None, b: float | int | None) -> bool:
 
 def _values(safe: SafeDefault, row: DefaultDerControl | None = None) -> ControlValues:
     """The safe limits, keeping the non-limit fields (connect, energize, ...) of an existing row."""
-    keep = (
+    keep: dict[str, Any] = (  # keyword arguments for ControlValues' non-limit fields
         {}
         if row is None
         else {

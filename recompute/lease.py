@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from typing import Any, cast
 
-from sqlalchemy import or_, update
+from sqlalchemy import CursorResult, or_, update
 from sqlalchemy.orm import Session
 
 from store.models import PublisherLease
@@ -22,13 +23,15 @@ def holder_id() -> str:
 
 
 def acquire(session: Session, holder: str, now_s: int, ttl_s: int) -> bool:
-    result = session.execute(
+    statement = (
         update(PublisherLease)
         .where(
             PublisherLease.id == 1, or_(PublisherLease.holder == holder, PublisherLease.expires_s <= now_s)
         )
         .values(holder=holder, expires_s=now_s + ttl_s)
     )
+    # An UPDATE executes to a CursorResult (which has rowcount); Session.execute is typed as Result.
+    result = cast("CursorResult[Any]", session.execute(statement))
     return result.rowcount == 1
 
 

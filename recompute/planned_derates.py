@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from envelopes.compute import EnvelopeSet, compute_envelopes
+from envelopes.compute import EnvelopeInfeasibility, EnvelopeSet, compute_envelopes
 from envelopes.forecast import Forecast
 from envelopes.netfile import NetworkFile
 from recompute.inputs import apply_derates
@@ -56,7 +56,9 @@ def stretches(
     for i, d in enumerate(derates):
         until = np.iinfo(np.int64).max if d.until_s is None else d.until_s
         covers[i] = (d.from_s < epochs + interval_s) & (until > epochs)
-    change = np.flatnonzero(np.any(covers[:, 1:] != covers[:, :-1], axis=0)) + 1 if len(derates) else []
+    change: np.ndarray | list[int] = (
+        np.flatnonzero(np.any(covers[:, 1:] != covers[:, :-1], axis=0)) + 1 if len(derates) else []
+    )
     bounds = [0, *map(int, change), n_intervals]
     return [
         Stretch(a, b - a, tuple(d for i, d in enumerate(derates) if covers[i, a]))
@@ -81,7 +83,7 @@ def compute_planned(
     """
     start_s = int(start.timestamp())
     parts = stretches(derates, start_s, horizon_s // interval_s, interval_s)
-    computed = []
+    computed: list[tuple[Stretch, frozenset[str], EnvelopeSet]] = []
     for part in parts:
         derated = apply_derates(nf.network, list(part.derates))
         live = [s for s in nf.sites if s.node not in derated.isolated_nodes]
@@ -104,7 +106,7 @@ def compute_planned(
     column = {s.id: j for j, s in enumerate(sites)}
     n = horizon_s // interval_s
     export, imp, forecast = (np.zeros((n, len(sites))) for _ in range(3))
-    infeasible = []
+    infeasible: list[EnvelopeInfeasibility] = []
     for part, _, env in computed:
         rows = slice(part.first, part.first + part.n)
         cols = [column[i] for i in env.site_ids]

@@ -435,6 +435,7 @@ class Recomputer:
         network_id = inputs.model.id if inputs is not None else None
         if inputs is not None and plan is None:
             plan = self._refresh_fallback(inputs)  # the safety net is written whatever the policy
+        until_s: int | None
         if settings.failure_policy == "fallback" and inputs is not None and plan is not None:
             try:
                 published = self._publish_fallback(inputs, plan, f"fallback ({kind})", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def _error(
-    status: int, reason: str, headers: dict[str, str] | None = None, code: int | None = None
+    status: int, reason: str, headers: Mapping[str, str] | None = None, code: int | None = None
 ) -> Response:
     """Every 4xx is a 2030.5 Error document (clients parse it); the reason rides along as a comment."""
     if not 400 <= status < 500:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from pydantic import ValidationError
@@ -14,7 +15,9 @@ from server.operator.commands import token_group
 
 def load_settings(**overrides: object) -> Settings:
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        # The values are whatever the CLI options parsed; pydantic validates each against its field.
+        given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+        return Settings(**given)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])

@@ -12,15 +12,28 @@ from typing import Protocol
 
 
 class ScheduledControl(Protocol):
-    id: int
-    mrid: str
-    program_id: int
-    site_id: int
-    creation_s: int
-    start_s: int
-    duration_s: int
-    cancelled_s: int | None
-    cancel_randomized: bool
+    """What status derivation reads of a control (an operator's DerControl row, a published envelope
+    block, the splicer's slot). Read-only, so frozen dataclasses qualify; `id` is a row id or an mRID.
+    """
+
+    @property
+    def id(self) -> int | str: ...
+    @property
+    def mrid(self) -> str: ...
+    @property
+    def program_id(self) -> int: ...
+    @property
+    def site_id(self) -> int: ...
+    @property
+    def creation_s(self) -> int: ...
+    @property
+    def start_s(self) -> int: ...
+    @property
+    def duration_s(self) -> int: ...
+    @property
+    def cancelled_s(self) -> int | None: ...
+    @property
+    def cancel_randomized(self) -> bool: ...
 
 
 SCHEDULED, ACTIVE, CANCELLED, CANCELLED_RANDOMIZED, SUPERSEDED = 0, 1, 2, 3, 4

@@ -46,7 +46,10 @@ class GenerationReader:
         cur = conn.cursor()
         try:
             cur.execute(f"SELECT value FROM publication_counter WHERE id = {PUBLICATION}")
-            return int(cur.fetchone()[0])
+            row = cur.fetchone()
+            if row is None:
+                raise RuntimeError(f"publication_counter has no row {PUBLICATION}: is the database migrated?")
+            return int(row[0])
         finally:
             cur.close()
 

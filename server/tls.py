@@ -41,9 +41,9 @@ def server_context(cert_file: Path, key_file: Path, ca_file: Path) -> ssl.SSLCon
 class PeerCertHttpProtocol(HttpToolsProtocol):
     """HttpToolsProtocol that adds the ASGI TLS extension to every request scope."""
 
-    _tls_extension: dict[str, Any] | None = None
+    _tls_extension: dict[object, object] | None = None  # as uvicorn types an ASGI scope extension
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         ssl_object: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
         if ssl_object is None:
@@ -63,4 +63,4 @@ class PeerCertHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         if self._tls_extension is not None:
-            self.scope["extensions"] = {"tls": self._tls_extension}  # type: ignore[typeddict-unknown-key]
+            self.scope["extensions"] = {"tls": self._tls_extension}

@@ -105,11 +105,11 @@ class EventBook:
         """Replace what the device knows of one program's events with a fresh DERControlList read."""
         acted_s = seen_s + self.response_delay_s
         fresh = {e.mrid: e for e in events}
-        for mrid, held in list(self._held.items()):
-            if held.event.program != program or mrid in fresh:
+        for mrid, gone in list(self._held.items()):
+            if gone.event.program != program or mrid in fresh:
                 continue
             # Gone from the list before its end: the server replaced or withdrew it.
-            held.end_s = min(held.end_s, max(acted_s, held.start_s))
+            gone.end_s = min(gone.end_s, max(acted_s, gone.start_s))
         for e in events:
             held = self._held.get(e.mrid)
             is_new = held is None

@@ -167,9 +167,9 @@ class GivenNetGrid:
         site_nodes = {s.node: s.id for s in sites}
         need_bg = self.background == "engine"
         problems: list[str] = []
-        for node in buses:
-            if node not in node_names:
-                problems.append(f"pandapower.buses.{node}: the engine network has no node {node!r}")
+        for mapped in buses:
+            if mapped not in node_names:
+                problems.append(f"pandapower.buses.{mapped}: the engine network has no node {mapped!r}")
         out: dict[str, int] = {}
         for node in network.nodes:
             bus = buses.get(node.name, node.name)

@@ -219,6 +219,7 @@ class Scenario(_Strict):
             return suburb_document(
                 g.sites, g.transformers, g.seed, g.firm_share, g.export_kva_per_site, g.tranche_share
             )
+        assert self.network.file is not None  # NetworkSpec allows exactly one of `file` and `generate`
         path = self.network.file if self.network.file.is_absolute() else self.base_dir / self.network.file
         doc = yaml.safe_load(Path(path).read_text())
         load_network_file(path)  # validates, with errors naming the file

@@ -11,7 +11,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, select, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 import store.operator_models  # noqa: F401  (the operator tables belong to the same metadata)
 from store.models import EnvelopePointer, PublicationCounter, PublisherLease
@@ -36,7 +38,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
             # Foreign keys are off by default in SQLite; WAL lets readers run while a publish commits.
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")

@@ -1,7 +1,7 @@
 """Proof for the simulator: a fleet over real mTLS against a real server, one simulated day.
 
 50 sites (40 with their own certificates, 10 behind one aggregator) on a suburb whose transformers
-bind at midday, a day in about two minutes on the accelerated clock, and a fifth of the fleet out
+bind at midday, a day in about four minutes on the accelerated clock, and a fifth of the fleet out
 of contact from 10:00 to 14:00. What must hold: no constraint is exceeded by sites that comply,
 every site that lost contact fell back to its DefaultDERControl within the timeout and came back
 after, no site in contact ever fell back, and the report is written.
@@ -17,6 +17,10 @@ from sim.scenario import parse_scenario
 
 TIMEOUT_S = 3600
 POLL_S = 900
+#: x360: a day in four minutes. At x720 the 50-device fleet and the server need both cores (120-150
+#: requests per wall second), so any other load on a 2-core machine stalls them by hundreds of
+#: simulated seconds; half the speed leaves room for that.
+FACTOR = 360
 
 
 def scenario(sites: int, hours: float, fault_start: str, fault_hours: float):  # type: ignore[no-untyped-def]
@@ -27,7 +31,7 @@ def scenario(sites: int, hours: float, fault_start: str, fault_hours: float):  #
             "start": "2026-12-21T00:00:00",
             "duration_h": hours,
             "step_s": 60,
-            "clock": {"mode": "accelerated", "factor": 720},
+            "clock": {"mode": "accelerated", "factor": FACTOR},
             "server": {"poll_rates_s": {"derp": POLL_S, "der": POLL_S}, "post_rate_s": 900},
             "fleet": {
                 "fallback_timeout_s": TIMEOUT_S,
@@ -51,7 +55,7 @@ def check(out, figs) -> None:  # type: ignore[no-untyped-def]
         assert f["fallback_after_s"] >= TIMEOUT_S - 2 * POLL_S - figs["run"]["max_lag_s"], f
         # back at the first exchange after the outage: within one poll (two, if a poll was due just as
         # it ended), plus however far the run's event loop fell behind the accelerated clock (a
-        # 1 s stall of a loaded machine is 720 simulated seconds at x720; the run reports it)
+        # 1 s stall of a loaded machine is FACTOR simulated seconds; the run reports it)
         late_s = figs["run"]["max_lag_s"]
         assert f["resumed_after_end_s"] is not None, f
         assert f["resumed_after_end_s"] <= 2 * POLL_S + late_s + 60, (f, late_s)

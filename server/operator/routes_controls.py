@@ -48,12 +48,12 @@ def _site_program(session: Session, site_id: int, program_id: int) -> tuple[Site
     return found(session.get(Site, site_id), "site"), found(session.get(DerProgram, program_id), "DERProgram")
 
 
-def _statuses(session: Session, site: Site, program_id: int, now_s: int) -> dict[int, str]:
+def _statuses(session: Session, site: Site, program_id: int, now_s: int) -> dict[int | str, str]:
     states = derive_states(live_controls(session, site, program_id, now_s), now_s)
     return {s.control.id: STATUS_NAMES[s.status] for s in states}
 
 
-def _out(control: DerControl, statuses: dict[int, str]) -> ControlOut:
+def _out(control: DerControl, statuses: dict[int | str, str]) -> ControlOut:
     out = ControlOut.model_validate(control)
     out.status = statuses.get(control.id, "ended")
     return out

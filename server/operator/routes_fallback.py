@@ -51,7 +51,7 @@ class SafeDefaultOut(BaseModel):
 
 
 def _safe_out(site_id: int, safe: SafeDefault) -> SafeDefaultOut:
-    return SafeDefaultOut(site_id=site_id, **safe.as_json())  # type: ignore[arg-type]
+    return SafeDefaultOut(site_id=site_id, **safe.as_json())
 
 
 @router.get("/feeders/status", response_model=list[FeederStatusOut])

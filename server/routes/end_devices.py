@@ -10,7 +10,7 @@ from lxml import etree
 
 from certs.identity import is_valid_sfdi, sfdi_from_lfdi
 from server.paging import Page, page
-from server.routes.common import created, read_unit, read_xml, write_unit, xml
+from server.routes.common import Unit, created, read_unit, read_xml, write_unit, xml
 from server.wire import decode, encode, hrefs
 from server.wire.errors import InvalidValues
 from server.wire.xmlio import CSIP_NS
@@ -40,7 +40,7 @@ def valid_nmi(nmi: str) -> bool:
     return len(nmi) == 10 or int(nmi[10]) == nmi_checksum(nmi[:10])
 
 
-def _virtual_aggregator_device(u) -> Site:  # type: ignore[no-untyped-def]
+def _virtual_aggregator_device(u: Unit) -> Site:
     """The aggregator's own EndDevice at /edev/0, built from its certificate (never stored)."""
     return Site(
         id=0,

@@ -16,15 +16,19 @@ from store.queries.sites import site_by_lfdi
 router = APIRouter()
 
 
+def _site_of(u: Unit, mup: MirrorUsagePoint) -> Site:
+    site = u.session.get(Site, mup.site_id)
+    assert site is not None  # site_id is a non-null foreign key, ON DELETE CASCADE
+    return site
+
+
 @router.api_route("/mup", methods=["GET", "HEAD"])
 def mup_list(request: Request, p: Page = Depends(page)) -> Response:
     with read_unit(request) as u:
         total, mups = q.list_mups(u.session, u.scope, start=p.start, limit=p.limit)
         el = encode.list_root("MirrorUsagePointList", hrefs.MUP_LIST, total, len(mups), u.poll_rate("mup"))
         for mup in mups:
-            encode.mirror_usage_point(
-                el, mup, u.session.get(Site, mup.site_id), u.ctx.settings.mup_post_rate_s
-            )
+            encode.mirror_usage_point(el, mup, _site_of(u, mup), u.ctx.settings.mup_post_rate_s)
         return xml(el)
 
 
@@ -34,11 +38,7 @@ def mup(request: Request, mup_id: int) -> Response:
         found = q.get_mup(u.session, u.scope, mup_id)
         if found is None:
             raise HTTPException(404, "no such MirrorUsagePoint")
-        return xml(
-            encode.mirror_usage_point(
-                None, found, u.session.get(Site, found.site_id), u.ctx.settings.mup_post_rate_s
-            )
-        )
+        return xml(encode.mirror_usage_point(None, found, _site_of(u, found), u.ctx.settings.mup_post_rate_s))
 
 
 @router.post("/mup")
@@ -109,7 +109,7 @@ def _store_readings(u: Unit, mup: MirrorUsagePoint, readings: list[decode.MeterR
             u.session.flush()
         elif incoming.reading_type:
             mmr.reading_type = incoming.reading_type
-        power_of_ten = int(mmr.reading_type.get("powerOfTenMultiplier", 0))  # type: ignore[arg-type]
+        power_of_ten = int(mmr.reading_type.get("powerOfTenMultiplier", 0))
         u.session.add_all(
             TelemetryReading(
                 mmr_id=mmr.id,

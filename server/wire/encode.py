@@ -7,6 +7,7 @@ csipaus: elements come after every standard element).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from lxml import etree
 
@@ -233,7 +234,7 @@ def control_base(parent: etree._Element, c: m.DerControl | m.DefaultDerControl) 
 def der_control(parent: etree._Element | None, state: ControlState, program_id: int) -> etree._Element:
     c: m.DerControl = state.control  # type: ignore[assignment]
     href = hrefs.derc(c.site_id, program_id, c.id)
-    attrs = {
+    attrs: dict[str, Any] = {  # Any, not object: spread into sub(), where it could fill `value`/`ns`
         "href": href,
         "replyTo": hrefs.DERC_RESPONSES,
         "responseRequired": hex_binary(c.response_required),

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from store.models import MirrorMeterReading, MirrorUsagePoint, Site, TelemetryReading
 from store.scope import ClientScope
 
 
-def _visible(scope: ClientScope):  # type: ignore[no-untyped-def]
+def _visible(scope: ClientScope) -> Select[MirrorUsagePoint]:
     return select(MirrorUsagePoint).join(Site, Site.id == MirrorUsagePoint.site_id).where(scope.site_filter())
 
 

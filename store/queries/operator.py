@@ -37,7 +37,7 @@ POLL_RATE_KEY = "poll_rate_s."
 MUP_POST_RATE_KEY = "mup_post_rate_s"
 
 
-def page_of(session: Session, query: Select[tuple[T]], *, start: int, limit: int) -> tuple[int, list[T]]:
+def page_of(session: Session, query: Select[T], *, start: int, limit: int) -> tuple[int, list[T]]:
     """The total of an ordered query and one page of it."""
     total = session.execute(select(func.count()).select_from(query.order_by(None).subquery())).scalar_one()
     rows = session.execute(query.offset(start).limit(limit)).scalars().all()
