@@ -19,7 +19,7 @@ from envelopes.network import Site
 from sim.devices import Battery, EvCharger, PvInverter
 from sim.scenario import BatterySpec, EvSpec, Scenario
 from sim.site import SiteModel
-from sim.weather import clear_sky_share, cloud_series, load_series, shifted
+from sim.weather import clear_sky_share, cloud_series, load_series, recorded_share, shifted
 
 #: Sites up to this PV and load (kW) count as households for the fleet's battery and EV shares.
 HOUSEHOLD_KW = 30.0
@@ -79,8 +79,16 @@ def build_fleet(scenario: Scenario, nf: NetworkFile, times_s: np.ndarray) -> lis
     fleet_spec = scenario.fleet
     rng = np.random.default_rng(scenario.seed)
     step_s = float(times_s[1] - times_s[0]) if len(times_s) > 1 else float(scenario.step_s)
-    clear = clear_sky_share(times_s, net.latitude_deg, net.longitude_deg)
-    clouds = cloud_series(len(times_s), step_s, fleet_spec.cloud_variability, rng)
+    profile, profile_path = fleet_spec.pv_profile, scenario.pv_profile_path()
+    if profile is not None and profile_path is not None:
+        # a record has its own clouds: it replaces both the clear sky and the simulated ones
+        clear = recorded_share(
+            profile_path, times_s, net.timezone, profile.time_column, profile.share_column, profile.daily
+        )
+        clouds = np.ones(len(times_s))
+    else:
+        clear = clear_sky_share(times_s, net.latitude_deg, net.longitude_deg)
+        clouds = cloud_series(len(times_s), step_s, fleet_spec.cloud_variability, rng)
     unknown = [k for k in fleet_spec.sites if k not in {s.id for s in nf.sites}]
     if unknown:
         raise ValueError(f"fleet.sites names sites the network does not have: {', '.join(unknown[:5])}")

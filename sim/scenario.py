@@ -122,6 +122,20 @@ class GroupSpec(_Strict):
         return self
 
 
+class PvProfileSpec(_Strict):
+    """A recorded PV output series (CSV) in place of pvlib's clear sky and the simulated clouds.
+
+    One row per sample: a time (ISO 8601; without an offset it is the network's local time) and the
+    output as a share of rated power (kW per kW of inverter). With `daily`, only the time of day is
+    used, so one recorded day can drive a run on any date.
+    """
+
+    file: Path = Field(description="CSV with a header row, relative to the scenario file")
+    time_column: str = "time"
+    share_column: str = "share"
+    daily: bool = Field(False, description="use the record by local time of day, whatever its date")
+
+
 class FleetSpec(_Strict):
     fallback_timeout_s: float = Field(3600.0, gt=0)
     response_delay_s: float = Field(5.0, ge=0)
@@ -132,6 +146,9 @@ class FleetSpec(_Strict):
     battery: BatterySpec = Field(default_factory=BatterySpec)
     ev: EvSpec = Field(default_factory=EvSpec)
     cloud_variability: float = Field(0.3, ge=0, le=1)
+    pv_profile: PvProfileSpec | None = Field(
+        None, description="a recorded PV series instead of clear sky and simulated clouds"
+    )
     load_noise: float = Field(0.15, ge=0, le=1)
     background_noise: float = Field(0.0, ge=0, le=1)
     list_page_size: int = Field(64, ge=1, le=500)
@@ -235,6 +252,13 @@ class Scenario(_Strict):
     def network_file(self) -> NetworkFile:
         return parse_network_document(self.network_document(), source=self.name)
 
+    def pv_profile_path(self) -> Path | None:
+        """The recorded PV series' file, resolved against the scenario's directory."""
+        if self.fleet.pv_profile is None:
+            return None
+        path = self.fleet.pv_profile.file
+        return path if path.is_absolute() else self.base_dir / path
+
     def start_s(self, timezone: str) -> int:
         """Epoch seconds of the run's start; default the next midsummer midnight of the network's zone."""
         zone = ZoneInfo(timezone)
@@ -292,6 +316,9 @@ def parse_scenario(raw: dict[str, Any], base_dir: Path = Path("."), source: str 
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ScenarioError(f"{source}: {problems}") from None
     scenario.base_dir = base_dir
+    pv_path = scenario.pv_profile_path()
+    if pv_path is not None and not pv_path.is_file():
+        raise ScenarioError(f"{source}: fleet.pv_profile.file: {pv_path} does not exist")
     if scenario.pandapower is not None:
         # a given pandapower network is only ever solved by AC power flow; an explicit `linear` is a mistake
         if "powerflow" in scenario.model_fields_set and scenario.powerflow == "linear":
