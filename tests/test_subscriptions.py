@@ -26,7 +26,7 @@ from server.notify.notifier import Notifier
 from server.wire.xmlio import schema
 from store.models import DerProgram, NotificationOutbox, Site, Subscription
 from store.queries.controls import ControlValues, create_control, set_default_control
-from tests.bodies import SEP_XML, end_device
+from tests.bodies import SEP_XML, der_status, end_device
 from tests.conftest import T0, RunningServer, xml_ok
 
 NS = {"s": "urn:ieee:std:2030.5:ns", "c": "https://csipaus.org/ns"}
@@ -403,3 +403,36 @@ def test_list_and_default_control_notifications(
     assert dderc.findtext("s:DERControlBase/c:opModExpLimW/s:value", namespaces=NS) == "2000"
     assert dderc.findtext("s:setGradW", namespaces=NS) == "100"
     assert count(server, NotificationOutbox) == 4
+
+
+def test_device_reports_notify_der_documents_and_never_postpone_the_timed_rescan(
+    server: RunningServer, receiver: Receiver, pump: Pump
+) -> None:
+    """Telemetry and DER document reports arrive all the time; they re-render only what they can change
+    (DER documents), and the periodic rescan that notices controls starting still happens on time."""
+    site = aggregator_site(server)
+    ders = f"/edev/{site}/der/1/ders"
+    with server.client("aggregator-1") as c:
+        assert c.put(ders, content=der_status(T0), headers=SEP_XML).status_code == 204
+    add_control(server, site, T0 + 600, export_limit_w=2000)
+    subscribe(server, ders, receiver.url("/ders"))
+    subscribe(server, f"/edev/{site}/derp/1/derc", receiver.url("/derc"))
+    assert pump() == 2  # each resource as it is right after subscribing
+    assert pump() == 0
+
+    with server.client("aggregator-1") as c:  # a device report: the DER document changed, nothing else
+        assert c.put(ders, content=der_status(T0 + 30), headers=SEP_XML).status_code == 204
+    assert pump() == 1
+    status = receiver.at("/ders")[-1].xml().find("s:Resource", NS)
+    assert status.get(XSI_TYPE) == "DERStatus" and status.findtext("s:readingTime", namespaces=NS) == str(
+        T0 + 30
+    )
+
+    # the control starts with time alone while reports keep coming: the rescan still sees it
+    server.clock.advance(600)
+    with server.client("aggregator-1") as c:
+        assert c.put(ders, content=der_status(T0 + 630), headers=SEP_XML).status_code == 204
+    assert pump() == 2
+    [control] = controls_in(receiver.at("/derc")[-1].xml())
+    assert control.findtext("s:EventStatus/s:currentStatus", namespaces=NS) == "1"  # active
+    assert receiver.at("/ders")[-1].xml().find("s:Resource/s:readingTime", NS).text == str(T0 + 630)

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from server.context import AppContext
 from server.notify.render import render
-from server.notify.targets import Target, parse
+from server.notify.targets import Kind, Target, parse
 from server.routes.common import Unit
 from server.wire import encode, hrefs
 from server.wire.xmlio import MEDIA_TYPE, to_bytes
@@ -52,6 +52,9 @@ def subscription_href(s: Subscription) -> str:
 
 #: Notification.status "Subscription canceled, resource deleted" (IEEE 2030.5-2018 schema, Notification).
 STATUS_CANCELLED_RESOURCE_DELETED = 4
+#: What a device's own reports (the writes that move only the activity counter: telemetry, Responses,
+#: LogEvents, DER documents; server/routes/common.py `write_unit`) can change among subscribable resources.
+REPORT_KINDS = frozenset({Kind.der_document})
 #: last_sha256 of a subscription cancelled because its resource went away.
 _GONE = "resource deleted"
 
@@ -78,31 +81,42 @@ class Notifier:
             # Device reports (DER documents among them, which are subscribable) move only this one.
             marks = [generation, activity_value(session)]
             now_s = self.ctx.now_s()
-            if marks == self._marks and now_s < self._rescan_at_s:
+            rescan_due = now_s >= self._rescan_at_s
+            if marks == self._marks and not rescan_due:
                 return 0
-            changes = self._changes(session, generation)
+            # Only devices' own reports moved: of what can be subscribed to, they can change nothing but
+            # DER documents, so the (many) list subscriptions are not re-rendered for every telemetry post.
+            reports_only = not rescan_due and self._marks is not None and marks[0] == self._marks[0]
+            changes = self._changes(session, generation, REPORT_KINDS if reports_only else None)
         queued = sum(self._queue(change, now_s) for change in changes)
         if marks != self._marks:
             # Only after queueing: whoever waits on this mark then finds the notifications in the outbox.
             with transaction(self.ctx.sessions) as session:
                 record_seen(session, marks, now_s)
-        self._marks, self._rescan_at_s = marks, now_s + self.ctx.settings.notification_rescan_s
+        self._marks = marks
+        if not reports_only:  # a partial scan does not stand in for the time-driven full one
+            self._rescan_at_s = now_s + self.ctx.settings.notification_rescan_s
         if queued:
             log.info("queued %d notification(s)", queued)
         return queued
 
-    def _changes(self, session: Session, generation: int) -> list[_Change]:
+    def _changes(
+        self, session: Session, generation: int, only: frozenset[Kind] | None = None
+    ) -> list[_Change]:
+        """What changed for each subscription (of the kinds in `only`, if given) since it was last queued."""
         cap = self.ctx.settings.list_limit_cap
         prefix = base_url(self.ctx)
         clients: dict[str, tuple[ClientScope, int] | None] = {}
         rendered: dict[tuple[object, ...], etree._Element | None] = {}
         changes: list[_Change] = []
         for s in q.all_subscriptions(session):
+            target = parse(s.resource_href)
+            if target is None or (only is not None and target.kind not in only):
+                continue
             if s.client_lfdi not in clients:
                 clients[s.client_lfdi] = _aggregator(session, s.client_lfdi)
             client = clients[s.client_lfdi]
-            target = parse(s.resource_href)
-            if client is None or client[0].aggregator_id != s.aggregator_id or target is None:
+            if client is None or client[0].aggregator_id != s.aggregator_id:
                 continue
             scope, since_s = client
             unit = Unit(self.ctx, session, scope, generation)
