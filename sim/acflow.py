@@ -32,9 +32,8 @@ import numpy as np
 
 from envelopes.network import Network, Site
 from sim.powerflow import (
-    THERMAL_TOLERANCE_W,
-    VOLTAGE_TOLERANCE_PU,
     Constraint,
+    ConstraintCheck,
     LinearGrid,
     Solution,
     constraint_list,
@@ -89,12 +88,8 @@ class AcGrid:
         topo = network.topology
         self.site_node = np.array([topo.node_index[s.node] for s in sites], dtype=int)
         self.n_nodes = len(network.nodes)
-        self.constraints = tuple(constraint_list(network))
-        self._is_thermal = np.array([c.kind == "thermal" for c in self.constraints])
-        self._sign = np.array([1.0 if c.direction == "export" else -1.0 for c in self.constraints])
-        self._row = np.array([c.row for c in self.constraints], dtype=int)
-        self._limit = np.array([c.limit for c in self.constraints])
-        self._tolerance = np.where(self._is_thermal, THERMAL_TOLERANCE_W, VOLTAGE_TOLERANCE_PU)
+        self._check = ConstraintCheck(constraint_list(network))
+        self.constraints = self._check.constraints
         self._tan_phi = math.tan(math.acos(network.power_factor))
         self._z_pu = np.array(
             [
@@ -195,13 +190,7 @@ class AcGrid:
             self._linear = self._linear or LinearGrid(self.network, [])
             solved = self._linear.solve(np.zeros(0), injection)
             flows, volts = solved.reverse_flow_w, solved.voltage_pu
-        value = np.empty(len(self.constraints))
-        value[self._is_thermal] = flows[self._row[self._is_thermal]]
-        value[~self._is_thermal] = volts[self._row[~self._is_thermal]]
-        excess = np.where(
-            self._is_thermal, self._sign * value - self._limit, self._sign * (value - self._limit)
-        )
-        excess = np.where(excess > self._tolerance, excess, 0.0)
+        value, excess = self._check.evaluate(flows, volts)
         self.solves += 1
         self.solve_s += time.perf_counter() - t0
         return Solution(flows, volts, value, excess)

@@ -32,7 +32,7 @@ import numpy as np
 
 from envelopes.network import Network, Site
 from sim.acflow import _pandapower
-from sim.powerflow import THERMAL_TOLERANCE_W, VOLTAGE_TOLERANCE_PU, Constraint, Solution
+from sim.powerflow import Constraint, ConstraintCheck, Solution
 from sim.scenario import PandapowerSpec, ScenarioError
 
 log = logging.getLogger("gridshare.sim")
@@ -291,12 +291,8 @@ class GivenNetGrid:
                 out.append(Constraint(f"voltage:{label}:max", "voltage", label, "export", float(v_max), pos))
             if v_min is not None:
                 out.append(Constraint(f"voltage:{label}:min", "voltage", label, "import", float(v_min), pos))
-        self.constraints = tuple(out)
-        self._is_thermal = np.array([c.kind == "thermal" for c in out], dtype=bool)
-        self._sign = np.array([1.0 if c.direction == "export" else -1.0 for c in out])
-        self._row = np.array([c.row for c in out], dtype=int)
-        self._limit = np.array([c.limit for c in out])
-        self._tolerance = np.where(self._is_thermal, THERMAL_TOLERANCE_W, VOLTAGE_TOLERANCE_PU)
+        self._check = ConstraintCheck(out)
+        self.constraints = self._check.constraints
 
     def _trial(self) -> None:
         """One solve with no injections, so that a net pandapower cannot solve at all stops the run now."""
@@ -359,13 +355,7 @@ class GivenNetGrid:
             )
         flows = self._flows()
         volts = net.res_bus["vm_pu"].to_numpy(dtype=float)
-        value = np.empty(len(self.constraints))
-        value[self._is_thermal] = flows[self._row[self._is_thermal]]
-        value[~self._is_thermal] = volts[self._row[~self._is_thermal]]
-        excess = np.where(
-            self._is_thermal, self._sign * value - self._limit, self._sign * (value - self._limit)
-        )
-        excess = np.where(excess > self._tolerance, excess, 0.0)
+        value, excess = self._check.evaluate(flows, volts)
         self.solves += 1
         self.solve_s += time.perf_counter() - t0
         return Solution(flows, volts, value, excess)

@@ -44,6 +44,33 @@ class Solution:
     excess: np.ndarray  # (n_constraints,) > 0 where violated, in W or pu
 
 
+class ConstraintCheck:
+    """Each constraint's value in a solve and how far beyond its limit it is: one rule for every solver.
+
+    Thermal rows read the branch's reverse flow (export: over the export rating; import: forward flow
+    over the import rating), voltage rows the node's voltage (above v_max, or below v_min); excess
+    within the tolerance counts as none.
+    """
+
+    def __init__(self, constraints: Sequence[Constraint]) -> None:
+        self.constraints = tuple(constraints)
+        self._is_thermal = np.array([c.kind == "thermal" for c in self.constraints], dtype=bool)
+        self._sign = np.array([1.0 if c.direction == "export" else -1.0 for c in self.constraints])
+        self._row = np.array([c.row for c in self.constraints], dtype=int)
+        self._limit = np.array([c.limit for c in self.constraints])
+        self._tolerance = np.where(self._is_thermal, THERMAL_TOLERANCE_W, VOLTAGE_TOLERANCE_PU)
+
+    def evaluate(self, flows: np.ndarray, volts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(value, excess) per constraint from per-branch (or element) flows and per-node voltages."""
+        value = np.empty(len(self.constraints))
+        value[self._is_thermal] = flows[self._row[self._is_thermal]]
+        value[~self._is_thermal] = volts[self._row[~self._is_thermal]]
+        excess = np.where(
+            self._is_thermal, self._sign * value - self._limit, self._sign * (value - self._limit)
+        )
+        return value, np.where(excess > self._tolerance, excess, 0.0)
+
+
 class LinearGrid:
     """Flows, voltages and constraint excess for a vector of site net exports."""
 
@@ -55,12 +82,8 @@ class LinearGrid:
         self._flow = flow_sensitivity(network)  # (n_branches, n_nodes)
         self._volt = voltage_sensitivity_pu_per_w(network)  # (n_nodes, n_nodes)
         _, self._setpoint = regulated_path(network)
-        self.constraints = tuple(constraint_list(network))
-        self._is_thermal = np.array([c.kind == "thermal" for c in self.constraints])
-        self._sign = np.array([1.0 if c.direction == "export" else -1.0 for c in self.constraints])
-        self._row = np.array([c.row for c in self.constraints], dtype=int)
-        self._limit = np.array([c.limit for c in self.constraints])
-        self._tolerance = np.where(self._is_thermal, THERMAL_TOLERANCE_W, VOLTAGE_TOLERANCE_PU)
+        self._check = ConstraintCheck(constraint_list(network))
+        self.constraints = self._check.constraints
 
     def injections_w(self, site_export_w: np.ndarray, background_w: np.ndarray) -> np.ndarray:
         injection = background_w.copy()
@@ -71,15 +94,7 @@ class LinearGrid:
         injection = self.injections_w(site_export_w, background_w)
         flows = self._flow @ injection
         volts = self._setpoint + self._volt @ injection
-        value = np.empty(len(self.constraints))
-        value[self._is_thermal] = flows[self._row[self._is_thermal]]
-        value[~self._is_thermal] = volts[self._row[~self._is_thermal]]
-        # thermal: reverse flow over the export rating, forward flow over the import rating;
-        # voltage: above v_max (export side) or below v_min (import side)
-        excess = np.where(
-            self._is_thermal, self._sign * value - self._limit, self._sign * (value - self._limit)
-        )
-        excess = np.where(excess > self._tolerance, excess, 0.0)
+        value, excess = self._check.evaluate(flows, volts)
         return Solution(flows, volts, value, excess)
 
 
