@@ -4,12 +4,12 @@ Rules (see the Ameren report's "Dynamic Flexible Connection Capacity Allocation 
 pro-rata, pro-rata tranches, LIFO, and max-total as the efficiency yardstick.
 """
 
-from allocation.lifo import allocate_lifo
-from allocation.maxtotal import allocate_max_total
-from allocation.problem import AllocationProblem, AllocationResult, Infeasibility
-from allocation.prorata import allocate_prorata
-from allocation.rules import POLICIES, Policy, allocate
-from allocation.tranche import allocate_tranche
+from gridshare.allocation.lifo import allocate_lifo
+from gridshare.allocation.maxtotal import allocate_max_total
+from gridshare.allocation.problem import AllocationProblem, AllocationResult, Infeasibility
+from gridshare.allocation.prorata import allocate_prorata
+from gridshare.allocation.rules import POLICIES, Policy, allocate
+from gridshare.allocation.tranche import allocate_tranche
 
 __all__ = [
     "POLICIES",

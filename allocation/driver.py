@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from allocation.network import Network, build_network, tolerance
-from allocation.problem import AllocationProblem, AllocationResult, Infeasibility
-from allocation.ramp import ramp_bounds
+from gridshare.allocation.network import Network, build_network, tolerance
+from gridshare.allocation.problem import AllocationProblem, AllocationResult, Infeasibility
+from gridshare.allocation.ramp import ramp_bounds
 
 Core = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 

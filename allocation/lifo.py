@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from allocation.driver import solve
-from allocation.network import Network, interval_chunks
-from allocation.problem import AllocationProblem, AllocationResult
+from gridshare.allocation.driver import solve
+from gridshare.allocation.network import Network, interval_chunks
+from gridshare.allocation.problem import AllocationProblem, AllocationResult
 
 
 def _tree(net: Network, slack: np.ndarray, delta: np.ndarray) -> np.ndarray:

@@ -14,9 +14,9 @@ import cvxpy as cp
 import numpy as np
 import scipy.sparse as sparse
 
-from allocation.driver import Core, solve
-from allocation.network import RTOL, Network
-from allocation.problem import AllocationProblem, AllocationResult
+from gridshare.allocation.driver import Core, solve
+from gridshare.allocation.network import RTOL, Network
+from gridshare.allocation.problem import AllocationProblem, AllocationResult
 
 _PREFERRED_SOLVERS = ("HIGHS", "CLARABEL", "ECOS", "SCIPY")
 # HiGHS's presolve spends ~1 s on feeders where many sites have identical columns (the same

@@ -15,7 +15,7 @@ from itertools import pairwise
 import numpy as np
 import scipy.sparse as sparse
 
-from allocation.problem import AllocationProblem
+from gridshare.allocation.problem import AllocationProblem
 
 # Relative tolerance used to call a constraint binding or overloaded: loadings are sums of
 # up to ~10^4 terms, so anything tighter than ~1e-9 would flag rounding noise.

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from allocation.driver import solve
-from allocation.network import Network, interval_chunks
-from allocation.problem import AllocationProblem, AllocationResult
-from allocation.waterfill import water_level
+from gridshare.allocation.driver import solve
+from gridshare.allocation.network import Network, interval_chunks
+from gridshare.allocation.problem import AllocationProblem, AllocationResult
+from gridshare.allocation.waterfill import water_level
 
 
 def _tree(net: Network, slack: np.ndarray, tau: np.ndarray) -> np.ndarray:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal, get_args
 
-from allocation.lifo import allocate_lifo
-from allocation.maxtotal import allocate_max_total
-from allocation.problem import AllocationProblem, AllocationResult
-from allocation.prorata import allocate_prorata
-from allocation.tranche import allocate_tranche
+from gridshare.allocation.lifo import allocate_lifo
+from gridshare.allocation.maxtotal import allocate_max_total
+from gridshare.allocation.problem import AllocationProblem, AllocationResult
+from gridshare.allocation.prorata import allocate_prorata
+from gridshare.allocation.tranche import allocate_tranche
 
 Policy = Literal["pro-rata", "tranche", "lifo", "max-total"]
 POLICIES: tuple[Policy, ...] = get_args(Policy)

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from allocation.driver import Core, solve
-from allocation.lifo import lifo_limits
-from allocation.network import Network
-from allocation.problem import AllocationProblem, AllocationResult
-from allocation.prorata import prorata_limits
+from gridshare.allocation.driver import Core, solve
+from gridshare.allocation.lifo import lifo_limits
+from gridshare.allocation.network import Network
+from gridshare.allocation.problem import AllocationProblem, AllocationResult
+from gridshare.allocation.prorata import prorata_limits
 
 
 def later_connectors(net: Network, tranche_size_w: np.ndarray | None) -> np.ndarray:

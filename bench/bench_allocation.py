@@ -24,11 +24,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from allocation import AllocationProblem, AllocationResult
-from allocation.lifo import allocate_lifo
-from allocation.maxtotal import allocate_max_total
-from allocation.prorata import allocate_prorata
-from allocation.tranche import allocate_tranche
+from gridshare.allocation import AllocationProblem, AllocationResult
+from gridshare.allocation.lifo import allocate_lifo
+from gridshare.allocation.maxtotal import allocate_max_total
+from gridshare.allocation.prorata import allocate_prorata
+from gridshare.allocation.tranche import allocate_tranche
 
 
 def make_problem(

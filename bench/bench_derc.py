@@ -32,12 +32,12 @@ from rich.table import Table
 from sqlalchemy import select
 
 from bench.seeding import add_controls, add_site
-from certs.devpki import create_dev_pki
-from gridshare.settings import Settings
-from server.bootstrap import build_context, seed_baseline
-from store.db import transaction
-from store.models import ClientKind, DerProgram
-from store.scope import ClientScope
+from gridshare.certs.devpki import create_dev_pki
+from gridshare.core.settings import Settings
+from gridshare.server.bootstrap import build_context, seed_baseline
+from gridshare.store.db import transaction
+from gridshare.store.models import ClientKind, DerProgram
+from gridshare.store.scope import ClientScope
 
 CONTROLS_PER_SITE = 10
 

@@ -46,15 +46,15 @@ from rich.table import Table
 from sqlalchemy import select
 
 from bench.seeding import add_site
-from certs.devpki import create_dev_pki
-from gridshare.settings import Settings
-from server.bootstrap import build_context, seed_baseline
-from sim.clock import SharedClock
-from sim.feeder import suburb_document
-from sim.server import ServerPlan, SpawnedServer
-from store.db import transaction
-from store.models import ClientKind, DerProgram
-from store.scope import ClientScope
+from gridshare.certs.devpki import create_dev_pki
+from gridshare.core.settings import Settings
+from gridshare.server.bootstrap import build_context, seed_baseline
+from gridshare.sim.clock import SharedClock
+from gridshare.sim.feeder import suburb_document
+from gridshare.sim.server import ServerPlan, SpawnedServer
+from gridshare.store.db import transaction
+from gridshare.store.models import ClientKind, DerProgram
+from gridshare.store.scope import ClientScope
 
 POLL_S = 60.0
 PAGE = 64

@@ -30,17 +30,17 @@ from sqlalchemy import func, select
 
 from bench.bench_derc import scratch_database
 from bench.seeding import add_controls, add_site
-from gridshare.settings import Settings
-from server.bootstrap import build_context, seed_baseline
-from server.context import AppContext
-from server.mrid import new_mrid
-from server.notify.delivery import Delivery
-from server.notify.notifier import Notifier
-from store.db import bump_activity, bump_publication, transaction
-from store.models import ClientKind, DerProgram, NotificationOutbox, Site, Subscription
-from store.queries.controls import ControlValues, create_control
-from store.queries.identity import add_aggregator, register_certificate
-from store.scope import ClientScope
+from gridshare.core.settings import Settings
+from gridshare.server.bootstrap import build_context, seed_baseline
+from gridshare.server.context import AppContext
+from gridshare.server.mrid import new_mrid
+from gridshare.server.notify.delivery import Delivery
+from gridshare.server.notify.notifier import Notifier
+from gridshare.store.db import bump_activity, bump_publication, transaction
+from gridshare.store.models import ClientKind, DerProgram, NotificationOutbox, Site, Subscription
+from gridshare.store.queries.controls import ControlValues, create_control
+from gridshare.store.queries.identity import add_aggregator, register_certificate
+from gridshare.store.scope import ClientScope
 
 CONTROLS_PER_SITE = 4
 AGGREGATOR_LFDI = "A0" * 20

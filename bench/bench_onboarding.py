@@ -37,11 +37,11 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from bench.bench_derc import scratch_database, start_server, wait_ready
-from certs.devpki import ClientCert, create_dev_pki
-from gridshare.settings import Settings
-from server.bootstrap import build_context
-from sim import wire
-from store.models import MirrorUsagePoint, Site
+from gridshare.certs.devpki import ClientCert, create_dev_pki
+from gridshare.core.settings import Settings
+from gridshare.server.bootstrap import build_context
+from gridshare.sim import wire
+from gridshare.store.models import MirrorUsagePoint, Site
 
 STEPS = ("dcap", "register", "edev", "cp", "fsa", "derp", "derc", "mup")
 

@@ -31,13 +31,13 @@ from rich.table import Table
 from sqlalchemy import insert
 
 from bench.bench_derc import scratch_database
-from gridshare.clock import FixedClock
-from gridshare.settings import Settings
-from recompute.network_docs import store_network
-from recompute.service import Recomputer
-from server.bootstrap import build_context, seed_baseline
-from store.db import transaction
-from store.models import AssetDerate, Site
+from gridshare.core.clock import FixedClock
+from gridshare.core.settings import Settings
+from gridshare.recompute.network_docs import store_network
+from gridshare.recompute.service import Recomputer
+from gridshare.server.bootstrap import build_context, seed_baseline
+from gridshare.store.db import transaction
+from gridshare.store.models import AssetDerate, Site
 
 T0 = 1_782_900_000  # 2026-07-01T10:00Z: midday sun over the generated feeder's longitude
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from server.mrid import new_mrid
-from store.models import DerProgram, Site
-from store.queries.controls import ControlValues, create_control
-from store.queries.sites import create_site
-from store.scope import ClientScope
+from gridshare.server.mrid import new_mrid
+from gridshare.store.models import DerProgram, Site
+from gridshare.store.queries.controls import ControlValues, create_control
+from gridshare.store.queries.sites import create_site
+from gridshare.store.scope import ClientScope
 
 #: Every benchmark site uses the dev PKI's registration PIN (2030.5 check digit of 11111).
 PIN = 111115

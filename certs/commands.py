@@ -8,8 +8,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from certs.devpki import ClientCert, DevPki, create_dev_pki, issue_client_certificate
-from certs.identity import DeviceIdentity, load_certificates
+from gridshare.certs.devpki import ClientCert, DevPki, create_dev_pki, issue_client_certificate
+from gridshare.certs.identity import DeviceIdentity, load_certificates
 
 
 def _console() -> Console:

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from certs.identity import lfdi_from_certificate, normalize_lfdi, sfdi_from_lfdi
+from gridshare.certs.identity import lfdi_from_certificate, normalize_lfdi, sfdi_from_lfdi
 
 __all__ = [
     "NO_EXPIRY",

@@ -4,7 +4,9 @@ Pure functions over numpy arrays; nothing here knows about HTTP or SQL. The usua
 points are `load_network_file` and `compute_envelopes`.
 """
 
-from envelopes.agreements import (
+from gridshare.envelopes.compute import POLICIES, EnvelopeSet, compute_envelopes, next_interval_boundary
+from gridshare.envelopes.forecast import Forecast, Telemetry, persistence_forecast, profile_forecast
+from gridshare.grid.agreements import (
     AgreementBounds,
     Dynamic,
     Firm,
@@ -14,10 +16,8 @@ from envelopes.agreements import (
     Staggered,
     agreement_bounds,
 )
-from envelopes.compute import POLICIES, EnvelopeSet, compute_envelopes, next_interval_boundary
-from envelopes.forecast import Forecast, Telemetry, persistence_forecast, profile_forecast
-from envelopes.netfile import NetworkFile, load_network_file, parse_network_document
-from envelopes.network import Branch, Network, NetworkError, Node, Rating, Site
+from gridshare.grid.netfile import NetworkFile, load_network_file, parse_network_document
+from gridshare.grid.network import Branch, Network, NetworkError, Node, Rating, Site
 
 __all__ = [
     "POLICIES",

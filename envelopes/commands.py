@@ -20,9 +20,9 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from envelopes.compute import POLICIES, EnvelopeSet, compute_envelopes, next_interval_boundary
-from envelopes.netfile import NetworkFile, load_network_file
-from envelopes.network import NetworkError
+from gridshare.envelopes.compute import POLICIES, EnvelopeSet, compute_envelopes, next_interval_boundary
+from gridshare.grid.netfile import NetworkFile, load_network_file
+from gridshare.grid.network import NetworkError
 
 _DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 SITE_COLUMNS = ("site_id", "interval_start", "export_limit_w", "import_limit_w")

@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from allocation.problem import AllocationProblem, AllocationResult, Infeasibility
-from envelopes.agreements import AgreementBounds, IntervalTimes, agreement_bounds
-from envelopes.forecast import Forecast, ProfileSpec, profile_forecast
-from envelopes.headroom import (
+from gridshare.allocation.problem import AllocationProblem, AllocationResult, Infeasibility
+from gridshare.envelopes.forecast import Forecast, ProfileSpec, profile_forecast
+from gridshare.envelopes.headroom import (
     DIRECTIONS,
     Direction,
     DirectionProblem,
@@ -26,10 +25,11 @@ from envelopes.headroom import (
     build_direction_problem,
     dense_queue,
 )
-from envelopes.network import Network, NetworkError, Site, validate_sites
+from gridshare.grid.agreements import AgreementBounds, IntervalTimes, agreement_bounds
+from gridshare.grid.network import Network, NetworkError, Site, validate_sites
 
 if TYPE_CHECKING:
-    from allocation.rules import Policy
+    from gridshare.allocation.rules import Policy
 
 POLICIES: tuple[str, ...] = ("pro-rata", "tranche", "lifo", "max-total")
 BINDING_TOLERANCE = 1e-6  # relative; used only when no allocation is needed (no flexible sites)
@@ -207,7 +207,7 @@ def _no_flexible_result(problem: AllocationProblem) -> AllocationResult:
 
 def _default_allocate() -> Callable[[AllocationProblem, Policy], AllocationResult]:
     try:
-        from allocation.rules import allocate
+        from gridshare.allocation.rules import allocate
     except ImportError as exc:  # pragma: no cover - depends on the sibling package being present
         raise RuntimeError("allocation.rules is not available; the allocation package is incomplete") from exc
     return allocate

@@ -14,9 +14,9 @@ from typing import Literal
 
 import numpy as np
 
-from allocation.problem import AllocationProblem, AllocationResult
-from envelopes.network import Network
-from envelopes.sensitivity import flow_sensitivity, node_voltages_pu, voltage_sensitivity_pu_per_w
+from gridshare.allocation.problem import AllocationProblem, AllocationResult
+from gridshare.grid.network import Network
+from gridshare.grid.sensitivity import flow_sensitivity, node_voltages_pu, voltage_sensitivity_pu_per_w
 
 Direction = Literal["export", "import"]
 DIRECTIONS: tuple[Direction, Direction] = ("export", "import")

@@ -4,10 +4,16 @@ Pure functions over numpy, like `envelopes/`; nothing here knows about HTTP or S
 is `compute_fallback`; the method and its worst case are described in docs/fallback.md.
 """
 
-from fallback.explain import SetBy
-from fallback.limits import FallbackError, FallbackLimit, FallbackSet, WorstCaseCheck, compute_fallback
-from fallback.ramp import RampLimits, ramp_rates, site_rating_w
-from fallback.worst_case import WorstCase, background_injection_w, peak_agreed_w
+from gridshare.fallback.explain import SetBy
+from gridshare.fallback.limits import (
+    FallbackError,
+    FallbackLimit,
+    FallbackSet,
+    WorstCaseCheck,
+    compute_fallback,
+)
+from gridshare.fallback.ramp import RampLimits, ramp_rates, site_rating_w
+from gridshare.fallback.worst_case import WorstCase, background_injection_w, peak_agreed_w
 
 __all__ = [
     "FallbackError",

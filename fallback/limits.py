@@ -21,14 +21,14 @@ from typing import cast
 
 import numpy as np
 
-from allocation.rules import Policy, allocate
-from envelopes.agreements import AgreementBounds, IntervalTimes, agreement_bounds
-from envelopes.compute import POLICIES, _flexible_sites
-from envelopes.headroom import DIRECTIONS, Direction, build_direction_problem
-from envelopes.network import Network, NetworkError, Site, validate_sites
-from fallback.explain import SetBy, setting_constraints
-from fallback.ramp import RampLimits, ramp_rates, site_rating_w
-from fallback.worst_case import WorstCase, background_injection_w
+from gridshare.allocation.rules import Policy, allocate
+from gridshare.envelopes.compute import POLICIES, _flexible_sites
+from gridshare.envelopes.headroom import DIRECTIONS, Direction, build_direction_problem
+from gridshare.fallback.explain import SetBy, setting_constraints
+from gridshare.fallback.ramp import RampLimits, ramp_rates, site_rating_w
+from gridshare.fallback.worst_case import WorstCase, background_injection_w
+from gridshare.grid.agreements import AgreementBounds, IntervalTimes, agreement_bounds
+from gridshare.grid.network import Network, NetworkError, Site, validate_sites
 
 #: Slack allowed by the self-check, relative to a row's scale (rating, or the voltage band).
 CHECK_RTOL = 1e-7

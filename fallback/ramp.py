@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from allocation.problem import AllocationProblem
-from allocation.rules import allocate
-from envelopes.network import Network, Site
-from envelopes.sensitivity import branch_voltage_coefficient_pu_per_w
+from gridshare.allocation.problem import AllocationProblem
+from gridshare.allocation.rules import allocate
+from gridshare.grid.network import Network, Site
+from gridshare.grid.sensitivity import branch_voltage_coefficient_pu_per_w
 
 #: Dominion 2.2.2 / IEEE 1547-2018 rapid voltage change limits, per unit of nominal per second.
 RVC_MV_PU_PER_S = 0.03

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envelopes.agreements import HOURS, MONTHS, IntervalTimes
-from envelopes.forecast import LOAD_SHAPES
-from envelopes.headroom import Direction
-from envelopes.network import Network, Site
+from gridshare.envelopes.forecast import LOAD_SHAPES
+from gridshare.envelopes.headroom import Direction
+from gridshare.grid.agreements import HOURS, MONTHS, IntervalTimes
+from gridshare.grid.network import Network, Site
 
 
 @dataclass(frozen=True)

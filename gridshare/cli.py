@@ -26,17 +26,17 @@ def main(verbose: bool) -> None:
 
 def _register() -> None:
     """Attach the sub-command groups; each lives next to the code it drives."""
-    from certs.commands import certs_group
+    from gridshare.certs.commands import certs_group
 
     main.add_command(certs_group)
-    from envelopes.commands import envelopes_group
+    from gridshare.envelopes.commands import envelopes_group
 
     main.add_command(envelopes_group)
-    from server.commands import admin_group, serve_command
+    from gridshare.server.commands import admin_group, serve_command
 
     main.add_command(serve_command)
     main.add_command(admin_group)
-    from sim.commands import sim_group
+    from gridshare.sim.commands import sim_group
 
     main.add_command(sim_group)
 

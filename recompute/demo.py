@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import yaml
 from sqlalchemy import select
 
-from certs.devpki import DevPki
-from envelopes.agreements import Dynamic
-from recompute.network_docs import store_network
-from server.context import AppContext
-from store.db import transaction
-from store.models import ClientKind, NetworkModel, Site
-from store.queries.sites import create_site
-from store.scope import ClientScope
+from gridshare.certs.devpki import DevPki
+from gridshare.grid.agreements import Dynamic
+from gridshare.grid.examples import demo_feeder_path
+from gridshare.recompute.network_docs import store_network
+from gridshare.server.context import AppContext
+from gridshare.store.db import transaction
+from gridshare.store.models import ClientKind, NetworkModel, Site
+from gridshare.store.queries.sites import create_site
+from gridshare.store.scope import ClientScope
 
 log = logging.getLogger(__name__)
 
-#: The repository's demo feeder (the default of the `demo_network_file` setting).
-DEMO_FILE = Path(__file__).resolve().parent.parent / "examples" / "demo-feeder.yaml"
+#: The packaged demo feeder (used when the `demo_network_file` setting is unset).
+DEMO_FILE = demo_feeder_path()
 
 
 def seed_demo(ctx: AppContext, pki: DevPki | None) -> None:
@@ -28,7 +28,7 @@ def seed_demo(ctx: AppContext, pki: DevPki | None) -> None:
     with ctx.sessions() as session:
         if session.execute(select(NetworkModel.id).limit(1)).first() is not None:
             return
-    demo_file = ctx.settings.demo_network_file
+    demo_file = ctx.settings.demo_network_file or DEMO_FILE
     if not demo_file.is_file():
         log.warning("demo network %s not found; starting without one", demo_file)
         return

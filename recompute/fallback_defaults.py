@@ -20,13 +20,13 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from recompute.fallback_plan import SafeDefault
-from recompute.snapshot import OVERRIDE_PREFIX
-from server.mrid import new_mrid
-from store.db import bump_publication
-from store.models import DefaultDerControl, DerProgram
-from store.operator_models import ServerSetting
-from store.queries.controls import ControlValues, set_site_defaults
+from gridshare.recompute.fallback_plan import SafeDefault
+from gridshare.recompute.snapshot import OVERRIDE_PREFIX
+from gridshare.server.mrid import new_mrid
+from gridshare.store.db import bump_publication
+from gridshare.store.models import DefaultDerControl, DerProgram
+from gridshare.store.operator_models import ServerSetting
+from gridshare.store.queries.controls import ControlValues, set_site_defaults
 
 log = logging.getLogger("gridshare.fallback")
 

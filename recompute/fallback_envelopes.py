@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from envelopes.agreements import IntervalTimes, agreement_bounds
-from envelopes.compute import EnvelopeSet
-from envelopes.network import Site
-from recompute.fallback_plan import SafeDefault
+from gridshare.envelopes.compute import EnvelopeSet
+from gridshare.grid.agreements import IntervalTimes, agreement_bounds
+from gridshare.grid.network import Site
+from gridshare.recompute.fallback_plan import SafeDefault
 
 POLICY = "fallback"
 

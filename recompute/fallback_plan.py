@@ -13,12 +13,12 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from envelopes.network import Network, Site
-from fallback import FallbackLimit, FallbackSet, WorstCase, compute_fallback
-from fallback.ramp import MIN_GRAD_HUNDREDTHS
-from gridshare.settings import Settings
-from recompute.inputs import apply_derates
-from recompute.snapshot import RunInputs
+from gridshare.core.settings import Settings
+from gridshare.fallback import FallbackLimit, FallbackSet, WorstCase, compute_fallback
+from gridshare.fallback.ramp import MIN_GRAD_HUNDREDTHS
+from gridshare.grid.network import Network, Site
+from gridshare.recompute.inputs import apply_derates
+from gridshare.recompute.snapshot import RunInputs
 
 
 @dataclass(frozen=True)

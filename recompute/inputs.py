@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 from sqlalchemy import BigInteger, cast, func, select
 from sqlalchemy.orm import Session
 
-from envelopes.forecast import Telemetry
-from envelopes.netfile import NetworkFile, parse_network_document
-from envelopes.network import Network, Rating
-from recompute.network_docs import active_document
-from store.models import (
+from gridshare.envelopes.forecast import Telemetry
+from gridshare.grid.netfile import NetworkFile, parse_network_document
+from gridshare.grid.network import Network, Rating
+from gridshare.recompute.network_docs import active_document
+from gridshare.store.models import (
     AssetDerate,
     Der,
     MirrorMeterReading,
@@ -21,7 +21,7 @@ from store.models import (
     Site,
     TelemetryReading,
 )
-from store.operator_models import ServerSetting
+from gridshare.store.operator_models import ServerSetting
 
 #: 2030.5 ReadingType: uom 38 is watts; flowDirection 1 is forward (import), 19 reverse (export).
 UOM_W, FORWARD, REVERSE = 38, 1, 19

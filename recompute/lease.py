@@ -14,7 +14,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, or_, update
 from sqlalchemy.orm import Session
 
-from store.models import PublisherLease
+from gridshare.store.models import PublisherLease
 
 
 def holder_id() -> str:

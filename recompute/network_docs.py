@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from envelopes.netfile import NetworkFile, parse_network_document
-from store.db import bump_publication
-from store.models import NetworkModel
+from gridshare.grid.netfile import NetworkFile, parse_network_document
+from gridshare.store.db import bump_publication
+from gridshare.store.models import NetworkModel
 
 
 def json_document(document: Any) -> Any:

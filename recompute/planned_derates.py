@@ -21,11 +21,11 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from envelopes.compute import EnvelopeInfeasibility, EnvelopeSet, compute_envelopes
-from envelopes.forecast import Forecast
-from envelopes.netfile import NetworkFile
-from recompute.inputs import apply_derates
-from store.models import AssetDerate
+from gridshare.envelopes.compute import EnvelopeInfeasibility, EnvelopeSet, compute_envelopes
+from gridshare.envelopes.forecast import Forecast
+from gridshare.grid.netfile import NetworkFile
+from gridshare.recompute.inputs import apply_derates
+from gridshare.store.models import AssetDerate
 
 
 @dataclass(frozen=True)

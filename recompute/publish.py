@@ -22,11 +22,11 @@ import numpy as np
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from envelopes.blocks import BLOCK_DTYPE, carry_forward
-from envelopes.compute import EnvelopeSet
-from store.db import bump_publication
-from store.envelope_blocks import GrossLimits, decode_envelope, encode_blocks
-from store.models import EnvelopePointer, EnvelopeSetRecord, Site, SiteEnvelope
+from gridshare.envelopes.blocks import BLOCK_DTYPE, carry_forward
+from gridshare.envelopes.compute import EnvelopeSet
+from gridshare.store.db import bump_publication
+from gridshare.store.envelope_blocks import GrossLimits, decode_envelope, encode_blocks
+from gridshare.store.models import EnvelopePointer, EnvelopeSetRecord, Site, SiteEnvelope
 
 EMPTY = np.zeros(0, dtype=BLOCK_DTYPE)
 #: Behind an outage a site may neither generate nor consume through its connection (anti-islanding).

@@ -28,32 +28,32 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from envelopes.compute import compute_envelopes
-from envelopes.forecast import Forecast, ProfileSpec, persistence_forecast, profile_forecast
-from envelopes.network import Site as NetworkSite
-from fallback.ramp import site_rating_w
-from gridshare.settings import Settings
-from recompute import lease
-from recompute.budget import BudgetExceeded, BudgetRunner
-from recompute.fallback_defaults import store_fingerprint, stored_fingerprint, write_defaults
-from recompute.fallback_envelopes import fallback_envelope_set
-from recompute.fallback_plan import (
+from gridshare.core.settings import Settings
+from gridshare.envelopes.compute import compute_envelopes
+from gridshare.envelopes.forecast import Forecast, ProfileSpec, persistence_forecast, profile_forecast
+from gridshare.fallback.ramp import site_rating_w
+from gridshare.grid.network import Site as NetworkSite
+from gridshare.recompute import lease
+from gridshare.recompute.budget import BudgetExceeded, BudgetRunner
+from gridshare.recompute.fallback_defaults import store_fingerprint, stored_fingerprint, write_defaults
+from gridshare.recompute.fallback_envelopes import fallback_envelope_set
+from gridshare.recompute.fallback_plan import (
     FallbackPlan,
     fallback_fingerprint,
     plan_fallback,
     plan_key,
     sites_behind,
 )
-from recompute.health import stale_forecast, stale_telemetry
-from recompute.inputs import inputs_fingerprint
-from recompute.planned_derates import PlannedEnvelopes, compute_planned
-from recompute.publish import CUT_OFF_GROSS, PublishSummary, current_set_id, publish
-from recompute.snapshot import RunInputs, defaults_marker, read_inputs
-from recompute.status import DYNAMIC, FALLBACK, STALE, StatusBoard, effective
-from server.context import AppContext
-from store.db import transaction
-from store.envelope_blocks import GrossLimits
-from store.models import EnvelopePointer, EnvelopeSetRecord, Site
+from gridshare.recompute.health import stale_forecast, stale_telemetry
+from gridshare.recompute.inputs import inputs_fingerprint
+from gridshare.recompute.planned_derates import PlannedEnvelopes, compute_planned
+from gridshare.recompute.publish import CUT_OFF_GROSS, PublishSummary, current_set_id, publish
+from gridshare.recompute.snapshot import RunInputs, defaults_marker, read_inputs
+from gridshare.recompute.status import DYNAMIC, FALLBACK, STALE, StatusBoard, effective
+from gridshare.server.context import AppContext
+from gridshare.store.db import transaction
+from gridshare.store.envelope_blocks import GrossLimits
+from gridshare.store.models import EnvelopePointer, EnvelopeSetRecord, Site
 
 log = logging.getLogger("gridshare.recompute")
 

@@ -12,9 +12,9 @@ from functools import cached_property
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from envelopes.forecast import Telemetry
-from envelopes.netfile import NetworkFile
-from recompute.inputs import (
+from gridshare.envelopes.forecast import Telemetry
+from gridshare.grid.netfile import NetworkFile
+from gridshare.recompute.inputs import (
     DeratedNetwork,
     active_derates,
     active_network,
@@ -26,8 +26,8 @@ from recompute.inputs import (
     registered_sites,
     standing_derates,
 )
-from store.models import AssetDerate, DefaultDerControl, DerProgram, NetworkModel, Site
-from store.operator_models import ServerSetting
+from gridshare.store.models import AssetDerate, DefaultDerControl, DerProgram, NetworkModel, Site
+from gridshare.store.operator_models import ServerSetting
 
 #: ServerSetting prefix of operators' overrides of the safe defaults (recompute.fallback_defaults)
 OVERRIDE_PREFIX = "fallback.override."

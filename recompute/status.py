@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from store.db import transaction
-from store.operator_models import ServerSetting
-from store.queries.operator import set_setting
+from gridshare.store.db import transaction
+from gridshare.store.operator_models import ServerSetting
+from gridshare.store.queries.operator import set_setting
 
 log = logging.getLogger("gridshare.feeder")
 

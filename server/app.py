@@ -11,12 +11,12 @@ from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from server.context import AppContext
-from server.fastpath import FastPath
-from server.routes import ders as der_routes
-from server.routes import discovery, end_devices, events, metering, programs, subscriptions
-from server.wire.errors import error_document
-from server.wire.xmlio import MEDIA_TYPE, WireError
+from gridshare.server.context import AppContext
+from gridshare.server.fastpath import FastPath
+from gridshare.server.routes import ders as der_routes
+from gridshare.server.routes import discovery, end_devices, events, metering, programs, subscriptions
+from gridshare.server.wire.errors import error_document
+from gridshare.server.wire.xmlio import MEDIA_TYPE, WireError
 
 log = logging.getLogger(__name__)
 

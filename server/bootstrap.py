@@ -8,14 +8,14 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from certs.devpki import DevPki, ensure_dev_pki
-from gridshare.clock import Clock, SystemClock
-from gridshare.settings import Settings
-from server.context import AppContext
-from server.mrid import new_mrid
-from store.db import make_engine, session_factory, transaction, upgrade
-from store.models import ClientKind, DefaultDerControl, DerProgram, FunctionSetAssignments
-from store.queries.identity import add_aggregator, register_certificate
+from gridshare.certs.devpki import DevPki, ensure_dev_pki
+from gridshare.core.clock import Clock, SystemClock
+from gridshare.core.settings import Settings
+from gridshare.server.context import AppContext
+from gridshare.server.mrid import new_mrid
+from gridshare.store.db import make_engine, session_factory, transaction, upgrade
+from gridshare.store.models import ClientKind, DefaultDerControl, DerProgram, FunctionSetAssignments
+from gridshare.store.queries.identity import add_aggregator, register_certificate
 
 log = logging.getLogger(__name__)
 

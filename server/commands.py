@@ -8,9 +8,9 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from certs.identity import DeviceIdentity, load_certificates
-from gridshare.settings import Settings
-from server.operator.commands import token_group
+from gridshare.certs.identity import DeviceIdentity, load_certificates
+from gridshare.core.settings import Settings
+from gridshare.server.operator.commands import token_group
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -46,7 +46,7 @@ def serve_command(host: str | None, port: int | None, workers: int, data_dir: Pa
     The store is GRIDSHARE_DATABASE_URL (default: SQLite in the data dir); its schema is upgraded on
     start. Without configured TLS files a development PKI is generated in DATA_DIR/pki on first start.
     """
-    from server.run import serve
+    from gridshare.server.run import serve
 
     serve(load_settings(host=host, port=port, data_dir=data_dir), workers=workers)
 
@@ -61,10 +61,10 @@ def admin_group() -> None:
 @click.argument("cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def add_aggregator_command(name: str, cert: Path) -> None:
     """Register CERT (PEM, leaf first) as a client certificate of aggregator NAME."""
-    from server.bootstrap import build_context
-    from store.db import transaction
-    from store.models import ClientKind
-    from store.queries.identity import add_aggregator, register_certificate
+    from gridshare.server.bootstrap import build_context
+    from gridshare.store.db import transaction
+    from gridshare.store.models import ClientKind
+    from gridshare.store.queries.identity import add_aggregator, register_certificate
 
     try:
         leaf = load_certificates(cert)[0]

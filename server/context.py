@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from gridshare.clock import Clock
-from gridshare.settings import Settings
-from server.identity import ScopeCache
-from server.render_cache import RenderCache
+from gridshare.core.clock import Clock
+from gridshare.core.settings import Settings
+from gridshare.server.identity import ScopeCache
+from gridshare.server.render_cache import RenderCache
 
 
 @dataclass

@@ -16,10 +16,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from server.context import AppContext
-from server.identity import peer_pem
-from server.wire.xmlio import MEDIA_TYPE
-from store.db import PUBLICATION
+from gridshare.server.context import AppContext
+from gridshare.server.identity import peer_pem
+from gridshare.server.wire.xmlio import MEDIA_TYPE
+from gridshare.store.db import PUBLICATION
 
 _DERC_LIST = re.compile(r"^/edev/(\d+)/derp/(\d+)/derc$")
 _HEADERS = [(b"content-type", MEDIA_TYPE.encode())]

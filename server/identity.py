@@ -21,11 +21,11 @@ from cryptography import x509
 from fastapi import HTTPException
 from sqlalchemy.orm import Session
 
-from certs.identity import DeviceIdentity
-from gridshare.settings import Settings
-from store.models import ClientKind
-from store.queries.identity import certificate_by_lfdi
-from store.scope import ClientScope
+from gridshare.certs.identity import DeviceIdentity
+from gridshare.core.settings import Settings
+from gridshare.store.models import ClientKind
+from gridshare.store.queries.identity import certificate_by_lfdi
+from gridshare.store.scope import ClientScope
 
 log = logging.getLogger(__name__)
 

@@ -16,15 +16,15 @@ import sys
 
 import uvicorn
 
-from certs.devpki import ensure_dev_pki
-from gridshare.settings import Settings
-from recompute.demo import seed_demo
-from recompute.service import Recomputer
-from server.app import create_asgi
-from server.bootstrap import build_context, register_dev_aggregators, seed_baseline, tls_files
-from server.notify.service import NotificationService
-from server.operator.run import operator_server
-from server.tls import PeerCertHttpProtocol, server_context
+from gridshare.certs.devpki import ensure_dev_pki
+from gridshare.core.settings import Settings
+from gridshare.recompute.demo import seed_demo
+from gridshare.recompute.service import Recomputer
+from gridshare.server.app import create_asgi
+from gridshare.server.bootstrap import build_context, register_dev_aggregators, seed_baseline, tls_files
+from gridshare.server.notify.service import NotificationService
+from gridshare.server.operator.run import operator_server
+from gridshare.server.tls import PeerCertHttpProtocol, server_context
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from envelopes.network import Network, Site
-from sim.powerflow import (
+from gridshare.grid.network import Network, Site
+from gridshare.sim.powerflow import (
     Constraint,
     ConstraintCheck,
     LinearGrid,

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import httpx
 
-from sim import wire
-from sim.clock import SharedClock
-from sim.events import ControlBase, EventBook
+from gridshare.sim import wire
+from gridshare.sim.clock import SharedClock
+from gridshare.sim.events import ControlBase, EventBook
 
 log = logging.getLogger("gridshare.sim")
 

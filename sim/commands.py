@@ -23,11 +23,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from envelopes.compute import POLICIES
-from sim.scenario import Scenario, ScenarioError, load_scenario
+from gridshare.envelopes.compute import POLICIES
+from gridshare.sim.scenario import Scenario, ScenarioError, load_scenario
 
 if TYPE_CHECKING:  # the runner pulls in httpx and the device models; load them only for a run
-    from sim.runner import ProgressFn
+    from gridshare.sim.runner import ProgressFn
 
 console = Console(stderr=True)
 
@@ -134,8 +134,8 @@ def run_command(
     work_dir: Path | None,
 ) -> None:
     """Run SCENARIO_FILE (starting or connecting to a server) and write a report."""
-    from sim.report import write_report
-    from sim.runner import run_scenario
+    from gridshare.sim.report import write_report
+    from gridshare.sim.runner import run_scenario
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
     scenario = _load(scenario_file, policy, factor, hours, powerflow)
@@ -180,7 +180,7 @@ def compare_command(
     work_dir: Path | None,
 ) -> None:
     """Run SCENARIO_FILE once per allocation rule and tabulate curtailment per site side by side."""
-    from sim.compare import compare
+    from gridshare.sim.compare import compare
 
     chosen = tuple(p.strip() for p in policies.split(",") if p.strip())
     unknown = [p for p in chosen if p not in POLICIES]

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sim import plots
-from sim.report import to_html, to_markdown, write_report
-from sim.runner import ProgressFn, run_scenario
-from sim.scenario import Scenario
+from gridshare.sim import plots
+from gridshare.sim.report import to_html, to_markdown, write_report
+from gridshare.sim.runner import ProgressFn, run_scenario
+from gridshare.sim.scenario import Scenario
 
 DEFAULT_POLICIES = ("pro-rata", "tranche", "lifo")
 

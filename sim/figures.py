@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from envelopes.agreements import Dynamic
-from sim.powerflow import Constraint
-from sim.record import Recording
-from sim.runner import RunOutput
+from gridshare.grid.agreements import Dynamic
+from gridshare.sim.powerflow import Constraint
+from gridshare.sim.record import Recording
+from gridshare.sim.runner import RunOutput
 
 #: A site within its limit to this many watts counts as compliant (meters and rounding are not exact).
 COMPLIANCE_TOLERANCE_W = 10.0

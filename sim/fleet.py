@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envelopes.netfile import NetworkFile
-from envelopes.network import Site
-from sim.devices import Battery, EvCharger, PvInverter
-from sim.scenario import BatterySpec, EvSpec, Scenario
-from sim.site import SiteModel
-from sim.weather import clear_sky_share, cloud_series, load_series, recorded_share, shifted
+from gridshare.grid.netfile import NetworkFile
+from gridshare.grid.network import Site
+from gridshare.sim.devices import Battery, EvCharger, PvInverter
+from gridshare.sim.scenario import BatterySpec, EvSpec, Scenario
+from gridshare.sim.site import SiteModel
+from gridshare.sim.weather import clear_sky_share, cloud_series, load_series, recorded_share, shifted
 
 #: Sites up to this PV and load (kW) count as households for the fleet's battery and EV shares.
 HOUSEHOLD_KW = 30.0

@@ -30,10 +30,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from envelopes.network import Network, Site
-from sim.acflow import _pandapower
-from sim.powerflow import Constraint, ConstraintCheck, Solution
-from sim.scenario import PandapowerSpec, ScenarioError
+from gridshare.grid.network import Network, Site
+from gridshare.sim.acflow import _pandapower
+from gridshare.sim.powerflow import Constraint, ConstraintCheck, Solution
+from gridshare.sim.scenario import PandapowerSpec, ScenarioError
 
 log = logging.getLogger("gridshare.sim")
 

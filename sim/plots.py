@@ -19,7 +19,7 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 
-from sim.record import Recording
+from gridshare.sim.record import Recording
 
 DPI = 110
 

@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from envelopes.forecast import ProfileSpec, profile_forecast
-from envelopes.network import Network, Site
-from envelopes.sensitivity import flow_sensitivity, regulated_path, voltage_sensitivity_pu_per_w
+from gridshare.envelopes.forecast import ProfileSpec, profile_forecast
+from gridshare.grid.network import Network, Site
+from gridshare.grid.sensitivity import flow_sensitivity, regulated_path, voltage_sensitivity_pu_per_w
 
 #: Slack before a flow or voltage counts as a violation (float noise on a constraint at its limit).
 THERMAL_TOLERANCE_W = 1.0

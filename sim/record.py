@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sim.powerflow import Constraint
+from gridshare.sim.powerflow import Constraint
 
 
 @dataclass

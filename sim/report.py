@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sim import plots
-from sim.figures import figures
-from sim.runner import RunOutput
+from gridshare.sim import plots
+from gridshare.sim.figures import figures
+from gridshare.sim.runner import RunOutput
 
 Block = tuple[str, Any]  # ("h2", text) | ("p", text) | ("table", (header, rows)) | ("img", (alt, file))
 

@@ -26,21 +26,21 @@ from typing import Any
 
 import numpy as np
 
-from certs.devpki import DevPki, create_dev_pki, issue_client_certificates, load_dev_pki
-from certs.identity import sfdi_from_lfdi
-from envelopes.forecast import local_hours
-from envelopes.netfile import NetworkFile, parse_network_document
-from envelopes.network import Network, Site
-from sim.acflow import AcGrid, solve_seconds
-from sim.agent import Link, LinkStats, Outages, SiteAgent
-from sim.clock import SharedClock
-from sim.events import EventBook
-from sim.fleet import SimSite, build_fleet, outage_windows, step_times
-from sim.pandapower_net import GivenNetGrid
-from sim.powerflow import Background, Constraint, LinearGrid
-from sim.record import Recording
-from sim.scenario import Scenario
-from sim.server import ServerPlan, SpawnedServer
+from gridshare.certs.devpki import DevPki, create_dev_pki, issue_client_certificates, load_dev_pki
+from gridshare.certs.identity import sfdi_from_lfdi
+from gridshare.envelopes.forecast import local_hours
+from gridshare.grid.netfile import NetworkFile, parse_network_document
+from gridshare.grid.network import Network, Site
+from gridshare.sim.acflow import AcGrid, solve_seconds
+from gridshare.sim.agent import Link, LinkStats, Outages, SiteAgent
+from gridshare.sim.clock import SharedClock
+from gridshare.sim.events import EventBook
+from gridshare.sim.fleet import SimSite, build_fleet, outage_windows, step_times
+from gridshare.sim.pandapower_net import GivenNetGrid
+from gridshare.sim.powerflow import Background, Constraint, LinearGrid
+from gridshare.sim.record import Recording
+from gridshare.sim.scenario import Scenario
+from gridshare.sim.server import ServerPlan, SpawnedServer
 
 log = logging.getLogger("gridshare.sim")
 

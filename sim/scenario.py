@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from envelopes.compute import POLICIES
-from envelopes.netfile import NetworkFile, load_network_file, parse_network_document
-from sim.feeder import suburb_document
+from gridshare.envelopes.compute import POLICIES
+from gridshare.grid.netfile import NetworkFile, load_network_file, parse_network_document
+from gridshare.sim.feeder import suburb_document
 
 #: Poll rates a spawned server advertises unless the scenario says otherwise. Discovery resources
 #: change rarely and cost the server most (a DERProgramList derives every control's status), so they

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sim.clock import SharedClock
+from gridshare.sim.clock import SharedClock
 
 log = logging.getLogger("gridshare.sim")
 
@@ -112,14 +112,14 @@ def _main(plan: ServerPlan, clock: SharedClock, ready: Any, stop: Any, commands:
     """The server process: prepare the store, serve over mTLS in a thread, drive the engine here."""
     import uvicorn
 
-    from certs.devpki import load_dev_pki
-    from gridshare.settings import Settings
-    from recompute.network_docs import store_network
-    from recompute.service import Recomputer
-    from server.app import create_asgi
-    from server.bootstrap import build_context, register_dev_aggregators, seed_baseline
-    from server.tls import PeerCertHttpProtocol, server_context
-    from store.db import transaction
+    from gridshare.certs.devpki import load_dev_pki
+    from gridshare.core.settings import Settings
+    from gridshare.recompute.network_docs import store_network
+    from gridshare.recompute.service import Recomputer
+    from gridshare.server.app import create_asgi
+    from gridshare.server.bootstrap import build_context, register_dev_aggregators, seed_baseline
+    from gridshare.server.tls import PeerCertHttpProtocol, server_context
+    from gridshare.store.db import transaction
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     pki = load_dev_pki(plan.pki_dir)

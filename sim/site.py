@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sim.devices import Battery, EvCharger, PvInverter
-from sim.events import ControlBase
+from gridshare.sim.devices import Battery, EvCharger, PvInverter
+from gridshare.sim.events import ControlBase
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from envelopes.forecast import load_shape, local_hours
+from gridshare.envelopes.forecast import load_shape, local_hours
 
 #: System losses (soiling, temperature, wiring, inverter): output share of rated at 1000 W/m2.
 PERFORMANCE_RATIO = 0.85

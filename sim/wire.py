@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from sim.events import ControlBase, Event
+from gridshare.sim.events import ControlBase, Event
 
 SEP = "urn:ieee:std:2030.5:ns"
 CSIP = "https://csipaus.org/ns"

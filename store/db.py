@@ -15,8 +15,8 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
-import store.operator_models  # noqa: F401  (the operator tables belong to the same metadata)
-from store.models import EnvelopePointer, PublicationCounter, PublisherLease
+import gridshare.store.operator_models  # noqa: F401  (the operator tables belong to the same metadata)
+from gridshare.store.models import EnvelopePointer, PublicationCounter, PublisherLease
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envelopes.blocks import BLOCK_DTYPE
+from gridshare.envelopes.blocks import BLOCK_DTYPE
 
 #: Written first in a header; a negative int64 cannot be the start time that opens a header-less blob.
 GROSS_MARKER = -0x47524F5353  # "GROSS"

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Enum, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from store.models import Base
+from gridshare.store.models import Base
 
 
 class ApiRole(enum.StrEnum):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_
 
-from store.models import ClientKind, Site
+from gridshare.store.models import ClientKind, Site
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ server's tests also prove the simulator's requests are accepted; the rest have v
 
 from __future__ import annotations
 
-from sim.wire import connection_point_body as connection_point
-from sim.wire import response_body as response
+from gridshare.sim.wire import connection_point_body as connection_point
+from gridshare.sim.wire import response_body as response
 
 NS = 'xmlns="urn:ieee:std:2030.5:ns"'
 CSIP = 'xmlns:csipaus="https://csipaus.org/ns"'

@@ -22,14 +22,14 @@ import sqlalchemy as sa
 import uvicorn
 from lxml import etree
 
-from certs.devpki import DevPki, create_dev_pki
-from gridshare.clock import FixedClock
-from gridshare.settings import Settings
-from server.app import create_asgi
-from server.bootstrap import build_context, register_dev_aggregators, seed_baseline
-from server.context import AppContext
-from server.tls import PeerCertHttpProtocol, server_context
-from server.wire.xmlio import schema
+from gridshare.certs.devpki import DevPki, create_dev_pki
+from gridshare.core.clock import FixedClock
+from gridshare.core.settings import Settings
+from gridshare.server.app import create_asgi
+from gridshare.server.bootstrap import build_context, register_dev_aggregators, seed_baseline
+from gridshare.server.context import AppContext
+from gridshare.server.tls import PeerCertHttpProtocol, server_context
+from gridshare.server.wire.xmlio import schema
 from tests.bodies import SEP_XML, end_device
 
 PG_URL = os.environ.get("GRIDSHARE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

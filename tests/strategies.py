@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from envelopes.agreements import Agreement, Dynamic, Firm, Limited
-from envelopes.forecast import LOAD_SHAPES
-from envelopes.network import Branch, Network, Node, Rating, Site
+from gridshare.envelopes.forecast import LOAD_SHAPES
+from gridshare.grid.agreements import Agreement, Dynamic, Firm, Limited
+from gridshare.grid.network import Branch, Network, Node, Rating, Site
 
 #: A low-voltage and a medium-voltage level, so per-unit impedances span both.
 KVS = (0.416, 12.47)

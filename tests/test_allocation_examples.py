@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from allocation import POLICIES, AllocationProblem, Infeasibility, allocate
+from gridshare.allocation import POLICIES, AllocationProblem, Infeasibility, allocate
 
 PER_UNIT = 1e-8  # a voltage row's dV/dP, per-unit per watt
 

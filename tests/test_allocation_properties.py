@@ -14,10 +14,10 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from allocation import AllocationProblem, AllocationResult, allocate
-from allocation.lifo import allocate_lifo
-from allocation.prorata import allocate_prorata
-from allocation.tranche import allocate_tranche
+from gridshare.allocation import AllocationProblem, AllocationResult, allocate
+from gridshare.allocation.lifo import allocate_lifo
+from gridshare.allocation.prorata import allocate_prorata
+from gridshare.allocation.tranche import allocate_tranche
 
 FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -15,11 +15,11 @@ import httpx
 from lxml import etree
 from sqlalchemy import event, select
 
-from server.mrid import new_mrid
-from server.render_cache import RenderCache
-from store.db import activity_value, publication_value
-from store.models import DerControl, DerProgram, Site
-from store.queries.controls import ControlValues, cancel_control, create_control
+from gridshare.server.mrid import new_mrid
+from gridshare.server.render_cache import RenderCache
+from gridshare.store.db import activity_value, publication_value
+from gridshare.store.models import DerControl, DerProgram, Site
+from gridshare.store.queries.controls import ControlValues, cancel_control, create_control
 from tests.bodies import (
     SEP_XML,
     connection_point,

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from certs.identity import (
+from gridshare.certs.identity import (
     DeviceIdentity,
     check_digit,
     is_valid_sfdi,

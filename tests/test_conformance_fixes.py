@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from lxml import etree
 
-from server.routes.end_devices import nmi_checksum, valid_nmi
+from gridshare.server.routes.end_devices import nmi_checksum, valid_nmi
 from tests.bodies import SEP_XML, connection_point, meter_reading, mirror_usage_point
 from tests.conftest import RunningServer, xml_ok
 from tests.test_operator_support import (

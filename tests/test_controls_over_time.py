@@ -5,9 +5,14 @@ from __future__ import annotations
 from lxml import etree
 from sqlalchemy import select
 
-from server.mrid import new_mrid
-from store.models import DerProgram, FunctionSetAssignments, Site
-from store.queries.controls import ControlValues, cancel_control, create_control, set_default_control
+from gridshare.server.mrid import new_mrid
+from gridshare.store.models import DerProgram, FunctionSetAssignments, Site
+from gridshare.store.queries.controls import (
+    ControlValues,
+    cancel_control,
+    create_control,
+    set_default_control,
+)
 from tests.conftest import T0, RunningServer
 
 NS = {"s": "urn:ieee:std:2030.5:ns", "c": "https://csipaus.org/ns"}
@@ -99,7 +104,7 @@ def test_cancelled_control_stays_visible_with_cancelled_status(server: RunningSe
     mrid = _add(server, site, T0 + 60, 600, export_limit_w=1000)
     server.clock.advance(120)
     with server.ctx.sessions() as s, s.begin():
-        from store.models import DerControl
+        from gridshare.store.models import DerControl
 
         control = s.execute(select(DerControl).where(DerControl.mrid == mrid)).scalar_one()
         cancel_control(s, control, int(server.clock.now()))

@@ -6,9 +6,9 @@ import pytest
 from lxml import etree
 from sqlalchemy import select
 
-from server.mrid import new_mrid
-from store.models import DerProgram
-from store.queries.controls import add_curve
+from gridshare.server.mrid import new_mrid
+from gridshare.store.models import DerProgram
+from gridshare.store.queries.controls import add_curve
 from tests.bodies import SEP_XML, end_device
 from tests.conftest import T0, RunningServer
 

@@ -7,7 +7,7 @@ import pytest
 from lxml import etree
 from sqlalchemy import select
 
-from store.models import Der, Site
+from gridshare.store.models import Der, Site
 from tests.bodies import SEP_XML, der_availability, der_capability, der_settings, der_status
 from tests.conftest import T0, RunningServer, xml_ok
 

@@ -19,8 +19,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from certs.commands import certs_group
-from certs.devpki import DevPki, create_dev_pki, ensure_dev_pki, issue_client_certificate, load_dev_pki
+from gridshare.certs.commands import certs_group
+from gridshare.certs.devpki import (
+    DevPki,
+    create_dev_pki,
+    ensure_dev_pki,
+    issue_client_certificate,
+    load_dev_pki,
+)
 
 NO_EXPIRY = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
 

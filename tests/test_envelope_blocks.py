@@ -8,10 +8,10 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from envelopes.blocks import BLOCK_DTYPE, Block, carry_forward, from_blocks, merge_blocks, to_blocks
-from server.control_status import ACTIVE, SUPERSEDED, derive_states
-from store.envelope_blocks import GrossLimits, decode_blocks, decode_envelope, encode_blocks
-from store.queries.envelopes import EnvelopeControl
+from gridshare.envelopes.blocks import BLOCK_DTYPE, Block, carry_forward, from_blocks, merge_blocks, to_blocks
+from gridshare.server.control_status import ACTIVE, SUPERSEDED, derive_states
+from gridshare.store.envelope_blocks import GrossLimits, decode_blocks, decode_envelope, encode_blocks
+from gridshare.store.queries.envelopes import EnvelopeControl
 
 
 def test_equal_neighbours_merge_and_changes_split() -> None:

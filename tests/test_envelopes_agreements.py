@@ -8,7 +8,15 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from envelopes.agreements import Dynamic, Firm, Limited, Scheduled, Staggered, agreement_bounds, schedule_grid
+from gridshare.grid.agreements import (
+    Dynamic,
+    Firm,
+    Limited,
+    Scheduled,
+    Staggered,
+    agreement_bounds,
+    schedule_grid,
+)
 
 NY = "America/New_York"
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from envelopes.commands import envelopes_group, parse_duration_s
+from gridshare.envelopes.commands import envelopes_group, parse_duration_s
+from gridshare.grid.examples import demo_feeder_path
 
-DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo-feeder.yaml"
+DEMO = demo_feeder_path()
 START = "2026-06-21T16:00:00Z"  # noon in Richmond, summer: congested
 
 

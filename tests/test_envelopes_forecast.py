@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from envelopes.forecast import ProfileSpec, Telemetry, persistence_forecast, profile_forecast
+from gridshare.envelopes.forecast import ProfileSpec, Telemetry, persistence_forecast, profile_forecast
 
 RICHMOND = {"tz": "America/New_York", "latitude_deg": 37.54, "longitude_deg": -77.44}
 

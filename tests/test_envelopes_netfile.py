@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 import yaml
 
-from envelopes.agreements import Dynamic, Scheduled, Staggered
-from envelopes.netfile import load_network_file, parse_network_document
-from envelopes.network import NetworkError
+from gridshare.grid.agreements import Dynamic, Scheduled, Staggered
+from gridshare.grid.examples import demo_feeder_path
+from gridshare.grid.netfile import load_network_file, parse_network_document
+from gridshare.grid.network import NetworkError
 
-DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo-feeder.yaml"
+DEMO = demo_feeder_path()
 
 BASE: dict[str, Any] = {
     "power_factor": 0.9,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from envelopes.network import NetworkError
-from envelopes.presets import (
+from gridshare.grid.network import NetworkError
+from gridshare.grid.presets import (
     amps_for_kw,
     kw_for_amps,
     light_load_factor_mva,

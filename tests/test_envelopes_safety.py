@@ -9,22 +9,22 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from envelopes.agreements import Dynamic, Limited
-from envelopes.compute import POLICIES, EnvelopeSet, compute_envelopes
-from envelopes.forecast import Forecast, ProfileSpec, profile_forecast
-from envelopes.netfile import load_network_file
-from envelopes.network import Branch, Network, Node, Rating, Site
+from gridshare.envelopes.compute import POLICIES, EnvelopeSet, compute_envelopes
+from gridshare.envelopes.forecast import Forecast, ProfileSpec, profile_forecast
+from gridshare.grid.agreements import Dynamic, Limited
+from gridshare.grid.examples import demo_feeder_path
+from gridshare.grid.netfile import load_network_file
+from gridshare.grid.network import Branch, Network, Node, Rating, Site
 from tests.strategies import radial_networks, site_lists
 from tests.tree_walk import walk
 
-DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo-feeder.yaml"
+DEMO = demo_feeder_path()
 RTOL = 1e-6
 
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from envelopes.agreements import Dynamic
-from envelopes.compute import compute_envelopes
-from envelopes.network import Branch, Network, Node, Rating, Site
-from envelopes.sensitivity import flow_sensitivity, node_voltages_pu, voltage_sensitivity_pu_per_w
+from gridshare.envelopes.compute import compute_envelopes
+from gridshare.grid.agreements import Dynamic
+from gridshare.grid.network import Branch, Network, Node, Rating, Site
+from gridshare.grid.sensitivity import flow_sensitivity, node_voltages_pu, voltage_sensitivity_pu_per_w
 
 KV = 12.47
 V2 = (KV * 1000) ** 2  # 155,500,900 V^2

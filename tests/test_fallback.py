@@ -10,23 +10,23 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from envelopes.agreements import Dynamic, Firm, Limited, Scheduled, Staggered
-from envelopes.compute import compute_envelopes
-from envelopes.forecast import LOAD_SHAPES
-from envelopes.netfile import load_network_file
-from envelopes.network import Branch, Network, Node, Rating, Site
-from fallback import RampLimits, WorstCase, compute_fallback, peak_agreed_w, ramp_rates
+from gridshare.envelopes.compute import compute_envelopes
+from gridshare.envelopes.forecast import LOAD_SHAPES
+from gridshare.fallback import RampLimits, WorstCase, compute_fallback, peak_agreed_w, ramp_rates
+from gridshare.grid.agreements import Dynamic, Firm, Limited, Scheduled, Staggered
+from gridshare.grid.examples import demo_feeder_path
+from gridshare.grid.netfile import load_network_file
+from gridshare.grid.network import Branch, Network, Node, Rating, Site
 from tests.strategies import radial_networks, site_lists
 from tests.tree_walk import walk
 
-DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo-feeder.yaml"
+DEMO = demo_feeder_path()
 RTOL = 1e-6
 
 

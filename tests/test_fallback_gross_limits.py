@@ -12,15 +12,15 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-from recompute import service
-from recompute.demo import seed_demo
-from recompute.inputs import active_network
-from recompute.service import Recomputer
-from sim import wire
-from sim.events import ControlBase, EventBook
-from store.db import transaction
-from store.envelope_blocks import decode_blocks
-from store.models import AssetDerate, Site, SiteEnvelope
+from gridshare.recompute import service
+from gridshare.recompute.demo import seed_demo
+from gridshare.recompute.inputs import active_network
+from gridshare.recompute.service import Recomputer
+from gridshare.sim import wire
+from gridshare.sim.events import ControlBase, EventBook
+from gridshare.store.db import transaction
+from gridshare.store.envelope_blocks import decode_blocks
+from gridshare.store.models import AssetDerate, Site, SiteEnvelope
 from tests.bodies import SEP_XML, der_capability
 from tests.conftest import RunningServer
 from tests.test_der_documents import _der_links

@@ -9,14 +9,14 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import delete, func, select
 
-from fallback import compute_fallback
-from recompute import service
-from recompute.demo import seed_demo
-from recompute.fallback_defaults import ENGINE_DESCRIPTION
-from recompute.inputs import active_network
-from recompute.service import Recomputer
-from store.db import transaction
-from store.models import AssetDerate, DefaultDerControl, EnvelopeSetRecord
+from gridshare.fallback import compute_fallback
+from gridshare.recompute import service
+from gridshare.recompute.demo import seed_demo
+from gridshare.recompute.fallback_defaults import ENGINE_DESCRIPTION
+from gridshare.recompute.inputs import active_network
+from gridshare.recompute.service import Recomputer
+from gridshare.store.db import transaction
+from gridshare.store.models import AssetDerate, DefaultDerControl, EnvelopeSetRecord
 from tests.bodies import SEP_XML, der_capability
 from tests.conftest import RunningServer
 from tests.test_der_documents import _der_links

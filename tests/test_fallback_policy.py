@@ -17,19 +17,19 @@ import pytest
 from lxml import etree
 from sqlalchemy import select
 
-from envelopes.forecast import Forecast
-from fallback import compute_fallback
-from recompute import publish as publish_module
-from recompute import service
-from recompute.demo import seed_demo
-from recompute.fallback_defaults import ENGINE_DESCRIPTION, override_for, safe_default_for
-from recompute.inputs import active_network
-from recompute.publish import UnboundedControl, check_finite, current_set_id
-from recompute.service import Recomputer
-from store.db import transaction
-from store.envelope_blocks import GrossLimits, decode_blocks
-from store.models import AssetDerate, DefaultDerControl, EnvelopeSetRecord, Site, SiteEnvelope
-from store.operator_models import AuditEntry
+from gridshare.envelopes.forecast import Forecast
+from gridshare.fallback import compute_fallback
+from gridshare.recompute import publish as publish_module
+from gridshare.recompute import service
+from gridshare.recompute.demo import seed_demo
+from gridshare.recompute.fallback_defaults import ENGINE_DESCRIPTION, override_for, safe_default_for
+from gridshare.recompute.inputs import active_network
+from gridshare.recompute.publish import UnboundedControl, check_finite, current_set_id
+from gridshare.recompute.service import Recomputer
+from gridshare.store.db import transaction
+from gridshare.store.envelope_blocks import GrossLimits, decode_blocks
+from gridshare.store.models import AssetDerate, DefaultDerControl, EnvelopeSetRecord, Site, SiteEnvelope
+from gridshare.store.operator_models import AuditEntry
 from tests.bodies import SEP_XML, mirror_usage_point
 from tests.conftest import T0, RunningServer
 from tests.test_operator_support import OperatorApi, running_operator_api

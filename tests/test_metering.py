@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from store.models import MirrorMeterReading, MirrorUsagePoint, TelemetryReading
+from gridshare.store.models import MirrorMeterReading, MirrorUsagePoint, TelemetryReading
 from tests.bodies import NS as NS_DECL
 from tests.bodies import SEP_XML, meter_reading, mirror_usage_point
 from tests.conftest import T0, RunningServer, xml_ok

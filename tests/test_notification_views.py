@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from server.notify.delivery import Delivery
-from server.notify.notifier import Notifier
-from server.wire import hrefs
-from store.queries.subscriptions import prune_outbox
+from gridshare.server.notify.delivery import Delivery
+from gridshare.server.notify.notifier import Notifier
+from gridshare.server.wire import hrefs
+from gridshare.store.queries.subscriptions import prune_outbox
 from tests.bodies import SEP_XML, der_status
 from tests.conftest import T0, RunningServer, xml_ok
 from tests.test_operator_support import OPERATOR, VIEWER, OperatorApi, running_operator_api

@@ -10,15 +10,15 @@ from fastapi import HTTPException
 from sqlalchemy import func, select
 
 from gridshare.cli import main
-from gridshare.clock import FixedClock
-from gridshare.settings import Settings
-from server.bootstrap import build_context
-from server.operator.audit import Writer
-from server.operator.auth import Caller, token_digest
-from store.db import make_engine, publication_value, session_factory, transaction
-from store.models import FunctionSetAssignments
-from store.operator_models import ApiRole, ApiToken, AuditEntry
-from store.queries.operator import token_by_digest, token_by_name
+from gridshare.core.clock import FixedClock
+from gridshare.core.settings import Settings
+from gridshare.server.bootstrap import build_context
+from gridshare.server.operator.audit import Writer
+from gridshare.server.operator.auth import Caller, token_digest
+from gridshare.store.db import make_engine, publication_value, session_factory, transaction
+from gridshare.store.models import FunctionSetAssignments
+from gridshare.store.operator_models import ApiRole, ApiToken, AuditEntry
+from gridshare.store.queries.operator import token_by_digest, token_by_name
 from tests.conftest import T0, RunningServer
 from tests.test_operator_support import OPERATOR, VIEWER, OperatorApi, running_operator_api
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
+from gridshare.grid.examples import demo_feeder_path
 from tests.conftest import RunningServer
 from tests.test_operator_support import (
     OPERATOR,
@@ -32,7 +32,7 @@ from tests.test_operator_support import (
     running_operator_api,
 )
 
-DEMO_FILE = Path(__file__).resolve().parents[1] / "examples" / "demo-feeder.yaml"
+DEMO_FILE = demo_feeder_path()
 #: Examples per operation (about 1,700 requests per database); GRIDSHARE_FUZZ_EXAMPLES for a deeper run.
 EXAMPLES = int(os.environ.get("GRIDSHARE_FUZZ_EXAMPLES", "25"))
 #: Operations that take the object away: run last, and never pointed at the seeded objects on purpose.

@@ -16,13 +16,13 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from server.context import AppContext
-from server.operator.auth import new_token, token_digest
-from server.operator.run import operator_server
-from store.db import transaction
-from store.models import DerControl
-from store.operator_models import ApiRole, AuditEntry
-from store.queries.operator import add_token
+from gridshare.server.context import AppContext
+from gridshare.server.operator.auth import new_token, token_digest
+from gridshare.server.operator.run import operator_server
+from gridshare.store.db import transaction
+from gridshare.store.models import DerControl
+from gridshare.store.operator_models import ApiRole, AuditEntry
+from gridshare.store.queries.operator import add_token
 from tests.bodies import SEP_XML, end_device
 from tests.conftest import RunningServer, free_port
 

@@ -8,12 +8,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from recompute.demo import seed_demo
-from recompute.inputs import active_network
-from recompute.planned_derates import stretches
-from recompute.service import Recomputer
-from store.db import transaction
-from store.models import AssetDerate
+from gridshare.recompute.demo import seed_demo
+from gridshare.recompute.inputs import active_network
+from gridshare.recompute.planned_derates import stretches
+from gridshare.recompute.service import Recomputer
+from gridshare.store.db import transaction
+from gridshare.store.models import AssetDerate
 from tests.conftest import RunningServer
 from tests.test_fallback_policy import _default
 from tests.test_recompute import _device_controls

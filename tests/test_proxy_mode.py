@@ -12,10 +12,10 @@ import httpx
 import pytest
 import uvicorn
 
-from certs.devpki import DevPki
-from gridshare.settings import Settings
-from server.app import create_asgi
-from server.bootstrap import build_context, seed_baseline
+from gridshare.certs.devpki import DevPki
+from gridshare.core.settings import Settings
+from gridshare.server.app import create_asgi
+from gridshare.server.bootstrap import build_context, seed_baseline
 from tests.conftest import free_port
 
 

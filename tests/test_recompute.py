@@ -10,16 +10,16 @@ import pytest
 from lxml import etree
 from sqlalchemy import select
 
-from envelopes.agreements import Dynamic
-from envelopes.compute import compute_envelopes
-from envelopes.netfile import parse_network_document
-from recompute import publish as publish_module
-from recompute.demo import seed_demo
-from recompute.inputs import active_network
-from recompute.publish import current_set_id
-from recompute.service import Recomputer
-from store.db import transaction
-from store.models import AssetDerate, EnvelopeSetRecord, Site, SiteEnvelope
+from gridshare.envelopes.compute import compute_envelopes
+from gridshare.grid.agreements import Dynamic
+from gridshare.grid.netfile import parse_network_document
+from gridshare.recompute import publish as publish_module
+from gridshare.recompute.demo import seed_demo
+from gridshare.recompute.inputs import active_network
+from gridshare.recompute.publish import current_set_id
+from gridshare.recompute.service import Recomputer
+from gridshare.store.db import transaction
+from gridshare.store.models import AssetDerate, EnvelopeSetRecord, Site, SiteEnvelope
 from tests.conftest import RunningServer
 
 NS = {"s": "urn:ieee:std:2030.5:ns", "c": "https://csipaus.org/ns"}
@@ -185,7 +185,7 @@ def test_no_network_is_a_skip_not_a_crash(server: RunningServer) -> None:
 def test_demo_document_is_a_valid_network_file() -> None:
     import yaml
 
-    from recompute.demo import DEMO_FILE
+    from gridshare.recompute.demo import DEMO_FILE
 
     nf = parse_network_document(yaml.safe_load(DEMO_FILE.read_text()))
     assert sum(1 for s in nf.sites if isinstance(s.agreement, Dynamic)) >= 3

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from certs.identity import sfdi_from_lfdi
+from gridshare.certs.identity import sfdi_from_lfdi
 from tests.bodies import SEP_XML, connection_point, end_device
 from tests.conftest import RunningServer, xml_ok
 

@@ -6,9 +6,9 @@ import httpx
 from lxml import etree
 from sqlalchemy import select
 
-from server.mrid import new_mrid
-from store.models import DerProgram, Site
-from store.queries.controls import ControlValues, create_control
+from gridshare.server.mrid import new_mrid
+from gridshare.store.models import DerProgram, Site
+from gridshare.store.queries.controls import ControlValues, create_control
 from tests.bodies import SEP_XML, log_event, response
 from tests.conftest import T0, RunningServer, xml_ok
 

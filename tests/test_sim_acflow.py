@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from envelopes.netfile import parse_network_document
-from sim.acflow import AcGrid
-from sim.feeder import suburb_document
-from sim.powerflow import Background, LinearGrid
-from sim.report import write_report
-from sim.runner import run_scenario
-from sim.scenario import ScenarioError, parse_scenario
+from gridshare.grid.netfile import parse_network_document
+from gridshare.sim.acflow import AcGrid
+from gridshare.sim.feeder import suburb_document
+from gridshare.sim.powerflow import Background, LinearGrid
+from gridshare.sim.report import write_report
+from gridshare.sim.runner import run_scenario
+from gridshare.sim.scenario import ScenarioError, parse_scenario
 
 BASE_KV = 0.4
 BASE_VA = 1e6

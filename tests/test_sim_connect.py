@@ -23,13 +23,13 @@ import httpx
 import pytest
 from lxml import etree
 
-from certs.identity import sfdi_from_lfdi
-from sim.agent import Link, LinkStats, Outages, SiteAgent
-from sim.clock import SharedClock
-from sim.events import EventBook
-from sim.report import write_report
-from sim.runner import managed_lfdi, run_scenario
-from sim.scenario import load_scenario
+from gridshare.certs.identity import sfdi_from_lfdi
+from gridshare.sim.agent import Link, LinkStats, Outages, SiteAgent
+from gridshare.sim.clock import SharedClock
+from gridshare.sim.events import EventBook
+from gridshare.sim.report import write_report
+from gridshare.sim.runner import managed_lfdi, run_scenario
+from gridshare.sim.scenario import load_scenario
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parent.parent

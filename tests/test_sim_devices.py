@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envelopes.netfile import parse_network_document
-from sim.devices import Battery, EvCharger, PvInverter
-from sim.events import ControlBase
-from sim.feeder import suburb_document
-from sim.fleet import build_fleet, outage_windows, step_times
-from sim.powerflow import Background, LinearGrid
-from sim.scenario import ScenarioError, parse_scenario
-from sim.site import SiteModel
-from sim.weather import clear_sky_share, cloud_series
+from gridshare.grid.netfile import parse_network_document
+from gridshare.sim.devices import Battery, EvCharger, PvInverter
+from gridshare.sim.events import ControlBase
+from gridshare.sim.feeder import suburb_document
+from gridshare.sim.fleet import build_fleet, outage_windows, step_times
+from gridshare.sim.powerflow import Background, LinearGrid
+from gridshare.sim.scenario import ScenarioError, parse_scenario
+from gridshare.sim.site import SiteModel
+from gridshare.sim.weather import clear_sky_share, cloud_series
 
 NO_LIMIT = ControlBase()
 

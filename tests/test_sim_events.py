@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sim.events import (
+from gridshare.sim.events import (
     ACTIVE,
     CANCELLED,
     COMPLETED,

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sim.report import write_report
-from sim.runner import run_scenario
-from sim.scenario import parse_scenario
+from gridshare.sim.report import write_report
+from gridshare.sim.runner import run_scenario
+from gridshare.sim.scenario import parse_scenario
 
 TIMEOUT_S = 3600
 POLL_S = 900

@@ -18,16 +18,16 @@ import numpy as np
 import pandapower as pp
 import pytest
 
-from envelopes.netfile import parse_network_document
-from sim import plots
-from sim.acflow import AcGrid
-from sim.figures import violation_summary
-from sim.pandapower_net import GivenNetGrid
-from sim.powerflow import Background
-from sim.record import Recording
-from sim.report import write_report
-from sim.runner import run_scenario
-from sim.scenario import PandapowerSpec, ScenarioError, parse_scenario
+from gridshare.grid.netfile import parse_network_document
+from gridshare.sim import plots
+from gridshare.sim.acflow import AcGrid
+from gridshare.sim.figures import violation_summary
+from gridshare.sim.pandapower_net import GivenNetGrid
+from gridshare.sim.powerflow import Background
+from gridshare.sim.record import Recording
+from gridshare.sim.report import write_report
+from gridshare.sim.runner import run_scenario
+from gridshare.sim.scenario import PandapowerSpec, ScenarioError, parse_scenario
 
 KV = 0.4
 

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sim.fleet import build_fleet, step_times
-from sim.scenario import ScenarioError, parse_scenario
-from sim.weather import recorded_share
+from gridshare.sim.fleet import build_fleet, step_times
+from gridshare.sim.scenario import ScenarioError, parse_scenario
+from gridshare.sim.weather import recorded_share
 
 TZ = "Australia/Brisbane"  # no daylight saving: local hours are UTC+10 all year
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from store.db import make_engine, upgrade
-from store.models import Base
+from gridshare.store.db import make_engine, upgrade
+from gridshare.store.models import Base
 
 
 def test_migrations_build_every_table_and_rerun_cleanly(database_url: str) -> None:

@@ -17,15 +17,15 @@ import pytest
 from lxml import etree
 from sqlalchemy import func, select
 
-from certs.identity import sfdi_from_lfdi
-from server.bootstrap import build_context
-from server.context import AppContext
-from server.mrid import new_mrid
-from server.notify.delivery import Delivery
-from server.notify.notifier import Notifier
-from server.wire.xmlio import schema
-from store.models import DerProgram, NotificationOutbox, Site, Subscription
-from store.queries.controls import ControlValues, create_control, set_default_control
+from gridshare.certs.identity import sfdi_from_lfdi
+from gridshare.server.bootstrap import build_context
+from gridshare.server.context import AppContext
+from gridshare.server.mrid import new_mrid
+from gridshare.server.notify.delivery import Delivery
+from gridshare.server.notify.notifier import Notifier
+from gridshare.server.wire.xmlio import schema
+from gridshare.store.models import DerProgram, NotificationOutbox, Site, Subscription
+from gridshare.store.queries.controls import ControlValues, create_control, set_default_control
 from tests.bodies import SEP_XML, der_status, end_device
 from tests.conftest import T0, RunningServer, xml_ok
 

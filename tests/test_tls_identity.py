@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
-from store.models import ClientCertificate, ClientKind
-from store.queries.identity import revoke_certificate
+from gridshare.store.models import ClientCertificate, ClientKind
+from gridshare.store.queries.identity import revoke_certificate
 from tests.conftest import T0, RunningServer
 
 

@@ -8,9 +8,16 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.control_status import ACTIVE, CANCELLED, SCHEDULED, SUPERSEDED, derive_states, next_change_s
-from server.timeinfo import time_fields
-from server.wire.power import decode_active_power_w, encode_active_power_w
+from gridshare.server.control_status import (
+    ACTIVE,
+    CANCELLED,
+    SCHEDULED,
+    SUPERSEDED,
+    derive_states,
+    next_change_s,
+)
+from gridshare.server.timeinfo import time_fields
+from gridshare.server.wire.power import decode_active_power_w, encode_active_power_w
 
 
 @given(st.floats(min_value=0, max_value=32767 * 10**9, allow_nan=False))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from envelopes.network import Branch, Network
+from gridshare.grid.network import Branch, Network
 
 
 def walk(network: Network, injection_w: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:

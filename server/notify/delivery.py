@@ -15,9 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from server.context import AppContext
-from store.db import transaction
-from store.queries import subscriptions as q
+from gridshare.server.context import AppContext
+from gridshare.store.db import transaction
+from gridshare.store.queries import subscriptions as q
 
 log = logging.getLogger("gridshare.notify")
 #: httpx logs every request at INFO; outcomes that matter are logged here instead.

@@ -20,18 +20,18 @@ from dataclasses import dataclass
 from lxml import etree
 from sqlalchemy.orm import Session
 
-from server.context import AppContext
-from server.notify.render import render
-from server.notify.targets import Kind, Target, parse
-from server.routes.common import Unit
-from server.wire import encode, hrefs
-from server.wire.xmlio import MEDIA_TYPE, to_bytes
-from store.db import activity_value, publication_value, transaction
-from store.models import ClientKind, Subscription
-from store.queries import subscriptions as q
-from store.queries.identity import certificate_by_lfdi
-from store.queries.notification_views import record_seen
-from store.scope import ClientScope
+from gridshare.server.context import AppContext
+from gridshare.server.notify.render import render
+from gridshare.server.notify.targets import Kind, Target, parse
+from gridshare.server.routes.common import Unit
+from gridshare.server.wire import encode, hrefs
+from gridshare.server.wire.xmlio import MEDIA_TYPE, to_bytes
+from gridshare.store.db import activity_value, publication_value, transaction
+from gridshare.store.models import ClientKind, Subscription
+from gridshare.store.queries import subscriptions as q
+from gridshare.store.queries.identity import certificate_by_lfdi
+from gridshare.store.queries.notification_views import record_seen
+from gridshare.store.scope import ClientScope
 
 log = logging.getLogger("gridshare.notify")
 

@@ -13,13 +13,13 @@ from collections.abc import Callable
 from fastapi import HTTPException
 from lxml import etree
 
-from server.control_status import ACTIVE, derive_states
-from server.notify.targets import Kind, Target
-from server.routes.common import Unit
-from server.wire import encode, hrefs
-from store.models import Site
-from store.queries import programs as q
-from store.queries.sites import get_der, list_sites
+from gridshare.server.control_status import ACTIVE, derive_states
+from gridshare.server.notify.targets import Kind, Target
+from gridshare.server.routes.common import Unit
+from gridshare.server.wire import encode, hrefs
+from gridshare.store.models import Site
+from gridshare.store.queries import programs as q
+from gridshare.store.queries.sites import get_der, list_sites
 
 
 def render(u: Unit, target: Target, limit: int, aggregator_since_s: int) -> etree._Element | None:

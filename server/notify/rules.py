@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from gridshare.settings import Settings
-from server.wire.decode import SubscriptionIn
+from gridshare.core.settings import Settings
+from gridshare.server.wire.decode import SubscriptionIn
 
 #: Column sizes in store.models.Subscription.
 MAX_URI_CHARS = 1024

@@ -11,9 +11,9 @@ import time
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from server.context import AppContext
-from server.notify.delivery import Delivery
-from server.notify.notifier import Notifier
+from gridshare.server.context import AppContext
+from gridshare.server.notify.delivery import Delivery
+from gridshare.server.notify.notifier import Notifier
 
 log = logging.getLogger("gridshare.notify")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from server.context import AppContext
-from server.operator import (
+from gridshare.server.context import AppContext
+from gridshare.server.operator import (
     routes_access,
     routes_aggregators,
     routes_audit,
@@ -20,7 +20,7 @@ from server.operator import (
     routes_sites,
     routes_views,
 )
-from server.operator.errors import install_error_handlers
+from gridshare.server.operator.errors import install_error_handlers
 
 ROUTERS = (
     routes_aggregators,

@@ -15,10 +15,10 @@ from typing import Any
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from server.context import AppContext
-from server.operator.auth import Caller, context, require_operator
-from store.db import bump_publication, transaction
-from store.queries.operator import add_audit
+from gridshare.server.context import AppContext
+from gridshare.server.operator.auth import Caller, context, require_operator
+from gridshare.store.db import bump_publication, transaction
+from gridshare.store.queries.operator import add_audit
 
 
 @dataclass

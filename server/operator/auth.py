@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from server.context import AppContext
-from store.operator_models import ApiRole
-from store.queries.operator import token_by_digest
+from gridshare.server.context import AppContext
+from gridshare.store.operator_models import ApiRole
+from gridshare.store.queries.operator import token_by_digest
 
 bearer = HTTPBearer(
     auto_error=False,

@@ -24,12 +24,12 @@ def token_group() -> None:
 @click.option("--name", default=None, help="Who holds it (shown in the audit log) [default: ROLE-xxxxxx].")
 def create_token_command(role: str, name: str | None) -> None:
     """Create a token and print it once (store it now: it cannot be shown again)."""
-    from server.bootstrap import build_context
-    from server.commands import load_settings
-    from server.operator.auth import new_token, token_digest
-    from store.db import transaction
-    from store.operator_models import ApiRole
-    from store.queries.operator import add_token, token_by_name
+    from gridshare.server.bootstrap import build_context
+    from gridshare.server.commands import load_settings
+    from gridshare.server.operator.auth import new_token, token_digest
+    from gridshare.store.db import transaction
+    from gridshare.store.operator_models import ApiRole
+    from gridshare.store.queries.operator import add_token, token_by_name
 
     name = name or f"{role}-{secrets.token_hex(3)}"
     if not 1 <= len(name) <= 64:
@@ -52,9 +52,9 @@ def create_token_command(role: str, name: str | None) -> None:
 @token_group.command("list")
 def list_tokens_command() -> None:
     """Names, roles and state of every token (never the tokens themselves)."""
-    from server.bootstrap import build_context
-    from server.commands import load_settings
-    from store.queries.operator import list_tokens
+    from gridshare.server.bootstrap import build_context
+    from gridshare.server.commands import load_settings
+    from gridshare.store.queries.operator import list_tokens
 
     ctx = build_context(load_settings())
     try:
@@ -70,10 +70,10 @@ def list_tokens_command() -> None:
 @click.argument("name")
 def revoke_token_command(name: str) -> None:
     """Revoke the token called NAME; requests with it get 401 from now on."""
-    from server.bootstrap import build_context
-    from server.commands import load_settings
-    from store.db import transaction
-    from store.queries.operator import token_by_name
+    from gridshare.server.bootstrap import build_context
+    from gridshare.server.commands import load_settings
+    from gridshare.store.db import transaction
+    from gridshare.store.queries.operator import token_by_name
 
     ctx = build_context(load_settings())
     try:

@@ -9,7 +9,7 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, HTTPException, Path, Query, Request
 from sqlalchemy.orm import Session
 
-from server.operator.auth import Caller, authenticate, context
+from gridshare.server.operator.auth import Caller, authenticate, context
 
 T = TypeVar("T")
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from server.operator.schemas import MAX_EPOCH_S, Out, WriteBody
+from gridshare.server.operator.schemas import MAX_EPOCH_S, Out, WriteBody
 
 Kw = Annotated[float, Field(ge=0, le=1e7)]
 EpochS = Annotated[int, Field(ge=0, le=MAX_EPOCH_S)]

@@ -9,14 +9,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
-from certs.identity import normalize_lfdi, sfdi_from_lfdi
-from server.operator.audit import Writer, writer
-from server.operator.deps import Paging, paging, read_session
-from server.operator.errors import FieldError
-from server.operator.schemas import AccessIn, AccessOut, CertificateOut, Page
-from store.models import ClientCertificate
-from store.queries.identity import certificate_by_lfdi
-from store.queries.operator import certificates_page, set_client_access
+from gridshare.certs.identity import normalize_lfdi, sfdi_from_lfdi
+from gridshare.server.operator.audit import Writer, writer
+from gridshare.server.operator.deps import Paging, paging, read_session
+from gridshare.server.operator.errors import FieldError
+from gridshare.server.operator.schemas import AccessIn, AccessOut, CertificateOut, Page
+from gridshare.store.models import ClientCertificate
+from gridshare.store.queries.identity import certificate_by_lfdi
+from gridshare.store.queries.operator import certificates_page, set_client_access
 
 router = APIRouter(tags=["client access"])
 

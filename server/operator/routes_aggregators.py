@@ -11,11 +11,11 @@ from cryptography import x509
 from fastapi import APIRouter, Depends, HTTPException
 from sqlalchemy.orm import Session
 
-from certs.identity import DeviceIdentity, load_certificates, normalize_lfdi
-from server.operator.audit import Change, Writer, writer
-from server.operator.deps import Id, Paging, found, paging, read_session
-from server.operator.errors import FieldError
-from server.operator.schemas import (
+from gridshare.certs.identity import DeviceIdentity, load_certificates, normalize_lfdi
+from gridshare.server.operator.audit import Change, Writer, writer
+from gridshare.server.operator.deps import Id, Paging, found, paging, read_session
+from gridshare.server.operator.errors import FieldError
+from gridshare.server.operator.schemas import (
     AggregatorIn,
     AggregatorOut,
     CertificateIn,
@@ -23,9 +23,9 @@ from server.operator.schemas import (
     Page,
     RotateOut,
 )
-from store.models import Aggregator, ClientCertificate, ClientKind
-from store.queries.identity import certificate_by_lfdi, register_certificate, revoke_certificate
-from store.queries.operator import aggregator_by_name, aggregators_page, certificates_page
+from gridshare.store.models import Aggregator, ClientCertificate, ClientKind
+from gridshare.store.queries.identity import certificate_by_lfdi, register_certificate, revoke_certificate
+from gridshare.store.queries.operator import aggregator_by_name, aggregators_page, certificates_page
 
 router = APIRouter(tags=["aggregators"])
 

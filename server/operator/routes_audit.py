@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
-from server.operator.deps import Paging, paging, read_session
-from server.operator.schemas import AuditOut, Page
-from store.queries.operator import audit_page
+from gridshare.server.operator.deps import Paging, paging, read_session
+from gridshare.server.operator.schemas import AuditOut, Page
+from gridshare.store.queries.operator import audit_page
 
 router = APIRouter(tags=["audit"])
 

@@ -12,9 +12,9 @@ from pydantic import BaseModel
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from server.operator.audit import Writer, writer
-from server.operator.deps import Id, found, read_session
-from store.models import MirrorUsagePoint, Site
+from gridshare.server.operator.audit import Writer, writer
+from gridshare.server.operator.deps import Id, found, read_session
+from gridshare.store.models import MirrorUsagePoint, Site
 
 router = APIRouter(tags=["sites"])
 

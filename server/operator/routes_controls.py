@@ -10,14 +10,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
 from sqlalchemy.orm import Session
 
-from server.control_status import derive_states
-from server.mrid import new_mrid
-from server.operator.audit import Writer, writer
-from server.operator.auth import context
-from server.operator.deps import Id, Paging, found, paging, read_session
-from server.operator.errors import FieldError
-from server.operator.routes_fallback import forget_override, guard_site_default
-from server.operator.schemas import (
+from gridshare.server.control_status import derive_states
+from gridshare.server.mrid import new_mrid
+from gridshare.server.operator.audit import Writer, writer
+from gridshare.server.operator.auth import context
+from gridshare.server.operator.deps import Id, Paging, found, paging, read_session
+from gridshare.server.operator.errors import FieldError
+from gridshare.server.operator.routes_fallback import forget_override, guard_site_default
+from gridshare.server.operator.schemas import (
     CONTROL_VALUE_FIELDS,
     CancelIn,
     CancelledOut,
@@ -28,16 +28,16 @@ from server.operator.schemas import (
     DefaultControlOut,
     Page,
 )
-from store.models import DerControl, DerProgram, Site
-from store.queries.controls import cancel_control, create_control, set_default_control
-from store.queries.operator import (
+from gridshare.store.models import DerControl, DerProgram, Site
+from gridshare.store.queries.controls import cancel_control, create_control, set_default_control
+from gridshare.store.queries.operator import (
     cancellable_controls,
     control_in,
     controls_page,
     default_control_for,
     default_controls,
 )
-from store.queries.programs import live_controls
+from gridshare.store.queries.programs import live_controls
 
 router = APIRouter(tags=["controls"])
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response
 from sqlalchemy.orm import Session
 
-from server.mrid import new_mrid
-from server.operator.audit import Writer, writer
-from server.operator.deps import Id, Paging, found, paging, read_session
-from server.operator.schemas import CurveIn, CurveOut, Page
-from store.models import DerProgram
-from store.queries.controls import add_curve, delete_curve
-from store.queries.programs import get_curve, list_curves
+from gridshare.server.mrid import new_mrid
+from gridshare.server.operator.audit import Writer, writer
+from gridshare.server.operator.deps import Id, Paging, found, paging, read_session
+from gridshare.server.operator.schemas import CurveIn, CurveOut, Page
+from gridshare.store.models import DerProgram
+from gridshare.store.queries.controls import add_curve, delete_curve
+from gridshare.store.queries.programs import get_curve, list_curves
 
 router = APIRouter(tags=["curves"])
 

@@ -15,14 +15,14 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from recompute.fallback_defaults import all_safe_defaults, safe_default_for, set_override
-from recompute.fallback_plan import SafeDefault
-from recompute.status import effective, read_statuses
-from server.operator.auth import context
-from server.operator.deps import Id, Paging, found, paging, read_session
-from server.operator.errors import FieldError
-from server.operator.schemas import Page
-from store.models import Site
+from gridshare.recompute.fallback_defaults import all_safe_defaults, safe_default_for, set_override
+from gridshare.recompute.fallback_plan import SafeDefault
+from gridshare.recompute.status import effective, read_statuses
+from gridshare.server.operator.auth import context
+from gridshare.server.operator.deps import Id, Paging, found, paging, read_session
+from gridshare.server.operator.errors import FieldError
+from gridshare.server.operator.schemas import Page
+from gridshare.store.models import Site
 
 router = APIRouter(tags=["fallback"])
 

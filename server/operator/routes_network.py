@@ -14,15 +14,15 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from envelopes.agreements import Dynamic
-from envelopes.netfile import NetworkFile, parse_network_document
-from envelopes.network import NetworkError
-from recompute.inputs import RECOMPUTE_REQUEST
-from recompute.network_docs import active_document, store_network, with_rating
-from server.operator.audit import Writer, writer
-from server.operator.deps import Id, Paging, found, paging, read_session
-from server.operator.errors import FieldError
-from server.operator.network_schemas import (
+from gridshare.grid.agreements import Dynamic
+from gridshare.grid.netfile import NetworkFile, parse_network_document
+from gridshare.grid.network import NetworkError
+from gridshare.recompute.inputs import RECOMPUTE_REQUEST
+from gridshare.recompute.network_docs import active_document, store_network, with_rating
+from gridshare.server.operator.audit import Writer, writer
+from gridshare.server.operator.deps import Id, Paging, found, paging, read_session
+from gridshare.server.operator.errors import FieldError
+from gridshare.server.operator.network_schemas import (
     AssetOut,
     DerateIn,
     DerateOut,
@@ -30,9 +30,9 @@ from server.operator.network_schemas import (
     NetworkOut,
     RatingIn,
 )
-from server.operator.schemas import Page
-from store.models import AssetDerate, EnvelopeSetRecord, NetworkModel
-from store.queries.operator import page_of, set_setting
+from gridshare.server.operator.schemas import Page
+from gridshare.store.models import AssetDerate, EnvelopeSetRecord, NetworkModel
+from gridshare.store.queries.operator import page_of, set_setting
 
 router = APIRouter(tags=["network"])
 

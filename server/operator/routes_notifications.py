@@ -6,13 +6,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
-from server.operator.audit import Writer, writer
-from server.operator.auth import context
-from server.operator.deps import Id, Paging, found, paging, read_session
-from server.operator.schemas import NotificationOut, NotificationStatusOut, Page, SubscriptionOut
-from store.db import activity_value, publication_value
-from store.models import Subscription
-from store.queries.notification_views import (
+from gridshare.server.operator.audit import Writer, writer
+from gridshare.server.operator.auth import context
+from gridshare.server.operator.deps import Id, Paging, found, paging, read_session
+from gridshare.server.operator.schemas import NotificationOut, NotificationStatusOut, Page, SubscriptionOut
+from gridshare.store.db import activity_value, publication_value
+from gridshare.store.models import Subscription
+from gridshare.store.queries.notification_views import (
     SubscriptionView,
     outbox_page,
     outbox_summary,

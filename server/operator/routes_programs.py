@@ -9,14 +9,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from sqlalchemy.orm import Session
 
-from server.mrid import new_mrid
-from server.operator.audit import Writer, writer
-from server.operator.deps import Id, Paging, found, paging, read_session
-from server.operator.schemas import FsaIn, FsaOut, Page, ProgramIn, ProgramOut, ProgramPatch
-from store.models import DerProgram, FunctionSetAssignments
-from store.queries.controls import ControlValues, set_default_control
-from store.queries.operator import delete_fsa, delete_program, fsas_page, programs_page
-from store.queries.programs import count_programs
+from gridshare.server.mrid import new_mrid
+from gridshare.server.operator.audit import Writer, writer
+from gridshare.server.operator.deps import Id, Paging, found, paging, read_session
+from gridshare.server.operator.schemas import FsaIn, FsaOut, Page, ProgramIn, ProgramOut, ProgramPatch
+from gridshare.store.models import DerProgram, FunctionSetAssignments
+from gridshare.store.queries.controls import ControlValues, set_default_control
+from gridshare.store.queries.operator import delete_fsa, delete_program, fsas_page, programs_page
+from gridshare.store.queries.programs import count_programs
 
 router = APIRouter(tags=["function sets and programs"])
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy.orm import Session
 
-from gridshare.settings import Settings
-from server.operator.audit import Writer, writer
-from server.operator.auth import context
-from server.operator.deps import read_session
-from server.operator.schemas import RatesOut, RatesPatch
-from store.queries.operator import (
+from gridshare.core.settings import Settings
+from gridshare.server.operator.audit import Writer, writer
+from gridshare.server.operator.auth import context
+from gridshare.server.operator.deps import read_session
+from gridshare.server.operator.schemas import RatesOut, RatesPatch
+from gridshare.store.queries.operator import (
     MUP_POST_RATE_KEY,
     POLL_RATE_KEY,
     get_setting,

@@ -5,14 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from sqlalchemy.orm import Session
 
-from certs.identity import sfdi_from_lfdi
-from server.operator.audit import Writer, writer
-from server.operator.deps import Id, Paging, found, paging, read_session
-from server.operator.schemas import AgreementIn, AgreementOut, Page, SiteIn, SiteOut, SitePatch
-from store.models import Aggregator, ClientKind, ConnectionAgreement, Site
-from store.queries.operator import site_for, sites_page
-from store.queries.sites import create_site
-from store.scope import ClientScope
+from gridshare.certs.identity import sfdi_from_lfdi
+from gridshare.server.operator.audit import Writer, writer
+from gridshare.server.operator.deps import Id, Paging, found, paging, read_session
+from gridshare.server.operator.schemas import AgreementIn, AgreementOut, Page, SiteIn, SiteOut, SitePatch
+from gridshare.store.models import Aggregator, ClientKind, ConnectionAgreement, Site
+from gridshare.store.queries.operator import site_for, sites_page
+from gridshare.store.queries.sites import create_site
+from gridshare.store.scope import ClientScope
 
 router = APIRouter(tags=["sites"])
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy.orm import Session
 
-from server.operator.deps import Id, Paging, found, paging, read_session
-from server.operator.schemas import MAX_EPOCH_S, LogEventOut, Page, ResponseOut, TelemetryOut
-from store.models import Site
-from store.queries.events import list_log_events
-from store.queries.operator import responses_page, telemetry_page
+from gridshare.server.operator.deps import Id, Paging, found, paging, read_session
+from gridshare.server.operator.schemas import MAX_EPOCH_S, LogEventOut, Page, ResponseOut, TelemetryOut
+from gridshare.store.models import Site
+from gridshare.store.queries.events import list_log_events
+from gridshare.store.queries.operator import responses_page, telemetry_page
 
 router = APIRouter(tags=["device data"])
 

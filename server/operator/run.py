@@ -11,8 +11,8 @@ import logging
 
 import uvicorn
 
-from server.context import AppContext
-from server.operator.app import create_operator_app
+from gridshare.server.context import AppContext
+from gridshare.server.operator.app import create_operator_app
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from certs.identity import is_valid_sfdi, normalize_lfdi, sfdi_from_lfdi
-from server.wire.power import encode_active_power_w
-from store.models import AgreementKind, ClientKind
-from store.queries.controls import ControlValues
+from gridshare.certs.identity import is_valid_sfdi, normalize_lfdi, sfdi_from_lfdi
+from gridshare.server.wire.power import encode_active_power_w
+from gridshare.store.models import AgreementKind, ClientKind
+from gridshare.store.queries.controls import ControlValues
 
 T = TypeVar("T")
 

@@ -14,14 +14,14 @@ from lxml import etree
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from server.context import AppContext
-from server.identity import peer_pem, resolve_scope
-from server.wire.xmlio import MEDIA_TYPE, WireError, parse_body, to_bytes
-from store.db import bump_activity, bump_publication, publication_value
-from store.models import Site
-from store.queries.operator import poll_rate_overrides
-from store.queries.sites import get_site
-from store.scope import ClientScope
+from gridshare.server.context import AppContext
+from gridshare.server.identity import peer_pem, resolve_scope
+from gridshare.server.wire.xmlio import MEDIA_TYPE, WireError, parse_body, to_bytes
+from gridshare.store.db import bump_activity, bump_publication, publication_value
+from gridshare.store.models import Site
+from gridshare.store.queries.operator import poll_rate_overrides
+from gridshare.store.queries.sites import get_site
+from gridshare.store.scope import ClientScope
 
 
 @dataclass

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
-from server.paging import Page, page
-from server.routes.common import read_unit, read_xml, write_unit, xml
-from server.wire import decode, encode, hrefs
-from store.queries.programs import first_program_id
-from store.queries.sites import get_der, list_ders
+from gridshare.server.paging import Page, page
+from gridshare.server.routes.common import read_unit, read_xml, write_unit, xml
+from gridshare.server.wire import decode, encode, hrefs
+from gridshare.store.queries.programs import first_program_id
+from gridshare.store.queries.sites import get_der, list_ders
 
 router = APIRouter()
 

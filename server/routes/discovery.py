@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from server.routes.common import read_unit, xml
-from server.timeinfo import time_fields
-from server.wire import encode
-from store.queries.metering import count_mups
-from store.queries.sites import count_sites, site_by_lfdi
+from gridshare.server.routes.common import read_unit, xml
+from gridshare.server.timeinfo import time_fields
+from gridshare.server.wire import encode
+from gridshare.store.queries.metering import count_mups
+from gridshare.store.queries.sites import count_sites, site_by_lfdi
 
 router = APIRouter()
 

@@ -8,14 +8,14 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from lxml import etree
 
-from certs.identity import is_valid_sfdi, sfdi_from_lfdi
-from server.paging import Page, page
-from server.routes.common import Unit, created, read_unit, read_xml, write_unit, xml
-from server.wire import decode, encode, hrefs
-from server.wire.errors import InvalidValues
-from server.wire.xmlio import CSIP_NS
-from store.models import Site
-from store.queries.sites import create_site, list_sites, site_by_lfdi
+from gridshare.certs.identity import is_valid_sfdi, sfdi_from_lfdi
+from gridshare.server.paging import Page, page
+from gridshare.server.routes.common import Unit, created, read_unit, read_xml, write_unit, xml
+from gridshare.server.wire import decode, encode, hrefs
+from gridshare.server.wire.errors import InvalidValues
+from gridshare.server.wire.xmlio import CSIP_NS
+from gridshare.store.models import Site
+from gridshare.store.queries.sites import create_site, list_sites, site_by_lfdi
 
 router = APIRouter()
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
-from server.paging import Page, page
-from server.routes.common import created, read_unit, read_xml, write_unit, xml
-from server.wire import decode, encode, hrefs
-from store.models import LogEvent
-from store.models import Response as ResponseRow
-from store.queries import events as q
-from store.queries.envelopes import envelope_control_by_mrid
-from store.queries.sites import site_by_lfdi
+from gridshare.server.paging import Page, page
+from gridshare.server.routes.common import created, read_unit, read_xml, write_unit, xml
+from gridshare.server.wire import decode, encode, hrefs
+from gridshare.store.models import LogEvent
+from gridshare.store.models import Response as ResponseRow
+from gridshare.store.queries import events as q
+from gridshare.store.queries.envelopes import envelope_control_by_mrid
+from gridshare.store.queries.sites import site_by_lfdi
 
 router = APIRouter()
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
-from server.paging import Page, page
-from server.routes.common import Unit, created, read_unit, read_xml, write_unit, xml
-from server.wire import decode, encode, hrefs
-from store.models import MirrorMeterReading, MirrorUsagePoint, Site, TelemetryReading
-from store.queries import metering as q
-from store.queries.operator import MUP_POST_RATE_KEY, get_setting
-from store.queries.sites import site_by_lfdi
+from gridshare.server.paging import Page, page
+from gridshare.server.routes.common import Unit, created, read_unit, read_xml, write_unit, xml
+from gridshare.server.wire import decode, encode, hrefs
+from gridshare.store.models import MirrorMeterReading, MirrorUsagePoint, Site, TelemetryReading
+from gridshare.store.queries import metering as q
+from gridshare.store.queries.operator import MUP_POST_RATE_KEY, get_setting
+from gridshare.store.queries.sites import site_by_lfdi
 
 router = APIRouter()
 

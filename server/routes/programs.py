@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
-from server.control_status import ACTIVE, ControlState, derive_states, next_change_s
-from server.paging import Page, page
-from server.routes.common import Unit, read_unit, xml
-from server.wire import encode, hrefs
-from server.wire.xmlio import to_bytes
-from store.models import DerProgram, Site
-from store.queries import programs as q
+from gridshare.server.control_status import ACTIVE, ControlState, derive_states, next_change_s
+from gridshare.server.paging import Page, page
+from gridshare.server.routes.common import Unit, read_unit, xml
+from gridshare.server.wire import encode, hrefs
+from gridshare.server.wire.xmlio import to_bytes
+from gridshare.store.models import DerProgram, Site
+from gridshare.store.queries import programs as q
 
 router = APIRouter()
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
-from server.notify import rules
-from server.notify.render import render
-from server.notify.targets import parse
-from server.paging import Page, page
-from server.routes.common import Unit, created, read_unit, read_xml, write_unit, xml
-from server.wire import decode, encode, hrefs
-from store.models import Subscription
-from store.queries import subscriptions as q
+from gridshare.server.notify import rules
+from gridshare.server.notify.render import render
+from gridshare.server.notify.targets import parse
+from gridshare.server.paging import Page, page
+from gridshare.server.routes.common import Unit, created, read_unit, read_xml, write_unit, xml
+from gridshare.server.wire import decode, encode, hrefs
+from gridshare.store.models import Subscription
+from gridshare.store.queries import subscriptions as q
 
 router = APIRouter()
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from server.wire.encode import READING_TYPE_FIELDS
-from server.wire.power import decode_active_power_w
-from server.wire.xmlio import CSIP_NS, SEP_NS, WireError, text
+from gridshare.server.wire.encode import READING_TYPE_FIELDS
+from gridshare.server.wire.power import decode_active_power_w
+from gridshare.server.wire.xmlio import CSIP_NS, SEP_NS, WireError, text
 
 _S = f"{{{SEP_NS}}}"
 

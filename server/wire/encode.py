@@ -11,11 +11,11 @@ from typing import Any
 
 from lxml import etree
 
-from server.control_status import ControlState
-from server.wire import hrefs
-from server.wire.power import encode_active_power_w
-from server.wire.xmlio import CSIP_NS, NSMAP, SEP_NS
-from store import models as m
+from gridshare.server.control_status import ControlState
+from gridshare.server.wire import hrefs
+from gridshare.server.wire.power import encode_active_power_w
+from gridshare.server.wire.xmlio import CSIP_NS, NSMAP, SEP_NS
+from gridshare.store import models as m
 
 _S = f"{{{SEP_NS}}}"
 _C = f"{{{CSIP_NS}}}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from starlette.exceptions import HTTPException
 
-from server.wire.xmlio import SEP_NS
+from gridshare.server.wire.xmlio import SEP_NS
 
 INVALID_FORMAT = 0
 INVALID_VALUES = 1

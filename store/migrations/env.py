@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-import store.operator_models  # noqa: F401  (operator tables: tokens, audit, settings)
-from store.models import Base
+import gridshare.store.operator_models  # noqa: F401  (operator tables: tokens, audit, settings)
+from gridshare.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -10,8 +10,8 @@ from dataclasses import dataclass, fields
 
 from sqlalchemy.orm import Session
 
-from store.db import bump_publication
-from store.models import DefaultDerControl, DerControl, DerCurve, DerProgram, Site
+from gridshare.store.db import bump_publication
+from gridshare.store.models import DefaultDerControl, DerControl, DerCurve, DerProgram, Site
 
 
 @dataclass(frozen=True)

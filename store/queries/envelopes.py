@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from envelopes.blocks import Block, to_blocks
-from store.envelope_blocks import GrossLimits, decode_envelope
-from store.models import EnvelopePointer, EnvelopeSetRecord, Site, SiteEnvelope
+from gridshare.envelopes.blocks import Block, to_blocks
+from gridshare.store.envelope_blocks import GrossLimits, decode_envelope
+from gridshare.store.models import EnvelopePointer, EnvelopeSetRecord, Site, SiteEnvelope
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from store.models import DerControl, LogEvent, Response, Site
-from store.scope import ClientScope
+from gridshare.store.models import DerControl, LogEvent, Response, Site
+from gridshare.store.scope import ClientScope
 
 
 def visible_control_by_mrid(session: Session, scope: ClientScope, mrid: str) -> DerControl | None:

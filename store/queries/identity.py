@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from store.db import bump_publication
-from store.models import Aggregator, ClientCertificate, ClientKind
+from gridshare.store.db import bump_publication
+from gridshare.store.models import Aggregator, ClientCertificate, ClientKind
 
 
 def certificate_by_lfdi(session: Session, lfdi: str) -> ClientCertificate | None:

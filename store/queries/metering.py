@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from store.models import MirrorMeterReading, MirrorUsagePoint, Site, TelemetryReading
-from store.scope import ClientScope
+from gridshare.store.models import MirrorMeterReading, MirrorUsagePoint, Site, TelemetryReading
+from gridshare.store.scope import ClientScope
 
 
 def _visible(scope: ClientScope) -> Select[MirrorUsagePoint]:

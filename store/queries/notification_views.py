@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from store.models import NotificationOutbox, Subscription
-from store.operator_models import ServerSetting
+from gridshare.store.models import NotificationOutbox, Subscription
+from gridshare.store.operator_models import ServerSetting
 
 #: server_setting key holding the change counters the notifier last finished scanning.
 SEEN_KEY = "notify.seen"

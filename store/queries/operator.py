@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, delete, func, select
 from sqlalchemy.orm import Session
 
-from store.db import bump_publication
-from store.models import (
+from gridshare.store.db import bump_publication
+from gridshare.store.models import (
     Aggregator,
     ClientCertificate,
     ClientKind,
@@ -28,7 +28,7 @@ from store.models import (
     Site,
     TelemetryReading,
 )
-from store.operator_models import ApiRole, ApiToken, AuditEntry, ServerSetting
+from gridshare.store.operator_models import ApiRole, ApiToken, AuditEntry, ServerSetting
 
 T = TypeVar("T")
 

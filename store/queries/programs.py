@@ -6,8 +6,15 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from store.models import DefaultDerControl, DerControl, DerCurve, DerProgram, FunctionSetAssignments, Site
-from store.queries.envelopes import EnvelopeControl, envelope_controls
+from gridshare.store.models import (
+    DefaultDerControl,
+    DerControl,
+    DerCurve,
+    DerProgram,
+    FunctionSetAssignments,
+    Site,
+)
+from gridshare.store.queries.envelopes import EnvelopeControl, envelope_controls
 
 
 def list_fsas(session: Session, *, start: int, limit: int) -> tuple[int, list[FunctionSetAssignments]]:

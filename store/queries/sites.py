@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from store.models import Der, Site
-from store.scope import ClientScope
+from gridshare.store.models import Der, Site
+from gridshare.store.scope import ClientScope
 
 
 def count_sites(session: Session, scope: ClientScope) -> int:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from store.models import NotificationOutbox, Subscription
-from store.scope import ClientScope
+from gridshare.store.models import NotificationOutbox, Subscription
+from gridshare.store.scope import ClientScope
 
 # --- subscriptions (client-visible) -------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from envelopes.network import NetworkError, Rating
+from gridshare.grid.network import NetworkError, Rating
 
 STANDARD_CIRCUIT_A = 600.0  # Dominion standard circuit maximum (2.4.1)
 AAC_477_A = 644.0  # Dominion 477 AAC conductor rating (2.4.1)

@@ -109,9 +109,8 @@ class Settings(BaseSettings):
         1.0, ge=0, le=20, description="...or this share of a site's agreed maximum, if that is larger."
     )
     demo_network: bool = Field(True, description="Load the demo feeder into an empty store on first start.")
-    demo_network_file: Path = Field(
-        Path(__file__).resolve().parent.parent / "examples" / "demo-feeder.yaml",
-        description="The demo feeder's network file.",
+    demo_network_file: Path | None = Field(
+        None, description="The demo network's file; unset: the demo feeder shipped in the package."
     )
     pen: int = Field(0, ge=0, description="IANA Private Enterprise Number in the last 8 digits of mRIDs.")
     failure_policy: str = Field(

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import yaml
 
-from envelopes.agreements import (
+from gridshare.grid.agreements import (
     AGREEMENT_KINDS,
     Agreement,
     Dynamic,
@@ -29,7 +29,7 @@ from envelopes.agreements import (
     Staggered,
     schedule_grid,
 )
-from envelopes.network import (
+from gridshare.grid.network import (
     DEFAULT_V_MAX_PU,
     DEFAULT_V_MIN_PU,
     Branch,
@@ -42,7 +42,7 @@ from envelopes.network import (
     validate_network,
     validate_sites,
 )
-from envelopes.presets import kw_for_amps, resolve_preset
+from gridshare.grid.presets import kw_for_amps, resolve_preset
 
 _MISSING = object()
 

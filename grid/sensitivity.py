@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from envelopes.network import Network
+from gridshare.grid.network import Network
 
 
 def branch_voltage_coefficient_pu_per_w(network: Network) -> np.ndarray:

@@ -16,7 +16,7 @@ from functools import cached_property
 
 import numpy as np
 
-from envelopes.agreements import Agreement
+from gridshare.grid.agreements import Agreement
 
 DEFAULT_V_MIN_PU = 0.94
 DEFAULT_V_MAX_PU = 1.10

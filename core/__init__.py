@@ -1,0 +1,1 @@
+"""The small core every room may use: settings and the injectable clock."""
