@@ -71,7 +71,7 @@ def test_demo_feeder_forecast_aware_is_safe_under_every_rule(policy: str) -> Non
 
 
 def _with_site_forecasts(case: tuple[Network, list[Site], Forecast], draw_gen: list[float]) -> Forecast:
-    network, sites, fc = case
+    _, sites, fc = case
     n_int = fc.n_intervals
     ids = fc.ids + tuple(s.id for s in sites)
     gen = np.array(draw_gen[: n_int * len(sites)]).reshape(n_int, len(sites))
