@@ -208,10 +208,7 @@ def attribution(run: YearRun) -> pd.DataFrame:
         if energy.any():
             by_cause[run.constraint_names[c]] = energy
     unexplained = np.where(count > 0, 0.0, curtailed)
-    if run.behaviour == "forecast-aware":
-        own = "agreement or forecast cap"
-    else:
-        own = "agreement"
+    own = "agreement or forecast cap" if run.behaviour == "forecast-aware" else "agreement"
     by_cause[own] = unexplained.sum(axis=0)
     total = curtailed.sum(axis=0)
     rows = []

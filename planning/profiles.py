@@ -186,9 +186,9 @@ def table_from_frame(
     if step <= 0 or np.any(steps != step):
         i = int(np.flatnonzero(steps != step)[0]) + 1 if step > 0 else 1
         raise _located(
-            f"{raw_time.iloc[i]!r} is {int(epoch[i] - epoch[i - 1])} s after the previous row; the table needs "
-            f"one uniform, increasing step ({step} s from its first rows). Naive local times across a DST "
-            "change are not uniform: give UTC offsets",
+            f"{raw_time.iloc[i]!r} is {int(epoch[i] - epoch[i - 1])} s after the previous row; the table "
+            f"needs one uniform, increasing step ({step} s from its first rows). Naive local times across "
+            "a DST change are not uniform: give UTC offsets",
             source,
             TIME_COLUMN,
             first_line,
