@@ -63,6 +63,8 @@ class ImportedNetwork:
     technology: dict[str, str]  # site id -> technology (profile column) name
     source: str
     notes: list[str] = field(default_factory=list)
+    #: engine branch name -> the pandapower elements it stands for, as [table, index] pairs
+    branch_elements: dict[str, list[list[Any]]] = field(default_factory=dict)
 
 
 def _clean(value: Any, fallback: str) -> str:
@@ -202,6 +204,7 @@ def import_pandapower(
                 "rating_kw": math.sqrt(3) * vn * amps * power_factor * loading,
                 "kind": "line",
                 "regulate": None,
+                "elements": [["line", int(idx)]],
             }
         )
     trafos = _in_service(net.trafo)
@@ -241,6 +244,7 @@ def import_pandapower(
                 * loading,
                 "kind": "transformer",
                 "regulate": regulate,
+                "elements": [["trafo", int(idx)]],
             }
         )
     fused_loops = [e for e in edges if e["a"] == e["b"]]
@@ -299,6 +303,7 @@ def import_pandapower(
         nodes.append(entry)
 
     branches = []
+    elements_of: list[list[list[Any]]] = []
     for k in sorted(tree_edges):
         e = merged[k]
         z = e["z"]
@@ -315,6 +320,7 @@ def import_pandapower(
         if e["regulate"] is not None:
             entry["regulate_pu"] = e["regulate"]
         branches.append(entry)
+        elements_of.append(e["elements"])
     branch_names = _unique([b["name"] for b in branches])
     for b, unique_name in zip(branches, branch_names, strict=True):
         b["name"] = unique_name
@@ -400,6 +406,7 @@ def import_pandapower(
         technology=technology,
         source=source,
         notes=notes,
+        branch_elements={b["name"]: els for b, els in zip(branches, elements_of, strict=True)},
     )
 
 
@@ -418,6 +425,7 @@ def _merge_parallel(edges: list[dict[str, Any]], notes: list[str]) -> list[dict[
         first["z"] = 1 / admittance
         first["rating_kw"] = sum(e["rating_kw"] for e in group)
         first["name"] = " + ".join(e["name"] for e in group)
+        first["elements"] = [el for e in group for el in e["elements"]]
         regulated = [e["regulate"] for e in group if e["regulate"] is not None]
         first["regulate"] = regulated[0] if regulated else None
         out.append(first)

@@ -173,6 +173,7 @@ def write_import_dir(loaded: LoadedNetwork, out: Path) -> list[Path]:
                     "version": loaded.version,
                     "technology": loaded.technology,
                     "node_buses": loaded.imported.node_buses,
+                    "branch_elements": loaded.imported.branch_elements,
                     "notes": loaded.notes,
                 },
                 indent=1,
@@ -234,6 +235,7 @@ def read_import_dir(path: Path) -> LoadedNetwork:
             technology=loaded.technology,
             source=str(pp_path),
             notes=loaded.notes,
+            branch_elements={k: list(v) for k, v in meta.get("branch_elements", {}).items()},
         )
     return loaded
 
