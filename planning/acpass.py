@@ -67,7 +67,7 @@ class AcCheck:
             "solves": self.solves,
             "intervals_with_violation": self.intervals_violating,
             "intervals_beyond_a_bound_at_all": self.intervals_beyond_bound,
-            "violations": len(self.violations),
+            "violation_count": len(self.violations),
             "not_converged": self.not_converged,
             "worst_loading_pct": round(self.worst_loading_pct, 2),
             "highest_voltage_pu": round(self.worst_v_max_pu, 4),
@@ -133,7 +133,7 @@ class _Model:
         # voltage bounds per ppc bus from the engine nodes (the importer took them from the file)
         self.v_min = np.full(n, np.nan)
         self.v_max = np.full(n, np.nan)
-        for node, idx in nodes.items():
+        for idx in nodes.values():
             bus = self.node_bus[idx]
             spec = network.nodes[idx]
             if bus >= 0 and bus not in set(self.ref.tolist()):
@@ -147,7 +147,7 @@ class _Model:
         net = self.net
         rows, names, rated_f, rated_t, limit = [], [], [], [], []
         start, _ = net._pd2ppc_lookups["branch"].get("line", (0, 0))
-        for k, (idx, ln) in enumerate(net.line.iterrows()):
+        for k, (_, ln) in enumerate(net.line.iterrows()):
             if not bool(ln["in_service"]):
                 continue
             rated = float(ln["max_i_ka"]) * float(ln.get("df", 1.0)) * float(ln.get("parallel", 1))
@@ -157,7 +157,7 @@ class _Model:
             rated_t.append(rated)
             limit.append(_percent(ln.get("max_loading_percent", 100.0)))
         t_start, _ = net._pd2ppc_lookups["branch"].get("trafo", (0, 0))
-        for k, (idx, tr) in enumerate(net.trafo.iterrows()):
+        for k, (_, tr) in enumerate(net.trafo.iterrows()):
             if not bool(tr["in_service"]):
                 continue
             scale = float(tr.get("df", 1.0)) * float(tr.get("parallel", 1))
