@@ -45,7 +45,7 @@ def curtailment_by_site(
     chosen = [s for s in highlight if s in order.index] + [s for s in order.index if s not in highlight]
     chosen = chosen[:limit]
     variants = list(dict.fromkeys(zip(dyn["rule"], dyn["behaviour"], strict=True)))
-    fig, ax = plt.subplots(figsize=(9, 0.42 * len(chosen) * max(len(variants), 1) ** 0.5 + 1.6))
+    fig, ax = plt.subplots(figsize=(9, min(0.22 * len(chosen) * max(len(variants), 1) + 1.6, 9.5)))
     height = 0.8 / max(len(variants), 1)
     y = np.arange(len(chosen))
     for k, (rule, behaviour) in enumerate(variants):
@@ -108,7 +108,7 @@ def heatmaps(heat: pd.DataFrame, site: str, path: Path) -> Path | None:
         ax.set_yticklabels(MONTHS, fontsize=7)
         ax.set_xticks(range(0, 24, 3))
         ax.set_xlabel("hour of day (local)")
-    fig.suptitle(f"When {site} is curtailed (MWh per month and hour)", fontsize=10)
+    fig.suptitle(f"When {site} is curtailed (MWh per month and hour)", fontsize=11, y=1.06)
     if image is not None:
         fig.colorbar(image, ax=axes[0].tolist(), shrink=0.85, label="MWh curtailed")
     fig.savefig(path, dpi=DPI, bbox_inches="tight")

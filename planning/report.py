@@ -140,7 +140,8 @@ def _plots(study: Study, result: StudyResult, out: Path) -> dict[str, list[tuple
         plots.curtailment_by_site(
             result.sites, out / "curtailment_by_site.png", focus if study.candidates else ()
         ),
-        "Share of each dynamic site's available energy curtailed over the year, per rule and envelope behaviour.",
+        "Share of each dynamic site's available energy curtailed "
+        "over the year, per rule and envelope behaviour.",
     )
     for site in focus:
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in site)
@@ -193,21 +194,31 @@ def _plots(study: Study, result: StudyResult, out: Path) -> dict[str, list[tuple
 
 def _figures(items: list[tuple[str, str]]) -> str:
     return "".join(
-        f"<figure><img src='{_esc(name)}' alt='{_esc(caption)}'><figcaption>{_esc(caption)}</figcaption></figure>"
+        f"<figure><img src='{_esc(name)}' "
+        f"alt='{_esc(caption)}'><figcaption>{_esc(caption)}</figcaption></figure>"
         for name, caption in items
     )
 
 
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
-color:#1d2430;line-height:1.45}
-h1{font-size:1.6em;margin-bottom:.2em} h2{border-bottom:2px solid #1f5aa6;padding-bottom:.2em;margin-top:1.8em}
-.sub{color:#555} table{border-collapse:collapse;margin:.6em 0;font-size:.88em} th,td{border:1px solid #d5dae1;
-padding:.25em .5em} th{background:#eef2f7;text-align:left} td.n{text-align:right;font-variant-numeric:tabular-nums}
-.key{background:#f4f8fd;border-left:4px solid #1f5aa6;padding:.6em 1em;margin:1em 0} figure{margin:1em 0}
-img{max-width:100%;border:1px solid #e3e6ea} figcaption{color:#555;font-size:.88em} .note{color:#666;font-size:.85em}
-li{margin:.2em 0}
-"""
+CSS = "\n".join(
+    [
+        "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;"
+        "margin:2em auto;padding:0 1em;color:#1d2430;line-height:1.45}",
+        "h1{font-size:1.6em;margin-bottom:.2em}",
+        "h2{border-bottom:2px solid #1f5aa6;padding-bottom:.2em;margin-top:1.8em}",
+        ".sub{color:#555}",
+        "table{border-collapse:collapse;margin:.6em 0;font-size:.88em}",
+        "th,td{border:1px solid #d5dae1; padding:.25em .5em}",
+        "th{background:#eef2f7;text-align:left}",
+        "td.n{text-align:right;font-variant-numeric:tabular-nums}",
+        ".key{background:#f4f8fd;border-left:4px solid #1f5aa6;padding:.6em 1em;margin:1em 0}",
+        "figure{margin:1em 0}",
+        "img{max-width:100%;border:1px solid #e3e6ea}",
+        "figcaption{color:#555;font-size:.88em}",
+        ".note{color:#666;font-size:.85em}",
+        "li{margin:.2em 0}",
+    ]
+)
 
 
 def _key_findings(study: Study, result: StudyResult) -> str:
@@ -228,26 +239,31 @@ def _key_findings(study: Study, result: StudyResult) -> str:
         for r in p.itertuples():
             items.append(
                 f"<li>{_esc(r.site_id)} ({r.rule}, {r.behaviour}) over {r.years} years/draws: P10 "
-                f"{r.curtailed_pct_p10:.1f} %, P50 {r.curtailed_pct_p50:.1f} %, P90 {r.curtailed_pct_p90:.1f} %</li>"
+                f"{r.curtailed_pct_p10:.1f} %, P50 {r.curtailed_pct_p50:.1f} "
+                f"%, P90 {r.curtailed_pct_p90:.1f} %</li>"
             )
     if result.largest is not None and not result.largest.empty:
         r = result.largest.iloc[0]
         items.append(
-            f"<li>Largest new site at <b>{_esc(r['node'])}</b> with at most {r['target_pct']:g} % curtailment "
+            f"<li>Largest new site at <b>{_esc(r['node'])}</b> "
+            f"with at most {r['target_pct']:g} % curtailment "
             f"({r['rule']}): <b>{r['largest_kw'] / 1000:,.2f} MW</b></li>"
         )
     if result.tranche is not None and not result.tranche.empty:
         r = result.tranche.iloc[0]
         items.append(
-            f"<li>Largest pro-rata tranche at <b>{_esc(r['constraint'])}</b> studied at {r['target_pct']:g} %: "
+            f"<li>Largest pro-rata tranche at <b>{_esc(r['constraint'])}</b> "
+            f"studied at {r['target_pct']:g} %: "
             f"<b>{r['largest_kw'] / 1000:,.2f} MW</b> over {int(r['members'])} nodes</li>"
         )
     if result.marginal is not None and not result.marginal.empty:
         r = result.marginal.iloc[-1]
         items.append(
             f"<li>The next {(r['size_kw'] - result.marginal['size_kw'].iloc[0]) / 1000:g} MW at "
-            f"<b>{_esc(r['node'])}</b> ({r['rule']}) loses <b>{r['marginal_curtailed_pct']:.1f} %</b> of its energy "
-            f"to curtailment, counting what it takes from the sites already there ({r['marginal_own_curtailed_pct']:.1f} % "
+            f"<b>{_esc(r['node'])}</b> ({r['rule']}) loses "
+            f"<b>{r['marginal_curtailed_pct']:.1f} %</b> of its energy "
+            "to curtailment, counting what it takes from the sites "
+            f"already there ({r['marginal_own_curtailed_pct']:.1f} % "
             "of it is its own)</li>"
         )
     if result.ac is not None:
@@ -334,7 +350,8 @@ def _page(
     parts += ["<h2>When and how long</h2>", _figures(images["site"])]
     parts += [
         "<h2>What causes it</h2>",
-        "<p>In each curtailed interval the constraints binding there that limit the site share its curtailment "
+        "<p>In each curtailed interval the constraints binding "
+        "there that limit the site share its curtailment "
         "equally.</p>",
         _table(
             result.attribution.sort_values("curtailed_mwh", ascending=False),
@@ -366,8 +383,10 @@ def _page(
         parts += ["<h2>Sizing</h2>", _figures(images["sizing"])]
         if result.tranche is not None:
             parts.append(
-                "<p>The tranche is new capacity spread evenly over the nodes behind the constraint, sharing pro-rata "
-                "with the dynamic sites already there (the Ameren report's pro-rata tranche, studied at a margin below "
+                "<p>The tranche is new capacity spread evenly over "
+                "the nodes behind the constraint, sharing pro-rata "
+                "with the dynamic sites already there (the Ameren "
+                "report's pro-rata tranche, studied at a margin below "
                 "the offer, e.g. 2.5 % for 5 %).</p>"
             )
             parts.append(
@@ -409,17 +428,24 @@ def _ac_section(result: StudyResult) -> str:
     a = result.ac
     if a is None:
         return (
-            "<p>Not run. The AC check solves the imported pandapower model (a SimBench grid, a pandapower file or "
+            "<p>Not run. The AC check solves the imported pandapower "
+            "model (a SimBench grid, a pandapower file or "
             "an import directory) with <code>--ac</code>.</p>"
         )
     text = (
-        f"<p>pandapower's admittance model of the imported network, solved at every hour of the year with every site "
-        f"at its envelope and every other customer at its profile: exporting ({a['hours_solved']:,} hours) and "
+        "<p>pandapower's admittance model of the imported network, "
+        "solved at every hour of the year with every site "
+        "at its envelope and every other customer at its "
+        f"profile: exporting ({a['hours_solved']:,} hours) and "
         f"importing ({a['hours_solved']:,} hours), {a['solves']:,} solves in {a['seconds']:.1f} s. "
-        f"<b>{a['intervals_with_violation']}</b> intervals have a line or transformer above its rating or a bus voltage "
-        f"outside its bounds by more than {a['tolerance_pct']:g} %; {a['intervals_beyond_a_bound_at_all']} are beyond "
-        f"a bound at all (the linearisation error). Highest loading {a['worst_loading_pct']:.1f} % of rating; voltages "
-        f"{a['lowest_voltage_pu']:.4f} to {a['highest_voltage_pu']:.4f} pu. {a['not_converged']} solves did not "
+        f"<b>{a['intervals_with_violation']}</b> intervals have a "
+        "line or transformer above its rating or a bus voltage "
+        f"outside its bounds by more than {a['tolerance_pct']:g} "
+        f"%; {a['intervals_beyond_a_bound_at_all']} are beyond "
+        "a bound at all (the linearisation error). Highest loading "
+        f"{a['worst_loading_pct']:.1f} % of rating; voltages "
+        f"{a['lowest_voltage_pu']:.4f} to {a['highest_voltage_pu']:.4f} "
+        f"pu. {a['not_converged']} solves did not "
         f"converge. Cross-check against pandapower.runpp at three hours: largest voltage difference "
         f"{a['cross_check_max_dv_pu']:.1e} pu.</p>"
     )
@@ -448,19 +474,23 @@ def _assumptions(study: Study, result: StudyResult) -> str:
     profiles = "".join(f"<li>{_esc(line)}</li>" for line in a["profiles"]) or "<li>built-in shapes</li>"
     notes = "".join(f"<li>{_esc(n)}</li>" for n in a["import_notes"])
     candidates = "".join(
-        f"<li>{_esc(c['id'])}: {c['export_kw']:,.0f} kW {_esc(c['technology'])} at {_esc(c['node'])}, dynamic, queued "
+        f"<li>{_esc(c['id'])}: {c['export_kw']:,.0f} kW "
+        f"{_esc(c['technology'])} at {_esc(c['node'])}, dynamic, queued "
         "after every existing site</li>"
         for c in a["candidates"]
     )
     return (
-        f"<ul><li>Network: {_esc(a['network'])}, {a['nodes']} nodes, {a['branches']} branches, {a['sites']} sites "
-        f"({a['dynamic_sites']} dynamic); version {_esc(a['network_version'])} from {_esc(a['network_source'])}; "
+        f"<ul><li>Network: {_esc(a['network'])}, {a['nodes']} "
+        f"nodes, {a['branches']} branches, {a['sites']} sites "
+        f"({a['dynamic_sites']} dynamic); version "
+        f"{_esc(a['network_version'])} from {_esc(a['network_source'])}; "
         f"power factor {a['power_factor']}, time zone {_esc(a['timezone'])}.</li>"
         f"{candidates}"
         f"<li>Profiles ({_esc(a['profile_source'])}):<ul>{profiles}</ul></li>"
         f"<li>Envelope behaviour:<ul>{behaviour}</ul></li>"
         "<li>Curtailment: generation minus the site's own load above its export envelope, as a share of the "
-        "generation available. An event is a run of intervals with curtailment above 0.01 % of the site's size.</li>"
+        "generation available. An event is a run of intervals "
+        "with curtailment above 0.01 % of the site's size.</li>"
         f"<li>Periods: {_esc(', '.join(a['periods']))}"
         + (f" ({a['draws']} day-resampled draws)" if a["draws"] else "")
         + "</li>"

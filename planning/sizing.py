@@ -109,18 +109,22 @@ def marginal_curtailment(
     return frame
 
 
-def _default_max_kw(study: Study, nodes: Sequence[str]) -> float:
-    """Three times the largest export rating on the way from these nodes to the source (10 MW if none)."""
+def _path_ratings_kw(study: Study, node: str) -> list[float]:
+    """Export ratings of the branches between `node` and the source."""
     net = study.network
     topo = net.topology
-    ratings = [
-        b.rating.export_kw
+    k = topo.node_index[node]
+    return [
+        float(b.rating.export_kw)
         for i, b in enumerate(net.branches)
-        if b.rating is not None
-        and b.rating.export_kw is not None
-        and any(topo.on_path[i, topo.node_index[n]] for n in nodes)
+        if b.rating is not None and b.rating.export_kw is not None and topo.on_path[i, k]
     ]
-    return 3.0 * max(ratings) if ratings else 10_000.0
+
+
+def _default_max_kw(study: Study, nodes: Sequence[str]) -> float:
+    """Twice the tightest export rating between these nodes and the source (10 MW if none is rated)."""
+    ratings = [r for n in nodes for r in _path_ratings_kw(study, n)]
+    return 2.0 * min(ratings) if ratings else 10_000.0
 
 
 def largest_site(
@@ -198,6 +202,16 @@ def constraint_nodes(study: Study, constraint: str) -> list[str]:
     raise StudyError(f"{constraint!r}: write thermal:<branch> or voltage:<node>", None, "constraint")
 
 
+def _tranche_max_kw(study: Study, constraint: str, members: Sequence[str]) -> float:
+    """Three times the constraint's own export rating (thermal), else as for one site."""
+    kind, _, asset = constraint.partition(":")
+    if kind == "thermal":
+        branch = next(b for b in study.network.branches if b.name == asset)
+        if branch.rating is not None and branch.rating.export_kw is not None:
+            return 3.0 * float(branch.rating.export_kw)
+    return _default_max_kw(study, members)
+
+
 def tranche_curve(
     study: Study,
     constraint: str,
@@ -225,7 +239,7 @@ def tranche_curve(
         raise StudyError(f"{constraint}: no node behind it to place a tranche", None, "constraint")
     for n in members:
         _check_node(study, n)
-    hi = max_kw or _default_max_kw(study, members)
+    hi = max_kw or _tranche_max_kw(study, constraint, members)
     queue = _next_queue(study)
     rows: dict[float, dict[str, float]] = {}
 
@@ -251,7 +265,7 @@ def tranche_curve(
             progress(f"tranche at {constraint}: {size:,.0f} kW", len(rows), MAX_STEPS + 10)
         return rows[size]["curtailed_pct"]
 
-    for size in sizes_kw if sizes_kw is not None else np.linspace(hi / 8, hi, 8):
+    for size in sizes_kw if sizes_kw is not None else np.linspace(hi / 10, hi, 10):
         evaluate(float(size))
     feasible = [s for s, r in rows.items() if r["curtailed_pct"] <= target_pct]
     infeasible = [s for s, r in rows.items() if r["curtailed_pct"] > target_pct]
