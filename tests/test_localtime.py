@@ -17,7 +17,14 @@ from gridshare.envelopes.forecast import local_hours
 from gridshare.grid.agreements import IntervalTimes
 from gridshare.grid.localtime import local_month_hour, utc_offsets_s
 
-ZONES = ["UTC", "America/New_York", "Australia/Adelaide", "Australia/Lord_Howe", "Europe/Berlin", "Asia/Kolkata"]
+ZONES = [
+    "UTC",
+    "America/New_York",
+    "Australia/Adelaide",
+    "Australia/Lord_Howe",
+    "Europe/Berlin",
+    "Asia/Kolkata",
+]
 
 
 def _reference(epoch_s: np.ndarray, tz: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
