@@ -315,7 +315,11 @@ def import_pandapower(
             "base_kv": round(float(e["base_kv"]), 6),
             "r_ohm": float(z.real),
             "x_ohm": float(z.imag),
-            "rating": {"export_kw": round(e["rating_kw"], 3), "import_kw": round(e["rating_kw"], 3)},
+            # rounded down to the watt: a rating is never overstated
+            "rating": {
+                "export_kw": math.floor(e["rating_kw"] * 1000) / 1000,
+                "import_kw": math.floor(e["rating_kw"] * 1000) / 1000,
+            },
         }
         if e["regulate"] is not None:
             entry["regulate_pu"] = e["regulate"]

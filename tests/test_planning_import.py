@@ -8,6 +8,7 @@ name), and the AC check must both find the envelopes safe and catch an overload 
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from pathlib import Path
@@ -18,12 +19,12 @@ import pytest
 pytest.importorskip("pandapower")
 pytest.importorskip("simbench")
 
-from gridshare.planning import Study  # noqa: E402
-from gridshare.planning.acpass import ac_check  # noqa: E402
-from gridshare.planning.errors import NetworkInputError  # noqa: E402
-from gridshare.planning.import_pandapower import import_pandapower  # noqa: E402
-from gridshare.planning.inputs import load_network, write_import_dir  # noqa: E402
-from gridshare.planning.yearrun import run_year  # noqa: E402
+from gridshare.planning import Study
+from gridshare.planning.acpass import ac_check
+from gridshare.planning.errors import NetworkInputError
+from gridshare.planning.import_pandapower import import_pandapower
+from gridshare.planning.inputs import load_network, write_import_dir
+from gridshare.planning.yearrun import run_year
 
 LV = "simbench:1-LV-rural1--0-sw"
 
@@ -43,7 +44,8 @@ def test_simbench_lv_grid_and_its_year_of_profiles(lv_study: Study) -> None:
     pp_line = loaded.imported.net.line.iloc[0]  # type: ignore[union-attr]
     branch = next(b for b in net.branches if b.name == pp_line["name"])
     expected_kw = math.sqrt(3) * 0.4 * pp_line["max_i_ka"] * 1000 * 0.95
-    assert branch.rating is not None and branch.rating.export_kw == pytest.approx(expected_kw, rel=1e-6)
+    assert branch.rating is not None
+    assert expected_kw - 0.001 <= branch.rating.export_kw <= expected_kw  # to the watt, never above
     # the transformer: sn_mva x pf, impedance referred to the LV side
     tx = next(b for b in net.branches if b.kind == "transformer")
     assert tx.rating is not None and tx.rating.export_kw == pytest.approx(160 * 0.95)
@@ -53,13 +55,17 @@ def test_simbench_lv_grid_and_its_year_of_profiles(lv_study: Study) -> None:
     assert max(float(v.max()) for v in table.shapes.values()) <= 1.0 + 1e-9
 
 
-def test_simbench_mv_parallel_transformers_are_one_regulated_branch() -> None:
+@pytest.fixture(scope="module")
+def mv_net():  # type: ignore[no-untyped-def]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import simbench
 
-        net = simbench.get_simbench_net("1-MV-rural--0-sw")
-    imported = import_pandapower(net, name="mv", source="mv")
+        return simbench.get_simbench_net("1-MV-rural--0-sw")
+
+
+def test_simbench_mv_parallel_transformers_are_one_regulated_branch(mv_net) -> None:  # type: ignore[no-untyped-def]
+    imported = import_pandapower(mv_net, name="mv", source="mv")
     tx = [b for b in imported.doc["network"]["branches"] if b["kind"] == "transformer"]
     assert len(tx) == 1 and "+" in tx[0]["name"]  # two 25 MVA units fused by the busbar coupler
     assert tx[0]["rating"]["export_kw"] == pytest.approx(2 * 25_000 * 0.95)
@@ -67,12 +73,8 @@ def test_simbench_mv_parallel_transformers_are_one_regulated_branch() -> None:
     assert len(imported.doc["sites"]) == 102
 
 
-def test_a_loop_is_refused_naming_the_element() -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import simbench
-
-        net = simbench.get_simbench_net("1-MV-rural--0-sw")
+def test_a_loop_is_refused_naming_the_element(mv_net) -> None:  # type: ignore[no-untyped-def]
+    net = copy.deepcopy(mv_net)
     net.switch.loc[:, "closed"] = True  # close the normally-open points: the rings close
     with pytest.raises(NetworkInputError, match=r"meshed: \d+ element\(s\) close a loop \(line ") as err:
         import_pandapower(net, name="mv", source="mv-closed")
