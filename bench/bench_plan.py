@@ -41,7 +41,7 @@ def _timed(label: str, fn: Callable[[], Any], target_s: float | None = None) -> 
     verdict = (
         ""
         if target_s is None
-        else ("  (target <= %.0f s: %s)" % (target_s, "met" if seconds <= target_s else "MISSED"))
+        else f"  (target <= {target_s:.0f} s: {'met' if seconds <= target_s else 'MISSED'})"
     )
     print(f"{label:<70} {seconds:8.2f} s{verdict}", flush=True)
     return value, seconds
@@ -105,7 +105,8 @@ def demo_feeder() -> None:
     totals = result.totals[result.totals["group"] == "dynamic sites"]
     for r in totals.itertuples():
         print(
-            f"{'':<6}{r.rule:>9} {r.behaviour:<15} curtailed {r.energy_curtailed_mwh:8.1f} MWh ({r.curtailed_pct:.2f} %)"
+            f"{'':<6}{r.rule:>9} {r.behaviour:<15} curtailed {r.energy_curtailed_mwh:8.1f} MWh "
+            f"({r.curtailed_pct:.2f} %)"
         )
     tranche, _ = _timed(
         "tranche sizing at thermal:dt-21 (curve + bisection, 2.5 %)",
@@ -123,11 +124,14 @@ def envelopes_cli() -> None:
     print("\n-- gridshare envelopes compute, demo feeder, one year at 60-minute intervals, CSV")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "year.csv"
-        cmd = [sys.executable, "-m", "gridshare.cli", "envelopes", "compute", str(demo_feeder_path()),
-               "--start", "2026-01-01T05:00:00Z", "--horizon", "365d", "--interval", "1h", "--out", str(out)]  # fmt: skip
+        args = ["envelopes", "compute", str(demo_feeder_path()), "--start", "2026-01-01T05:00:00Z",
+                "--horizon", "365d", "--interval", "1h", "--out", str(out)]  # fmt: skip
         code = "from gridshare.cli import main; main()"
-        _timed("CLI, end to end (rows of every site and constraint to CSV)",
-               lambda: subprocess.run([sys.executable, "-c", code, *cmd[3:]], check=True, capture_output=True))  # fmt: skip
+        command = [sys.executable, "-c", code, *args]
+        _timed(
+            "CLI, end to end (rows of every site and constraint to CSV)",
+            lambda: subprocess.run(command, check=True, capture_output=True),
+        )
 
 
 def simbench(interval: str) -> None:
@@ -150,7 +154,8 @@ def simbench(interval: str) -> None:
         n_sites = len(study.sites)
         grid, _ = _timed("profiles on the study grid", study.first_grid)
         print(
-            f"{'':<6}{n_sites} sites ({sum(s.agreement.flexible for s in study.sites)} dynamic), {grid.n_intervals} intervals"
+            f"{'':<6}{n_sites} sites ({sum(s.agreement.flexible for s in study.sites)} dynamic), "
+            f"{grid.n_intervals} intervals"
         )
         for rule in ("pro-rata", "lifo"):
             run, _ = _timed(f"one rule, one year: {rule}, as issued", lambda r=rule: run_year(grid, r), 15.0)
@@ -169,9 +174,10 @@ def simbench(interval: str) -> None:
                           lambda: ac_check(hourly.loaded.imported, hgrid, hrun))  # fmt: skip
         s = check.summary()
         print(
-            f"{'':<6}{s['solves']:,} solves; intervals beyond a bound by > 1 %: {s['intervals_with_violation']}; "
-            f"beyond at all: {s['intervals_beyond_a_bound_at_all']}; highest V {s['highest_voltage_pu']} pu; "
-            f"worst loading {s['worst_loading_pct']} %; vs pandapower.runpp: {s['cross_check_max_dv_pu']:.1e} pu"
+            f"{'':<6}{s['solves']:,} solves; intervals beyond a bound by > 1 %: "
+            f"{s['intervals_with_violation']}; beyond at all: {s['intervals_beyond_a_bound_at_all']}; "
+            f"highest V {s['highest_voltage_pu']} pu; worst loading {s['worst_loading_pct']} %; "
+            f"vs pandapower.runpp: {s['cross_check_max_dv_pu']:.1e} pu"
         )
         tranche, _ = _timed("tranche sizing at the HV/MV transformer (hourly)",
                             lambda: hourly.tranche(f"thermal:{_hv_mv(hourly)}", 2.5))  # fmt: skip
@@ -187,7 +193,7 @@ def main() -> None:
     parser.add_argument("--skip-simbench", action="store_true")
     parser.add_argument("--interval", default="15m", help="SimBench study interval")
     args = parser.parse_args()
-    print(f"load average {open('/proc/loadavg').read().split()[:3]} on {os.cpu_count()} cores")
+    print(f"load average {Path('/proc/loadavg').read_text().split()[:3]} on {os.cpu_count()} cores")
     timezone_loops()
     demo_feeder()
     envelopes_cli()
