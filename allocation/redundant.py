@@ -27,7 +27,8 @@ def redundant_rows(sensitivity: np.ndarray, headroom: np.ndarray) -> np.ndarray:
     support = s > 0
     # subset[i, k]: every site loading row i also loads row k
     outside = support.astype(np.float64) @ (~support).T.astype(np.float64)
-    subset = (outside == 0) & support.any(axis=1)[:, None]
+    has_any = np.asarray(support.any(axis=1), dtype=bool)
+    subset: np.ndarray = (outside == 0) & has_any[:, None]
     np.fill_diagonal(subset, False)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(

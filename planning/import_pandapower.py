@@ -282,12 +282,12 @@ def import_pandapower(
         )
     reachable = set(order)
     fused_of: dict[int, list[int]] = {}
-    for b in live_bus:
-        fused_of.setdefault(fuse.find(b), []).append(b)
+    for bus_index in live_bus:
+        fused_of.setdefault(fuse.find(bus_index), []).append(bus_index)
 
     # ---- nodes
-    names = _unique([_clean(bus.at[g, "name"], f"bus {g}") for g in order])
-    node_name = dict(zip(order, names, strict=True))
+    node_names = _unique([_clean(bus.at[g, "name"], f"bus {g}") for g in order])
+    node_name = dict(zip(order, node_names, strict=True))
     nodes: list[dict[str, Any]] = []
     for g in order:
         members = sorted(fused_of[g])
@@ -325,22 +325,22 @@ def import_pandapower(
             entry["regulate_pu"] = e["regulate"]
         branches.append(entry)
         elements_of.append(e["elements"])
-    branch_names = _unique([b["name"] for b in branches])
-    for b, unique_name in zip(branches, branch_names, strict=True):
-        b["name"] = unique_name
+    branch_names = _unique([entry["name"] for entry in branches])
+    for entry, unique_name in zip(branches, branch_names, strict=True):
+        entry["name"] = unique_name
 
     # ---- loads, generators, sites
     node_load: dict[str, float] = {}
     background_loads: dict[str, list[int]] = {}
     dropped_mw = 0.0
     for idx, ld in _in_service(net.load).iterrows():
-        g = fuse.find(int(ld["bus"])) if int(ld["bus"]) in live_bus else None
+        at = fuse.find(int(ld["bus"])) if int(ld["bus"]) in live_bus else None
         p_kw = float(ld["p_mw"]) * _finite(ld.get("scaling", 1.0), 1.0) * 1000.0
-        if g is None or g not in reachable:
+        if at is None or at not in reachable:
             dropped_mw += p_kw / 1000.0
             continue
-        node_load[node_name[g]] = node_load.get(node_name[g], 0.0) + max(p_kw, 0.0)
-        background_loads.setdefault(node_name[g], []).append(int(idx))
+        node_load[node_name[at]] = node_load.get(node_name[at], 0.0) + max(p_kw, 0.0)
+        background_loads.setdefault(node_name[at], []).append(int(idx))
     site_docs: list[dict[str, Any]] = []
     site_elements: dict[str, int] = {}
     technology: dict[str, str] = {}
@@ -349,9 +349,9 @@ def import_pandapower(
     sgens = _in_service(net.sgen)
     site_ids = _unique([_clean(s.get("name"), f"sgen {i}") for i, s in sgens.iterrows()])
     for (idx, sg), site_id in zip(sgens.iterrows(), site_ids, strict=True):
-        g = fuse.find(int(sg["bus"])) if int(sg["bus"]) in live_bus else None
+        at = fuse.find(int(sg["bus"])) if int(sg["bus"]) in live_bus else None
         p_kw = float(sg["p_mw"]) * _finite(sg.get("scaling", 1.0), 1.0) * 1000.0
-        if g is None or g not in reachable:
+        if at is None or at not in reachable:
             dropped_mw += p_kw / 1000.0
             continue
         if sites == "sgen" and p_kw > 0:
@@ -359,7 +359,7 @@ def import_pandapower(
             site_docs.append(
                 {
                     "id": site_id,
-                    "node": node_name[g],
+                    "node": node_name[at],
                     "max_export_kw": round(p_kw, 3),
                     "max_import_kw": 0.0,
                     "queue_position": len(site_docs),
@@ -370,8 +370,8 @@ def import_pandapower(
             site_elements[site_id] = int(idx)
             technology[site_id] = tech
         else:
-            node_gen[node_name[g]] = node_gen.get(node_name[g], 0.0) + max(p_kw, 0.0)
-            background_sgens.setdefault(node_name[g], []).append(int(idx))
+            node_gen[node_name[at]] = node_gen.get(node_name[at], 0.0) + max(p_kw, 0.0)
+            background_sgens.setdefault(node_name[at], []).append(int(idx))
     for n in nodes:
         if node_load.get(n["name"]):
             n["load_kw"] = round(node_load[n["name"]], 3)

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -136,8 +137,8 @@ def read_profile_table(path: str | Path, tz: str) -> ProfileTable:
 
 
 def table_from_frame(
-    frame, tz: str, source: str, first_line: int = 2, row_word: str = "line"
-) -> ProfileTable:  # type: ignore[no-untyped-def]
+    frame: Any, tz: str, source: str, first_line: int = 2, row_word: str = "line"
+) -> ProfileTable:
     """Validate a DataFrame with a `time` column and share columns into a ProfileTable."""
     pd = _pandas()
     columns = [str(c).strip() for c in frame.columns]

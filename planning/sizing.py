@@ -15,7 +15,7 @@ size (queued after every existing site), so it includes how the candidate shares
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -81,7 +81,7 @@ def marginal_curtailment(
     """Curtailment of the next `step_kw` at `node` after `base_kw` there, as a share of its energy."""
     _check_node(study, node)
     queue = _next_queue(study)
-    rows = []
+    rows: list[dict[str, Any]] = []
     results = []
     for size in (base_kw, base_kw + step_kw):
         extra = [_candidate(study, "next-mw", node, size, technology, queue)] if size > 0 else []
@@ -100,9 +100,9 @@ def marginal_curtailment(
                 "all_sites_curtailed_mwh": float(summary["energy_curtailed_mwh"].sum()),
             }
         )
-    added = rows[1]["candidate_available_mwh"] - rows[0]["candidate_available_mwh"]
-    lost = rows[1]["all_sites_curtailed_mwh"] - rows[0]["all_sites_curtailed_mwh"]
-    own_lost = rows[1]["candidate_curtailed_mwh"] - rows[0]["candidate_curtailed_mwh"]
+    added = float(rows[1]["candidate_available_mwh"]) - float(rows[0]["candidate_available_mwh"])
+    lost = float(rows[1]["all_sites_curtailed_mwh"]) - float(rows[0]["all_sites_curtailed_mwh"])
+    own_lost = float(rows[1]["candidate_curtailed_mwh"]) - float(rows[0]["candidate_curtailed_mwh"])
     frame = pd.DataFrame(rows)
     frame["marginal_curtailed_pct"] = [np.nan, 100.0 * lost / added if added > 0 else np.nan]
     frame["marginal_own_curtailed_pct"] = [np.nan, 100.0 * own_lost / added if added > 0 else np.nan]
