@@ -4,8 +4,10 @@ SimBench (simbench.de) ships each grid with a year (2016, 35,136 quarter-hours) 
 generation profiles, normalised per element and scaled by its `p_mw`. The grid goes through the
 pandapower importer; the profiles become a ProfileTable whose columns are each site's own
 generation shape (`pv:<site>`, a share of its installed power) and each node's background load
-and generation (`load:node:<name>`, `pv:node:<name>`, shares of the node's peak). SimBench time
-stamps are local German time without daylight saving: UTC+1 all year (`Etc/GMT-1`).
+and generation (`load:node:<name>`, `pv:node:<name>`, shares of the node's peak). SimBench labels
+its 366 x 96 uniform quarter-hours in German wall-clock time (CET/CEST: the labels skip 02:00-03:00 on
+27 March and repeat it on 30 October), so the table starts at 2016-01-01 00:00 CET and steps 15
+minutes in real time; the network's zone is Europe/Berlin.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from gridshare.planning.import_pandapower import (
 )
 from gridshare.planning.profiles import ProfileTable, _naive_local_to_utc
 
-SIMBENCH_TZ = "Etc/GMT-1"  # UTC+1 without DST (the profiles have 366 x 96 quarter-hours in 2016)
+SIMBENCH_TZ = "Europe/Berlin"
 SIMBENCH_LOCATION = (51.0, 10.0)  # central Germany: only the built-in PV shape would use it
 
 
@@ -74,9 +76,11 @@ def _times(net: Any) -> np.ndarray:
     for key in ("load", "renewables", "powerplants"):
         frame = net.profiles.get(key)
         if frame is not None and len(frame) and "time" in frame:
-            stamps = pd.to_datetime(frame["time"], format="%d.%m.%Y %H:%M")
-            naive = stamps.to_numpy(dtype="datetime64[s]").astype(np.int64)
-            return _naive_local_to_utc(naive, SIMBENCH_TZ)
+            first = pd.to_datetime(frame["time"].iloc[0], format="%d.%m.%Y %H:%M")
+            naive = np.array([first.to_datetime64().astype("datetime64[s]").astype(np.int64)])
+            start = int(_naive_local_to_utc(naive, SIMBENCH_TZ)[0])
+            step = 900  # the labels are wall-clock times across DST; the steps are uniform
+            return start + step * np.arange(len(frame), dtype=np.int64)
     raise NetworkInputError("has no profiles", "simbench", "profiles")
 
 

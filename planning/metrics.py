@@ -20,7 +20,6 @@ so a notebook, the report and the CSV/Parquet files all read the same numbers.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -112,8 +111,8 @@ def events(run: YearRun, sites: Sequence[str] | None = None) -> pd.DataFrame:
     curtailed = run.curtailed_w
     on = curtailed > _threshold_w(run)[None, :]
     wanted = set(sites) if sites is not None else None
-    rows = []
-    offsets = _local_offsets(run)
+    local = run.epoch_s + _local_offsets(run)
+    parts = []
     for s, site_id in enumerate(run.site_ids):
         if wanted is not None and site_id not in wanted:
             continue
@@ -122,19 +121,21 @@ def events(run: YearRun, sites: Sequence[str] | None = None) -> pd.DataFrame:
             continue
         cumulative = np.r_[0.0, np.cumsum(curtailed[:, s])]
         energy = cumulative[starts + lengths] - cumulative[starts]
-        for i0, n, e in zip(starts, lengths, energy, strict=True):
-            local = datetime.fromtimestamp(int(run.epoch_s[i0]) + int(offsets[i0]), UTC).replace(tzinfo=None)
-            rows.append(
+        parts.append(
+            pd.DataFrame(
                 {
-                    **_keys(run),
                     "site_id": site_id,
-                    "start_local": local.isoformat(timespec="minutes"),
-                    "duration_h": float(n * h),
-                    "energy_mwh": float(e * h / WH_PER_MWH),
+                    "start_local": np.datetime_as_string(local[starts].astype("datetime64[s]"), unit="m"),
+                    "duration_h": lengths * h,
+                    "energy_mwh": energy * h / WH_PER_MWH,
                 }
             )
-    columns = [*_keys(run), "site_id", "start_local", "duration_h", "energy_mwh"]
-    return pd.DataFrame(rows, columns=columns)
+        )
+    columns = ["site_id", "start_local", "duration_h", "energy_mwh"]
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    for key, value in reversed(list(_keys(run).items())):
+        frame.insert(0, key, value)
+    return frame
 
 
 def _local_offsets(run: YearRun) -> np.ndarray:
@@ -144,54 +145,51 @@ def _local_offsets(run: YearRun) -> np.ndarray:
 def duration_curve(run: YearRun, points: int = 400) -> pd.DataFrame:
     """Curtailed power sorted from the largest: how many hours a year at least this much is lost.
 
-    Sampled at up to `points` ranks per site (every curtailed hour is kept in the shape), for plots
-    and files; the exact curve is the sorted `curtailed_w` column of the run.
+    Sampled at up to `points` ranks per site (spread over the curtailed hours), for plots and files;
+    the exact curve is the sorted `curtailed_w` of the run.
     """
     h = run.interval_h
-    curtailed = run.curtailed_w
-    rows = []
+    ordered = -np.sort(-run.curtailed_w, axis=0)
+    parts = []
     for s, site_id in enumerate(run.site_ids):
-        values = np.sort(curtailed[:, s])[::-1]
-        nonzero = int((values > 0).sum())
+        nonzero = int((ordered[:, s] > 0).sum())
         if nonzero == 0:
             continue
-        ranks = np.unique(np.linspace(0, nonzero, min(points, nonzero + 1)).astype(int))
-        ranks = ranks[ranks < len(values)]
-        for r in ranks:
-            rows.append(
-                {
-                    **_keys(run),
-                    "site_id": site_id,
-                    "hours": float((r + 1) * h),
-                    "curtailed_kw": float(values[r] / 1000.0),
-                }
+        ranks = np.unique(np.linspace(0, nonzero - 1, min(points, nonzero)).astype(int))
+        parts.append(
+            pd.DataFrame(
+                {"site_id": site_id, "hours": (ranks + 1) * h, "curtailed_kw": ordered[ranks, s] / 1000.0}
             )
-    return pd.DataFrame(rows, columns=[*_keys(run), "site_id", "hours", "curtailed_kw"])
+        )
+    columns = ["site_id", "hours", "curtailed_kw"]
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    for key, value in reversed(list(_keys(run).items())):
+        frame.insert(0, key, value)
+    return frame
 
 
 def heatmap(run: YearRun) -> pd.DataFrame:
     """Curtailed MWh per local month and hour of day, per site and for all dynamic sites together."""
-    h = run.interval_h
-    curtailed = run.curtailed_w * h / WH_PER_MWH
+    curtailed = run.curtailed_w * run.interval_h / WH_PER_MWH
     cell = (run.month - 1) * 24 + run.hour
-    rows = []
-    per_site = np.zeros((288, len(run.site_ids)))
-    np.add.at(per_site, cell, curtailed)
-    for s, site_id in enumerate([*run.site_ids, "all dynamic sites"]):
-        values = per_site[:, s] if s < len(run.site_ids) else per_site[:, run.flexible].sum(axis=1)
-        if not values.any():
-            continue
-        for k in range(288):
-            rows.append(
-                {
-                    **_keys(run),
-                    "site_id": site_id,
-                    "month": k // 24 + 1,
-                    "hour": k % 24,
-                    "curtailed_mwh": float(values[k]),
-                }
-            )
-    return pd.DataFrame(rows, columns=[*_keys(run), "site_id", "month", "hour", "curtailed_mwh"])
+    per_site = np.zeros((288, len(run.site_ids) + 1))
+    np.add.at(per_site[:, :-1], cell, curtailed)
+    per_site[:, -1] = per_site[:, :-1][:, run.flexible].sum(axis=1)
+    names = np.array([*run.site_ids, "all dynamic sites"], dtype=object)
+    keep = per_site.any(axis=0)
+    values = per_site[:, keep]
+    n = values.shape[1]
+    frame = pd.DataFrame(
+        {
+            "site_id": np.repeat(names[keep], 288),
+            "month": np.tile(np.arange(288) // 24 + 1, n),
+            "hour": np.tile(np.arange(288) % 24, n),
+            "curtailed_mwh": values.T.ravel(),
+        }
+    )
+    for key, value in reversed(list(_keys(run).items())):
+        frame.insert(0, key, value)
+    return frame
 
 
 def attribution(run: YearRun) -> pd.DataFrame:

@@ -49,6 +49,8 @@ class ProfileTable:
     source: str = "profiles"
 
     def __post_init__(self) -> None:
+        if len(self.epoch_s) > 1 and np.any(np.diff(self.epoch_s) != self.step_s):
+            raise ValueError(f"{self.source}: interval starts are not {self.step_s} s apart throughout")
         for name, values in self.shapes.items():
             if np.shape(values) != np.shape(self.epoch_s):
                 raise ValueError(

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str, int, int], None]
 #: Bisection stops when the bracket is this share of the search range (or `tolerance_kw`).
-BRACKET_SHARE = 0.01
+BRACKET_SHARE = 0.02
 MAX_STEPS = 14
 
 
@@ -265,7 +265,7 @@ def tranche_curve(
             progress(f"tranche at {constraint}: {size:,.0f} kW", len(rows), MAX_STEPS + 10)
         return rows[size]["curtailed_pct"]
 
-    for size in sizes_kw if sizes_kw is not None else np.linspace(hi / 10, hi, 10):
+    for size in sizes_kw if sizes_kw is not None else np.linspace(hi / 6, hi, 6):
         evaluate(float(size))
     feasible = [s for s, r in rows.items() if r["curtailed_pct"] <= target_pct]
     infeasible = [s for s, r in rows.items() if r["curtailed_pct"] > target_pct]
