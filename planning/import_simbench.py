@@ -31,6 +31,9 @@ SIMBENCH_LOCATION = (51.0, 10.0)  # central Germany: only the built-in PV shape 
 
 
 def require_simbench() -> Any:
+    import logging
+
+    logging.getLogger("pandapower").setLevel(logging.WARNING)  # it narrates optional imports at INFO
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
