@@ -125,3 +125,18 @@ def test_attribution_duration_curve_and_heatmap_add_up(case: tuple[Path, Path, n
     assert curve["curtailed_kw"].is_monotonic_decreasing
     hours = result.constraints.set_index("constraint").loc["thermal:tx"]
     assert hours["hours_curtailing"] == int((1000 * p - 600 > 0.1).sum())
+
+
+def test_weather_draws_give_a_p10_p50_p90_band(case: tuple[Path, Path, np.ndarray]) -> None:
+    network, profiles, p = case
+    result = Study.load(network, profiles=profiles, draws=6, seed=3).run(rules=["lifo"])
+    band = result.percentiles.set_index("site_id").loc["b"]
+    assert band["years"] == 6
+    assert band["curtailed_pct_p10"] <= band["curtailed_pct_p50"] <= band["curtailed_pct_p90"]
+    assert band["curtailed_pct_p10"] < band["curtailed_pct_p90"]  # the draws differ
+    # each draw is a year of whole days from the same months: its curtailment is a sum of the
+    # original days' curtailment, so it lies between the driest and the sunniest month mixes
+    daily = np.clip(1000 * p - 600, 0, None).reshape(365, 24).sum(axis=1) / 1000
+    years = result.sites[result.sites["site_id"] == "b"]["energy_curtailed_mwh"].to_numpy()
+    assert np.all(years >= 365 * daily.min() - 1e-6) and np.all(years <= 365 * daily.max() + 1e-6)
+    assert len(set(np.round(years, 6))) == 6
