@@ -42,6 +42,9 @@ def curtailment_by_site(
     first_year = dyn["year"].iloc[0]
     dyn = dyn[dyn["year"] == first_year]
     order = dyn.groupby("site_id")["curtailed_pct"].max().sort_values(ascending=False)
+    order = order[(order > 0.05) | order.index.isin(list(highlight))]  # sites that lose something
+    if order.empty:
+        return None
     chosen = [s for s in highlight if s in order.index] + [s for s in order.index if s not in highlight]
     chosen = chosen[:limit]
     variants = list(dict.fromkeys(zip(dyn["rule"], dyn["behaviour"], strict=True)))
@@ -58,6 +61,7 @@ def curtailment_by_site(
     ax.set_yticklabels([f"{s} *" if s in highlight else s for s in chosen])
     ax.invert_yaxis()
     ax.set_xlabel("energy curtailed over the year (% of the energy the site could have produced)")
+    ax.set_xlim(right=max(ax.get_xlim()[1] * 1.08, 1.0))
     ax.set_title(
         f"Annual curtailment per dynamic site ({first_year})" + (" - * candidate" if highlight else "")
     )
@@ -139,6 +143,7 @@ def constraint_hours(constraints: pd.DataFrame, path: Path, limit: int = 8) -> P
     ax.set_yticklabels(list(top))
     ax.invert_yaxis()
     ax.set_xlabel("hours per year binding while curtailing a site behind it")
+    ax.set_xlim(right=ax.get_xlim()[1] * 1.1)
     ax.set_title("What limits the sites: constraints by hours of curtailment")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")

@@ -89,7 +89,7 @@ class StudyResult:
                 out[name] = value
         if self.ac is not None and isinstance(self.ac.get("violations"), pd.DataFrame):
             out["ac_violations"] = self.ac["violations"]
-        return {k: v for k, v in out.items() if v is not None}
+        return {k: v for k, v in out.items() if v is not None and not v.empty}
 
 
 @dataclass
