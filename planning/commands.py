@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gridshare.allocation.rules import POLICIES
-from gridshare.planning.errors import PlanningError
+from gridshare.planning.errors import PlanningError, StudyError
 from gridshare.planning.yearrun import BEHAVIOURS
 
 
@@ -104,6 +104,8 @@ def run_command(network: str, out: Path, **options: Any) -> None:
         _run(network, out, **options)
     except PlanningError as exc:
         _fail(exc)
+    except (ValueError, KeyError) as exc:  # the engine refusing an input (NetworkError is a ValueError)
+        _fail(StudyError(str(exc.args[0]) if exc.args else str(exc), network))
 
 
 def _run(
