@@ -182,7 +182,8 @@ def simbench(interval: str) -> None:
         s = check.summary()
         print(
             f"{'':<6}{s['solves']:,} solves; intervals beyond a bound by > 1 %: "
-            f"{s['intervals_with_violation']}; beyond at all: {s['intervals_beyond_a_bound_at_all']}; "
+            f"{s['intervals_with_violation']}; beyond at all: {s['intervals_beyond_a_bound_at_all']} "
+            f"(largest excess {s['worst_excess_pct']} % of its bound); "
             f"highest V {s['highest_voltage_pu']} pu; worst loading {s['worst_loading_pct']} %; "
             f"vs pandapower.runpp: {s['cross_check_max_dv_pu']:.1e} pu"
         )

@@ -53,6 +53,7 @@ class AcCheck:
     violations: pd.DataFrame  # one row per (interval, case, element) beyond tolerance
     intervals_violating: int
     intervals_beyond_bound: int  # with no tolerance: how often AC is above a bound at all
+    worst_excess_pct: float  # the largest excess beyond any bound, % of that bound
     not_converged: int
     worst_loading_pct: float
     worst_v_max_pu: float
@@ -67,6 +68,7 @@ class AcCheck:
             "solves": self.solves,
             "intervals_with_violation": self.intervals_violating,
             "intervals_beyond_a_bound_at_all": self.intervals_beyond_bound,
+            "worst_excess_pct": round(self.worst_excess_pct, 3),
             "violation_count": len(self.violations),
             "not_converged": self.not_converged,
             "worst_loading_pct": round(self.worst_loading_pct, 2),
@@ -306,6 +308,7 @@ def ac_check(
     dv = 0.0
     violating: set[int] = set()
     strict: set[int] = set()
+    worst_excess = 0.0
     for case in ("export", "import"):
         inj = node_injections(grid, run, case, rows)
         v, ok = model.solve(inj)
@@ -321,6 +324,15 @@ def ac_check(
         beyond = (load_pct > limit_pct[:, None]).any(axis=0) if load_pct.size else np.zeros(len(rows), bool)
         beyond |= ((vm > model.v_max[:, None]) | (vm < model.v_min[:, None])).any(axis=0)
         strict.update(int(r) for r in rows[beyond & ok])
+        with np.errstate(invalid="ignore"):
+            excess = [
+                np.nanmax(np.where(ok[None, :], load_pct / limit_pct[:, None] - 1, np.nan), initial=0.0)
+                if load_pct.size
+                else 0.0,
+                np.nanmax(np.where(ok[None, :], vm / model.v_max[:, None] - 1, np.nan), initial=0.0),
+                np.nanmax(np.where(ok[None, :], 1 - vm / model.v_min[:, None], np.nan), initial=0.0),
+            ]
+        worst_excess = max(worst_excess, 100 * float(max(excess)))
         over_t = load_pct > (limit_pct * (1 + tolerance))[:, None]
         names = model.element_names + model.reg_names
         for e, t in zip(*np.nonzero(over_t & ok[None, :]), strict=True):
@@ -348,6 +360,7 @@ def ac_check(
         violations=frame,
         intervals_violating=len(violating),
         intervals_beyond_bound=len(strict),
+        worst_excess_pct=worst_excess,
         not_converged=not_converged,
         worst_loading_pct=worst_loading,
         worst_v_max_pu=v_hi if np.isfinite(v_hi) else float("nan"),
