@@ -33,7 +33,7 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 
 
 def curtailment_by_site(
-    sites: pd.DataFrame, path: Path, highlight: Sequence[str] = (), limit: int = 16
+    sites: pd.DataFrame, path: Path, highlight: Sequence[str] = (), limit: int = 12
 ) -> Path | None:
     """Share of each dynamic site's energy curtailed, one bar per rule and behaviour."""
     dyn = sites[sites["dynamic"]]
@@ -54,9 +54,10 @@ def curtailment_by_site(
     for k, (rule, behaviour) in enumerate(variants):
         part = dyn[(dyn["rule"] == rule) & (dyn["behaviour"] == behaviour)].set_index("site_id")
         values = [float(part["curtailed_pct"].get(s, 0.0)) for s in chosen]
-        ax.barh(
+        bars = ax.barh(
             y + k * height, values, height, label=_variant(rule, behaviour), color=COLOURS[k % len(COLOURS)]
         )
+        ax.bar_label(bars, labels=[f"{v:.1f} %" if v >= 0.05 else "" for v in values], fontsize=7, padding=2)
     ax.set_yticks(y + height * (len(variants) - 1) / 2)
     ax.set_yticklabels([f"{s} *" if s in highlight else s for s in chosen])
     ax.invert_yaxis()
@@ -132,13 +133,9 @@ def constraint_hours(constraints: pd.DataFrame, path: Path, limit: int = 8) -> P
     y = np.arange(len(top))
     for k, (rule, behaviour) in enumerate(variants):
         part = active[(active["rule"] == rule) & (active["behaviour"] == behaviour)].set_index("constraint")
-        ax.barh(
-            y + k * height,
-            [float(part["hours_curtailing"].get(c, 0.0)) for c in top],
-            height,
-            label=_variant(rule, behaviour),
-            color=COLOURS[k % 6],
-        )
+        hours = [float(part["hours_curtailing"].get(c, 0.0)) for c in top]
+        bars = ax.barh(y + k * height, hours, height, label=_variant(rule, behaviour), color=COLOURS[k % 6])
+        ax.bar_label(bars, labels=[f"{v:,.0f} h" if v > 0 else "" for v in hours], fontsize=7, padding=2)
     ax.set_yticks(y + height * (len(variants) - 1) / 2)
     ax.set_yticklabels(list(top))
     ax.invert_yaxis()
