@@ -33,8 +33,8 @@ from gridshare.grid.localtime import local_fractional_hours, local_seconds
 from gridshare.grid.network import Network, Site
 from gridshare.planning.errors import MissingDependency, ProfileError
 
-#: A share above this is a unit mistake (kW or W instead of a share of the peak).
-MAX_SHARE = 1.5
+#: A share above this is a unit mistake (kW or W instead of a share of the peak); noisy loads reach 2.
+MAX_SHARE = 2.0
 TIME_COLUMN = "time"
 BUILTIN = "built-in"
 

@@ -79,7 +79,7 @@ def test_a_bad_profile_value_names_file_column_and_line(tmp_path: Path) -> None:
     kw = tmp_path / "kw.csv"
     kw.write_text("time,pv\n2026-01-01T00:00:00Z,0.1\n2026-01-01T01:00:00Z,950\n")
     code, output = _plan("run", "demo", "--profiles", str(kw), "--out", str(tmp_path / "r"))
-    assert code == 4 and f"{kw}:3: pv: 950 is outside [0, 1.5]" in output and "not kW" in output
+    assert code == 4 and f"{kw}:3: pv: 950 is outside [0, 2]" in output and "not kW" in output
     gap = tmp_path / "gap.csv"
     gap.write_text("time,pv\n2026-01-01T00:00:00Z,0.1\n2026-01-01T01:00:00Z,0.1\n2026-01-01T03:00:00Z,0.1\n")
     code, output = _plan("run", "demo", "--profiles", str(gap), "--out", str(tmp_path / "r"))
