@@ -2,17 +2,25 @@
 # Independent IEEE 2030.5 clients as real peers of a freshly started GridShare (`gridshare serve` on free
 # loopback ports, mutual TLS with a development PKI), as a device and as an aggregator.
 #
-#   tests/interop/run.sh            every peer (today: aio2030dot5)
+#   tests/interop/run.sh                 every peer: aio2030dot5 (metering reader) and py20305 (DER client)
+#   tests/interop/run.sh aio2030dot5     only the ones named
 #
 # Each peer lives in its own virtual environment under var/interop/ (GRIDSHARE_INTEROP_HOME), made on
-# first use from PyPI and reused; none is a GridShare dependency. aio2030dot5 needs Python >= 3.12
+# first use from PyPI (pinned) and reused; none is a GridShare dependency. aio2030dot5 needs Python >= 3.12
 # (python3.12/3.13 on PATH, PYTHON312=/path, or pyenv's). Everything started here is stopped by PID on
-# exit; the server's log is kept in the results directory. The last line is `N passed, M failed`.
+# exit; the server's log is kept in the results directory. The last line is `N passed, M failed` over
+# every peer's checks.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-AIO_VERSION="0.4.0"
+# peer name -> the pinned package it installs (its checks are in <name>_peer.py beside this script)
+declare -A PEERS=([aio2030dot5]="aio2030dot5==0.4.0" [py20305]="py20305==0.16.1")
+ORDER=(aio2030dot5 py20305)
+if [ $# -gt 0 ]; then
+  for name in "$@"; do [ -n "${PEERS[$name]:-}" ] || { echo "interop: unknown peer $name" >&2; exit 64; }; done
+  ORDER=("$@")
+fi
 
 die() { echo "interop: $*" >&2; exit 1; }
 
@@ -32,14 +40,16 @@ py312="$(find_py312plus)" || die "no Python >= 3.12 found (aio2030dot5 needs it)
 
 home="${GRIDSHARE_INTEROP_HOME:-$root/var/interop}"
 mkdir -p "$home"
-aio_venv="$home/aio2030dot5-venv"
-if ! "$aio_venv/bin/python" -c "import aio2030dot5, sys; sys.exit(aio2030dot5.__version__ != '$AIO_VERSION')" \
-  2>/dev/null; then
-  echo "interop: creating $aio_venv (aio2030dot5 $AIO_VERSION)"
-  rm -rf "$aio_venv"
-  "$py312" -m venv "$aio_venv"
-  "$aio_venv/bin/pip" install -q --disable-pip-version-check "aio2030dot5==$AIO_VERSION"
-fi
+for name in "${ORDER[@]}"; do
+  venv="$home/$name-venv" spec="${PEERS[$name]}"
+  if [ "$(cat "$venv/.installed" 2>/dev/null)" != "$spec" ]; then
+    echo "interop: creating $venv ($spec)"
+    rm -rf "$venv"
+    "$py312" -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "$spec"
+    echo "$spec" >"$venv/.installed"
+  fi
+done
 # GridShare itself, in the project's venv (as scripts/serve.sh makes it)
 # shellcheck source=/dev/null
 if ! (source "$root/scripts/_venv.sh" "") >"$home/gridshare-venv.log" 2>&1; then
@@ -70,7 +80,7 @@ export GRIDSHARE_DATA_DIR="$results/data" GRIDSHARE_HOST=127.0.0.1 GRIDSHARE_POR
 unset GRIDSHARE_CONFIG GRIDSHARE_DATABASE_URL
 cd "$results"  # no stray ./gridshare.toml
 pki="$results/data/pki"
-"$gs" certs init "$pki" --devices 2 --aggregators 1 >"$results/certs.txt"
+"$gs" certs init "$pki" --devices 3 --aggregators 1 >"$results/certs.txt"
 "$gs" serve >"$results/gridshare.log" 2>&1 &
 pids+=($!)
 ready=""
@@ -89,9 +99,20 @@ PY
 done
 [ -n "$ready" ] || die "GridShare did not answer on 127.0.0.1:$dev_port; see $results/gridshare.log"
 
-echo "interop: aio2030dot5 $AIO_VERSION against GridShare on 127.0.0.1:$dev_port; results in $results"
-set +e
-"$aio_venv/bin/python" "$here/aio2030dot5_peer.py" 127.0.0.1 "$dev_port" "$pki" | tee "$results/aio2030dot5.log"
-status=${PIPESTATUS[0]}
-set -e
-exit "$status"
+passed=0 failed=0
+for name in "${ORDER[@]}"; do
+  echo "interop: ${PEERS[$name]} against GridShare on 127.0.0.1:$dev_port; results in $results"
+  set +e
+  "$home/$name-venv/bin/python" "$here/${name}_peer.py" 127.0.0.1 "$dev_port" "$pki" | tee "$results/$name.log"
+  set -e
+  last="$(tail -n 1 "$results/$name.log")"
+  if [[ "$last" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+    passed=$((passed + BASH_REMATCH[1])) failed=$((failed + BASH_REMATCH[2]))
+  else
+    echo "interop: $name ended without its summary line" >&2
+    failed=$((failed + 1))
+  fi
+done
+echo "interop: server log $results/gridshare.log"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
