@@ -80,13 +80,13 @@ def _days(mmr: MirrorMeterReading, after_s: int | None) -> Select[int]:
 def list_reading_days(
     session: Session, mmr: MirrorMeterReading, *, start: int, limit: int, after_s: int | None
 ) -> tuple[int, list[int]]:
-    """Start of each UTC day holding readings, newest first (a page of them), and how many there are."""
-    days = _days(mmr, after_s).subquery()
-    total = session.execute(select(func.count()).select_from(days)).scalar_one()
-    page = session.execute(
-        select(days.c.day).order_by(days.c.day.desc()).offset(start).limit(limit)
-    ).scalars()
-    return int(total), [int(d) for d in page]
+    """Start of each UTC day holding readings, newest first (a page of them), and how many there are.
+
+    One pass over the readings: the days themselves are few (one a day), so they are paged here.
+    """
+    day = _days(mmr, after_s).subquery().c.day
+    days = [int(d) for d in session.execute(select(day).order_by(day.desc())).scalars()]
+    return len(days), days[start : start + limit]
 
 
 def _current_in_day(mmr: MirrorMeterReading, day_s: int) -> ColumnElement[bool]:
