@@ -6,6 +6,7 @@ Every variable is `GRIDSHARE_<FIELD>` (e.g. `GRIDSHARE_DATABASE_URL`); the optio
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import tomllib
@@ -74,9 +75,10 @@ class Settings(BaseSettings):
         True, description="Generate a development PKI in data_dir/pki when TLS files are unset."
     )
 
-    trusted_proxies: list[str] = Field(
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Proxy addresses allowed to forward a client certificate (empty: proxy mode off).",
+        description="Proxy addresses or networks allowed to forward a client certificate (empty: proxy "
+        "mode off). A list, or comma-separated in GRIDSHARE_TRUSTED_PROXIES.",
     )
     proxy_cert_header: str = "x-client-cert"
     behind_proxy: bool = Field(
@@ -188,15 +190,26 @@ class Settings(BaseSettings):
             )
         return self
 
-    @field_validator("roles", mode="before")
+    @field_validator("roles", "trusted_proxies", mode="before")
     @classmethod
-    def _split_roles(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         """`serve,publish` (environment, --roles) or a JSON list; TOML gives a list already."""
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        """Each entry an address or network, so a typo fails at start rather than refusing every device."""
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
         return value
 
     @field_validator("roles")

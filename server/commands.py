@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from gridshare.certs.identity import DeviceIdentity, load_certificates
 from gridshare.core.settings import Settings
@@ -22,6 +23,8 @@ def load_settings(**overrides: object) -> Settings:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         raise click.ClickException(f"setting {field!r}: {first['msg']}") from None
+    except SettingsError as exc:  # a GRIDSHARE_* list or table that is not valid JSON
+        raise click.ClickException(str(exc)) from None
 
 
 @click.command("serve")
