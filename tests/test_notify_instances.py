@@ -21,14 +21,9 @@ from gridshare.server.notify.notifier import Notifier
 from gridshare.store.models import NotificationOutbox
 from gridshare.store.queries.notification_views import seen
 from tests.conftest import T0, RunningServer
-from tests.test_subscriptions import (  # noqa: F401  (receiver is a fixture)
-    Receiver,
-    add_control,
-    aggregator_site,
-    controls_in,
-    receiver,
-    subscribe,
-)
+from tests.test_subscriptions import Receiver, add_control, aggregator_site, controls_in, receiver, subscribe
+
+__all__ = ["receiver"]  # the fixture, imported for its side effect of being available here
 
 SITES = 4
 CHANGES = 5
