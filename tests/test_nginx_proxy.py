@@ -13,6 +13,7 @@ import datetime as dt
 import re
 import socket
 import ssl
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -77,6 +78,14 @@ class Cluster:
 
     def log_lines(self) -> list[str]:
         return self.access_log.read_text().splitlines() if self.access_log.exists() else []
+
+    def new_log_lines(self, before: int, count: int) -> list[str]:
+        """The access log lines after the first `before`, once `count` are there (nginx writes each line
+        just after sending the answer, so the client can be a moment ahead of the log)."""
+        deadline = time.monotonic() + 10
+        while len(lines := self.log_lines()[before:]) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return lines
 
 
 def _derc_href(c: httpx.Client) -> str:
@@ -191,9 +200,8 @@ def test_requests_are_balanced_over_both_servers(cluster: Cluster) -> None:
         href = _derc_href(c)
         for _ in range(40):
             assert c.get(href).status_code == 200
-    upstreams = Counter(
-        m.group(1) for line in cluster.log_lines()[before:] if (m := re.search(r"upstream=(\S+)", line))
-    )
+    lines = cluster.new_log_lines(before, 41)
+    upstreams = Counter(m.group(1) for line in lines if (m := re.search(r"upstream=(\S+)", line)))
     served = {f"127.0.0.1:{port}": upstreams[f"127.0.0.1:{port}"] for port in cluster.serve_ports}
     assert sum(served.values()) >= 40
     assert min(served.values()) >= 10, served  # round robin: about half each
@@ -253,7 +261,7 @@ def test_a_forged_header_without_a_certificate_never_reaches_gridshare(cluster: 
         r = c.get(f"{cluster.nginx_url}/dcap", headers={"X-Client-Cert": forged})
     assert r.status_code == 403
     assert b"DeviceCapability" not in r.content
-    [line] = cluster.log_lines()[before:]
+    [line] = cluster.new_log_lines(before, 1)
     assert "upstream=-" in line and "verify=NONE" in line
 
 
@@ -268,7 +276,7 @@ def test_a_certificate_from_another_ca_is_refused_by_nginx(cluster: Cluster) -> 
     with httpx.Client(verify=ctx, timeout=10) as c:
         r = c.get(f"{cluster.nginx_url}/dcap", headers={"X-Client-Cert": _escaped(me.cert_path)})
     assert r.status_code == 403
-    [line] = cluster.log_lines()[before:]
+    [line] = cluster.new_log_lines(before, 1)
     assert "upstream=-" in line and "verify=FAILED" in line
 
 

@@ -15,6 +15,7 @@ import uvicorn
 from gridshare.certs.devpki import DevPki
 from gridshare.core.settings import Settings
 from gridshare.server.bootstrap import build_context, seed_baseline
+from gridshare.server.identity import is_trusted_proxy
 from gridshare.server.run import device_config
 from tests.conftest import free_port
 
@@ -110,6 +111,14 @@ def test_forwarded_for_from_the_trusted_proxy_does_not_hide_it(trusted_proxy: st
     """nginx adds the device's address in X-Forwarded-For; the forwarded certificate must still count."""
     headers = {"x-client-cert": _escaped_cert(pki, "device-1"), "x-forwarded-for": "203.0.113.7"}
     assert httpx.get(f"{trusted_proxy}/dcap", headers=headers).status_code == 200
+
+
+def test_trusted_proxy_addresses_match_as_a_dual_stack_listener_sees_them() -> None:
+    assert is_trusted_proxy("::ffff:10.0.0.10", ("10.0.0.10",))  # IPv4 nginx, GridShare on "::"
+    assert is_trusted_proxy("10.0.0.10", ("10.0.0.0/24",))
+    assert not is_trusted_proxy("::ffff:10.0.0.11", ("10.0.0.10",))
+    assert not is_trusted_proxy("2001:db8::1", ("10.0.0.10",))
+    assert not is_trusted_proxy("nginx", ("10.0.0.10",))  # never a name
 
 
 def test_proxy_mode_without_trusted_addresses_is_a_configuration_error(tmp_path: Path) -> None:
