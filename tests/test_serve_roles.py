@@ -21,7 +21,7 @@ from tests.conftest import free_port, fresh_pg_database
 from tests.processes import GRIDSHARE, Proc, clean_env, start, wait_until
 
 
-def _store_url(kind: str, tmp_path: Path) -> str:
+def _sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'data' / 'gridshare.db'}"
 
 
@@ -69,7 +69,7 @@ def _together(url: str, tmp_path: Path) -> None:
 # processes and the publisher start at once on a fresh store (tests/test_nginx_proxy.py).
 @pytest.mark.slow
 def test_three_processes_starting_together_on_fresh_sqlite(tmp_path: Path) -> None:
-    _together(_store_url("sqlite", tmp_path), tmp_path)
+    _together(_sqlite_url(tmp_path), tmp_path)
 
 
 @pytest.mark.slow
@@ -81,7 +81,7 @@ def test_three_processes_starting_together_on_fresh_postgresql(tmp_path: Path) -
 
 def test_a_process_with_background_roles_only_publishes_and_stops_on_sigterm(tmp_path: Path) -> None:
     """`--roles publish`: no listener at all, the engine publishes, SIGTERM ends it promptly."""
-    url = _store_url("sqlite", tmp_path)
+    url = _sqlite_url(tmp_path)
     device_port, operator_port = free_port(), free_port()
     env = clean_env(data_dir=str(tmp_path / "data"), port=str(device_port), operator_port=str(operator_port))
     proc = start("publisher", [str(GRIDSHARE), "serve", "--roles", "publish"], env, tmp_path, tmp_path)
