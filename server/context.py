@@ -11,6 +11,7 @@ from gridshare.core.clock import Clock
 from gridshare.core.settings import Settings
 from gridshare.server.identity import ScopeCache
 from gridshare.server.render_cache import RenderCache
+from gridshare.server.self_identity import ServerIdentity
 
 
 @dataclass
@@ -21,6 +22,8 @@ class AppContext:
     clock: Clock
     cache: RenderCache = field(default_factory=RenderCache)
     scopes: ScopeCache = field(default_factory=ScopeCache)
+    #: The server's own identity (SelfDevice); None when it has no certificate of its own to show.
+    self_identity: ServerIdentity | None = None
 
     def now_s(self) -> int:
         return int(self.clock.now())
