@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gridshare.core.clock import Clock
 from gridshare.core.settings import Settings
+from gridshare.server.contacts import ContactLog
 from gridshare.server.identity import ScopeCache
 from gridshare.server.render_cache import RenderCache
 
@@ -21,6 +22,7 @@ class AppContext:
     clock: Clock
     cache: RenderCache = field(default_factory=RenderCache)
     scopes: ScopeCache = field(default_factory=ScopeCache)
+    contacts: ContactLog = field(default_factory=ContactLog)
 
     def now_s(self) -> int:
         return int(self.clock.now())

@@ -21,6 +21,7 @@ from gridshare.core.settings import Settings
 from gridshare.recompute.demo import seed_demo
 from gridshare.recompute.service import Recomputer
 from gridshare.server.app import create_asgi
+from gridshare.server.metrics import use_multiprocess_dir
 from gridshare.server.bootstrap import build_context, register_dev_aggregators, seed_baseline, tls_files
 from gridshare.server.notify.service import NotificationService
 from gridshare.server.operator.run import operator_server
@@ -44,6 +45,7 @@ def _socket(host: str, port: int, reuse_port: bool) -> socket.socket:
 def run_worker(settings: Settings, reuse_port: bool, with_operator: bool = True) -> None:
     """One serving process: its own engine, cache and listening socket (and the operator API in one)."""
     ctx = build_context(settings)
+    ctx.contacts.start(ctx.sessions, settings.contact_flush_s)
     config = uvicorn.Config(
         create_asgi(ctx),
         http=PeerCertHttpProtocol,
@@ -126,6 +128,8 @@ def serve(settings: Settings, workers: int = 1) -> None:
             notifications.stop()
             recomputer.stop()
         return
+    # Each worker counts its own requests; prometheus-client adds them up from files in one directory.
+    use_multiprocess_dir(settings.data_dir / "metrics")
     spawn = multiprocessing.get_context("spawn")
     procs = [
         spawn.Process(target=run_worker, args=(settings, True, i == 0), daemon=True) for i in range(workers)
