@@ -35,6 +35,18 @@ def curtailed_w(
     return np.where(at_limit, held, 0.0)
 
 
+def local_day_ordinals(epoch_s: np.ndarray, tz: str) -> np.ndarray:
+    """Local calendar day (date ordinal) of each time; one zone lookup per distinct quarter hour."""
+    zone = ZoneInfo(tz)
+    slot = epoch_s // 900  # every real UTC offset is a whole number of quarter hours
+    unique, inverse = np.unique(slot, return_inverse=True)
+    ordinals = np.array(
+        [datetime.fromtimestamp(int(u) * 900, UTC).astimezone(zone).date().toordinal() for u in unique],
+        dtype=np.int64,
+    )
+    return ordinals[inverse]
+
+
 @dataclass(frozen=True)
 class DayLedger:
     day: date  # local date in the network's time zone
@@ -59,10 +71,7 @@ def daily(
     """Sum interval figures into local days (kWh)."""
     if len(starts_s) == 0:
         return []
-    zone = ZoneInfo(tz)
-    days = np.array(
-        [datetime.fromtimestamp(int(t), UTC).astimezone(zone).date().toordinal() for t in starts_s]
-    )
+    days = local_day_ordinals(np.asarray(starts_s, dtype=np.int64), tz)
     kwh = interval_s / 3600.0 / 1000.0
     out = []
     for ordinal in np.unique(days):
@@ -100,4 +109,6 @@ def settle(curtailed_kwh: float, potential_kwh: float, guarantee: CurtailmentGua
         return Settlement(curtailed_kwh, potential_kwh, pct, None, None, 0.0, 0.0)
     allowed = guarantee.max_annual_pct / 100.0 * potential_kwh
     beyond = max(0.0, curtailed_kwh - allowed)
-    return Settlement(curtailed_kwh, potential_kwh, pct, guarantee, allowed, beyond, beyond * guarantee.price_per_kwh)
+    return Settlement(
+        curtailed_kwh, potential_kwh, pct, guarantee, allowed, beyond, beyond * guarantee.price_per_kwh
+    )

@@ -30,7 +30,7 @@ class LimitTimeline:
         default_export_w: float | None = None,
         default_import_w: float | None = None,
     ) -> LimitTimeline:
-        """From (start, end, export W, import W, known, fallback) tuples; later ones win where they overlap."""
+        """From (start, end, export W, import W, known, fallback) tuples; a later span cuts an earlier one."""
         ordered = sorted(spans, key=lambda s: s[0])
         kept: list[tuple[int, int, float, float, int, bool]] = []
         for span in ordered:

@@ -104,7 +104,9 @@ def compute_planned(
     isolated_now = computed[0][1]
     throughout = frozenset.intersection(*(iso for _, iso, _ in computed))
     binding = {d: sum(env.binding_count(d) for _, _, env in computed) for d in ("export", "import")}
-    series = join_reports([(part.first, env.constraints) for part, _, env in computed], sum(p.n for p in parts))
+    series = join_reports(
+        [(part.first, env.constraints) for part, _, env in computed], sum(p.n for p in parts)
+    )
     if len(computed) == 1:
         return PlannedEnvelopes(computed[0][2], binding, isolated_now, throughout, series)
     sites = [s for s in nf.sites if s.node not in throughout]

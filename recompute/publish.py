@@ -198,6 +198,10 @@ def record_series(session: Session, set_id: int, series: Mapping[Direction, Cons
     """Keep the engine's constraint report with its set; drop all but the newest few."""
     session.add(ConstraintReportRecord(set_id=set_id, report=encode_series(dict(series))))
     session.flush()
-    kept = select(ConstraintReportRecord.set_id).order_by(ConstraintReportRecord.set_id.desc()).limit(REPORTS_KEPT)
+    kept = (
+        select(ConstraintReportRecord.set_id)
+        .order_by(ConstraintReportRecord.set_id.desc())
+        .limit(REPORTS_KEPT)
+    )
     keep = [int(x) for x in session.execute(kept).scalars()]
     session.execute(delete(ConstraintReportRecord).where(ConstraintReportRecord.set_id.not_in(keep)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -116,15 +117,13 @@ class ContactLog:
             self._flusher = None
 
 
-def _upsert(session: Session):  # type: ignore[no-untyped-def]
+def _upsert(session: Session) -> Any:
     """INSERT ... ON CONFLICT (site_id) DO UPDATE, merging with what other processes wrote."""
     table = DeviceContact.__table__
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = postgresql.insert(table)
-        greatest, least = func.greatest, func.least
-    else:
-        stmt = sqlite.insert(table)
-        greatest, least = func.max, func.min
+    postgres = session.get_bind().dialect.name == "postgresql"
+    stmt: Any = postgresql.insert(table) if postgres else sqlite.insert(table)  # type: ignore[arg-type]
+    greatest: Any = func.greatest if postgres else func.max
+    least: Any = func.least if postgres else func.min
     new = stmt.excluded
     c = table.c
     return stmt.on_conflict_do_update(
@@ -135,7 +134,9 @@ def _upsert(session: Session):  # type: ignore[no-untyped-def]
             "last_resource": new.last_resource,
             "requests": c.requests + new.requests,
             "derc_polls": c.derc_polls + new.derc_polls,
-            "last_derc_s": func.coalesce(greatest(c.last_derc_s, new.last_derc_s), new.last_derc_s, c.last_derc_s),
+            "last_derc_s": func.coalesce(
+                greatest(c.last_derc_s, new.last_derc_s), new.last_derc_s, c.last_derc_s
+            ),
             "poll_interval_s": func.coalesce(new.poll_interval_s, c.poll_interval_s),
         },
     )

@@ -21,8 +21,8 @@ from gridshare.core.settings import Settings
 from gridshare.recompute.demo import seed_demo
 from gridshare.recompute.service import Recomputer
 from gridshare.server.app import create_asgi
-from gridshare.server.metrics import use_multiprocess_dir
 from gridshare.server.bootstrap import build_context, register_dev_aggregators, seed_baseline, tls_files
+from gridshare.server.metrics import use_multiprocess_dir
 from gridshare.server.notify.service import NotificationService
 from gridshare.server.operator.run import operator_server
 from gridshare.server.tls import PeerCertHttpProtocol, server_context

@@ -51,9 +51,7 @@ class LimitHistory(Base):
 
 class ConstraintReportRecord(Base):
     __tablename__ = "constraint_report"
-    set_id: Mapped[int] = mapped_column(
-        ForeignKey("envelope_set.id", ondelete="CASCADE"), primary_key=True
-    )
+    set_id: Mapped[int] = mapped_column(ForeignKey("envelope_set.id", ondelete="CASCADE"), primary_key=True)
     report: Mapped[bytes] = mapped_column(LargeBinary)
 
 

@@ -9,7 +9,6 @@ halves the size; NaN marks intervals where a constraint did not exist (envelopes
 from __future__ import annotations
 
 import io
-from typing import cast
 
 import numpy as np
 
@@ -41,7 +40,7 @@ def decode_series(blob: bytes) -> dict[Direction, ConstraintSeries]:
                 continue
             floats = {name: data[f"{direction}.{name}"].astype(float) for name in _FLOATS}
             out[direction] = ConstraintSeries(
-                direction=cast(Direction, direction),
+                direction=direction,
                 names=tuple(str(x) for x in data[f"{direction}.names"]),
                 kinds=tuple(str(x) for x in data[f"{direction}.kinds"]),
                 assets=tuple(str(x) for x in data[f"{direction}.assets"]),

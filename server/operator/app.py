@@ -10,6 +10,7 @@ from gridshare.server.operator import (
     routes_aggregators,
     routes_audit,
     routes_conformance,
+    routes_console,
     routes_controls,
     routes_curves,
     routes_fallback,
@@ -36,6 +37,7 @@ ROUTERS = (
     routes_views,
     routes_notifications,
     routes_audit,
+    routes_console,
 )
 
 
