@@ -67,6 +67,7 @@ class DevicesOut(BaseModel):
 class NetworkSummaryOut(BaseModel):
     name: str
     network_id: int
+    timezone: str
     loaded_s: int
     loaded_by: str
     sites: int

@@ -23,6 +23,7 @@ def summary_out(s: NetworkSummary) -> NetworkSummaryOut:
     return NetworkSummaryOut(
         name=s.name,
         network_id=s.network_id,
+        timezone=s.timezone,
         loaded_s=s.loaded_s,
         loaded_by=s.loaded_by,
         sites=s.sites,

@@ -10,13 +10,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from gridshare.envelopes.blocks import in_force
 from gridshare.envelopes.constraint_series import ConstraintSeries
 from gridshare.envelopes.headroom import Direction
-from gridshare.store.console_models import ConstraintReportRecord, DeviceContact, LimitHistory
+from gridshare.store.console_models import ConsoleSession, ConstraintReportRecord, DeviceContact, LimitHistory
 from gridshare.store.constraint_blobs import decode_series
 from gridshare.store.envelope_blocks import decode_envelope
 from gridshare.store.models import (
@@ -27,6 +27,7 @@ from gridshare.store.models import (
     SiteEnvelope,
     TelemetryReading,
 )
+from gridshare.store.operator_models import ApiToken
 
 #: 2030.5 ReadingType: uom 38 is watts; flowDirection 1 forward (import), 19 reverse (export).
 UOM_W, FORWARD, REVERSE = 38, 1, 19
@@ -217,3 +218,48 @@ def set_counts(session: Session) -> list[tuple[int | None, str, int]]:
         ).group_by(EnvelopeSetRecord.network_id, EnvelopeSetRecord.status)
     ).all()
     return [(n, str(s), int(c)) for n, s, c in rows]
+
+
+# --- console sessions ----------------------------------------------------------------------------------
+
+
+def add_console_session(
+    session: Session, *, session_sha256: str, token_id: int, csrf: str, now_s: int, lifetime_s: int
+) -> ConsoleSession:
+    row = ConsoleSession(
+        session_sha256=session_sha256,
+        token_id=token_id,
+        csrf=csrf,
+        created_s=now_s,
+        expires_s=now_s + lifetime_s,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def live_console_session(
+    session: Session, session_sha256: str, now_s: int
+) -> tuple[ConsoleSession, ApiToken] | None:
+    """The login and its token, if neither has ended, expired or been revoked."""
+    found = session.execute(
+        select(ConsoleSession, ApiToken)
+        .join(ApiToken, ApiToken.id == ConsoleSession.token_id)
+        .where(ConsoleSession.session_sha256 == session_sha256)
+    ).first()
+    if found is None:
+        return None
+    row, token = found
+    if row.ended_s is not None or row.expires_s <= now_s or token.revoked_s is not None:
+        return None
+    return row, token
+
+
+def end_console_session(session: Session, session_sha256: str, now_s: int) -> None:
+    row = session.execute(
+        select(ConsoleSession).where(ConsoleSession.session_sha256 == session_sha256)
+    ).scalar_one_or_none()
+    if row is not None and row.ended_s is None:
+        row.ended_s = now_s
+    # Logins long over are of no use to anyone: keep the table small.
+    session.execute(delete(ConsoleSession).where(ConsoleSession.expires_s < now_s - 7 * 86400))

@@ -41,6 +41,7 @@ class Recomputation:
 class NetworkSummary:
     name: str
     network_id: int
+    timezone: str
     loaded_s: int
     loaded_by: str
     sites: int
@@ -94,6 +95,7 @@ def summary(
     return NetworkSummary(
         name=net.name,
         network_id=net.model.id,
+        timezone=net.nf.network.timezone,
         loaded_s=net.model.loaded_s,
         loaded_by=net.model.loaded_by,
         sites=len(net.nf.sites),
