@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from gridshare.server.resources import RESOURCES
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
@@ -45,8 +45,8 @@ class DeviceMetrics:
     """Pre-bound children so that counting a request is two dict lookups and two increments."""
 
     def __init__(self) -> None:
-        self._latency = {r: LATENCY.labels(r) for r in RESOURCES}
-        self._requests: dict[tuple[str, int], object] = {}
+        self._latency: dict[str, Any] = {}
+        self._requests: dict[tuple[str, int], Any] = {}
         self.cache_hit = DERC_CACHE.labels("hit")
         self.cache_miss = DERC_CACHE.labels("miss")
 
@@ -55,8 +55,11 @@ class DeviceMetrics:
         child = self._requests.get(key)
         if child is None:
             child = self._requests[key] = REQUESTS.labels(resource, str(status))
-        child.inc()  # type: ignore[attr-defined]
-        self._latency[resource].observe(seconds)
+        child.inc()
+        latency = self._latency.get(resource)
+        if latency is None:
+            latency = self._latency[resource] = LATENCY.labels(resource)
+        latency.observe(seconds)
 
 
 def use_multiprocess_dir(directory: Path) -> None:
