@@ -36,8 +36,14 @@ class ConstraintOut(_Out):
     )
     forecast: list[float | None] = Field(description="loading before flexible sites, per interval")
     loading: list[float | None] = Field(description="loading with flexible sites at their limits")
-    headroom: list[float | None] = Field(description="what was left for flexible sites")
+    headroom: list[float | None] = Field(description="what was left for flexible sites before allocation")
+    spare: list[float | None] = Field(description="rating minus loading with flexible sites at their limits")
     binding: list[bool]
+    min_spare: float | None
+    min_spare_at_s: int | None
+    min_spare_pct: float | None = Field(
+        description="least spare, thermal: % of the rating; voltage: of the band"
+    )
     min_headroom: float | None
     min_headroom_at_s: int | None
     min_headroom_pct: float | None = Field(description="thermal: of the rating; voltage: of the band to 1 pu")
@@ -50,6 +56,9 @@ class WorstConstraintOut(_Out):
     name: str
     direction: str
     unit: str
+    min_spare: float | None
+    min_spare_pct: float | None
+    min_spare_at_s: int | None
     min_headroom: float | None
     min_headroom_pct: float | None
     min_headroom_at_s: int | None

@@ -22,8 +22,13 @@ class ConstraintView:
     rating: list[float | None]
     forecast: list[float | None]
     loading: list[float | None]
-    headroom: list[float | None]
+    headroom: list[float | None]  # engine: what was left for flexible sites before they were allocated
+    spare: list[float | None]  # what is left with flexible sites at their limits (0 where binding)
     binding: list[bool]
+    min_spare: float | None
+    min_spare_at_s: int | None
+    #: thermal: least spare capacity as a share of the rating there; voltage: of the band to 1 pu
+    min_spare_pct: float | None
     min_headroom: float | None
     min_headroom_at_s: int | None
     #: thermal: smallest headroom as a share of the rating there; voltage: of the band to nominal
@@ -44,9 +49,12 @@ class ConstraintsReport:
     constraints: list[ConstraintView]
 
     def worst(self) -> ConstraintView | None:
-        """The constraint closest to its limit (thermal first by % headroom; voltage by its band share)."""
-        ranked = [c for c in self.constraints if c.min_headroom_pct is not None]
-        return min(ranked, key=lambda c: c.min_headroom_pct or 0.0, default=None)
+        """The constraint with the least spare capacity (share of rating or voltage band), then the one
+        that binds longest: where the network is fullest."""
+        ranked = [c for c in self.constraints if c.min_spare_pct is not None]
+        return min(
+            ranked, key=lambda c: (round(c.min_spare_pct or 0.0, 1), -c.binding_intervals), default=None
+        )
 
 
 def _clean(values: np.ndarray, digits: int) -> list[float | None]:
@@ -86,6 +94,17 @@ def _view(
                 a[keep, c] for a in (s.rating, s.forecast, s.value, s.headroom)
             )
             binding = s.binding[keep, c]
+            # Spare: how far the loading with flexible sites at their limits is from the limit, in the
+            # direction that matters (a voltage drop constraint is on the low side).
+            spare = value - rating if (unit == "pu" and direction == "import") else rating - value
+            ok = np.isfinite(spare)
+            low = int(np.argmin(np.where(ok, spare, np.inf))) if ok.any() else None
+            spare_pct = None
+            if low is not None:
+                if unit == "W":
+                    spare_pct = 100.0 * spare[low] / rating[low] if rating[low] > 0 else None
+                else:
+                    spare_pct = 100.0 * spare[low] / (abs(rating[low] - 1.0) or 1.0)
             finite = np.isfinite(headroom)
             at = int(np.argmin(np.where(finite, headroom, np.inf))) if finite.any() else None
             pct = peak = None
@@ -110,7 +129,11 @@ def _view(
                     forecast=_clean(forecast, digits),
                     loading=_clean(value, digits),
                     headroom=_clean(headroom, digits),
+                    spare=_clean(spare, digits),
                     binding=[bool(b) for b in binding],
+                    min_spare=None if low is None else round(float(spare[low]), digits),
+                    min_spare_at_s=None if low is None else int(starts[keep][low]),
+                    min_spare_pct=None if spare_pct is None else round(float(spare_pct), 2),
                     min_headroom=None if at is None else round(float(headroom[at]), digits),
                     min_headroom_at_s=None if at is None else int(starts[keep][at]),
                     min_headroom_pct=None if pct is None else round(float(pct), 2),

@@ -211,7 +211,12 @@ def _set_by(
 
 
 def envelope_view(
-    session: Session, site: Site, net: NetworkRef | None, nsite: NetworkSite | None, now_s: int
+    session: Session,
+    settings: Settings,
+    site: Site,
+    net: NetworkRef | None,
+    nsite: NetworkSite | None,
+    now_s: int,
 ) -> tuple[int | None, list[EnvelopeInterval]]:
     """The published envelope from now on, one row per envelope interval, with what set each limit."""
     record = current_set(session)
@@ -249,8 +254,15 @@ def envelope_view(
             export_by = import_by = "-"
             if nsite is not None and net is not None:
                 names = {d: _set_by(net, nsite, report, start, d) for d in ("export", "import")}
-                export_by = _explain(names["export"], export_w, nsite.max_export_kw * 1000.0)
-                import_by = _explain(names["import"], import_w, nsite.max_import_kw * 1000.0)
+                step = max(
+                    settings.envelope_resolution_w,
+                    settings.envelope_resolution_pct
+                    / 100
+                    * 1000
+                    * max(nsite.max_export_kw, nsite.max_import_kw),
+                )
+                export_by = _explain(names["export"], export_w, nsite.max_export_kw * 1000.0, step)
+                import_by = _explain(names["import"], import_w, nsite.max_import_kw * 1000.0, step)
         out.append(
             EnvelopeInterval(
                 start_s=start,
@@ -267,12 +279,14 @@ def envelope_view(
     return record.id, out
 
 
-def _explain(binding: list[str], limit_w: float, max_w: float) -> str:
+def _explain(binding: list[str], limit_w: float, max_w: float, step_w: float) -> str:
     if limit_w >= max_w - 1e-6:
         return "agreed maximum"
+    if limit_w >= max_w - step_w and not binding:
+        return f"agreed maximum, rounded down to {step_w / 1000:g} kW steps"
     if binding:
         return ", ".join(binding[:2])
-    return "floor or ramp limit"
+    return "its share of the feeder (floor or step limit)"
 
 
 def site_view(
@@ -280,7 +294,7 @@ def site_view(
 ) -> SiteView:
     bound = network_site_of(session, site)
     net, nsite = bound if bound is not None else (None, None)
-    set_id, envelope = envelope_view(session, site, net, nsite, now_s)
+    set_id, envelope = envelope_view(session, settings, site, net, nsite, now_s)
     power = net_power(session, site.id, now_s - 86400, now_s + 1)
     telemetry = (
         TelemetryView(int(power.t_s[-1]), float(power.export_w[-1]), power.last_received_s)

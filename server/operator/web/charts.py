@@ -68,10 +68,11 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     first = math.floor(lo / step) * step
     ticks = []
     v = first
-    while v <= hi + step * 1e-9:
+    while True:
         ticks.append(round(v, 10))
+        if v >= hi - step * 1e-9:
+            return ticks
         v += step
-    return ticks
 
 
 def fmt_value(v: float, unit: str) -> str:

@@ -39,14 +39,14 @@ class TreeRow:
 
     @property
     def min_pct(self) -> float | None:
-        values = [c.min_headroom_pct for c in (self.export, self.imp, *self.voltage) if c is not None]
+        values = [c.min_spare_pct for c in (self.export, self.imp, *self.voltage) if c is not None]
         found = [v for v in values if v is not None]
         return min(found) if found else None
 
 
 def _pct_series(c: ConstraintView) -> list[float | None]:
     out: list[float | None] = []
-    for h, r in zip(c.headroom, c.rating, strict=True):
+    for h, r in zip(c.spare, c.rating, strict=True):
         if h is None or r is None:
             out.append(None)
         elif c.unit == "W":
@@ -109,7 +109,7 @@ def network_tree(
             (row.imp, "spark_import", "spark-import"),
         ):
             if c is not None:
-                title = f"{c.name} {c.direction}: headroom as % of rating over the next 24 h"
+                title = f"{c.name} {c.direction}: spare capacity as % of rating over the next 24 h"
                 setattr(row, attr, sparkline(_pct_series(c), c.binding, cls=cls, title=title))
         rows.append(row)
         for b in children.get(node, []):
@@ -132,8 +132,8 @@ def constraint_chart(report: ConstraintsReport, c: ConstraintView, tz: str, now_
     return time_chart(
         [
             Series("rating (derates applied)", starts, c.rating, "s-rating", step=True),
-            Series("forecast before flexible sites", starts, c.forecast, "s-forecast", step=True),
-            Series("with flexible sites at their limits", starts, c.loading, "s-loading", step=True),
+            Series("forecast before flexible sites", starts, c.forecast, "s-forecast"),
+            Series("with flexible sites at their limits", starts, c.loading, "s-loading"),
         ],
         start_s=starts[0] if starts else now_s,
         end_s=end,

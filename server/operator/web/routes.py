@@ -204,7 +204,7 @@ def network_page(
         focus = None
         if report is not None and report.constraints:
             wanted = [c for c in report.constraints if c.asset == asset] if asset else []
-            focus = min(wanted, key=lambda c: c.min_headroom_pct or 0.0) if wanted else summary.worst
+            focus = min(wanted, key=lambda c: c.min_spare_pct or 0.0) if wanted else summary.worst
             if focus is not None:
                 chart = pages.constraint_chart(report, focus, net.nf.network.timezone, now)
         results = compliance.fleet_compliance(session, ctx.settings, now - 86400, now)
