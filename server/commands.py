@@ -9,6 +9,7 @@ import click
 from pydantic import ValidationError
 
 from gridshare.certs.identity import DeviceIdentity, load_certificates
+from gridshare.core.logs import use_format
 from gridshare.core.settings import Settings
 from gridshare.server.operator.commands import token_group
 
@@ -48,7 +49,9 @@ def serve_command(host: str | None, port: int | None, workers: int, data_dir: Pa
     """
     from gridshare.server.run import serve
 
-    serve(load_settings(host=host, port=port, data_dir=data_dir), workers=workers)
+    settings = load_settings(host=host, port=port, data_dir=data_dir)
+    use_format(settings.log_format)
+    serve(settings, workers=workers)
 
 
 @click.group("admin")

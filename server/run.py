@@ -17,6 +17,7 @@ import sys
 import uvicorn
 
 from gridshare.certs.devpki import ensure_dev_pki
+from gridshare.core.logs import use_format
 from gridshare.core.settings import Settings
 from gridshare.recompute.demo import seed_demo
 from gridshare.recompute.service import Recomputer
@@ -44,6 +45,7 @@ def _socket(host: str, port: int, reuse_port: bool) -> socket.socket:
 
 def run_worker(settings: Settings, reuse_port: bool, with_operator: bool = True) -> None:
     """One serving process: its own engine, cache and listening socket (and the operator API in one)."""
+    use_format(settings.log_format)  # a spawned worker starts with no logging configured
     ctx = build_context(settings)
     ctx.contacts.start(ctx.sessions, settings.contact_flush_s)
     config = uvicorn.Config(
