@@ -57,9 +57,13 @@ def allowed_limits(
     was_export, was_import = timeline.before_step(t)
     since = t - timeline.step_times(t) - response_s  # seconds the device has been ramping
     out = []
-    for now, was in ((now_export, was_export), (now_import, was_import)):
-        ramped = np.where(since < 0, was, was - ramp_w_per_s * np.maximum(since, 0))
-        out.append(np.where(now < was, np.maximum(now, ramped), now))
+    with np.errstate(invalid="ignore"):
+        drop = np.where(since > 0, ramp_w_per_s * np.maximum(since, 0), 0.0)  # W ramped down so far
+        for now, was in ((now_export, was_export), (now_import, was_import)):
+            # Down by `drop` from the old limit, never below the new one. From no limit at all there is
+            # nothing to ramp from: the new limit applies once the response time is over.
+            ramped = np.where(np.isinf(was) | (drop >= was - now), now, was - drop)
+            out.append(np.where(now < was, np.where(since < 0, was, ramped), now))
     return out[0], out[1]
 
 
