@@ -203,7 +203,11 @@ def _set_by(
         kind, asset = series.kinds[c], series.assets[c]
         if kind == "thermal" and asset in branch and on_path[branch[asset], node]:
             found.append(
-                (0, -float(on_path[:, node_of[net.nf.network.branches[branch[asset]].to_node]].sum()), asset)
+                (
+                    0,
+                    -float(on_path[:, node_of[net.nf.network.branches[branch[asset]].to_node]].sum()),
+                    f"{asset} rating",
+                )
             )
         elif kind == "voltage" and asset in node_of and volt[node_of[asset], node] > 0:
             found.append((1, -float(volt[node_of[asset], node]), f"voltage at {asset}"))

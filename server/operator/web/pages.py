@@ -131,9 +131,9 @@ def constraint_chart(report: ConstraintsReport, c: ConstraintView, tz: str, now_
     title = f"{c.name} ({c.direction}): loading against rating, next 24 h"
     return time_chart(
         [
-            Series("rating (derates applied)", starts, c.rating, "s-rating", step=True),
             Series("forecast before flexible sites", starts, c.forecast, "s-forecast"),
             Series("with flexible sites at their limits", starts, c.loading, "s-loading"),
+            Series("rating (derates applied)", starts, c.rating, "s-rating", step=True),  # on top
         ],
         start_s=starts[0] if starts else now_s,
         end_s=end,
