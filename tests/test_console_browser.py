@@ -88,6 +88,16 @@ def console(server: RunningServer) -> Iterator[tuple[RunningServer, OperatorApi,
 
 
 @pytest.fixture
+def quiet_console(server: RunningServer) -> Iterator[tuple[RunningServer, OperatorApi, Recomputer]]:
+    """The demo network with one publication and no engine running: enough to be refused in."""
+    seed_demo(server.ctx, server.pki)
+    engine = Recomputer(server.ctx)
+    engine.run_once()
+    with running_operator_api(server.ctx) as api:
+        yield server, api, engine
+
+
+@pytest.fixture
 def shots(tmp_path: Path) -> Path:
     out = Path(os.environ.get("GRIDSHARE_SCREENSHOTS") or tmp_path / "shots")
     out.mkdir(parents=True, exist_ok=True)
@@ -180,9 +190,9 @@ def test_operator_derates_and_watches_the_network_and_a_site_follow(
 
 
 def test_a_viewer_gets_a_read_only_console(
-    console: tuple[RunningServer, OperatorApi, Recomputer], shots: Path, tmp_path: Path
+    quiet_console: tuple[RunningServer, OperatorApi, Recomputer], shots: Path, tmp_path: Path
 ) -> None:
-    _server, api, _engine = console
+    _server, api, _engine = quiet_console
     base = api.base_url
     with sync_api.sync_playwright() as play:
         browser = _browser(play, tmp_path, "viewer")
