@@ -20,9 +20,9 @@ from tests.conftest import free_port
 def _count(text: str, resource: str) -> float:
     total = 0.0
     for line in text.splitlines():
-        if line.startswith("gridshare_device_requests_total{") and f'resource="{resource}"' in line:
-            if 'code="200"' in line:
-                total += float(line.rsplit(" ", 1)[1])
+        wanted = f'resource="{resource}"' in line and 'code="200"' in line
+        if line.startswith("gridshare_device_requests_total{") and wanted:
+            total += float(line.rsplit(" ", 1)[1])
     return total
 
 
