@@ -64,15 +64,18 @@ def run_worker(settings: Settings, reuse_port: bool, with_operator: bool = True)
     server = uvicorn.Server(config)
     device_socket = _socket(settings.host, settings.port, reuse_port)
     operator_socket = _operator_socket(settings) if with_operator else None
-    if operator_socket is None:
-        server.run(sockets=[device_socket])
-        return
-    pairs = [
-        (server, device_socket),
-        (operator_server(ctx, settings.operator_host, settings.operator_port), operator_socket),
-    ]
-    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
-        runner.run(_serve_together(pairs))
+    try:
+        if operator_socket is None:
+            server.run(sockets=[device_socket])
+            return
+        pairs = [
+            (server, device_socket),
+            (operator_server(ctx, settings.operator_host, settings.operator_port), operator_socket),
+        ]
+        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+            runner.run(_serve_together(pairs))
+    finally:
+        ctx.contacts.stop()  # writes the last contacts recorded
 
 
 def _operator_socket(settings: Settings) -> socket.socket | None:

@@ -28,7 +28,7 @@ from gridshare.server.operator.auth import SESSION_COOKIE, context
 from gridshare.server.operator.errors import FieldError
 from gridshare.server.operator.network_schemas import DerateIn
 from gridshare.server.operator.services import compliance, curtailment, derates, fleet, overview
-from gridshare.server.operator.services.networks import list_networks, network_named
+from gridshare.server.operator.services.networks import list_networks, network_named, registered_sites
 from gridshare.server.operator.web import pages
 from gridshare.server.operator.web.session import (
     LOGIN_CSRF_COOKIE,
@@ -207,7 +207,8 @@ def network_page(
             focus = min(wanted, key=lambda c: c.min_spare_pct or 0.0) if wanted else summary.worst
             if focus is not None:
                 chart = pages.constraint_chart(report, focus, net.nf.network.timezone, now)
-        results = compliance.fleet_compliance(session, ctx.settings, now - 86400, now)
+        mine = {s.id for s in registered_sites(session, net).values()}
+        results = compliance.fleet_compliance(session, ctx.settings, now - 86400, now, mine)
     return render(
         request,
         "network.html",
