@@ -54,3 +54,4 @@ def use_format(kind: str) -> None:
     chosen = formatter(kind)
     for handler in root.handlers:
         handler.setFormatter(chosen)
+    logging.captureWarnings(True)  # Python warnings become log events too, in the same format

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
@@ -28,14 +27,8 @@ log = logging.getLogger(__name__)
 _SMOOTHING = 0.2
 
 
-@dataclass
-class _Pending:
-    first_s: int
-    last_s: int
-    resource: str
-    requests: int = 0
-    derc_polls: int = 0
-    last_derc_s: int | None = None
+#: a pending entry: [first_s, last_s, resource, requests, derc_polls, last_derc_s or None]
+_Pending = list
 
 
 class ContactLog:
@@ -48,17 +41,17 @@ class ContactLog:
         self._stop = threading.Event()
 
     def record(self, site_id: int, resource: str, now_s: float, derc_poll: bool) -> None:
-        t = int(now_s)
+        """One answered request about this EndDevice (called on the event loop for every request)."""
         with self._lock:
             entry = self._pending.get(site_id)
             if entry is None:
-                entry = self._pending[site_id] = _Pending(t, t, resource)
-            entry.last_s = max(entry.last_s, t)
-            entry.resource = resource
-            entry.requests += 1
+                entry = self._pending[site_id] = [now_s, now_s, resource, 0, 0, None]
+            entry[1] = now_s
+            entry[2] = resource
+            entry[3] += 1
             if derc_poll:
-                entry.derc_polls += 1
-                entry.last_derc_s = t
+                entry[4] += 1
+                entry[5] = now_s
                 before = self._last_derc.get(site_id)
                 if before is not None and now_s > before:
                     gap = now_s - before
@@ -79,15 +72,17 @@ class ContactLog:
                 rows = [
                     {
                         "site_id": site_id,
-                        "first_s": p.first_s,
-                        "last_s": p.last_s,
-                        "last_resource": p.resource[:64],
-                        "requests": p.requests,
-                        "derc_polls": p.derc_polls,
-                        "last_derc_s": p.last_derc_s,
+                        "first_s": int(first_s),
+                        "last_s": int(last_s),
+                        "last_resource": str(resource)[:64],
+                        "requests": requests,
+                        "derc_polls": derc_polls,
+                        "last_derc_s": None if last_derc_s is None else int(last_derc_s),
                         "poll_interval_s": intervals.get(site_id),
                     }
-                    for site_id, p in sorted(pending.items())
+                    for site_id, (first_s, last_s, resource, requests, derc_polls, last_derc_s) in sorted(
+                        pending.items()
+                    )
                     if site_id in known
                 ]
                 if rows:

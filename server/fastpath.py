@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 
 from gridshare.server.context import AppContext
 from gridshare.server.identity import peer_pem
-from gridshare.server.metrics import DeviceMetrics
+from gridshare.server.metrics import PROCESS
 from gridshare.server.resources import Classifier
 from gridshare.server.wire.xmlio import MEDIA_TYPE
 from gridshare.store.db import PUBLICATION
@@ -85,7 +85,7 @@ class FastPath:
         self.ctx = ctx
         self.generations = GenerationReader(ctx.engine)
         self.classify = Classifier()
-        self.metrics = DeviceMetrics()
+        self.metrics = PROCESS
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -99,10 +99,10 @@ class FastPath:
                 headers = [*_HEADERS, (b"content-length", str(len(body)).encode())]
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
                 await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
-                self.metrics.cache_hit.inc()
+                self.metrics.cache["hit"] += 1
                 self._done(resource, site_id, 200, t0)
                 return
-            self.metrics.cache_miss.inc()
+            self.metrics.cache["miss"] += 1
         status = [500]
 
         async def send_noting_status(message: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ import multiprocessing
 import signal
 import socket
 import sys
+import threading
 
 import uvicorn
 
@@ -23,7 +24,7 @@ from gridshare.recompute.demo import seed_demo
 from gridshare.recompute.service import Recomputer
 from gridshare.server.app import create_asgi
 from gridshare.server.bootstrap import build_context, register_dev_aggregators, seed_baseline, tls_files
-from gridshare.server.metrics import use_multiprocess_dir
+from gridshare.server.metrics import start_sharing, use_metrics_dir
 from gridshare.server.notify.service import NotificationService
 from gridshare.server.operator.run import operator_server
 from gridshare.server.tls import PeerCertHttpProtocol, server_context
@@ -48,6 +49,8 @@ def run_worker(settings: Settings, reuse_port: bool, with_operator: bool = True)
     use_format(settings.log_format)  # a spawned worker starts with no logging configured
     ctx = build_context(settings)
     ctx.contacts.start(ctx.sessions, settings.contact_flush_s)
+    sharing = threading.Event()
+    start_sharing(sharing)
     config = uvicorn.Config(
         create_asgi(ctx),
         http=PeerCertHttpProtocol,
@@ -75,6 +78,7 @@ def run_worker(settings: Settings, reuse_port: bool, with_operator: bool = True)
         with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
             runner.run(_serve_together(pairs))
     finally:
+        sharing.set()
         ctx.contacts.stop()  # writes the last contacts recorded
 
 
@@ -133,8 +137,8 @@ def serve(settings: Settings, workers: int = 1) -> None:
             notifications.stop()
             recomputer.stop()
         return
-    # Each worker counts its own requests; prometheus-client adds them up from files in one directory.
-    use_multiprocess_dir(settings.data_dir / "metrics")
+    # Each worker counts its own requests and shares its tallies through files in one directory.
+    use_metrics_dir(settings.data_dir / "metrics")
     spawn = multiprocessing.get_context("spawn")
     procs = [
         spawn.Process(target=run_worker, args=(settings, True, i == 0), daemon=True) for i in range(workers)

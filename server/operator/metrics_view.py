@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 
 from gridshare.recompute.status import STATES, effective, read_statuses
 from gridshare.server.context import AppContext
-from gridshare.server.metrics import device_metrics_text
+from gridshare.server.metrics import device_metric_families
 from gridshare.server.operator.services import compliance, fleet
 from gridshare.server.operator.services.networks import list_networks
 from gridshare.server.operator.services.sites import LATE, NEVER, POLLING, PRESUMED_FALLBACK
@@ -181,11 +181,16 @@ class StoreCollector(Collector):
         return out
 
 
+class DeviceCollector(Collector):
+    def collect(self) -> Iterator[Metric]:
+        yield from device_metric_families()
+
+
 def install_metrics(app: FastAPI) -> None:
     registry = CollectorRegistry()
+    registry.register(DeviceCollector())
     registry.register(StoreCollector(app.state.ctx))
 
     @app.get("/metrics", include_in_schema=False)
     def metrics(_request: Request) -> Response:
-        body = device_metrics_text() + generate_latest(registry)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
