@@ -181,6 +181,45 @@ class Settings(BaseSettings):
     )
     notification_timeout_s: float = Field(5.0, gt=0, description="Connect/read timeout of one delivery.")
     max_subscriptions_per_aggregator: int = Field(1000, ge=1)
+    log_format: str = Field(
+        "text",
+        pattern="^(text|json)$",
+        description="`text`: one readable line per event; `json`: one JSON object per line for log shippers "
+        "(the same events and fields).",
+    )
+    device_fallback_timeout_s: int = Field(
+        3600,
+        ge=60,
+        description="A device that has not reached the server for this long is presumed to run on its "
+        "DefaultDERControl (the comms-loss timeout configured in CSIP-AUS clients).",
+    )
+    contact_flush_s: float = Field(
+        5.0, gt=0, description="How often each serving process writes devices' last contact to the store."
+    )
+    compliance_response_s: int = Field(
+        60,
+        ge=0,
+        description="Time a device is given to act on a new limit, from when the limit starts or is "
+        "published, whichever is later (one DERControlList poll at the default 60 s rate).",
+    )
+    compliance_tolerance_w: float = Field(
+        100.0, ge=0, description="Measurement tolerance: readings this far above a limit still comply..."
+    )
+    compliance_tolerance_pct: float = Field(
+        4.0,
+        ge=0,
+        le=50,
+        description="...or this share of the site's rating, if larger (AS/NZS 4777.2 active power accuracy).",
+    )
+    limit_history_days: int = Field(
+        400,
+        ge=1,
+        description="How long the limits in force per site are kept (compliance and the curtailment ledger "
+        "read them; 400 days covers a year to date).",
+    )
+    console_session_s: int = Field(
+        8 * 3600, ge=60, description="Lifetime of an operator console login (a session cookie)."
+    )
 
     @model_validator(mode="after")
     def _proxy_needs_trust(self) -> Settings:

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from gridshare.certs.identity import DeviceIdentity, load_certificates
+from gridshare.core.logs import use_format
 from gridshare.core.settings import Settings
 from gridshare.server.operator.commands import token_group
 
@@ -63,7 +64,9 @@ def serve_command(
     """
     from gridshare.server.run import serve
 
-    serve(load_settings(host=host, port=port, data_dir=data_dir, roles=roles), workers=workers)
+    settings = load_settings(host=host, port=port, data_dir=data_dir, roles=roles)
+    use_format(settings.log_format)
+    serve(settings, workers=workers)
 
 
 @click.group("admin")
