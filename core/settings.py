@@ -6,14 +6,16 @@ Every variable is `GRIDSHARE_<FIELD>` (e.g. `GRIDSHARE_DATABASE_URL`); the optio
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import tomllib
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 #: Poll rates (seconds) advertised per resource. 300 s for discovery lists and 60 s for programs and
 #: DERs follow what a public CSIP-AUS server advertises (design notes §1).
@@ -25,6 +27,12 @@ DEFAULT_POLL_RATES_S: dict[str, int] = {
     "der": 60,
     "mup": 300,
 }
+
+
+#: What one `gridshare serve` process can do. The embedded start does all four; behind a proxy, any
+#: number of processes `serve` devices and one process publishes, notifies and hosts the operator API.
+Role = Literal["serve", "operator", "publish", "notify"]
+ALL_ROLES: tuple[Role, ...] = ("serve", "operator", "publish", "notify")
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -67,15 +75,23 @@ class Settings(BaseSettings):
         True, description="Generate a development PKI in data_dir/pki when TLS files are unset."
     )
 
-    trusted_proxies: list[str] = Field(
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Proxy addresses allowed to forward a client certificate (empty: proxy mode off).",
+        description="Proxy addresses or networks allowed to forward a client certificate (empty: proxy "
+        "mode off). A list, or comma-separated in GRIDSHARE_TRUSTED_PROXIES.",
     )
     proxy_cert_header: str = "x-client-cert"
     behind_proxy: bool = Field(
         False,
         description="A TLS-terminating proxy in front: serve plain HTTP and take the client certificate "
         "from proxy_cert_header, only from trusted_proxies.",
+    )
+
+    roles: Annotated[list[Role], NoDecode] = Field(
+        default_factory=lambda: list(ALL_ROLES),
+        description="What this process does: serve (the CSIP-AUS endpoint), operator (the operator API), "
+        "publish (the envelope engine, one publisher per database through a lease), notify (notifications "
+        "to subscribers). A list, or comma-separated in GRIDSHARE_ROLES. Default: all four.",
     )
 
     open_registration: bool = Field(
@@ -179,6 +195,45 @@ class Settings(BaseSettings):
     )
     notification_timeout_s: float = Field(5.0, gt=0, description="Connect/read timeout of one delivery.")
     max_subscriptions_per_aggregator: int = Field(1000, ge=1)
+    log_format: str = Field(
+        "text",
+        pattern="^(text|json)$",
+        description="`text`: one readable line per event; `json`: one JSON object per line for log shippers "
+        "(the same events and fields).",
+    )
+    device_fallback_timeout_s: int = Field(
+        3600,
+        ge=60,
+        description="A device that has not reached the server for this long is presumed to run on its "
+        "DefaultDERControl (the comms-loss timeout configured in CSIP-AUS clients).",
+    )
+    contact_flush_s: float = Field(
+        5.0, gt=0, description="How often each serving process writes devices' last contact to the store."
+    )
+    compliance_response_s: int = Field(
+        60,
+        ge=0,
+        description="Time a device is given to act on a new limit, from when the limit starts or is "
+        "published, whichever is later (one DERControlList poll at the default 60 s rate).",
+    )
+    compliance_tolerance_w: float = Field(
+        100.0, ge=0, description="Measurement tolerance: readings this far above a limit still comply..."
+    )
+    compliance_tolerance_pct: float = Field(
+        4.0,
+        ge=0,
+        le=50,
+        description="...or this share of the site's rating, if larger (AS/NZS 4777.2 active power accuracy).",
+    )
+    limit_history_days: int = Field(
+        400,
+        ge=1,
+        description="How long the limits in force per site are kept (compliance and the curtailment ledger "
+        "read them; 400 days covers a year to date).",
+    )
+    console_session_s: int = Field(
+        8 * 3600, ge=60, description="Lifetime of an operator console login (a session cookie)."
+    )
 
     @model_validator(mode="after")
     def _proxy_needs_trust(self) -> Settings:
@@ -187,6 +242,35 @@ class Settings(BaseSettings):
                 "behind_proxy needs trusted_proxies: the addresses allowed to forward certificates"
             )
         return self
+
+    @field_validator("roles", "trusted_proxies", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        """`serve,publish` (environment, --roles) or a JSON list; TOML gives a list already."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        """Each entry an address or network, so a typo fails at start rather than refusing every device."""
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return value
+
+    @field_validator("roles")
+    @classmethod
+    def _some_roles(cls, value: list[Role]) -> list[Role]:
+        if not value:
+            raise ValueError(f"name at least one role of {', '.join(ALL_ROLES)}")
+        return [role for role in ALL_ROLES if role in value]  # canonical order, no repeats
 
     @field_validator("timezone")
     @classmethod

@@ -281,3 +281,17 @@ def agreement_bounds(
         import_cap_w=import_cap_w,
         flexible=agreement.flexible,
     )
+
+
+@dataclass(frozen=True)
+class CurtailmentGuarantee:
+    """A flexible connection's promise on curtailment: at most `max_annual_pct` of the energy the site
+    could have exported in a year, and `price_per_kwh` paid for every kWh curtailed beyond it.
+
+    UK Power Networks offers flexible connections on these terms (cited in Ameren's flexible
+    interconnection report, 2025, section on LIFO curtailment estimates); the price is in `currency`.
+    """
+
+    max_annual_pct: float
+    price_per_kwh: float = 0.0
+    currency: str = "USD"

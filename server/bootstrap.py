@@ -13,6 +13,7 @@ from gridshare.core.clock import Clock, SystemClock
 from gridshare.core.settings import Settings
 from gridshare.server.context import AppContext
 from gridshare.server.mrid import new_mrid
+from gridshare.server.self_identity import load_server_identity
 from gridshare.store.db import make_engine, session_factory, transaction, upgrade
 from gridshare.store.models import ClientKind, DefaultDerControl, DerProgram, FunctionSetAssignments
 from gridshare.store.queries.identity import add_aggregator, register_certificate
@@ -43,8 +44,13 @@ def tls_files(settings: Settings) -> TlsFiles:
 def build_context(settings: Settings, clock: Clock | None = None) -> AppContext:
     engine = make_engine(settings.effective_database_url)
     upgrade(engine)
+    clock = clock or SystemClock()
     return AppContext(
-        settings=settings, engine=engine, sessions=session_factory(engine), clock=clock or SystemClock()
+        settings=settings,
+        engine=engine,
+        sessions=session_factory(engine),
+        clock=clock,
+        self_identity=load_server_identity(settings, int(clock.now())),
     )
 
 

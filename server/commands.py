@@ -7,8 +7,10 @@ from typing import Any
 
 import click
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from gridshare.certs.identity import DeviceIdentity, load_certificates
+from gridshare.core.logs import use_format
 from gridshare.core.settings import Settings
 from gridshare.server.operator.commands import token_group
 
@@ -22,6 +24,8 @@ def load_settings(**overrides: object) -> Settings:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         raise click.ClickException(f"setting {field!r}: {first['msg']}") from None
+    except SettingsError as exc:  # a GRIDSHARE_* list or table that is not valid JSON
+        raise click.ClickException(str(exc)) from None
 
 
 @click.command("serve")
@@ -40,15 +44,29 @@ def load_settings(**overrides: object) -> Settings:
     default=None,
     help="Where the SQLite file and dev PKI live [default: ./gridshare-data].",
 )
-def serve_command(host: str | None, port: int | None, workers: int, data_dir: Path | None) -> None:
+@click.option(
+    "--roles",
+    default=None,
+    metavar="LIST",
+    help="What this process does, comma-separated from serve, operator, publish, notify "
+    "[default: the `roles` setting, all four].",
+)
+def serve_command(
+    host: str | None, port: int | None, workers: int, data_dir: Path | None, roles: str | None
+) -> None:
     """Serve the CSIP-AUS endpoint over mutual TLS (https://127.0.0.1:8443/dcap by default).
 
     The store is GRIDSHARE_DATABASE_URL (default: SQLite in the data dir); its schema is upgraded on
     start. Without configured TLS files a development PKI is generated in DATA_DIR/pki on first start.
+
+    Behind a TLS-terminating proxy, run several processes with `--roles serve` and exactly one with
+    `--roles operator,publish,notify` on the same database (docs/deployment.md).
     """
     from gridshare.server.run import serve
 
-    serve(load_settings(host=host, port=port, data_dir=data_dir), workers=workers)
+    settings = load_settings(host=host, port=port, data_dir=data_dir, roles=roles)
+    use_format(settings.log_format)
+    serve(settings, workers=workers)
 
 
 @click.group("admin")
