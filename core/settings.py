@@ -115,6 +115,20 @@ class Settings(BaseSettings):
     envelope_horizon_s: int = Field(86400, ge=300, description="Rolling horizon of each recomputation.")
     envelope_interval_s: int = Field(300, ge=60, description="Length of one envelope interval.")
     allocation_policy: str = Field("pro-rata", pattern="^(pro-rata|tranche|lifo|max-total)$")
+    forecast_aware_envelopes: bool = Field(
+        False,
+        description=(
+            "Cap each dynamic site's envelope at its forecast (telemetry carried forward over its profile) "
+            "plus forecast_margin_fraction of its agreed capacity, so capacity an earlier site will not "
+            "use goes to later ones (LIFO, tranches). Off: envelopes share agreed capacity."
+        ),
+    )
+    forecast_margin_fraction: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Margin above forecast, as a share of the site's agreed capacity (forecast-aware only).",
+    )
     change_poll_s: int = Field(2, ge=1, description="How often the engine checks for operator changes.")
     envelope_resolution_w: float = Field(
         100.0,

@@ -40,6 +40,9 @@ def _register() -> None:
     from gridshare.sim.commands import sim_group
 
     main.add_command(sim_group)
+    from gridshare.planning.commands import plan_group
+
+    main.add_command(plan_group)
 
 
 _register()

@@ -79,6 +79,7 @@ def compute_planned(
     policy: str,
     forecasts: Forecast | None,
     engine: Callable[..., EnvelopeSet] = compute_envelopes,
+    forecast_margin_fraction: float | None = None,
 ) -> PlannedEnvelopes:
     """Envelopes over the horizon, each stretch on the network with that stretch's derates applied.
 
@@ -99,6 +100,7 @@ def compute_planned(
             interval_s,
             policy,
             forecasts,
+            forecast_margin_fraction=forecast_margin_fraction,
         )
         computed.append((part, derated.isolated_nodes, env))
     isolated_now = computed[0][1]
@@ -133,5 +135,6 @@ def compute_planned(
         constraints={},  # constraint sets differ between stretches; `binding` sums them
         infeasibilities=tuple(infeasible),
         forecast_issued_at=computed[0][2].forecast_issued_at,
+        forecast_margin_fraction=forecast_margin_fraction,
     )
     return PlannedEnvelopes(joined, binding, isolated_now, throughout, series)

@@ -264,6 +264,9 @@ class Recomputer:
                     settings.allocation_policy,
                     forecasts,
                     engine=compute_envelopes,
+                    forecast_margin_fraction=(
+                        settings.forecast_margin_fraction if settings.forecast_aware_envelopes else None
+                    ),
                 ),
                 settings.recompute_budget_s,
             )
