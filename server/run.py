@@ -22,9 +22,10 @@ from gridshare.recompute.demo import seed_demo
 from gridshare.recompute.service import Recomputer
 from gridshare.server.app import create_asgi
 from gridshare.server.bootstrap import build_context, register_dev_aggregators, seed_baseline, tls_files
+from gridshare.server.listener import device_config, ensure_fd_budget
 from gridshare.server.notify.service import NotificationService
 from gridshare.server.operator.run import operator_server
-from gridshare.server.tls import PeerCertHttpProtocol, server_context
+from gridshare.server.tls import server_context
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +45,12 @@ def _socket(host: str, port: int, reuse_port: bool) -> socket.socket:
 def run_worker(settings: Settings, reuse_port: bool, with_operator: bool = True) -> None:
     """One serving process: its own engine, cache and listening socket (and the operator API in one)."""
     ctx = build_context(settings)
-    config = uvicorn.Config(
-        create_asgi(ctx),
-        http=PeerCertHttpProtocol,
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-        timeout_keep_alive=65,
-        server_header=False,
-    )
-    config.load()
+    ssl_context = None
     if not settings.behind_proxy:
         files = tls_files(settings)
-        config.ssl = server_context(files.cert_file, files.key_file, files.ca_file)
+        ssl_context = server_context(files.cert_file, files.key_file, files.ca_file)
+    ensure_fd_budget(settings)
+    config = device_config(create_asgi(ctx), settings, ssl_context)
     server = uvicorn.Server(config)
     device_socket = _socket(settings.host, settings.port, reuse_port)
     operator_socket = _operator_socket(settings) if with_operator else None

@@ -1,0 +1,114 @@
+"""Server-side TLS that tells a refused client why: the fatal alert reaches the peer before the close.
+
+asyncio's `SSLProtocol` (CPython 3.11-3.14) and uvloop's Cython copy of it handle a failed handshake by
+force-closing the socket without first sending what OpenSSL left in the outgoing memory BIO
+(CPython gh-98078). That data is the fatal alert (`unknown_ca`, `certificate_expired`,
+`bad_certificate`, `certificate_required`), so a device presenting a certificate from the wrong PKI
+saw only "unexpected EOF" and could not be told apart from a network fault. A blocking `ssl.SSLSocket`
+on the same context does send the alert.
+
+`AlertingSSLProtocol` is the stdlib protocol with that one path changed: on a TLS error it writes the
+pending alert, half-closes, keeps reading (and discarding) for a moment so that the close is a FIN and
+not a RST that could overtake the alert, then closes. It also logs who was refused and why, and
+enforces the handshake timeout from the settings (the event loop's own default is 60 s).
+
+uvloop's protocol cannot be subclassed (its methods are C-level), so the device port runs this
+pure-Python protocol over uvloop's TCP transport; bench/bench_derc.py measures what that costs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from asyncio import sslproto
+from typing import Any
+
+log = logging.getLogger("gridshare.server.connections")
+
+#: How long a refused connection stays half-closed, draining what the peer still sends, so the
+#: kernel closes with a FIN after the alert rather than a RST that may discard it unread.
+ALERT_LINGER_S = 2.0
+
+
+def _peer(transport: asyncio.BaseTransport | None) -> str:
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer or "unknown peer")
+
+
+def describe_tls_error(exc: BaseException) -> str:
+    """A one-line reason an installer can act on (the verify message names the certificate problem)."""
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return exc.reason.lower().replace("_", " ")
+    return str(exc) or type(exc).__name__
+
+
+class AlertingSSLProtocol(sslproto.SSLProtocol):
+    """asyncio's server-side TLS protocol, but a fatal TLS error sends its alert before closing."""
+
+    _discarding = False
+    _linger_handle: asyncio.TimerHandle | None = None
+    _handshake_failed = False
+
+    def _on_handshake_complete(self, handshake_exc: Any) -> None:
+        # Failure arrives here as an ssl.SSLError (or the ConnectionResetError class on EOF);
+        # the base class then calls _fatal_error, which is where the alert used to be dropped.
+        self._handshake_failed = handshake_exc is not None
+        super()._on_handshake_complete(handshake_exc)
+
+    def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:
+        transport: Any = self._transport
+        if transport is None or not isinstance(exc, ssl.SSLError) or transport.is_closing():
+            super()._fatal_error(exc, message)
+            return
+        if self._handshake_failed:
+            log.info("TLS handshake from %s refused: %s", _peer(transport), describe_tls_error(exc))
+        else:
+            log.info("TLS error on the connection from %s: %s", _peer(transport), describe_tls_error(exc))
+        self._send_alert_and_close(transport)
+
+    def _send_alert_and_close(self, transport: asyncio.Transport) -> None:
+        """Write the alert OpenSSL produced, half-close, drain briefly, then close (gh-98078)."""
+        base: Any = self  # the stdlib's private state, which typeshed does not describe
+        base._set_state(sslproto.SSLProtocolState.UNWRAPPED)
+        if base._app_transport is not None:
+            base._app_transport._closed = True
+        alert = base._outgoing.read()
+        if alert:
+            transport.write(alert)
+        self._discarding = True
+        if transport.can_write_eof():
+            transport.write_eof()
+            self._linger_handle = self._loop.call_later(ALERT_LINGER_S, transport.close)
+        else:
+            transport.close()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._discarding:
+            return  # a refused peer's bytes: read so the close stays a FIN, never processed
+        super().buffer_updated(nbytes)
+
+    def eof_received(self) -> None:
+        if self._discarding:
+            return None  # the peer has read our alert and closed: the transport closes our side
+        return super().eof_received()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._linger_handle is not None:
+            self._linger_handle.cancel()
+            self._linger_handle = None
+        super().connection_lost(exc)
+
+    def _check_handshake_timeout(self) -> None:
+        base: Any = self
+        if base._state == sslproto.SSLProtocolState.DO_HANDSHAKE:
+            log.info(
+                "TLS handshake from %s not complete within %g s; connection closed",
+                _peer(self._transport),
+                self._ssl_handshake_timeout,
+            )
+        super()._check_handshake_timeout()
