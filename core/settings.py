@@ -112,10 +112,11 @@ class Settings(BaseSettings):
         description="Open device-port connections one client may hold (by certificate lFDI, else peer "
         "address; trusted proxies count only towards max_connections); more get 503 and are closed.",
     )
-    max_connections: int = Field(
-        4096,
+    max_connections: int | None = Field(
+        None,
         ge=1,
-        description="Open device-port connections per serving process; more get 503 and are closed.",
+        description="Open device-port connections per serving process; more get 503 and are closed. "
+        "Unset: what the open-files limit allows (raised to its hard limit at start) less 256.",
     )
 
     open_registration: bool = Field(

@@ -16,6 +16,9 @@ from gridshare.core.settings import Settings
 #: The key shared by connections whose client is not ours to count (a trusted TLS-terminating
 #: proxy carries many devices): they count towards the process-wide cap only.
 UNCOUNTED = ""
+#: File descriptors a serving process keeps for other things than device connections (database
+#: pool, operator API, notification deliveries, logs).
+SPARE_FDS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,14 +34,18 @@ class ConnectionLimits:
     trusted_proxies: tuple[str, ...] = ()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ConnectionLimits:
+    def from_settings(cls, settings: Settings, fd_limit: int | None = None) -> ConnectionLimits:
+        """The settings' limits; an unset `max_connections` is what `fd_limit` open files allow."""
+        total = settings.max_connections
+        if total is None:
+            total = max(1, (fd_limit if fd_limit is not None else 1024) - SPARE_FDS)
         return cls(
             tls_handshake_timeout_s=settings.tls_handshake_timeout_s,
             request_header_timeout_s=settings.request_header_timeout_s,
             request_body_timeout_s=settings.request_body_timeout_s,
             keep_alive_timeout_s=settings.keep_alive_timeout_s,
             max_connections_per_client=settings.max_connections_per_client,
-            max_connections=settings.max_connections,
+            max_connections=total,
             trusted_proxies=tuple(settings.trusted_proxies) if settings.behind_proxy else (),
         )
 

@@ -23,15 +23,14 @@ from uvicorn.config import Config
 from uvicorn.server import ServerState
 
 from gridshare.core.settings import Settings
-from gridshare.server.connection_limits import ConnectionLimits
+from gridshare.server.connection_limits import SPARE_FDS, ConnectionLimits
 from gridshare.server.guarded_http import ConnectionGuard, GuardedHttpProtocol
 from gridshare.server.tls_alerts import AlertingSSLProtocol
 
 log = logging.getLogger("gridshare.server.connections")
 
-#: File descriptors a serving process needs beyond its device connections (database pool, operator
-#: API, notification deliveries, log files).
-_SPARE_FDS = 256
+#: No process needs more open files than this, whatever its hard limit allows.
+_FD_CEILING = 1 << 20
 
 
 class DeviceProtocolFactory:
@@ -64,7 +63,7 @@ def device_config(
     app: Any, settings: Settings, ssl_context: ssl.SSLContext | None, **uvicorn_options: Any
 ) -> uvicorn.Config:
     """A loaded uvicorn.Config serving `app` on the device port (TLS if `ssl_context` is given)."""
-    limits = ConnectionLimits.from_settings(settings)
+    limits = ConnectionLimits.from_settings(settings, open_files_limit(settings))
     options: dict[str, Any] = {
         "lifespan": "off",
         "log_level": "warning",
@@ -72,29 +71,44 @@ def device_config(
         "server_header": False,
         **uvicorn_options,
     }
+    log.info(
+        "device port limits: %d connections (%d per client); TLS handshake %g s, headers %g s, body %g s, "
+        "idle keep-alive %g s",
+        limits.max_connections,
+        limits.max_connections_per_client,
+        limits.tls_handshake_timeout_s,
+        limits.request_header_timeout_s,
+        limits.request_body_timeout_s,
+        limits.keep_alive_timeout_s,
+    )
     factory = DeviceProtocolFactory(limits, ssl_context)
     config = uvicorn.Config(app, http=cast(type[asyncio.Protocol], factory), **options)
     config.load()
     return config
 
 
-def ensure_fd_budget(settings: Settings) -> None:
-    """Raise the soft open-files limit to fit `max_connections`, or say loudly that it cannot."""
-    needed = settings.max_connections + _SPARE_FDS
+def open_files_limit(settings: Settings) -> int:
+    """Raise the soft open-files limit as far as the connection cap needs (or, with no cap set, to the
+    hard limit) and return it; warn when a set cap cannot be met."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if soft == resource.RLIM_INFINITY:
+        return _FD_CEILING
+    wanted = _FD_CEILING if settings.max_connections is None else settings.max_connections + SPARE_FDS
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    if soft < wanted:
         try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
         except (ValueError, OSError):
             pass
-    if soft != resource.RLIM_INFINITY and soft < needed:
+    if settings.max_connections is not None and soft < settings.max_connections + SPARE_FDS:
         log.warning(
             "open-files limit %d is below max_connections (%d) + %d: the process may run out of file "
             "descriptors before the connection cap refuses anyone; lower max_connections or raise "
             "`ulimit -n`",
             soft,
             settings.max_connections,
-            _SPARE_FDS,
+            SPARE_FDS,
         )
+    return int(soft)

@@ -22,7 +22,7 @@ from gridshare.recompute.demo import seed_demo
 from gridshare.recompute.service import Recomputer
 from gridshare.server.app import create_asgi
 from gridshare.server.bootstrap import build_context, register_dev_aggregators, seed_baseline, tls_files
-from gridshare.server.listener import device_config, ensure_fd_budget
+from gridshare.server.listener import device_config
 from gridshare.server.notify.service import NotificationService
 from gridshare.server.operator.run import operator_server
 from gridshare.server.tls import server_context
@@ -49,7 +49,6 @@ def run_worker(settings: Settings, reuse_port: bool, with_operator: bool = True)
     if not settings.behind_proxy:
         files = tls_files(settings)
         ssl_context = server_context(files.cert_file, files.key_file, files.ca_file)
-    ensure_fd_budget(settings)
     config = device_config(create_asgi(ctx), settings, ssl_context)
     server = uvicorn.Server(config)
     device_socket = _socket(settings.host, settings.port, reuse_port)

@@ -298,5 +298,7 @@ def test_limits_come_from_settings_and_trusted_proxies_only_behind_a_proxy(tmp_p
         Settings(data_dir=tmp_path, behind_proxy=True, trusted_proxies=["10.0.0.1"], max_connections=7)
     )
     assert proxied.trusted_proxies == ("10.0.0.1",) and proxied.max_connections == 7
+    unset = ConnectionLimits.from_settings(Settings(data_dir=tmp_path), fd_limit=2000)
+    assert unset.max_connections == 2000 - 256  # what the open files allow, less the process's own
     with pytest.raises(ValueError):
         Settings(data_dir=tmp_path, request_header_timeout_s=0)
