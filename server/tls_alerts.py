@@ -29,6 +29,7 @@ log = logging.getLogger("gridshare.server.connections")
 #: How long a refused connection stays half-closed, draining what the peer still sends, so the
 #: kernel closes with a FIN after the alert rather than a RST that may discard it unread.
 ALERT_LINGER_S = 2.0
+_WRAPPED = sslproto.SSLProtocolState.WRAPPED
 
 
 def _peer(transport: asyncio.BaseTransport | None) -> str:
@@ -88,11 +89,6 @@ class AlertingSSLProtocol(sslproto.SSLProtocol):
         else:
             transport.close()
 
-    def buffer_updated(self, nbytes: int) -> None:
-        if self._discarding:
-            return  # a refused peer's bytes: read so the close stays a FIN, never processed
-        super().buffer_updated(nbytes)
-
     def eof_received(self) -> None:
         if self._discarding:
             return None  # the peer has read our alert and closed: the transport closes our side
@@ -104,66 +100,104 @@ class AlertingSSLProtocol(sslproto.SSLProtocol):
             self._linger_handle = None
         super().connection_lost(exc)
 
-    # --- the data path: the stdlib's algorithm with two per-request costs taken out ----------------
+    # --- the data path ---------------------------------------------------------------------------
+    # The stdlib's algorithm, with its per-request costs taken out: it raised SSLWantReadError to end
+    # every read, encrypted a response's head and body as two records sent by two send() calls, and
+    # went through about 25 small method calls per request. Anything out of the ordinary (another
+    # state, paused flow, a TLS error) takes the stdlib's own path.
 
-    def _do_read__copied(self) -> None:
-        """Decrypt what arrived and hand it to the HTTP protocol.
-
-        The stdlib reads until SSLObject.read raises SSLWantReadError, an exception per request that
-        costs several microseconds; like uvloop's version, stop instead when neither the incoming
-        BIO nor OpenSSL holds any bytes. Close-notify (an empty read) is handled as before.
-        """
+    def buffer_updated(self, nbytes: int) -> None:
         base: Any = self
+        if self._discarding:
+            return  # a refused peer's bytes: read so the close stays a FIN, never processed
+        if base._state is not _WRAPPED or base._app_reading_paused:
+            super().buffer_updated(nbytes)
+            return
         incoming, sslobj = base._incoming, base._sslobj
-        chunks: list[bytes] = []
-        chunk = b"1"
+        incoming.write(base._ssl_buffer_view[:nbytes])
         try:
-            while incoming.pending or sslobj.pending():
-                chunk = sslobj.read(self.max_size)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            pass
-        if chunks:
-            base._app_protocol.data_received(chunks[0] if len(chunks) == 1 else b"".join(chunks))
-        if not chunk:  # close_notify
-            base._call_eof_received()
-            base._start_shutdown()
+            chunks: list[bytes] = []
+            chunk = b"1"
+            try:
+                # stop when nothing is left to decrypt instead of on SSLWantReadError (as uvloop does)
+                while incoming.pending or sslobj.pending():
+                    chunk = sslobj.read(self.max_size)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+            except sslproto.SSLAgainErrors:
+                pass
+            if chunks:
+                base._app_protocol.data_received(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            if not chunk:  # close_notify: the stdlib's shutdown path from here
+                base._call_eof_received()
+                base._start_shutdown()
+                return
+            if base._write_backlog:
+                base._do_write()
+            elif base._outgoing.pending and not base._ssl_writing_paused:
+                base._transport.write(base._outgoing.read())  # e.g. TLS 1.3 session tickets
+            self._check_flow()
+        except Exception as exc:
+            self._fatal_error(exc, "Fatal error on SSL protocol")
 
     def _write_appdata(self, list_of_data: Any) -> None:
-        """Queue the application's bytes and encrypt them once the current callback is done.
+        """Queue the application's bytes; they are encrypted once the current callback is done.
 
-        uvicorn writes a response's head and body separately; encrypting each at once made two TLS
-        records and two send() calls per response. Deferred to the end of the loop iteration they go
-        out as one. Closing still sends everything queued: the shutdown path drains the backlog.
+        uvicorn writes a response's head and body separately: deferred to the end of the loop
+        iteration they go out as one TLS record in one send(). Closing still sends everything
+        queued, because the stdlib's shutdown path drains the backlog first.
         """
         base: Any = self
-        if base._state != sslproto.SSLProtocolState.WRAPPED:
+        if base._state is not _WRAPPED:
             super()._write_appdata(list_of_data)
             return
+        backlog = base._write_backlog
         for data in list_of_data:
-            base._write_backlog.append(data)
+            backlog.append(data)
             base._write_buffer_size += len(data)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush_appdata)
-        base._control_app_writing()
+        self._check_flow()
 
     def _flush_appdata(self) -> None:
         self._flush_scheduled = False
         base: Any = self
         backlog = base._write_backlog
-        if base._state != sslproto.SSLProtocolState.WRAPPED or not backlog:
+        if base._state is not _WRAPPED or not backlog:
             return
-        if len(backlog) > 1:
-            joined = b"".join(backlog)
-            backlog.clear()
-            backlog.append(joined)
         try:
-            base._do_write()
+            data = backlog[0] if len(backlog) == 1 else b"".join(backlog)
+            try:
+                written = base._sslobj.write(data)
+            except sslproto.SSLAgainErrors:
+                written = 0
+            backlog.clear()
+            if written < len(data):  # left for the stdlib's _do_write, as it would leave it
+                backlog.append(memoryview(data)[written:])
+            base._write_buffer_size = len(data) - written
+            if base._outgoing.pending and not base._ssl_writing_paused:
+                base._transport.write(base._outgoing.read())
+            self._check_flow()
         except Exception as exc:
             self._fatal_error(exc, "Fatal error on SSL protocol")
+
+    def _check_flow(self) -> None:
+        """The stdlib's two flow-control checks, called only when a threshold is actually crossed."""
+        base: Any = self
+        queued = base._outgoing.pending + base._write_buffer_size
+        if base._app_writing_paused:
+            if queued <= base._outgoing_low_water:
+                base._control_app_writing()
+        elif queued >= base._outgoing_high_water:
+            base._control_app_writing()
+        pending_in = base._incoming.pending
+        if base._ssl_reading_paused:
+            if pending_in <= base._incoming_low_water:
+                base._control_ssl_reading()
+        elif pending_in >= base._incoming_high_water:
+            base._control_ssl_reading()
 
     def _check_handshake_timeout(self) -> None:
         base: Any = self
