@@ -85,7 +85,8 @@ class AlertingSSLProtocol(sslproto.SSLProtocol):
         self._discarding = True
         if transport.can_write_eof():
             transport.write_eof()
-            self._linger_handle = self._loop.call_later(ALERT_LINGER_S, transport.close)
+            # by then the alert has long been sent, or the peer is not reading: drop the socket
+            self._linger_handle = self._loop.call_later(ALERT_LINGER_S, transport.abort)
         else:
             transport.close()
 
@@ -159,7 +160,8 @@ class AlertingSSLProtocol(sslproto.SSLProtocol):
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush_appdata)
-        self._check_flow()
+        if base._write_buffer_size >= base._outgoing_high_water:  # adding can only cross upwards
+            self._check_flow()
 
     def _flush_appdata(self) -> None:
         self._flush_scheduled = False
