@@ -13,7 +13,7 @@ not a RST that could overtake the alert, then closes. It also logs who was refus
 enforces the handshake timeout from the settings (the event loop's own default is 60 s).
 
 uvloop's protocol cannot be subclassed (its methods are C-level), so the device port runs this
-pure-Python protocol over uvloop's TCP transport; bench/bench_derc.py measures what that costs.
+pure-Python protocol over uvloop's TCP transport; bench/bench_conn_layer.py measures what that costs.
 """
 
 from __future__ import annotations
