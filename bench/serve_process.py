@@ -204,3 +204,23 @@ class Device:
             base = control.find("s:DERControlBase", NS)
             out.append((_watts(base.find("c:opModExpLimW", NS)), _watts(base.find("c:opModImpLimW", NS))))
         return out
+
+    def applied_limits_w(
+        self, base_url: str, timeout_s: float = 5.0
+    ) -> tuple[float | None, float | None, str]:
+        """(export W, import W, "control" | "default"): what the device applies now.
+
+        The controls in force (the largest of each limit if several are, to be conservative), or its
+        DefaultDERControl when none is.
+        """
+        active = self.active_limits_w(base_url, timeout_s)
+        if active:
+            exports = [e for e, _ in active if e is not None]
+            imports = [i for _, i in active if i is not None]
+            return (max(exports) if exports else None, max(imports) if imports else None, "control")
+        with httpx.Client(base_url=base_url, verify=self.tls, timeout=timeout_s) as client:
+            path = self._path(client, base_url).removesuffix("/derc") + "/dderc"
+            response = client.get(path)
+            response.raise_for_status()
+            base = etree.fromstring(response.content).find("s:DERControlBase", NS)
+        return (_watts(base.find("c:opModExpLimW", NS)), _watts(base.find("c:opModImpLimW", NS)), "default")

@@ -1,12 +1,14 @@
 """Derate deadlines kept in the store's terms, so they survive a crash, a restart and a takeover.
 
-A network version or a derate must be in published envelopes within `derate_deadline_s` of when the
-operator entered it. Each published set records which changes it covers (the newest network version
-and derate id its inputs held); a change newer than that is pending, and falls due at its own
-`created_s` (or `loaded_s`) plus the deadline, on the engine's clock. Nothing here is a timer: the
-engine asks `due(now)` on every tick, so tests and the simulator's accelerated clock see the same
-deadlines as a server on the wall clock, and a publisher that has just taken over knows at once which
-changes its dead predecessor had not published, and how late they already are.
+A network version, a derate or outage, or the clearing of one must be in published envelopes within
+`derate_deadline_s` of when the operator entered it. (A clear counts: an outage's end puts the load
+and generation behind it back on the feeder, which can leave everyone else's envelope too large.)
+Each published set records which changes it covers (the newest network version and derate id its
+inputs held, and how many derates had been cleared); a change beyond that is pending, and falls due
+at its own `created_s` (`loaded_s`, `cleared_s`) plus the deadline, on the engine's clock.
+Nothing here is a timer: the engine asks `due(now)` on every tick, so tests and the simulator's
+accelerated clock see the same deadlines as a server on the wall clock, and a publisher that has just
+taken over knows at once which changes its dead predecessor had not published, and how late they are.
 """
 
 from __future__ import annotations
@@ -24,41 +26,60 @@ from gridshare.store.models import AssetDerate, EnvelopePointer, EnvelopeSetReco
 
 @dataclass(frozen=True)
 class Coverage:
-    """The newest network version and derate a published set took into account."""
+    """The newest network version and derate a published set took into account, and how many derates
+    had been cleared by then."""
 
     network_id: int
     derate_id: int
+    cleared: int = 0
 
     @classmethod
     def of(cls, fingerprint: Sequence[object]) -> Coverage:
-        """From `inputs_fingerprint`: (newest network id, newest derate id, ...)."""
-        return cls(_int(fingerprint[0]), _int(fingerprint[1]))
+        """From `inputs_fingerprint`: (newest network id, newest derate id, derates cleared, ...)."""
+        return cls(_int(fingerprint[0]), _int(fingerprint[1]), _int(fingerprint[2]))
 
     def as_json(self) -> dict[str, int]:
-        return {"network_id": self.network_id, "derate_id": self.derate_id}
+        return {"network_id": self.network_id, "derate_id": self.derate_id, "cleared": self.cleared}
 
     def union(self, other: Coverage | None) -> Coverage:
         if other is None:
             return self
-        return Coverage(max(self.network_id, other.network_id), max(self.derate_id, other.derate_id))
+        return Coverage(
+            max(self.network_id, other.network_id),
+            max(self.derate_id, other.derate_id),
+            max(self.cleared, other.cleared),
+        )
 
 
 @dataclass(frozen=True)
 class Change:
     """A network version or a derate that published envelopes may not yet reflect."""
 
-    kind: str  # "network" | "derate"
-    id: int
+    kind: str  # "network" | "derate" | "outage" | "clear"
+    id: int  # network or derate id; for a clear, its place among all clears (1 = the first ever)
     created_s: int
     asset: str | None = None  # the derated asset
 
     def covered_by(self, coverage: Coverage | None) -> bool:
         if coverage is None:
             return False
-        return self.id <= (coverage.network_id if self.kind == "network" else coverage.derate_id)
+        if self.kind == "network":
+            return self.id <= coverage.network_id
+        if self.kind == "clear":
+            return self.id <= coverage.cleared
+        return self.id <= coverage.derate_id
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (
+            "clear" if self.kind == "clear" else "network" if self.kind == "network" else "derate",
+            self.id,
+        )
 
     def describe(self) -> str:
-        return f"network version {self.id}" if self.kind == "network" else f"derate of {self.asset}"
+        if self.kind == "network":
+            return f"network version {self.id}"
+        return f"{'end of the derate' if self.kind == 'clear' else self.kind} of {self.asset}"
 
 
 def _int(value: object) -> int:
@@ -80,35 +101,58 @@ def published_coverage(session: Session) -> Coverage | None:
         return None
     covers: Any = (record.detail or {}).get("covers")
     if isinstance(covers, dict):
-        return Coverage(_int(covers.get("network_id")), _int(covers.get("derate_id")))
-    derate = session.execute(
-        select(func.max(AssetDerate.id)).where(AssetDerate.created_s <= record.created_s)
-    ).scalar_one()
-    return Coverage(_int(record.network_id), _int(derate))
+        return Coverage(
+            _int(covers.get("network_id")), _int(covers.get("derate_id")), _int(covers.get("cleared"))
+        )
+    derate, cleared = session.execute(
+        select(
+            func.max(AssetDerate.id).filter(AssetDerate.created_s <= record.created_s),
+            func.count(AssetDerate.id).filter(AssetDerate.cleared_s <= record.created_s),
+        )
+    ).one()
+    return Coverage(_int(record.network_id), _int(derate), _int(cleared))
 
 
 def newest_marks(session: Session) -> Coverage:
-    """The newest network version and derate in the store (two index lookups)."""
+    """The newest network version and derate in the store, and how many derates are cleared."""
     network = session.execute(select(func.max(NetworkModel.id))).scalar_one()
-    derate = session.execute(select(func.max(AssetDerate.id))).scalar_one()
-    return Coverage(_int(network), _int(derate))
+    derate, cleared = session.execute(
+        select(func.max(AssetDerate.id), func.count(AssetDerate.cleared_s))
+    ).one()
+    return Coverage(_int(network), _int(derate), _int(cleared))
 
 
 def uncovered_changes(session: Session, coverage: Coverage | None) -> list[Change]:
-    """Network versions and derates (not cleared) newer than `coverage`."""
+    """Network versions, derates (not cleared since) and clears beyond `coverage`.
+
+    Clears are told apart by their order (cleared_s, then id): the ones past the `cleared` count
+    the set covers are the newest ones.
+    """
     network_from = coverage.network_id if coverage is not None else 0
     derate_from = coverage.derate_id if coverage is not None else 0
+    cleared_from = coverage.cleared if coverage is not None else 0
     networks = session.execute(
         select(NetworkModel.id, NetworkModel.loaded_s).where(NetworkModel.id > network_from)
     ).all()
     derates = session.execute(
-        select(AssetDerate.id, AssetDerate.created_s, AssetDerate.asset).where(
+        select(AssetDerate.id, AssetDerate.created_s, AssetDerate.asset, AssetDerate.factor).where(
             AssetDerate.id > derate_from, AssetDerate.cleared_s.is_(None)
         )
     ).all()
-    return [Change("network", int(i), int(t)) for i, t in networks] + [
-        Change("derate", int(i), int(t), asset) for i, t, asset in derates
-    ]
+    clears = session.execute(
+        select(AssetDerate.cleared_s, AssetDerate.asset)
+        .where(AssetDerate.cleared_s.is_not(None))
+        .order_by(AssetDerate.cleared_s, AssetDerate.id)
+        .offset(cleared_from)
+    ).all()
+    return (
+        [Change("network", int(i), int(t)) for i, t in networks]
+        + [
+            Change("outage" if not factor else "derate", int(i), int(t), asset)
+            for i, t, asset, factor in derates
+        ]
+        + [Change("clear", cleared_from + n + 1, int(t or 0), asset) for n, (t, asset) in enumerate(clears)]
+    )
 
 
 class DeadlineBook:
@@ -123,9 +167,8 @@ class DeadlineBook:
         added = []
         with self._lock:
             for change in changes:
-                key = (change.kind, change.id)
-                if key not in self._pending:
-                    self._pending[key] = (change, change.created_s + deadline_s)
+                if change.key not in self._pending:
+                    self._pending[change.key] = (change, change.created_s + deadline_s)
                     added.append(change)
         return added
 

@@ -99,7 +99,10 @@ class FileLock:
 
 
 class AdvisoryLock:
-    """`pg_try_advisory_lock` on a connection of its own (no pool: closing it really ends the session)."""
+    """`pg_try_advisory_lock` on a connection of its own (no pool: closing it really ends the session).
+
+    A standby keeps its connection and asks again on it, rather than connecting every second.
+    """
 
     def __init__(self, url: str, key: int = ADVISORY_KEY) -> None:
         self._engine = create_engine(
@@ -115,34 +118,38 @@ class AdvisoryLock:
         )
         self._key = key
         self._conn: Connection | None = None
+        self._held = False
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                # The server probes a silent peer after a few seconds: a vanished host lets go of the lock.
+                conn.execute(text(f"SET tcp_keepalives_idle = {KEEPALIVE_IDLE_S}"))
+                conn.execute(text(f"SET tcp_keepalives_interval = {KEEPALIVE_INTERVAL_S}"))
+                conn.execute(text(f"SET tcp_keepalives_count = {KEEPALIVE_COUNT}"))
+            except Exception:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
 
     def try_acquire(self) -> bool:
-        if self._conn is not None:
+        if self._held:
             return self.still_held()
         try:
-            conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        except Exception as exc:
-            log.warning("publisher lock: cannot connect to the database (%s)", exc)
-            return False
-        try:
-            # The server probes a silent peer after a few seconds, so a vanished host releases the lock.
-            conn.execute(text(f"SET tcp_keepalives_idle = {KEEPALIVE_IDLE_S}"))
-            conn.execute(text(f"SET tcp_keepalives_interval = {KEEPALIVE_INTERVAL_S}"))
-            conn.execute(text(f"SET tcp_keepalives_count = {KEEPALIVE_COUNT}"))
+            conn = self._connection()
             got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key}).scalar())
         except Exception as exc:
-            log.warning("publisher lock: could not ask for the advisory lock (%s)", exc)
-            conn.close()
+            log.warning("publisher lock: could not ask the database for it (%s)", exc)
+            self._drop()
             return False
-        if not got:
-            conn.close()
-            return False
-        self._conn = conn
-        return True
+        self._held = got
+        return got
 
     def still_held(self) -> bool:
-        """The session that holds the lock is alive and still holds it."""
-        if self._conn is None:
+        """The session that took the lock is alive and still holds it."""
+        if not self._held or self._conn is None:
             return False
         try:
             # A bigint key shows in pg_locks as classid (high 32 bits) and objid (low 32 bits).
@@ -156,18 +163,24 @@ class AdvisoryLock:
             ).scalar()
         except Exception as exc:
             log.warning("publisher lock: the lock's connection failed (%s); the lock is lost", exc)
-            self.release()
+            self._drop()
             return False
+        if not held:
+            self._held = False
         return bool(held)
 
-    def release(self) -> None:
+    def _drop(self) -> None:
+        self._held = False
         if self._conn is not None:
             conn, self._conn = self._conn, None
             with contextlib.suppress(Exception):
                 conn.invalidate()  # close the session itself: its advisory locks go with it
 
+    def release(self) -> None:
+        self._drop()
+
     def dispose(self) -> None:
-        self.release()
+        self._drop()
         self._engine.dispose()
 
 

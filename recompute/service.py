@@ -42,6 +42,7 @@ from gridshare.fallback.ramp import site_rating_w
 from gridshare.grid.agreements import Limited
 from gridshare.grid.netfile import NetworkFile
 from gridshare.grid.network import Site as NetworkSite
+from gridshare.recompute.bounds import derate_factor
 from gridshare.recompute.budget import BudgetExceeded, BudgetRunner
 from gridshare.recompute.deadlines import (
     Change,
@@ -266,7 +267,23 @@ class Recomputer:
             log.exception("recomputation (%s) failed: %s", reason, exc)
             return self._fail(inputs, None, reason, "error", f"{type(exc).__name__}: {exc}")
 
-    def _refresh_fallback(self, inputs: RunInputs, need_plan: bool = True) -> FallbackPlan | None:
+    def _fallback_plan(self, inputs: RunInputs) -> FallbackPlan | None:
+        """Fallback limits for these constraints (kept while they stay the same); None if not computable."""
+        key = plan_key(inputs, self.ctx.settings)
+        cached = self._plan
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            plan = plan_fallback(inputs, self.ctx.settings)
+        except Exception:
+            log.exception("fallback limits could not be computed; the defaults already published stay")
+            return None
+        self._plan = (key, plan)
+        return plan
+
+    def _refresh_fallback(
+        self, inputs: RunInputs, need_plan: bool = True, plan: FallbackPlan | None = None
+    ) -> FallbackPlan | None:
         """Fallback limits from the network alone, written as DefaultDERControls; None if not computable.
 
         Incremental: a digest of everything the published defaults depend on (network version,
@@ -274,11 +291,13 @@ class Recomputer:
         anyone's writes to the defaults) is kept in `server_setting` with them. While it matches, nothing
         is computed or written, whichever process or instance wrote it. `need_plan` says whether the
         caller needs the limits themselves (the failure path publishes them as envelopes); the
-        successful path does not, and then an unchanged digest costs two small queries.
+        successful path does not, and then an unchanged digest costs two small queries. A caller that
+        has the limits already passes them as `plan`.
         """
         settings = self.ctx.settings
-        key = plan_key(inputs, settings)
-        plan = self._plan[1] if self._plan is not None and self._plan[0] == key else None
+        if plan is None:
+            cached = self._plan
+            plan = cached[1] if cached is not None and cached[0] == plan_key(inputs, settings) else None
         wanted = fallback_fingerprint(inputs, settings, inputs.defaults_marker)
         try:
             with self.ctx.sessions() as session:
@@ -290,12 +309,9 @@ class Recomputer:
         if (unchanged or inputs.program is None) and (plan is not None or not need_plan):
             return plan  # nothing to write (no program to write it in), and nothing else is wanted
         if plan is None:
-            try:
-                plan = plan_fallback(inputs, settings)
-            except Exception:
-                log.exception("fallback limits could not be computed; the defaults already published stay")
+            plan = self._fallback_plan(inputs)
+            if plan is None:
                 return None
-            self._plan = (key, plan)
         if unchanged or inputs.program is None:
             return plan
         try:
@@ -325,7 +341,7 @@ class Recomputer:
         """Dynamic sites whose own data is untrusted, with the fallback limits they are held to."""
         if not inputs.untrusted:
             return {}
-        plan = self._refresh_fallback(inputs)
+        plan = self._fallback_plan(inputs)
         if plan is None:
             raise RuntimeError("untrusted site data, and no fallback limits to hold those sites to")
         return {k: plan.by_site[k] for k in inputs.untrusted if k in plan.by_site}
@@ -549,17 +565,33 @@ class Recomputer:
         self, inputs: RunInputs | None, plan: FallbackPlan | None, reason: str, kind: str, detail: str
     ) -> Outcome:
         """Nothing from this run reaches devices; apply `failure_policy` and report the feeder's state."""
-        settings = self.ctx.settings
         why = f"{kind}: {detail}"
         log.warning("recomputation (%s) not published: %s", reason, why)
         self._record_failure(reason, why)
         feeder = inputs.feeder if inputs is not None else self._feeder
         if feeder is None:
             return Outcome("failed", reason, detail=why)
+        if inputs is not None and plan is None:
+            plan = self._fallback_plan(inputs)
+        try:
+            return self._apply_policy(inputs, plan, reason, kind, why, feeder)
+        finally:
+            if inputs is not None and plan is not None:
+                # the safety net is written whatever the policy, once devices have their envelopes
+                self._refresh_fallback(inputs, plan=plan)
+
+    def _apply_policy(
+        self,
+        inputs: RunInputs | None,
+        plan: FallbackPlan | None,
+        reason: str,
+        kind: str,
+        why: str,
+        feeder: str,
+    ) -> Outcome:
+        settings = self.ctx.settings
         now_s = self.ctx.now_s()
         network_id = inputs.model.id if inputs is not None else None
-        if inputs is not None and plan is None:
-            plan = self._refresh_fallback(inputs)  # the safety net is written whatever the policy
         until_s: int | None
         if settings.failure_policy == "fallback" and inputs is not None and plan is not None:
             try:
@@ -716,8 +748,16 @@ class Recomputer:
         return self._on_deadline(due)
 
     def _on_deadline(self, due: list[Change]) -> bool:
-        """Changes not in published envelopes by their deadline: fallback for the sites they affect."""
+        """Changes not in published envelopes by their deadline: fallback for the sites they affect.
+
+        A derate changes a rating only, and only the sites behind it send power through it: they get
+        fallback envelopes and everyone else keeps theirs. An outage, its end or a new network version
+        takes load and generation off (or puts it back on) the rest of the feeder too, so every site
+        gets fallback envelopes. Every change not yet published counts, due or not, so the coverage
+        the fallback set records is true for all of them.
+        """
         settings = self.ctx.settings
+        what = ", ".join(sorted({c.describe() for c in due}))
         try:
             now_s = self.ctx.now_s()
             with self.ctx.sessions() as session:
@@ -725,20 +765,21 @@ class Recomputer:
             if inputs is None:
                 return False
             baseline = self._coverage
-            if any(c.kind == "network" for c in due) or (
-                baseline is not None and inputs.model.id > baseline.network_id
-            ):
-                only, what = None, f"network version {inputs.model.id}"
-            else:
-                floor = baseline.derate_id if baseline is not None else 0
-                assets = sorted({d.asset for d in inputs.standing if d.id > floor})
-                only = sites_behind(inputs.nf.network, assets, inputs.nf.sites)
-                what = f"derate of {', '.join(assets)}" if assets else "derate"
-                if not only:
-                    # nothing behind it (an unknown asset, or the derate has ended): nothing to hold back
-                    self._covered(Coverage(baseline.network_id if baseline else 0, max(c.id for c in due)))
+            covers = Coverage.of(inputs.fingerprint)
+            fresh = [d for d in inputs.standing if baseline is None or d.id > baseline.derate_id]
+            everything = (
+                baseline is None
+                or covers.network_id > baseline.network_id
+                or covers.cleared > baseline.cleared
+                or any(derate_factor(d.factor) == 0 for d in fresh)
+            )
+            only: set[str] | None = None
+            if not everything:
+                only = sites_behind(inputs.nf.network, sorted({d.asset for d in fresh}), inputs.nf.sites)
+                if not only:  # nothing behind it (an unknown asset, or the derate has ended)
+                    self._covered(covers)
                     return False
-            plan = self._refresh_fallback(inputs)
+            plan = self._fallback_plan(inputs)
             if plan is None:
                 log.error("%s: no fallback limits to publish at the deadline", what)
                 return False
@@ -752,21 +793,33 @@ class Recomputer:
             if only is not None and before is not None and before.envelopes_until_s is not None:
                 until_s = min(until_s, before.envelopes_until_s)  # the other sites keep their blocks
             late_s = now_s - min(c.created_s for c in due)
+            behind = " behind it" if only is not None else ""
             self.status.set(
                 inputs.feeder,
                 FALLBACK,
                 f"{what} not in published envelopes within {settings.derate_deadline_s:g} s",
                 self.ctx.now_s(),
-                detail=f"fallback envelopes published for {n_sites} sites behind it (set {set_id}), "
+                detail=f"fallback envelopes published for {n_sites} sites{behind} (set {set_id}), "
                 f"{late_s} s after it was entered",
                 network_id=inputs.model.id,
                 envelopes_until_s=until_s,
                 fallback_sites=n_sites if only is not None else None,
             )
+            self._refresh_fallback(inputs, plan=plan)  # the defaults follow the envelopes
             return True
         except Exception:
             log.exception("fallback at the derate deadline failed")
             return False
+
+    def _prepare_fallback(self) -> None:
+        """Compute the fallback limits for a change as soon as it is seen, so its deadline only publishes."""
+        try:
+            with self.ctx.sessions() as session:
+                inputs = read_constraints(session, self.ctx.now_s())
+            if inputs is not None:
+                self._fallback_plan(inputs)
+        except Exception:
+            log.exception("could not prepare the fallback limits for a new change")
 
     def _check_expiry(self, now_s: int) -> None:
         """Log (and store) the moment published envelopes end with nothing after them."""
@@ -848,7 +901,8 @@ class Recomputer:
         wall = time.monotonic()
         if wall >= self._next_discovery:
             self._next_discovery = wall + self.ctx.settings.change_poll_s
-            self.discover()
+            if self.discover() and not self.check_deadlines():
+                self._prepare_fallback()
         self.check_deadlines()
 
     def _tick_loop(self) -> None:

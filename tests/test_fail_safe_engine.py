@@ -273,5 +273,47 @@ def test_an_outage_entered_while_no_publisher_ran_gets_fallback_at_once_on_takeo
     assert successor.check_deadlines()
     assert _active(demo, "device-1") == [(0, 0)]
     status = successor.status.get(FEEDER)
-    assert status is not None and status.state == "fallback" and "derate of f2-cd" in status.reason
+    assert status is not None and status.state == "fallback" and "outage of f2-cd" in status.reason
     successor.stop()
+
+
+def test_a_derate_past_its_deadline_puts_only_the_sites_behind_it_on_fallback(demo: RunningServer) -> None:
+    engine = Recomputer(demo.ctx)
+    engine.run_once("good")
+    elsewhere = _active(demo, "device-2")
+    with transaction(demo.ctx.sessions) as s:  # a rating change only: no load or generation moves
+        s.add(AssetDerate(asset="f2-cd", factor=0.5, from_s=0, created_s=T0, created_by="t", reason=""))
+    assert engine.discover()
+    demo.clock.advance(demo.ctx.settings.derate_deadline_s - 1)
+    assert not engine.check_deadlines()  # not due yet, on the engine's clock
+    demo.clock.advance(2)
+    assert engine.check_deadlines()
+    [(export, _import)] = _active(demo, "device-1")
+    assert export <= _default(demo, "device-1")["export"]
+    assert _active(demo, "device-2") == elsewhere
+    status = engine.status.get(FEEDER)
+    assert status is not None and status.fallback_sites == 1 and "derate of f2-cd" in status.reason
+    engine.stop()
+
+
+def test_the_end_of_an_outage_past_its_deadline_puts_the_feeder_on_fallback(demo: RunningServer) -> None:
+    """The load and generation behind it come back: everyone's envelope may now be too large."""
+    with transaction(demo.ctx.sessions) as s:
+        s.add(AssetDerate(asset="f2-cd", factor=0.0, from_s=0, created_s=T0, created_by="t", reason=""))
+    engine = Recomputer(demo.ctx)
+    assert engine.run_once("with the outage").status == "published"
+    assert _active(demo, "device-1") == [(0, 0)]
+    with transaction(demo.ctx.sessions) as s:
+        s.execute(update(AssetDerate).values(cleared_s=T0))
+    assert [c.kind for c in engine.discover()] == ["clear"]
+    demo.clock.advance(demo.ctx.settings.derate_deadline_s + 1)
+    assert engine.check_deadlines()
+    for name in ("device-1", "device-2"):
+        [(export, _import)] = _active(demo, name)
+        assert export <= _default(demo, name)["export"]
+    status = engine.status.get(FEEDER)
+    assert status is not None and status.state == "fallback" and status.fallback_sites is None
+    assert "end of the derate of f2-cd" in status.reason
+    assert engine.run_once("recomputed").status == "published"  # and then dynamic again
+    assert not engine.check_deadlines()
+    engine.stop()
