@@ -347,6 +347,17 @@ def publisher_epoch(session: Session) -> int:
     return int(row.epoch) if row is not None else 0
 
 
+def publisher_gaps(run: Run) -> list[tuple[float, float]]:
+    """(from, to): from a kill until a successor held the lock (the end of the run if none did)."""
+    gaps = []
+    for kill in run.kills:
+        before = [s for s in run.seen if s.t <= kill.t]
+        epoch = before[-1].lock_epoch if before else 0
+        taken = next((s.t for s in run.seen if s.t > kill.t and s.lock_epoch > epoch), None)
+        gaps.append((kill.t, taken if taken is not None else run.seen[-1].t if run.seen else kill.t))
+    return gaps
+
+
 def takeovers(run: Run) -> tuple[list[float], list[float]]:
     """Per kill: seconds until a new holder had the lock, and until a set of a newer epoch was published."""
     locked, published = [], []
@@ -564,16 +575,20 @@ def report(
         table.add_row(label, value)
     console.print(table)
     worst = sorted(found, key=lambda e: -e.seconds(t_final))[:5]
+    gaps = publisher_gaps(run)
     if worst:
         detail = Table(title="longest stale episodes")
-        for col in ("device", "after", "stale s", "kills meanwhile", "ended"):
+        for col in ("device", "after", "stale s", "kills meanwhile", "s with no publisher", "ended"):
             detail.add_column(col)
         for e in worst:
+            end = e.end if e.end is not None else t_final
+            orphaned = sum(max(0.0, min(end, b) - max(e.start, a)) for a, b in gaps)
             detail.add_row(
                 e.device,
                 e.change.label() if e.change else "?",
                 f"{e.seconds(t_final):.1f}",
                 str(e.kills_between),
+                f"{orphaned:.1f}",
                 "yes" if e.end is not None else "NO (still stale at the end)",
             )
         console.print(detail)

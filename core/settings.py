@@ -134,9 +134,10 @@ class Settings(BaseSettings):
     derate_deadline_s: float = Field(
         30.0,
         gt=0,
-        description="A derate or outage not in published envelopes within this many seconds of being "
-        "entered (on the server's clock, so the simulator's accelerated clock too) gets fallback limits "
-        "published for the sites behind it, also after a crash, a restart or a takeover.",
+        description="A derate, outage or its end not in published envelopes within this many seconds of "
+        "being entered (on the server's clock, so the simulator's accelerated clock too) gets fallback "
+        "limits published for the sites it affects, also after a crash, a restart or a takeover; the "
+        "fallback publication starts a quarter of this early so that it is out by then.",
     )
     publisher_poll_s: float = Field(
         1.0,

@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 
 from gridshare.grid.netfile import parse_network_document
 from gridshare.recompute import service, snapshot
+from gridshare.recompute.deadlines import LEAD_FRACTION
 from gridshare.recompute.demo import DEMO_FILE, seed_demo
 from gridshare.recompute.inputs import apply_derates
 from gridshare.recompute.publish import current_set_id
@@ -284,9 +285,10 @@ def test_a_derate_past_its_deadline_puts_only_the_sites_behind_it_on_fallback(de
     with transaction(demo.ctx.sessions) as s:  # a rating change only: no load or generation moves
         s.add(AssetDerate(asset="f2-cd", factor=0.5, from_s=0, created_s=T0, created_by="t", reason=""))
     assert engine.discover()
-    demo.clock.advance(demo.ctx.settings.derate_deadline_s - 1)
+    starts_s = demo.ctx.settings.derate_deadline_s * (1 - LEAD_FRACTION)  # to be out by the deadline
+    demo.clock.advance(starts_s - 1)
     assert not engine.check_deadlines()  # not due yet, on the engine's clock
-    demo.clock.advance(2)
+    demo.clock.advance(1)
     assert engine.check_deadlines()
     [(export, _import)] = _active(demo, "device-1")
     assert export <= _default(demo, "device-1")["export"]
