@@ -103,6 +103,22 @@ class Kill:
     t: float
     instance: str
     after_change_s: float | None  # seconds since the latest change, if any
+    during: str = "idle"  # what the engine was doing: idle | computing | publishing (from its log)
+
+
+def engine_activity(lines: list[str]) -> str:
+    """From a killed instance's log: was a recomputation or a publication under way?"""
+    state = "idle"
+    for line in lines:
+        if "gridshare.recompute" not in line:
+            continue
+        if "publishing" in line:
+            state = "publishing"
+        elif ") started" in line:
+            state = "computing"
+        elif "published" in line or "not published" in line or "skipped" in line:
+            state = "idle"
+    return state
 
 
 @dataclass
@@ -383,7 +399,8 @@ def kill_publisher(servers: list[ServeProcess], url: str, run: Run) -> ServeProc
             last = run.changes[-1].t if run.changes else None
             server.kill()
             now = time.time()
-            run.kills.append(Kill(now, server.name, None if last is None else now - last))
+            during = engine_activity(server.log_lines())
+            run.kills.append(Kill(now, server.name, None if last is None else now - last, during))
             return server
     return None
 
@@ -461,7 +478,8 @@ def chaos(args: argparse.Namespace, url: str, data_dir: Path, console: Console) 
         "GRIDSHARE_PUBLISHER_POLL_S": "1",
         "GRIDSHARE_ENVELOPE_HORIZON_S": str(args.horizon_h * 3600),
     }
-    servers = [ServeProcess(f"instance-{i + 1}", data_dir, url, dict(env)) for i in range(args.instances)]
+    names = [f"instance-{i + 1}" for i in range(args.instances)]
+    servers = [ServeProcess(name, data_dir, url, dict(env), verbose=True) for name in names]
     pki = prepare_pki(data_dir)
     devices = [Device(pki, name) for name in DEVICES]
     settings = Settings(data_dir=data_dir, database_url=url, demo_network=False)
@@ -543,6 +561,7 @@ def report(
     longest = max((e.seconds(t_final) for e in found), default=0.0)
     kinds = Counter(c.kind for c in run.changes)
     near = sum(1 for k in run.kills if k.after_change_s is not None and k.after_change_s <= 2.5)
+    during = Counter(k.during for k in run.kills)
     epoch_seq = [e for _i, e, _t in epochs]
     ordered = epoch_seq == sorted(epoch_seq)
     locked, published = takeovers(run)
@@ -561,6 +580,10 @@ def report(
             f"{kinds['outage']} / {kinds['derate']} / {kinds['clear']}",
         ),
         ("publisher kills (SIGKILL) / within 2.5 s of a change", f"{len(run.kills)} / {near}"),
+        (
+            "kills while it computed / published / idled",
+            f"{during['computing']} / {during['publishing']} / {during['idle']}",
+        ),
         ("publisher epochs / sets published", f"{max(epoch_seq, default=0)} / {len(epochs)}"),
         ("sets in epoch order (never two publishers)", "yes" if ordered else "NO"),
         ("kill -> lock taken by a successor, median / max s", spread(locked)),

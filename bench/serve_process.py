@@ -54,9 +54,11 @@ class ServeProcess:
     settings_env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     operator_port: int = field(default_factory=free_port)
+    verbose: bool = False  # `gridshare -v`: the engine's DEBUG lines (when a run starts, publishes)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     _log: IO[bytes] | None = None
+    _log_from: int = 0  # where this start's lines begin in the log file
 
     @property
     def base_url(self) -> str:
@@ -90,16 +92,23 @@ class ServeProcess:
         exe = Path(sys.executable).with_name("gridshare")
         if self._log is None:
             self._log = open(self.log_path, "ab")  # noqa: SIM115  (appended to across restarts)
-        self._log.write(f"--- start {self.starts + 1} ---\n".encode())
+        self._log.write(f"--- start {self.starts + 1} at {time.strftime('%H:%M:%S')} ---\n".encode())
         self._log.flush()
+        self._log_from = self._log.tell()
         self.proc = subprocess.Popen(
-            [str(exe), "serve", "--port", str(self.port)],
+            [str(exe), *(["-v"] if self.verbose else []), "serve", "--port", str(self.port)],
             cwd=self.data_dir,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
         self.starts += 1
+
+    def log_lines(self) -> list[str]:
+        """What this start of the process has logged so far."""
+        with open(self.log_path, "rb") as fh:
+            fh.seek(self._log_from)
+            return fh.read().decode(errors="replace").splitlines()
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send `sig` (SIGKILL: no clean-up of any kind) and reap the process."""

@@ -200,6 +200,7 @@ class Recomputer:
         self._feeder: str | None = None
         self._plan: tuple[tuple[object, ...], FallbackPlan] | None = None  # (plan key, plan)
         self._next_discovery = 0.0  # monotonic: when the ticker next looks for unpublished changes
+        self._deadline_lock = threading.Lock()
 
     # -- the right to publish ----------------------------------------------------------------------
     def ensure_publisher(self) -> bool:
@@ -236,6 +237,10 @@ class Recomputer:
         if not self.ensure_publisher():
             log.debug("recomputation (%s) not run: another instance is the publisher", reason)
             return Outcome("skipped", reason, detail="another instance is the publisher")
+        log.debug("recomputation (%s) started", reason)
+        # A change already past its deadline (a publisher that just took over from a dead one) gets its
+        # fallback first: a full recomputation would compete with it for the processor.
+        self.check_deadlines()
         inputs: RunInputs | None = None
         try:
             now_s = self.ctx.now_s()
@@ -439,6 +444,7 @@ class Recomputer:
         envelopes = planned.envelopes
         now_s = inputs.now_s
         t1 = time.perf_counter()
+        log.debug("recomputation (%s): publishing", reason)
         with transaction(self.ctx.sessions) as session:
             if not self.publisher.fence(session):
                 log.info("recomputation (%s) not published: another instance is the publisher", reason)
@@ -647,6 +653,7 @@ class Recomputer:
             chosen, plan.by_site, start_s, settings.envelope_horizon_s, interval_s, plan.network.timezone
         )
         sites, cut_off = _split_sites(inputs, plan.isolated_nodes, only)
+        log.debug("%s: publishing fallback envelopes", reason)
         with transaction(self.ctx.sessions) as session:
             if not self.publisher.fence(session):
                 log.info("fallback envelopes not published: another instance is the publisher")
@@ -741,11 +748,12 @@ class Recomputer:
         """Publish fallback for changes past their deadline (on the engine's clock); True if it did."""
         if self.publisher.epoch is None:
             return False
-        due = self._deadlines.due(self.ctx.clock.now())
-        due = [c for c in due if not c.covered_by(self._coverage)]
-        if not due:
-            return False
-        return self._on_deadline(due)
+        with self._deadline_lock:  # the ticker and a starting run may both look: one publishes
+            due = self._deadlines.due(self.ctx.clock.now())
+            due = [c for c in due if not c.covered_by(self._coverage)]
+            if not due:
+                return False
+            return self._on_deadline(due)
 
     def _on_deadline(self, due: list[Change]) -> bool:
         """Changes not in published envelopes by their deadline: fallback for the sites they affect.
