@@ -2,13 +2,15 @@
 how long any device stays on a limit the network can no longer carry.
 
 Two `gridshare serve` instances (or one) share one store holding a generated feeder with every site
-registered (2,000 by default, so a recomputation and its publication take long enough to be killed
-in the middle of). Three dev devices poll their DERControlList over mutual TLS every `--poll-s`,
-from whichever instance answers. For `--minutes`, the benchmark
+registered (500 by default, so a recomputation and its publication take long enough to be killed
+in the middle of; `--sites 2000` for a heavier one). Three dev devices poll their DERControlList
+over mutual TLS every `--poll-s`, from whichever instance answers. For `--minutes`, the benchmark
 
 * enters derates, outages and clears at random through a live instance's operator API, and
-* kills the current publisher with SIGKILL at random moments (half of them 0.2-2 s after a change,
-  while the recomputation it triggers is running or publishing), restarting it 0.2-3 s later.
+* kills the current publisher with SIGKILL at random moments (every `--kill-every-s` on average, and
+  after 30 % of the changes), a third of them at once, a third just after it starts a recomputation
+  and a third as it starts publishing (it watches the publisher's log, `gridshare -v`), and restarts
+  it 0.2-3 s later. What each kill interrupted is read back from the killed instance's log.
 
 A device is on a stale limit when what it applies (its active control, else its DefaultDERControl)
 exceeds what the constraints now in force allow: the larger of the dynamic envelope and the fallback
@@ -56,7 +58,7 @@ from gridshare.store.scope import ClientScope
 
 DEVICES = ("device-1", "device-2", "device-3")
 #: The distribution transformers the three devices sit behind (on three different feeders).
-DEVICE_NODES = ("f0-lv0", "f1-lv0", "f2-lv1")
+DEVICE_NODES = ("f0-lv0", "f1-lv0", "f2-lv0")
 #: What the operator derates, with weights: device feeders and transformers, the zone, an unrelated one.
 ASSETS = {
     "f0-cb": 3,
@@ -64,7 +66,7 @@ ASSETS = {
     "f2-cb": 2,
     "f0-lv0-dt": 3,
     "f1-lv0-dt": 2,
-    "f2-lv1-dt": 2,
+    "f2-lv0-dt": 2,
     "zone-tx": 1,
     "f5-cb": 1,
 }
@@ -392,17 +394,40 @@ def takeovers(run: Run) -> tuple[list[float], list[float]]:
     return locked, published
 
 
-def kill_publisher(servers: list[ServeProcess], url: str, run: Run) -> ServeProcess | None:
+def current_publisher(servers: list[ServeProcess], url: str) -> ServeProcess | None:
     holder, _epoch = publisher_holder(url)
-    for server in servers:
-        if server.alive() and f":{server.pid}:" in holder:
-            last = run.changes[-1].t if run.changes else None
-            server.kill()
-            now = time.time()
-            during = engine_activity(server.log_lines())
-            run.kills.append(Kill(now, server.name, None if last is None else now - last, during))
-            return server
-    return None
+    return next((s for s in servers if s.alive() and f":{s.pid}:" in holder), None)
+
+
+def kill_publisher(server: ServeProcess, run: Run) -> None:
+    last = run.changes[-1].t if run.changes else None
+    server.kill()
+    now = time.time()
+    during = engine_activity(server.log_lines())
+    run.kills.append(Kill(now, server.name, None if last is None else now - last, during))
+
+
+@dataclass
+class Aim:
+    """A kill waiting for the publisher to start a computation or a publication (or for `until`)."""
+
+    server: ServeProcess
+    pattern: str  # ") started" | "publishing"
+    seen_lines: int
+    until: float
+    delay_s: float  # after the line appears
+
+
+def aimed(aim: Aim) -> bool:
+    """The awaited line has appeared in the publisher's log (or the wait is over)."""
+    if time.time() >= aim.until or not aim.server.alive():
+        return True
+    lines = aim.server.log_lines()
+    fresh = [line for line in lines[aim.seen_lines :] if "gridshare.recompute" in line]
+    if any(aim.pattern in line for line in fresh):
+        time.sleep(aim.delay_s)
+        return True
+    return False
 
 
 # ---------------------------------------------------------------- analysis
@@ -510,21 +535,31 @@ def chaos(args: argparse.Namespace, url: str, data_dir: Path, console: Console) 
         next_change = t_start + rng.uniform(3, 8)
         next_kill = t_start + rng.expovariate(1 / args.kill_every_s)
         restarts: list[tuple[float, ServeProcess]] = []
+        aim: Aim | None = None
         with console.status("chaos") as status:
             while time.time() < t_end:
                 now = time.time()
                 if now >= next_change:
                     if operator.act():
                         next_change = now + rng.uniform(args.change_every_s * 0.5, args.change_every_s * 1.5)
-                        if rng.random() < 0.5:  # into the recomputation (or publication) it sets off
+                        if rng.random() < 0.3:  # into the recomputation (or publication) it sets off
                             next_kill = min(next_kill, now + rng.uniform(0.2, 2.0))
                     else:
                         next_change = now + 1.0
-                if now >= next_kill:
-                    killed = kill_publisher(servers, url, run)
-                    if killed is not None:
-                        restarts.append((now + rng.uniform(0.2, 3.0), killed))
+                if aim is None and now >= next_kill:
+                    publisher = current_publisher(servers, url)
                     next_kill = now + rng.expovariate(1 / args.kill_every_s)
+                    if publisher is not None:
+                        # a third at once, a third when it next starts computing, a third mid-publication
+                        pattern = rng.choice(("", ") started", "publishing"))
+                        delay = rng.uniform(0.0, 1.0) if pattern == ") started" else 0.0
+                        lines = len(publisher.log_lines())
+                        aim = Aim(publisher, pattern, lines, now + (30.0 if pattern else 0.0), delay)
+                if aim is not None and aimed(aim):
+                    if aim.server.alive():
+                        kill_publisher(aim.server, run)
+                        restarts.append((time.time() + rng.uniform(0.2, 3.0), aim.server))
+                    aim = None
                 for due in [r for r in restarts if r[0] <= now]:
                     restarts.remove(due)
                     due[1].start()
@@ -624,7 +659,7 @@ def main() -> None:
     )
     parser.add_argument("--long", action="store_true", help="a 15-minute run (same as --minutes 15)")
     parser.add_argument("--instances", type=int, choices=(1, 2), default=2)
-    parser.add_argument("--sites", type=int, default=2000, help="registered sites on the generated feeder")
+    parser.add_argument("--sites", type=int, default=500, help="registered sites on the generated feeder")
     parser.add_argument("--poll-s", type=float, default=5.0, help="device poll interval")
     parser.add_argument("--deadline-s", type=float, default=30.0, help="derate_deadline_s of the servers")
     parser.add_argument("--recompute-interval-s", type=int, default=10, help="scheduled recomputation period")
@@ -632,7 +667,7 @@ def main() -> None:
     parser.add_argument(
         "--change-every-s", type=float, default=15.0, help="mean gap between operator changes"
     )
-    parser.add_argument("--kill-every-s", type=float, default=15.0, help="mean gap between random kills")
+    parser.add_argument("--kill-every-s", type=float, default=30.0, help="mean gap between random kills")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument(
         "--database-url", default="", help="PostgreSQL URL (a scratch database is made next to it)"
