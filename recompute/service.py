@@ -150,10 +150,6 @@ def _constraints(fingerprint: tuple[object, ...]) -> tuple[object, ...]:
     return fingerprint[:3]
 
 
-def _newer(a: object, b: object) -> bool:
-    return (a or 0) > (b or 0)  # type: ignore[operator]
-
-
 def _hold_at_fallback(nf: NetworkFile, held: dict[str, SafeDefault]) -> NetworkFile:
     """The network file with the `held` sites turned into fixed flows at their fallback limits.
 
