@@ -49,10 +49,19 @@ from gridshare.recompute.fallback_plan import plan_fallback
 from gridshare.recompute.inputs import apply_derates
 from gridshare.recompute.network_docs import store_network
 from gridshare.recompute.planned_derates import compute_planned
+from gridshare.recompute.publish import current_set_id
 from gridshare.recompute.snapshot import RunInputs, read_constraints
 from gridshare.server.bootstrap import build_context, seed_baseline
 from gridshare.store.db import make_engine, session_factory, transaction
-from gridshare.store.models import AssetDerate, ClientKind, EnvelopeSetRecord, PublisherLease, Site
+from gridshare.store.envelope_blocks import decode_blocks
+from gridshare.store.models import (
+    AssetDerate,
+    ClientKind,
+    EnvelopeSetRecord,
+    PublisherLease,
+    Site,
+    SiteEnvelope,
+)
 from gridshare.store.queries.sites import create_site
 from gridshare.store.scope import ClientScope
 
@@ -474,6 +483,32 @@ def episodes(run: Run, oracle: Oracle, t_end: float) -> tuple[list[Episode], int
     return out, unexplained
 
 
+def current_set_coherent(url: str, horizon_s: int) -> str:
+    """After all the kills: the current set is a published one, and every blob in it decodes into
+    blocks that end, none later than one horizon from the set's creation."""
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as session:
+            set_id = current_set_id(session)
+            record = session.get(EnvelopeSetRecord, set_id) if set_id is not None else None
+            if record is None or record.status != "published":
+                return f"NO (pointer at {set_id})"
+            latest = record.created_s + horizon_s + INTERVAL_S
+            blobs = session.execute(
+                select(SiteEnvelope.blocks).where(SiteEnvelope.set_id == set_id)
+            ).scalars()
+            n = 0
+            for blob in blobs:
+                blocks = decode_blocks(blob)
+                ends = blocks["start"] + blocks["duration"]
+                if len(blocks) and (bool((blocks["duration"] <= 0).any()) or int(ends.max()) > latest):
+                    return f"NO (set {set_id} has a block that does not end in time)"
+                n += 1
+            return f"yes (set {set_id}, {n} sites)"
+    finally:
+        engine.dispose()
+
+
 def published_epochs(url: str) -> list[tuple[int, int, int]]:
     """(set id, epoch, created_s) of every published set, in publication order."""
     engine = make_engine(url)
@@ -578,7 +613,8 @@ def chaos(args: argparse.Namespace, url: str, data_dir: Path, console: Console) 
         for server in servers:
             server.stop()
     found, unexplained = episodes(run, oracle, t_final)
-    report(console, args, url, run, found, unexplained, published_epochs(url), t_final)
+    coherent = current_set_coherent(url, args.horizon_h * 3600)
+    report(console, args, url, run, found, unexplained, published_epochs(url), t_final, coherent)
 
 
 def report(
@@ -590,6 +626,7 @@ def report(
     unexplained: int,
     epochs: list[tuple[int, int, int]],
     t_final: float,
+    coherent: str,
 ) -> None:
     store = url.split(":", 1)[0].split("+")[0]
     target = args.deadline_s + args.poll_s
@@ -621,13 +658,19 @@ def report(
         ),
         ("publisher epochs / sets published", f"{max(epoch_seq, default=0)} / {len(epochs)}"),
         ("sets in epoch order (never two publishers)", "yes" if ordered else "NO"),
+        ("current set whole after the kills", coherent),
         ("kill -> lock taken by a successor, median / max s", spread(locked)),
         ("kill -> successor's first publication, median / max s", spread(published)),
         ("device polls answered / attempts refused (instance down)", f"{len(run.polls)} / {run.poll_errors}"),
         ("stale episodes (device on a less safe limit)", str(len(found))),
         ("longest stale s (target <= deadline + poll)", f"{longest:.1f} (<= {target:g})"),
         ("stale polls no change explains (oracle misses)", str(unexplained)),
-        ("verdict", "MET" if longest <= target and ordered and unexplained == 0 else "NOT MET"),
+        (
+            "verdict",
+            "MET"
+            if longest <= target and ordered and unexplained == 0 and coherent.startswith("yes")
+            else "NOT MET",
+        ),
     ]
     for label, value in rows:
         table.add_row(label, value)
