@@ -10,7 +10,9 @@ voltage rows (dV/dP ~ 1e-8) look alike to the solver.
 
 from __future__ import annotations
 
-import cvxpy as cp
+import importlib
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sparse
 
@@ -24,9 +26,15 @@ _PREFERRED_SOLVERS = ("HIGHS", "CLARABEL", "ECOS", "SCIPY")
 _SOLVER_OPTIONS: dict[str, dict[str, object]] = {"HIGHS": {"highs_options": {"presolve": "off"}}}
 
 
+def _cvxpy() -> Any:
+    """cvxpy, imported on first use: it takes seconds to import, and a restarted server that only
+    needs it for the max-total rule must not wait for it before it can publish (issue 11)."""
+    return importlib.import_module("cvxpy")
+
+
 def _solvers() -> list[str]:
     """Solvers that ship with cvxpy here, best for LPs first."""
-    installed = set(cp.installed_solvers())
+    installed = set(_cvxpy().installed_solvers())
     return [name for name in _PREFERRED_SOLVERS if name in installed]
 
 
@@ -34,6 +42,7 @@ class MaxTotal:
     """A compiled LP for one network, re-solved for each interval's bounds and headroom."""
 
     def __init__(self, net: Network) -> None:
+        cp = self._cp = _cvxpy()
         n_sites = net.sensitivity.shape[1]
         row_max = net.sensitivity.max(axis=1, initial=0.0)
         self._used_rows = np.flatnonzero(row_max > 0)
@@ -70,6 +79,7 @@ class MaxTotal:
         self._lo.value = lo
         self._hi.value = hi
         self._headroom.value = rhs[self._used_rows] * self._scale
+        cp = self._cp
         for solver in self._solvers:
             try:
                 # warm starts from another interval's basis made HiGHS ~20x slower here

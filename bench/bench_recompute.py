@@ -177,8 +177,9 @@ def main() -> None:
         ]
         for label, derate in steps:
             if derate == "restart":
-                # the same publisher identity (the lease), nothing else kept
-                engine, derate = timed_fallback(Recomputer(ctx, holder=engine.holder), spent_s), None
+                # a new process: the old one's publisher lock goes with it, nothing else is kept
+                engine.stop()
+                engine, derate = timed_fallback(Recomputer(ctx), spent_s), None
             if derate:
                 planned = label.startswith("outage")  # 2 h to 3 h ahead: three stretches of the horizon
                 with transaction(ctx.sessions) as session:

@@ -204,8 +204,29 @@ class Settings(BaseSettings):
     derate_deadline_s: float = Field(
         30.0,
         gt=0,
-        description="A derate or outage not in published envelopes within this many (wall-clock) seconds "
-        "gets fallback limits published for the sites behind it.",
+        description="A derate, outage or its end not in published envelopes within this many seconds of "
+        "being entered (on the server's clock, so the simulator's accelerated clock too) gets fallback "
+        "limits published for the sites it affects, also after a crash, a restart or a takeover; the "
+        "fallback publication starts a quarter of this early so that it is out by then.",
+    )
+    publisher_poll_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often a standby instance tries to become the envelope publisher (and the publisher "
+        "checks it still is): a dead publisher's successor takes over within about this long.",
+    )
+    reading_future_tolerance_s: int = Field(
+        300,
+        ge=0,
+        description="A reading dated more than this after the server received it is not trusted: its site "
+        "gets fallback limits while the reading is recent (clock skew beyond this is a wrong clock).",
+    )
+    reading_plausible_factor: float = Field(
+        10.0,
+        gt=1,
+        description="A reading showing more than this many times a site's agreed maximum (at least 10 kW) "
+        "is not trusted: its site gets fallback limits while the reading is recent.",
     )
     fallback_margin_fraction: float = Field(
         0.05,

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, cast, func, select
+from sqlalchemy import BigInteger, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from gridshare.envelopes.forecast import Telemetry
 from gridshare.grid.netfile import NetworkFile, parse_network_document
 from gridshare.grid.network import Network, Rating
+from gridshare.grid.network import Site as NetworkSite
+from gridshare.recompute import bounds
 from gridshare.recompute.network_docs import active_document
 from gridshare.store.models import (
     AssetDerate,
@@ -65,7 +68,7 @@ def apply_derates(network: Network, derates: list[AssetDerate]) -> DeratedNetwor
     """
     factors: dict[str, float] = {}
     for d in derates:
-        factors[d.asset] = min(factors.get(d.asset, 1.0), d.factor)
+        factors[d.asset] = min(factors.get(d.asset, 1.0), bounds.derate_factor(d.factor))
     if not factors:
         return DeratedNetwork(network, frozenset())
     isolated: set[str] = set()
@@ -96,45 +99,96 @@ def registered_sites(session: Session, nmis: set[str]) -> dict[str, Site]:
     return {s.nmi: s for s in rows if s.nmi}
 
 
-def latest_telemetry(session: Session, site_ids_by_nmi: dict[str, int], since_s: int) -> dict[str, Telemetry]:
-    """Latest site-level real power per NMI, split into load (import) and generation (export).
+@dataclass(frozen=True)
+class TelemetryRead:
+    """Recent telemetry by NMI, and the sites whose recent readings cannot be trusted (NMI -> why)."""
+
+    telemetry: dict[str, Telemetry]
+    untrusted: dict[str, str]
+
+
+def latest_telemetry(
+    session: Session,
+    sites: dict[str, tuple[int, NetworkSite]],
+    now_s: int,
+    window_s: int,
+    *,
+    future_tolerance_s: int,
+    plausible_factor: float,
+) -> TelemetryRead:
+    """Latest site-level real power per NMI (by `sites`: NMI -> (store site id, network site)).
+
+    Readings count by when the server received them (the last `window_s`), never by the date the
+    device put on them: a reading dated years ahead cannot stay "latest" for years. A site with one
+    untrustworthy recent reading (dated after its receipt, or an impossible power) gets no telemetry
+    and is reported in `untrusted`: the engine puts that site, not the feeder, on fallback limits.
 
     Only net power is mirrored at the connection point, so a site exporting 3 kW reads as 3 kW of
     generation and no load: the persistence forecast then carries the net flow forward.
     """
-    if not site_ids_by_nmi:
-        return {}
-    nmi_by_site = {v: k for k, v in site_ids_by_nmi.items()}
+    if not sites:
+        return TelemetryRead({}, {})
+    nmi_by_site = {store_id: nmi for nmi, (store_id, _) in sites.items()}
     rows = session.execute(
         select(
             MirrorUsagePoint.site_id,
             MirrorMeterReading.reading_type,
             TelemetryReading.time_s,
+            TelemetryReading.received_s,
             TelemetryReading.value,
             TelemetryReading.power_of_ten,
         )
         .join(MirrorMeterReading, MirrorMeterReading.mup_id == MirrorUsagePoint.id)
         .join(TelemetryReading, TelemetryReading.mmr_id == MirrorMeterReading.id)
-        .where(MirrorUsagePoint.site_id.in_(list(nmi_by_site)), TelemetryReading.time_s >= since_s)
-        .order_by(TelemetryReading.time_s)
+        .where(
+            MirrorUsagePoint.site_id.in_(list(nmi_by_site)), TelemetryReading.received_s >= now_s - window_s
+        )
+        .order_by(TelemetryReading.received_s, TelemetryReading.id)
     ).all()
     latest: dict[str, tuple[int, float]] = {}
-    for site_id, reading_type, time_s, value, power_of_ten in rows:
-        if reading_type.get("uom") != UOM_W:
+    untrusted: dict[str, str] = {}
+    for site_id, reading_type, time_s, received_s, value, power_of_ten in rows:
+        kind = reading_type if isinstance(reading_type, dict) else {}
+        if kind.get("uom") != UOM_W or kind.get("flowDirection") not in (FORWARD, REVERSE):
             continue
-        direction = reading_type.get("flowDirection")
-        watts = float(value) * 10.0 ** int(power_of_ten)
-        if direction == FORWARD:
-            net_export = -watts
-        elif direction == REVERSE:
-            net_export = watts
-        else:
+        nmi = nmi_by_site[site_id]
+        network_site = sites[nmi][1]
+        watts = bounds.reading_w(value, power_of_ten)
+        problem = bounds.reading_problem(
+            time_s,
+            received_s,
+            watts,
+            future_tolerance_s=future_tolerance_s,
+            plausible_max_w=bounds.plausible_w(
+                network_site.max_export_kw, network_site.max_import_kw, plausible_factor
+            ),
+        )
+        if problem is not None:
+            untrusted.setdefault(nmi, problem)
             continue
-        latest[nmi_by_site[site_id]] = (time_s, net_export)
-    return {
+        assert watts is not None  # reading_problem refuses a None power
+        at_s = min(bounds.effective_time_s(time_s, received_s), now_s)
+        if at_s < now_s - window_s:
+            continue  # received lately, but about the past: not what the site does now
+        net_export = -watts if kind.get("flowDirection") == FORWARD else watts
+        if nmi not in latest or at_s >= latest[nmi][0]:
+            latest[nmi] = (at_s, net_export)
+    telemetry = {
         nmi: Telemetry(datetime.fromtimestamp(t, UTC), load_w=max(-w, 0.0), generation_w=max(w, 0.0))
         for nmi, (t, w) in latest.items()
+        if nmi not in untrusted
     }
+    return TelemetryRead(telemetry, untrusted)
+
+
+def _bounded_watts(column: Any) -> Any:
+    """Whole watts in SQL, -1 when absent and -2 when unbelievable (NaN, infinite, beyond 1 GW).
+
+    Without the bound a stored rating of 1e300 W would overflow the cast on PostgreSQL and fail every
+    fingerprint, hence every recomputation.
+    """
+    believable = (column >= 0) & (column <= bounds.MAX_RATING_W)
+    return case((column.is_(None), -1), (believable, cast(func.round(column), BigInteger)), else_=-2)
 
 
 def device_ratings_fingerprint(session: Session) -> tuple[object, ...]:
@@ -145,8 +199,8 @@ def device_ratings_fingerprint(session: Session) -> tuple[object, ...]:
     Aggregates (whole watts, weighted by site so that two devices trading values still show) keep this
     one cheap query however many devices there are.
     """
-    rtg = func.coalesce(cast(func.round(Der.rtg_max_w), BigInteger), -1)
-    setmax = func.coalesce(cast(func.round(Der.set_max_w), BigInteger), -1)
+    rtg = _bounded_watts(Der.rtg_max_w)
+    setmax = _bounded_watts(Der.set_max_w)
     row = session.execute(
         select(
             func.count(Der.id),
@@ -190,20 +244,40 @@ def standing_derates(session: Session, at_s: int) -> list[AssetDerate]:
     )
 
 
-def newest_telemetry_s(session: Session, site_ids: list[int]) -> int | None:
-    """Time of the newest reading any of these sites ever posted (None: they never posted any)."""
+def newest_telemetry_s(session: Session, site_ids: list[int], now_s: int, max_age_s: int) -> int | None:
+    """How recent the newest reading of these sites is, as the server knows it (None: never any).
+
+    A reading counts from its own date but never later than when the server received it, so a device
+    clock ten years ahead cannot make a stopped feed look fresh. Readings received within `max_age_s`
+    are looked at first (an index on the receipt time); if there are none, the last receipt time says
+    how long the feed has been quiet.
+    """
     if not site_ids:
         return None
-    return session.execute(
-        select(func.max(TelemetryReading.time_s))
+    joined = (
+        select()
+        .select_from(TelemetryReading)
         .join(MirrorMeterReading, TelemetryReading.mmr_id == MirrorMeterReading.id)
         .join(MirrorUsagePoint, MirrorMeterReading.mup_id == MirrorUsagePoint.id)
         .where(MirrorUsagePoint.site_id.in_(site_ids))
+    )
+    effective = case(
+        (TelemetryReading.time_s < TelemetryReading.received_s, TelemetryReading.time_s),
+        else_=TelemetryReading.received_s,
+    )
+    recent = session.execute(
+        joined.add_columns(func.max(effective)).where(
+            TelemetryReading.received_s >= now_s - max(max_age_s, 0)
+        )
     ).scalar_one_or_none()
+    if recent is not None:
+        return min(int(recent), now_s)
+    last = session.execute(joined.add_columns(func.max(TelemetryReading.received_s))).scalar_one_or_none()
+    return None if last is None else min(int(last), now_s)
 
 
 def device_ratings_w(session: Session, site_ids: list[int]) -> dict[int, float]:
-    """Largest DER rating (rtgMaxW or setMaxW, W) each site's devices reported, where any did."""
+    """Largest believable DER rating (rtgMaxW or setMaxW, W) each site's devices reported, if any did."""
     if not site_ids:
         return {}
     out: dict[int, float] = {}
@@ -211,7 +285,9 @@ def device_ratings_w(session: Session, site_ids: list[int]) -> dict[int, float]:
         select(Der.site_id, Der.rtg_max_w, Der.set_max_w).where(Der.site_id.in_(site_ids))
     ).all()
     for site_id, rtg, setmax in rows:
-        best = max((v for v in (rtg, setmax) if v is not None), default=None)
+        best = max(
+            (w for w in (bounds.rating_w(rtg), bounds.rating_w(setmax)) if w is not None), default=None
+        )
         if best is not None:
             out[site_id] = max(out.get(site_id, 0.0), float(best))
     return out

@@ -1,17 +1,24 @@
 """The recomputation loop: read inputs, compute envelopes, publish atomically; on a schedule and on demand.
 
 APScheduler runs `run_once` every `recompute_interval_s` on a rolling horizon, and the watcher runs one
-as soon as an operator changes a constraint. Runs never overlap in one process, and the publisher lease
-keeps a second server on the same database from publishing too.
+as soon as an operator changes a constraint. Runs never overlap in one process, and only the holder of
+the publisher lock (recompute/publisher.py) computes or publishes: a standby instance tries for the
+lock every `publisher_poll_s` and takes over within about that long of the publisher's death, and
+every publication is fenced, so two instances never publish at once.
 
 Once its envelopes are out, a run refreshes the fallback limits (network, agreements, derates and
 device ratings only) and publishes them as each dynamic site's DefaultDERControl, if those inputs
 changed. Envelopes are published only from good data: stale telemetry or forecasts, an engine
 exception, an overrun of `recompute_budget_s`, a constraint changed during the computation or a
-failed database write never reach devices. What happens instead is the
-`failure_policy` (docs/fallback.md): publish fallback-valued envelopes now, or let the last good ones
-run out. A derate or outage that is not in published envelopes within `derate_deadline_s` gets
-fallback envelopes for the sites behind it at once, from a timer that no running computation blocks.
+failed database write never reach devices. What happens instead is the `failure_policy`
+(docs/fallback.md): publish fallback-valued envelopes now, or let the last good ones run out. The
+constraints are read apart from the measurements, so a failure reading telemetry still leaves the
+fallback limits computable; a site whose own readings cannot be trusted gets its fallback limits as
+its envelope while the rest of the feeder stays dynamic.
+
+A derate or outage that is not in published envelopes within `derate_deadline_s` of being entered gets
+fallback envelopes for the sites behind it at once (recompute/deadlines.py): checked on the engine's
+clock by a ticker that no running computation blocks, and recovered from the store after a restart.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -32,13 +39,24 @@ from gridshare.core.settings import Settings
 from gridshare.envelopes.compute import compute_envelopes
 from gridshare.envelopes.forecast import Forecast, ProfileSpec, persistence_forecast, profile_forecast
 from gridshare.fallback.ramp import site_rating_w
+from gridshare.grid.agreements import Limited
+from gridshare.grid.netfile import NetworkFile
 from gridshare.grid.network import Site as NetworkSite
-from gridshare.recompute import lease
+from gridshare.recompute.bounds import derate_factor
 from gridshare.recompute.budget import BudgetExceeded, BudgetRunner
+from gridshare.recompute.deadlines import (
+    Change,
+    Coverage,
+    DeadlineBook,
+    newest_marks,
+    published_coverage,
+    uncovered_changes,
+)
 from gridshare.recompute.fallback_defaults import store_fingerprint, stored_fingerprint, write_defaults
 from gridshare.recompute.fallback_envelopes import fallback_envelope_set
 from gridshare.recompute.fallback_plan import (
     FallbackPlan,
+    SafeDefault,
     fallback_fingerprint,
     plan_fallback,
     plan_key,
@@ -48,7 +66,8 @@ from gridshare.recompute.health import stale_forecast, stale_telemetry
 from gridshare.recompute.inputs import inputs_fingerprint
 from gridshare.recompute.planned_derates import PlannedEnvelopes, compute_planned
 from gridshare.recompute.publish import CUT_OFF_GROSS, PublishSummary, current_set_id, publish
-from gridshare.recompute.snapshot import RunInputs, defaults_marker, read_inputs
+from gridshare.recompute.publisher import Publisher, holder_name
+from gridshare.recompute.snapshot import RunInputs, defaults_marker, read_constraints, read_measurements
 from gridshare.recompute.status import DYNAMIC, FALLBACK, STALE, StatusBoard, effective
 from gridshare.server.context import AppContext
 from gridshare.store.db import transaction
@@ -131,8 +150,30 @@ def _constraints(fingerprint: tuple[object, ...]) -> tuple[object, ...]:
     return fingerprint[:3]
 
 
-def _newer(a: object, b: object) -> bool:
-    return (a or 0) > (b or 0)  # type: ignore[operator]
+def _hold_at_fallback(nf: NetworkFile, held: dict[str, SafeDefault]) -> NetworkFile:
+    """The network file with the `held` sites turned into fixed flows at their fallback limits.
+
+    The engine then computes everyone else's envelopes around those sites exporting or importing up
+    to their fallback limits (which is what they may do), and gives them exactly those limits.
+    """
+    if not held:
+        return nf
+    sites = tuple(
+        replace(
+            s,
+            agreement=Limited(
+                export_kw=held[s.id].export_limit_w / 1000.0, import_kw=held[s.id].import_limit_w / 1000.0
+            ),
+        )
+        if s.id in held
+        else s
+        for s in nf.sites
+    )
+    return replace(nf, sites=sites)
+
+
+#: Wall seconds between two looks at the deadlines (they themselves are on the engine's clock).
+TICK_S = 0.2
 
 
 class Recomputer:
@@ -140,18 +181,48 @@ class Recomputer:
         self, ctx: AppContext, holder: str | None = None, forecast_source: ForecastSource | None = None
     ) -> None:
         self.ctx = ctx
-        self.holder = holder or lease.holder_id()
+        self.holder = holder or holder_name()
         self.forecast_source = forecast_source
         self.status = StatusBoard(ctx.sessions)
+        self.publisher = Publisher(ctx.engine, ctx.sessions, self.holder, ctx.now_s)
         self._run_lock = threading.Lock()
         self._scheduler: BackgroundScheduler | None = None
+        self._ticker: threading.Thread | None = None
+        self._stopping = threading.Event()
         self._inputs_seen: tuple[object, ...] | None = None
-        self._published_inputs: tuple[object, ...] | None = None
         self._budget = BudgetRunner()
-        self._timers: dict[tuple[object, ...], threading.Timer] = {}
-        self._armed: set[tuple[object, ...]] = set()  # changes given a deadline, until published
+        self._deadlines = DeadlineBook()
+        self._coverage: Coverage | None = None  # what the current published set covers
         self._feeder: str | None = None
         self._plan: tuple[tuple[object, ...], FallbackPlan] | None = None  # (plan key, plan)
+        self._next_discovery = 0.0  # monotonic: when the ticker next looks for unpublished changes
+        self._deadline_lock = threading.Lock()
+
+    # -- the right to publish ----------------------------------------------------------------------
+    def ensure_publisher(self) -> bool:
+        """Hold the publisher lock, taking it if it is free; on taking it, pick up what is pending."""
+        was = self.publisher.epoch
+        if not self.publisher.ensure():
+            return False
+        if self.publisher.epoch != was:
+            self._took_over()
+        return True
+
+    def _took_over(self) -> None:
+        """A new epoch: forget what this instance knew, and learn from the store what is unpublished."""
+        self._deadlines.clear()
+        self._coverage = None
+        try:
+            with self.ctx.sessions() as session:
+                self._coverage = published_coverage(session)
+        except Exception:
+            log.exception("could not read what the published envelopes cover; every change counts as pending")
+        self.discover()
+
+    def _covered(self, coverage: Coverage) -> None:
+        """A set covering `coverage` is published: the changes it covers need no deadline any more."""
+        self._coverage = coverage.union(self._coverage)
+        self._deadlines.forget_covered(self._coverage)
 
     # -- one run -----------------------------------------------------------------------------------
     def run_once(self, reason: str = "scheduled") -> Outcome:
@@ -159,17 +230,34 @@ class Recomputer:
             return self._attempt(reason)
 
     def _attempt(self, reason: str) -> Outcome:
+        if not self.ensure_publisher():
+            log.debug("recomputation (%s) not run: another instance is the publisher", reason)
+            return Outcome("skipped", reason, detail="another instance is the publisher")
+        log.debug("recomputation (%s) started", reason)
+        # A change already past its deadline (a publisher that just took over from a dead one) gets its
+        # fallback first: a full recomputation would compete with it for the processor.
+        self.check_deadlines()
         inputs: RunInputs | None = None
-        plan: FallbackPlan | None = None
         try:
             now_s = self.ctx.now_s()
             with self.ctx.sessions() as session:
-                inputs = read_inputs(session, now_s, self.ctx.settings.envelope_interval_s * 3)
+                inputs = read_constraints(session, now_s)
                 self._inputs_seen = inputs.fingerprint if inputs is not None else inputs_fingerprint(session)
-            if inputs is None:
-                log.info("recomputation (%s) skipped: no network loaded", reason)
-                return Outcome("skipped", reason, detail="no network loaded")
-            self._feeder = inputs.feeder
+        except Exception as exc:
+            log.exception("recomputation (%s) could not read the network and derates", reason)
+            return self._fail(None, None, reason, "database", f"{type(exc).__name__}: {exc}")
+        if inputs is None:
+            log.info("recomputation (%s) skipped: no network loaded", reason)
+            return Outcome("skipped", reason, detail="no network loaded")
+        self._feeder = inputs.feeder
+        try:
+            with self.ctx.sessions() as session:
+                inputs = read_measurements(session, inputs, self.ctx.settings)
+        except Exception as exc:  # what devices sent must never stop the fallback limits
+            log.exception("recomputation (%s) could not read telemetry", reason)
+            detail = f"telemetry could not be read: {type(exc).__name__}: {exc}"
+            return self._fail(inputs, None, reason, "bad input", detail)
+        try:
             # Envelopes first: devices get them as soon as they are computed. The fallback limits
             # follow (computed lazily on the failure path, where they are needed at once).
             outcome = self._run(inputs, None, reason)
@@ -178,9 +266,25 @@ class Recomputer:
             return outcome
         except Exception as exc:  # the engine must never take the server down with it
             log.exception("recomputation (%s) failed: %s", reason, exc)
-            return self._fail(inputs, plan, reason, "error", f"{type(exc).__name__}: {exc}")
+            return self._fail(inputs, None, reason, "error", f"{type(exc).__name__}: {exc}")
 
-    def _refresh_fallback(self, inputs: RunInputs, need_plan: bool = True) -> FallbackPlan | None:
+    def _fallback_plan(self, inputs: RunInputs) -> FallbackPlan | None:
+        """Fallback limits for these constraints (kept while they stay the same); None if not computable."""
+        key = plan_key(inputs, self.ctx.settings)
+        cached = self._plan
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            plan = plan_fallback(inputs, self.ctx.settings)
+        except Exception:
+            log.exception("fallback limits could not be computed; the defaults already published stay")
+            return None
+        self._plan = (key, plan)
+        return plan
+
+    def _refresh_fallback(
+        self, inputs: RunInputs, need_plan: bool = True, plan: FallbackPlan | None = None
+    ) -> FallbackPlan | None:
         """Fallback limits from the network alone, written as DefaultDERControls; None if not computable.
 
         Incremental: a digest of everything the published defaults depend on (network version,
@@ -188,11 +292,13 @@ class Recomputer:
         anyone's writes to the defaults) is kept in `server_setting` with them. While it matches, nothing
         is computed or written, whichever process or instance wrote it. `need_plan` says whether the
         caller needs the limits themselves (the failure path publishes them as envelopes); the
-        successful path does not, and then an unchanged digest costs two small queries.
+        successful path does not, and then an unchanged digest costs two small queries. A caller that
+        has the limits already passes them as `plan`.
         """
         settings = self.ctx.settings
-        key = plan_key(inputs, settings)
-        plan = self._plan[1] if self._plan is not None and self._plan[0] == key else None
+        if plan is None:
+            cached = self._plan
+            plan = cached[1] if cached is not None and cached[0] == plan_key(inputs, settings) else None
         wanted = fallback_fingerprint(inputs, settings, inputs.defaults_marker)
         try:
             with self.ctx.sessions() as session:
@@ -204,19 +310,16 @@ class Recomputer:
         if (unchanged or inputs.program is None) and (plan is not None or not need_plan):
             return plan  # nothing to write (no program to write it in), and nothing else is wanted
         if plan is None:
-            try:
-                plan = plan_fallback(inputs, settings)
-            except Exception:
-                log.exception("fallback limits could not be computed; the defaults already published stay")
+            plan = self._fallback_plan(inputs)
+            if plan is None:
                 return None
-            self._plan = (key, plan)
         if unchanged or inputs.program is None:
             return plan
         try:
             with transaction(self.ctx.sessions) as session:
                 now_s = self.ctx.now_s()
                 changed = 0
-                if lease.acquire(session, self.holder, now_s, 3 * settings.recompute_interval_s):
+                if self.publisher.fence(session):
                     changed = write_defaults(
                         session, inputs.program, plan.dynamic_store_sites(inputs), now_s, settings.pen
                     )
@@ -234,6 +337,15 @@ class Recomputer:
         except Exception:
             log.exception("could not write the fallback defaults; the ones already published stay")
         return plan
+
+    def _held_sites(self, inputs: RunInputs) -> dict[str, SafeDefault]:
+        """Dynamic sites whose own data is untrusted, with the fallback limits they are held to."""
+        if not inputs.untrusted:
+            return {}
+        plan = self._fallback_plan(inputs)
+        if plan is None:
+            raise RuntimeError("untrusted site data, and no fallback limits to hold those sites to")
+        return {k: plan.by_site[k] for k in inputs.untrusted if k in plan.by_site}
 
     def _run(self, inputs: RunInputs, plan: FallbackPlan | None, reason: str) -> Outcome:
         settings = self.ctx.settings
@@ -254,9 +366,15 @@ class Recomputer:
         if stale is not None:
             return self._fail(inputs, plan, reason, stale.kind, stale.detail)
         try:
+            held = self._held_sites(inputs)
+        except Exception as exc:
+            log.exception("sites with untrusted data could not be held to fallback limits (%s)", reason)
+            return self._fail(inputs, plan, reason, "bad input", f"{type(exc).__name__}: {exc}")
+        nf = _hold_at_fallback(inputs.nf, held)
+        try:
             planned = self._budget.run(
                 lambda: compute_planned(
-                    inputs.nf,
+                    nf,
                     inputs.standing,
                     start,
                     settings.envelope_horizon_s,
@@ -277,7 +395,7 @@ class Recomputer:
             return self._fail(inputs, plan, reason, "engine error", f"{type(exc).__name__}: {exc}")
         compute_s = time.perf_counter() - t0
         try:
-            return self._publish(inputs, planned, start, reason, compute_s)
+            return self._publish(inputs, planned, start, reason, compute_s, held)
         except Exception as exc:
             log.exception("publication (%s) failed; nothing of it was published", reason)
             return self._fail(
@@ -313,17 +431,22 @@ class Recomputer:
         return persistence_forecast(base, {k: v for k, v in by_id.items() if k in specs})
 
     def _publish(
-        self, inputs: RunInputs, planned: PlannedEnvelopes, start: datetime, reason: str, compute_s: float
+        self,
+        inputs: RunInputs,
+        planned: PlannedEnvelopes,
+        start: datetime,
+        reason: str,
+        compute_s: float,
+        held: dict[str, SafeDefault],
     ) -> Outcome:
         settings = self.ctx.settings
         envelopes = planned.envelopes
         now_s = inputs.now_s
         t1 = time.perf_counter()
+        log.debug("recomputation (%s): publishing", reason)
         with transaction(self.ctx.sessions) as session:
-            if not lease.acquire(session, self.holder, self.ctx.now_s(), 3 * settings.recompute_interval_s):
-                log.info(
-                    "recomputation (%s) not published: another instance holds the publisher lease", reason
-                )
+            if not self.publisher.fence(session):
+                log.info("recomputation (%s) not published: another instance is the publisher", reason)
                 return Outcome("skipped", reason, detail="another instance is the publisher")
             if _constraints(inputs_fingerprint(session)) != _constraints(inputs.fingerprint):
                 log.info("recomputation (%s) not published: a constraint changed while it ran", reason)
@@ -346,6 +469,8 @@ class Recomputer:
             # (an outage ending within the horizon): zero where it applies, and zero gross limits.
             sites, cut_off = _split_sites(inputs, planned.isolated_throughout)
             gross = _gross_limits(inputs)
+            for site_id, safe in held.items():  # held to their fallback: the default's own gross limits
+                gross[site_id] = GrossLimits(safe.generation_limit_w, safe.load_limit_w)
             for s in inputs.nf.sites:
                 if s.node in planned.isolated_now:
                     gross[s.id] = CUT_OFF_GROSS
@@ -373,19 +498,37 @@ class Recomputer:
                 "compute_s": round(compute_s, 3),
                 "publish_s": round(publish_s, 3),
                 "telemetry_sites": len(inputs.telemetry),
+                "covers": Coverage.of(inputs.fingerprint).as_json(),
+                "epoch": self.publisher.epoch,
             }
-        self._published_inputs = inputs.fingerprint
-        self._cancel_covered_deadlines()
+            if held:
+                record.detail["held_at_fallback"] = {k: inputs.untrusted[k] for k in held}
+        self._covered(Coverage.of(inputs.fingerprint))
         until_s = int(start.timestamp()) + envelopes.n_intervals * envelopes.interval_s
-        self.status.set(
-            inputs.feeder,
-            DYNAMIC,
-            "envelopes computed from fresh data",
-            self.ctx.now_s(),
-            detail=f"set {record.id} published ({reason})",
-            network_id=inputs.model.id,
-            envelopes_until_s=until_s,
-        )
+        if held:
+            why = "; ".join(f"{k}: {inputs.untrusted[k]}" for k in sorted(held))
+            self.status.set(
+                inputs.feeder,
+                DYNAMIC,
+                f"envelopes computed from fresh data; {len(held)} site(s) held at fallback limits "
+                f"(untrusted data: {why})",
+                self.ctx.now_s(),
+                detail=f"set {record.id} published ({reason})",
+                network_id=inputs.model.id,
+                envelopes_until_s=until_s,
+                fallback_sites=len(held),
+                site_fallbacks={k: inputs.untrusted[k] for k in sorted(held)},
+            )
+        else:
+            self.status.set(
+                inputs.feeder,
+                DYNAMIC,
+                "envelopes computed from fresh data",
+                self.ctx.now_s(),
+                detail=f"set {record.id} published ({reason})",
+                network_id=inputs.model.id,
+                envelopes_until_s=until_s,
+            )
         log.info(
             "envelopes published (%s): set %d, %d intervals from %s, %d of %d sites, %d blocks (%d new), "
             "binding export/import %d/%d, %d infeasible, compute %.2fs publish %.2fs",
@@ -429,17 +572,33 @@ class Recomputer:
         self, inputs: RunInputs | None, plan: FallbackPlan | None, reason: str, kind: str, detail: str
     ) -> Outcome:
         """Nothing from this run reaches devices; apply `failure_policy` and report the feeder's state."""
-        settings = self.ctx.settings
         why = f"{kind}: {detail}"
         log.warning("recomputation (%s) not published: %s", reason, why)
         self._record_failure(reason, why, inputs.model.id if inputs is not None else None)
         feeder = inputs.feeder if inputs is not None else self._feeder
         if feeder is None:
             return Outcome("failed", reason, detail=why)
+        if inputs is not None and plan is None:
+            plan = self._fallback_plan(inputs)
+        try:
+            return self._apply_policy(inputs, plan, reason, kind, why, feeder)
+        finally:
+            if inputs is not None and plan is not None:
+                # the safety net is written whatever the policy, once devices have their envelopes
+                self._refresh_fallback(inputs, plan=plan)
+
+    def _apply_policy(
+        self,
+        inputs: RunInputs | None,
+        plan: FallbackPlan | None,
+        reason: str,
+        kind: str,
+        why: str,
+        feeder: str,
+    ) -> Outcome:
+        settings = self.ctx.settings
         now_s = self.ctx.now_s()
         network_id = inputs.model.id if inputs is not None else None
-        if inputs is not None and plan is None:
-            plan = self._refresh_fallback(inputs)  # the safety net is written whatever the policy
         until_s: int | None
         if settings.failure_policy == "fallback" and inputs is not None and plan is not None:
             try:
@@ -495,9 +654,10 @@ class Recomputer:
             chosen, plan.by_site, start_s, settings.envelope_horizon_s, interval_s, plan.network.timezone
         )
         sites, cut_off = _split_sites(inputs, plan.isolated_nodes, only)
+        log.debug("%s: publishing fallback envelopes", reason)
         with transaction(self.ctx.sessions) as session:
-            if not lease.acquire(session, self.holder, now_s, 3 * settings.recompute_interval_s):
-                log.info("fallback envelopes not published: another instance holds the publisher lease")
+            if not self.publisher.fence(session):
+                log.info("fallback envelopes not published: another instance is the publisher")
                 return None
             record = EnvelopeSetRecord(
                 network_id=inputs.model.id,
@@ -526,9 +686,16 @@ class Recomputer:
                 gross=_gross_limits(inputs, plan),
                 history_days=settings.limit_history_days,
             )
-            record.detail = {"fallback": True, "sites_published": summary.sites, "blocks": summary.blocks}
+            record.detail = {
+                "fallback": True,
+                "sites_published": summary.sites,
+                "blocks": summary.blocks,
+                "covers": Coverage.of(inputs.fingerprint).as_json(),
+                "epoch": self.publisher.epoch,
+            }
             if only is not None:  # the other sites keep their dynamic blocks
                 record.detail["fallback_site_ids"] = sorted(s.id for s in [*sites.values(), *cut_off])
+        self._covered(Coverage.of(inputs.fingerprint))
         log.warning("fallback envelopes published (%s): set %d, %d sites", reason, record.id, summary.sites)
         return record.id, summary.sites, start_s + envelopes.n_intervals * interval_s
 
@@ -552,80 +719,119 @@ class Recomputer:
             log.exception("could not record the failed recomputation")
 
     # -- derates: recompute at once, fallback by a deadline ------------------------------------------
-    def _arm_deadline(self, baseline: tuple[object, ...], seen: tuple[object, ...]) -> None:
-        """A new network version or a new derate must reach devices within `derate_deadline_s`."""
-        if not (seen[0] != baseline[0] or _newer(seen[1], baseline[1])):
-            return  # a derate cleared or a recomputation requested: the published envelopes stay safe
-        key = _constraints(seen)
-        if key in self._armed:
-            return  # one deadline per change, whether still pending or already met with fallback
-        self._armed.add(key)
-        timer = threading.Timer(self.ctx.settings.derate_deadline_s, self._on_deadline, args=(baseline, seen))
-        timer.daemon = True
-        self._timers[key] = timer
-        timer.start()
+    def discover(self) -> list[Change]:
+        """Give every change the published envelopes do not cover yet its deadline; returns new ones.
 
-    def _covered(self, pending: tuple[object, ...]) -> bool:
-        published = self._published_inputs
-        return (
-            published is not None
-            and not _newer(pending[0], published[0])
-            and not _newer(pending[1], published[1])
-        )
+        Cheap while nothing changed (two index lookups); only the publisher keeps deadlines.
+        """
+        if self.publisher.epoch is None:
+            return []
+        try:
+            with self.ctx.sessions() as session:
+                marks = newest_marks(session)
+                coverage = self._coverage
+                if coverage is not None and marks.union(coverage) == coverage:
+                    return []
+                changes = uncovered_changes(session, coverage)
+        except Exception:
+            log.exception("could not look for unpublished changes")
+            return []
+        added = self._deadlines.arm(changes, self.ctx.settings.derate_deadline_s)
+        for change in added:
+            log.info(
+                "%s (entered at %s) must reach devices by %s",
+                change.describe(),
+                datetime.fromtimestamp(change.created_s, UTC).strftime("%H:%M:%SZ"),
+                datetime.fromtimestamp(change.created_s + self.ctx.settings.derate_deadline_s, UTC).strftime(
+                    "%H:%M:%SZ"
+                ),
+            )
+        return added
 
-    def _cancel_covered_deadlines(self) -> None:
-        for key, timer in list(self._timers.items()):
-            if self._covered(key):
-                timer.cancel()
-                self._timers.pop(key, None)
-        self._armed = {key for key in self._armed if not self._covered(key)}
+    def check_deadlines(self) -> bool:
+        """Publish fallback for changes past their deadline (on the engine's clock); True if it did."""
+        if self.publisher.epoch is None:
+            return False
+        with self._deadline_lock:  # the ticker and a starting run may both look: one publishes
+            due = self._deadlines.due(self.ctx.clock.now())
+            due = [c for c in due if not c.covered_by(self._coverage)]
+            if not due:
+                return False
+            return self._on_deadline(due)
 
-    def _on_deadline(self, baseline: tuple[object, ...], pending: tuple[object, ...]) -> None:
-        """The change is not in published envelopes yet: publish fallback limits for the sites it affects."""
-        self._timers.pop(_constraints(pending), None)
-        if self._covered(pending):
-            return
+    def _on_deadline(self, due: list[Change]) -> bool:
+        """Changes not in published envelopes by their deadline: fallback for the sites they affect.
+
+        A derate changes a rating only, and only the sites behind it send power through it: they get
+        fallback envelopes and everyone else keeps theirs. An outage, its end or a new network version
+        takes load and generation off (or puts it back on) the rest of the feeder too, so every site
+        gets fallback envelopes. Every change not yet published counts, due or not, so the coverage
+        the fallback set records is true for all of them.
+        """
         settings = self.ctx.settings
+        what = ", ".join(sorted({c.describe() for c in due}))
         try:
             now_s = self.ctx.now_s()
             with self.ctx.sessions() as session:
-                inputs = read_inputs(session, now_s, settings.envelope_interval_s * 3)
+                inputs = read_constraints(session, now_s)
             if inputs is None:
-                return
-            if inputs.model.id != baseline[0]:
-                only, what = None, f"network version {inputs.model.id}"
-            else:
-                fresh = [d for d in inputs.standing if _newer(d.id, baseline[1])]
-                assets = sorted({d.asset for d in fresh})
-                only = sites_behind(inputs.nf.network, assets, inputs.nf.sites)
-                what = f"derate of {', '.join(assets)}"
-                if not only:
-                    return
-            plan = self._refresh_fallback(inputs)
+                return False
+            baseline = self._coverage
+            covers = Coverage.of(inputs.fingerprint)
+            fresh = [d for d in inputs.standing if baseline is None or d.id > baseline.derate_id]
+            everything = (
+                baseline is None
+                or covers.network_id > baseline.network_id
+                or covers.cleared > baseline.cleared
+                or any(derate_factor(d.factor) == 0 for d in fresh)
+            )
+            only: set[str] | None = None
+            if not everything:
+                only = sites_behind(inputs.nf.network, sorted({d.asset for d in fresh}), inputs.nf.sites)
+                if not only:  # nothing behind it (an unknown asset, or the derate has ended)
+                    self._covered(covers)
+                    return False
+            plan = self._fallback_plan(inputs)
             if plan is None:
                 log.error("%s: no fallback limits to publish at the deadline", what)
-                return
-            if self._covered(pending):
-                return  # a recomputation published it meanwhile
+                return False
+            if all(c.covered_by(self._coverage) for c in due):
+                return False  # a recomputation published it meanwhile
             published = self._publish_fallback(inputs, plan, "fallback (derate deadline)", only)
             if published is None:
-                return
+                return False
             set_id, n_sites, until_s = published
             before = self.status.get(inputs.feeder)
-            if before is not None and before.envelopes_until_s is not None:
+            if only is not None and before is not None and before.envelopes_until_s is not None:
                 until_s = min(until_s, before.envelopes_until_s)  # the other sites keep their blocks
+            late_s = now_s - min(c.created_s for c in due)
+            behind = " behind it" if only is not None else ""
             self.status.set(
                 inputs.feeder,
                 FALLBACK,
                 f"{what} not in published envelopes within {settings.derate_deadline_s:g} s",
                 self.ctx.now_s(),
-                detail=f"fallback envelopes published for {n_sites} sites behind it (set {set_id})",
+                detail=f"fallback envelopes published for {n_sites} sites{behind} (set {set_id}), "
+                f"{late_s} s after it was entered",
                 network_id=inputs.model.id,
                 envelopes_until_s=until_s,
-                fallback_sites=n_sites,
+                fallback_sites=n_sites if only is not None else None,
             )
+            self._refresh_fallback(inputs, plan=plan)  # the defaults follow the envelopes
+            return True
         except Exception:
             log.exception("fallback at the derate deadline failed")
+            return False
+
+    def _prepare_fallback(self) -> None:
+        """Compute the fallback limits for a change as soon as it is seen, so its deadline only publishes."""
+        try:
+            with self.ctx.sessions() as session:
+                inputs = read_constraints(session, self.ctx.now_s())
+            if inputs is not None:
+                self._fallback_plan(inputs)
+        except Exception:
+            log.exception("could not prepare the fallback limits for a new change")
 
     def _check_expiry(self, now_s: int) -> None:
         """Log (and store) the moment published envelopes end with nothing after them."""
@@ -649,7 +855,7 @@ class Recomputer:
 
     # -- scheduling --------------------------------------------------------------------------------
     def start(self) -> None:
-        """Run now, then every `recompute_interval_s`, in a background thread."""
+        """Run now, then every `recompute_interval_s`; tick for the publisher lock and the deadlines."""
         scheduler = BackgroundScheduler(timezone="UTC")
         scheduler.add_job(
             self.run_once,
@@ -670,6 +876,9 @@ class Recomputer:
         )
         scheduler.start()
         self._scheduler = scheduler
+        self._stopping.clear()
+        self._ticker = threading.Thread(target=self._tick_loop, name="recompute-ticker", daemon=True)
+        self._ticker.start()
         log.info(
             "recomputation every %d s over %d h at %d-minute intervals (%s); on failure: %s",
             self.ctx.settings.recompute_interval_s,
@@ -684,20 +893,45 @@ class Recomputer:
 
         Polling a fingerprint of those tables works across processes and servers sharing the database.
         A run already in progress is not waited for: it will not publish (its constraints are outdated),
-        the next tick recomputes, and the deadline timer covers the time in between.
+        the next tick recomputes, and the deadline covers the time in between.
         """
         with self.ctx.sessions() as session:
             seen = inputs_fingerprint(session)
         self._check_expiry(self.ctx.now_s())
         if self._inputs_seen is None or seen == self._inputs_seen:
             return
-        self._arm_deadline(self._inputs_seen, seen)
+        self.discover()
         if not self._run_lock.acquire(blocking=False):
             return
         try:
             self._attempt("constraint changed")
         finally:
             self._run_lock.release()
+
+    def tick(self) -> None:
+        """One look at the deadlines (and, every `change_poll_s`, for new changes to give one)."""
+        wall = time.monotonic()
+        if wall >= self._next_discovery:
+            self._next_discovery = wall + self.ctx.settings.change_poll_s
+            if self.discover() and not self.check_deadlines():
+                self._prepare_fallback()
+        self.check_deadlines()
+
+    def _tick_loop(self) -> None:
+        """Takeover and deadlines, in a thread of their own: no running computation can delay them."""
+        next_lock = 0.0
+        while not self._stopping.wait(TICK_S):
+            try:
+                wall = time.monotonic()
+                if wall >= next_lock:
+                    next_lock = wall + self.ctx.settings.publisher_poll_s
+                    was = self.publisher.epoch
+                    if self.ensure_publisher() and was is None:
+                        self.trigger("took over as publisher")
+                if self.publisher.epoch is not None:
+                    self.tick()
+            except Exception:  # the ticker must outlive any one failure
+                log.exception("engine ticker")
 
     def trigger(self, reason: str) -> None:
         """Queue an immediate run (an operator changed a constraint); runs synchronously if not scheduled."""
@@ -714,9 +948,12 @@ class Recomputer:
         )
 
     def stop(self) -> None:
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
+        """Stop scheduling, ticking, and hand the publisher lock to whoever wants it next."""
+        self._stopping.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=10)
+            self._ticker = None
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
+        self.publisher.release()

@@ -1,17 +1,22 @@
-"""Everything one recomputation reads from the store, read once in one session.
+"""Everything one recomputation reads from the store: the constraints first, then the measurements.
 
 Reading it all up front means the computation (which may take a while) holds no session, and the
 publisher can tell whether a constraint changed meanwhile by comparing fingerprints.
+
+The two parts are read apart on purpose. The constraints (network, agreements, derates, registered
+sites, device ratings) are all fallback limits need; the measurements (telemetry) are what devices
+send, so whatever goes wrong reading them leaves the constraints in hand and fallback publishable.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from gridshare.core.settings import Settings
 from gridshare.envelopes.forecast import Telemetry
 from gridshare.grid.netfile import NetworkFile
 from gridshare.recompute.inputs import (
@@ -48,6 +53,8 @@ class RunInputs:
     program: DerProgram | None  # the envelope program (first by primacy)
     rated_w: dict[str, float]  # device ratings by network site id, where devices reported one
     defaults_marker: tuple[object, ...] = ()  # changes whenever anyone writes or deletes a site default
+    #: network site id -> why its telemetry is not trusted: those sites get fallback limits this run
+    untrusted: dict[str, str] = field(default_factory=dict)
 
     @property
     def feeder(self) -> str:
@@ -75,8 +82,8 @@ def defaults_marker(session: Session, program_id: int) -> tuple[object, ...]:
     return (int(count or 0), int(versions or 0), int(overrides or 0))
 
 
-def read_inputs(session: Session, now_s: int, telemetry_window_s: int) -> RunInputs | None:
-    """None when no network is loaded."""
+def read_constraints(session: Session, now_s: int) -> RunInputs | None:
+    """Network, derates, registered sites, ratings and program, without telemetry. None: no network."""
     fingerprint = inputs_fingerprint(session)
     loaded = active_network(session)
     if loaded is None:
@@ -86,10 +93,7 @@ def read_inputs(session: Session, now_s: int, telemetry_window_s: int) -> RunInp
     standing = standing_derates(session, now_s)
     nmi_to_site_id = {s.nmi: s.id for s in nf.sites if s.nmi}
     store_sites = registered_sites(session, set(nmi_to_site_id))
-    by_site = {n: s.id for n, s in store_sites.items()}
-    telemetry = latest_telemetry(session, by_site, since_s=now_s - telemetry_window_s)
-    newest = newest_telemetry_s(session, list(by_site.values()))
-    ratings = device_ratings_w(session, list(by_site.values()))
+    ratings = device_ratings_w(session, [s.id for s in store_sites.values()])
     rated_w = {nmi_to_site_id[n]: ratings[s.id] for n, s in store_sites.items() if s.id in ratings}
     program = (
         session.execute(select(DerProgram).order_by(DerProgram.primacy, DerProgram.id)).scalars().first()
@@ -103,9 +107,38 @@ def read_inputs(session: Session, now_s: int, telemetry_window_s: int) -> RunInp
         derated=derated,
         standing=standing,
         store_sites=store_sites,
-        telemetry=telemetry,
-        newest_telemetry_s=newest,
+        telemetry={},
+        newest_telemetry_s=None,
         program=program,
         rated_w=rated_w,
         defaults_marker=marker,
     )
+
+
+def read_measurements(session: Session, inputs: RunInputs, settings: Settings) -> RunInputs:
+    """`inputs` with recent telemetry, the newest reading's time and the sites whose data is untrusted."""
+    network_sites = {s.nmi: s for s in inputs.nf.sites if s.nmi}
+    sites = {nmi: (site.id, network_sites[nmi]) for nmi, site in inputs.store_sites.items()}
+    read = latest_telemetry(
+        session,
+        sites,
+        inputs.now_s,
+        settings.envelope_interval_s * 3,
+        future_tolerance_s=settings.reading_future_tolerance_s,
+        plausible_factor=settings.reading_plausible_factor,
+    )
+    newest = newest_telemetry_s(
+        session, [s.id for s in inputs.store_sites.values()], inputs.now_s, settings.telemetry_max_age_s
+    )
+    return replace(
+        inputs,
+        telemetry=read.telemetry,
+        newest_telemetry_s=newest,
+        untrusted={network_sites[nmi].id: why for nmi, why in read.untrusted.items()},
+    )
+
+
+def read_inputs(session: Session, now_s: int, settings: Settings) -> RunInputs | None:
+    """Constraints and measurements in one session (None when no network is loaded)."""
+    inputs = read_constraints(session, now_s)
+    return None if inputs is None else read_measurements(session, inputs, settings)

@@ -42,6 +42,8 @@ class FeederStatus:
     envelopes_until_s: int | None = None  # when the published envelopes end
     fallback_sites: int | None = None  # sites on fallback-valued envelopes, when only some are
     updated_s: int = 0
+    #: network site id -> why: sites held at their fallback limits while the feeder stays dynamic
+    site_fallbacks: dict[str, str] | None = None
 
     def line(self) -> str:
         """The one log line for this status (the operator API says the same)."""
@@ -69,7 +71,12 @@ def effective(status: FeederStatus, now_s: int) -> FeederStatus:
 
 def read_statuses(session: Session) -> list[FeederStatus]:
     rows = session.execute(select(ServerSetting).where(ServerSetting.key.startswith(KEY_PREFIX))).scalars()
-    return sorted((FeederStatus(**r.value) for r in rows), key=lambda s: s.feeder)
+    return sorted((_status(r.value) for r in rows), key=lambda s: s.feeder)
+
+
+def _status(value: dict[str, object]) -> FeederStatus:
+    """A stored status, ignoring fields a newer or older version wrote that this one does not know."""
+    return FeederStatus(**{k: v for k, v in value.items() if k in FeederStatus.__dataclass_fields__})  # type: ignore[arg-type]
 
 
 class StatusBoard:
@@ -85,7 +92,7 @@ class StatusBoard:
                 with self._sessions() as session:
                     row = session.get(ServerSetting, KEY_PREFIX + feeder)
                     if row is not None:
-                        self._known[feeder] = FeederStatus(**row.value)
+                        self._known[feeder] = _status(row.value)
             except Exception:
                 log.exception("could not read the status of feeder %s", feeder)
         return self._known.get(feeder)
@@ -102,6 +109,7 @@ class StatusBoard:
         envelopes_until_s: int | None = None,
         fallback_sites: int | None = None,
         since_s: int | None = None,
+        site_fallbacks: dict[str, str] | None = None,
     ) -> FeederStatus:
         """Record the feeder's state; log one line when it changes; write the store when anything does."""
         if state not in STATES:
@@ -120,6 +128,7 @@ class StatusBoard:
             envelopes_until_s=envelopes_until_s,
             fallback_sites=fallback_sites,
             updated_s=now_s,
+            site_fallbacks=site_fallbacks,
         )
         self._known[feeder] = status
         if entered:

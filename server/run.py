@@ -144,8 +144,8 @@ class _Background:
 
     def __init__(self, ctx: AppContext) -> None:
         roles = ctx.settings.roles
-        # The engine: scheduled, and on operator changes (it watches the store). A publisher lease keeps
-        # a second publishing process on the same database from publishing too (recompute/lease.py).
+        # The engine: scheduled, and on operator changes (it watches the store). The publisher lock keeps
+        # a second publishing process on the same database from publishing too (recompute/publisher.py).
         self.recomputer = Recomputer(ctx) if "publish" in roles else None
         # Notifications to subscribers (durable outbox; two notifiers never queue or send one twice).
         self.notifications = NotificationService(ctx) if "notify" in roles else None

@@ -167,6 +167,7 @@ def _main(plan: ServerPlan, clock: SharedClock, ready: Any, stop: Any, commands:
                 replies.put(("outcome", outcomes[-1]))
             if not clock.running:
                 continue
+            engine.tick()  # derate deadlines, on the simulated clock like everything else
             now = clock.now()
             if next_due is None:
                 next_due = clock.start_s + plan.recompute_interval_s
@@ -176,6 +177,7 @@ def _main(plan: ServerPlan, clock: SharedClock, ready: Any, stop: Any, commands:
                 while next_due <= clock.now():
                     next_due += plan.recompute_interval_s
     finally:
+        engine.stop()
         server.should_exit = True
         thread.join(timeout=10)
         replies.put(("outcomes", outcomes))

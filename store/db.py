@@ -130,7 +130,7 @@ def _upgrade(engine: Engine) -> None:
             if session.get(PublicationCounter, counter) is None:
                 session.add(PublicationCounter(id=counter, value=0))
         if session.get(PublisherLease, 1) is None:
-            session.add(PublisherLease(id=1, holder="", expires_s=0))
+            session.add(PublisherLease(id=1, holder="", epoch=0, acquired_s=0))
         if session.get(EnvelopePointer, 1) is None:
             session.add(EnvelopePointer(id=1, set_id=None))
     log.info("database schema is current (%s)", engine.url.render_as_string(hide_password=True))

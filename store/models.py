@@ -265,7 +265,10 @@ class TelemetryReading(Base):
     """One Reading value posted by a client, kept in the units it was sent (value x 10^multiplier)."""
 
     __tablename__ = "telemetry_reading"
-    __table_args__ = (Index("ix_reading_mmr_time", "mmr_id", "time_s"),)
+    __table_args__ = (
+        Index("ix_reading_mmr_time", "mmr_id", "time_s"),
+        Index("ix_reading_received", "received_s"),  # freshness is judged by when the server received data
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     mmr_id: Mapped[int] = mapped_column(ForeignKey("mirror_meter_reading.id", ondelete="CASCADE"))
     time_s: Mapped[int] = mapped_column(BigInteger)
@@ -433,9 +436,11 @@ class EnvelopePointer(Base):
 
 
 class PublisherLease(Base):
-    """Only the holder of this row publishes envelopes, so two servers on one database never both do."""
+    """The publisher's fencing epoch: bumped by each new holder of the publisher lock, checked by every
+    publication (recompute/publisher.py), so a publisher that lost the lock can never publish again."""
 
     __tablename__ = "publisher_lease"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     holder: Mapped[str] = mapped_column(String(128), default="")
-    expires_s: Mapped[int] = mapped_column(BigInteger, default=0)
+    epoch: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    acquired_s: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

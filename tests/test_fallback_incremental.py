@@ -81,7 +81,8 @@ def test_unchanged_inputs_are_neither_recomputed_nor_rewritten_even_after_a_rest
     plans = _count_plans(monkeypatch)
     demo.clock.advance(300)  # a later run: new envelopes, same network, derates, ratings and sites
     assert first.run_once("second").status == "published"
-    restarted = Recomputer(demo.ctx, holder=first.holder)  # a new process: nothing cached in memory
+    first.stop()  # the process ends: its publisher lock goes with it
+    restarted = Recomputer(demo.ctx)  # a new process: nothing cached in memory
     demo.clock.advance(300)
     assert restarted.run_once("after a restart").status == "published"
     assert plans == [] and _default_versions(demo) == written

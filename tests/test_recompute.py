@@ -145,13 +145,15 @@ def _limit_at(controls: list[dict[str, object]], t: int, key: str) -> float:
     return next(c[key] for c in controls if c["start"] <= t < c["start"] + c["duration"])
 
 
-def test_a_second_instance_does_not_publish_while_the_first_holds_the_lease(demo: RunningServer) -> None:
-    assert Recomputer(demo.ctx, holder="instance-a").run_once("a").status == "published"
+def test_a_second_instance_does_not_publish_while_the_first_holds_the_lock(demo: RunningServer) -> None:
+    first = Recomputer(demo.ctx, holder="instance-a")  # alive (and holding the lock) to the end
+    assert first.run_once("a").status == "published"
     other = Recomputer(demo.ctx, holder="instance-b").run_once("b")
     assert other.status == "skipped"
     with demo.ctx.sessions() as s:
         statuses = [r.status for r in s.execute(select(EnvelopeSetRecord)).scalars()]
     assert statuses == ["published"]
+    first.stop()
 
 
 def test_a_failure_while_publishing_leaves_the_old_set_whole(demo: RunningServer, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -36,6 +36,8 @@ class FeederStatusOut(BaseModel):
     network_id: int | None
     envelopes_until_s: int | None
     fallback_sites: int | None
+    #: network site id -> why: sites held at fallback limits (untrusted data) while the feeder is dynamic
+    site_fallbacks: dict[str, str] | None = None
     line: str  # what the engine's log says
 
 
