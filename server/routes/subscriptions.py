@@ -15,7 +15,7 @@ from gridshare.server.notify import rules
 from gridshare.server.notify.render import render
 from gridshare.server.notify.targets import parse
 from gridshare.server.paging import Page, page
-from gridshare.server.routes.common import Unit, created, read_unit, read_xml, write_unit, xml
+from gridshare.server.routes.common import Id, Unit, created, read_unit, read_xml, write_unit, xml
 from gridshare.server.wire import decode, encode, hrefs
 from gridshare.store.models import Subscription
 from gridshare.store.queries import subscriptions as q
@@ -23,7 +23,7 @@ from gridshare.store.queries import subscriptions as q
 router = APIRouter()
 
 
-def _list_owner(u: Unit, edev_id: int) -> int | None:
+def _list_owner(u: Unit, edev_id: Id) -> int | None:
     """The site whose SubscriptionList this is (None: the aggregator's own /edev/0); 403 for devices."""
     if not u.scope.is_aggregator:
         raise HTTPException(403, "subscriptions are for aggregator clients")
@@ -33,7 +33,7 @@ def _list_owner(u: Unit, edev_id: int) -> int | None:
 
 
 @router.api_route("/edev/{edev_id}/sub", methods=["GET", "HEAD"])
-def subscription_list(request: Request, edev_id: int, p: Page = Depends(page)) -> Response:
+def subscription_list(request: Request, edev_id: Id, p: Page = Depends(page)) -> Response:
     with read_unit(request) as u:
         total, subs = q.list_subscriptions(
             u.session, u.scope, _list_owner(u, edev_id), start=p.start, limit=p.limit
@@ -45,7 +45,7 @@ def subscription_list(request: Request, edev_id: int, p: Page = Depends(page)) -
 
 
 @router.api_route("/edev/{edev_id}/sub/{subscription_id}", methods=["GET", "HEAD"])
-def subscription(request: Request, edev_id: int, subscription_id: int) -> Response:
+def subscription(request: Request, edev_id: Id, subscription_id: Id) -> Response:
     with read_unit(request) as u:
         found = q.get_subscription(u.session, u.scope, _list_owner(u, edev_id), subscription_id)
         if found is None:
@@ -54,7 +54,7 @@ def subscription(request: Request, edev_id: int, subscription_id: int) -> Respon
 
 
 @router.post("/edev/{edev_id}/sub")
-async def subscribe(request: Request, edev_id: int) -> Response:
+async def subscribe(request: Request, edev_id: Id) -> Response:
     body = decode.subscription(await read_xml(request, "Subscription"))
     settings = request.app.state.ctx.settings
     with write_unit(request) as u:
@@ -95,7 +95,7 @@ async def subscribe(request: Request, edev_id: int) -> Response:
 
 
 @router.delete("/edev/{edev_id}/sub/{subscription_id}")
-def unsubscribe(request: Request, edev_id: int, subscription_id: int) -> Response:
+def unsubscribe(request: Request, edev_id: Id, subscription_id: Id) -> Response:
     """Deleting a subscription drops its pending notifications with it (the outbox row cascades)."""
     with write_unit(request) as u:
         found = q.get_subscription(u.session, u.scope, _list_owner(u, edev_id), subscription_id)
