@@ -8,10 +8,13 @@ notificationURI again renews that subscription (same href) instead of adding a s
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
-from gridshare.server.notify import rules
+from gridshare.core.settings import Settings
+from gridshare.server.notify import egress, rules
 from gridshare.server.notify.render import render
 from gridshare.server.notify.targets import parse
 from gridshare.server.paging import Page, page
@@ -53,6 +56,19 @@ def subscription(request: Request, edev_id: Id, subscription_id: Id) -> Response
         return xml(encode.subscription(None, found, hrefs.subscription(edev_id, found.id)))
 
 
+async def _check_destination(uri: str, settings: Settings) -> None:
+    """Resolve the notification host off the event loop and refuse inside addresses (server.notify.egress)."""
+    loop = asyncio.get_running_loop()
+    try:
+        await asyncio.wait_for(
+            loop.run_in_executor(None, egress.resolve, uri, settings), settings.notification_timeout_s
+        )
+    except TimeoutError:
+        raise HTTPException(400, "notificationURI host did not resolve in time") from None
+    except egress.EgressRefused as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
 @router.post("/edev/{edev_id}/sub")
 async def subscribe(request: Request, edev_id: Id) -> Response:
     body = decode.subscription(await read_xml(request, "Subscription"))
@@ -62,6 +78,7 @@ async def subscribe(request: Request, edev_id: Id) -> Response:
         reason = rules.problem(body, settings)
         if reason is not None:
             raise HTTPException(400, reason)
+        await _check_destination(body.notification_uri, settings)
         target = parse(body.subscribed_resource)
         if target is None:
             raise HTTPException(400, "subscribedResource is not a resource that can be subscribed to")

@@ -134,7 +134,8 @@ print(*[s.getsockname()[1] for s in socks])')
 
 export GRIDSHARE_DATA_DIR="$run/data" GRIDSHARE_HOST=127.0.0.1 GRIDSHARE_PORT="$dev_port" \
   GRIDSHARE_OPERATOR_HOST=127.0.0.1 GRIDSHARE_OPERATOR_PORT="$op_port" GRIDSHARE_DEMO_NETWORK=false \
-  GRIDSHARE_PEN=0 GRIDSHARE_PUBLIC_BASE_URL="https://127.0.0.1:$dev_port"
+  GRIDSHARE_PEN=0 GRIDSHARE_PUBLIC_BASE_URL="https://127.0.0.1:$dev_port" \
+  GRIDSHARE_NOTIFICATION_ALLOWED_NETWORKS='["127.0.0.1/32"]'  # the notification receiver is on loopback
 unset GRIDSHARE_CONFIG GRIDSHARE_DATABASE_URL
 cd "$run"  # no stray ./gridshare.toml
 pki="$run/data/pki"
