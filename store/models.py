@@ -156,8 +156,8 @@ class Der(Base):
     availability_s: Mapped[int | None] = mapped_column(BigInteger)
     rtg_max_w: Mapped[float | None] = mapped_column(Float)
     set_max_w: Mapped[float | None] = mapped_column(Float)
-    doe_modes_supported: Mapped[int | None] = mapped_column(BigInteger)  # HexBinary32 on the wire
-    doe_modes_enabled: Mapped[int | None] = mapped_column(BigInteger)
+    doe_modes_supported: Mapped[int | None] = mapped_column(Integer)
+    doe_modes_enabled: Mapped[int | None] = mapped_column(Integer)
     site: Mapped[Site] = relationship(back_populates="ders")
 
 

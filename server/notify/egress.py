@@ -113,7 +113,12 @@ def _is_this_host(ip: IPAddress) -> bool:
 def address_problem(ip: IPAddress, port: int, settings: Settings) -> str | None:
     """Why the server must not connect to `ip`:`port`, or None."""
     inner = embedded_ipv4(ip)
-    candidates = [ip] if inner is None else [inner, ip]
+    if inner is None:
+        candidates: list[IPAddress] = [ip]
+    elif isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
+        candidates = [inner]  # a mapped address is the IPv4 one, nothing more
+    else:
+        candidates = [inner, ip]
     shown = str(ip) if inner is None else f"{ip} (IPv4 {inner})"
     if any(c in METADATA_ADDRESSES for c in candidates):
         return f"{shown} is a cloud metadata address"

@@ -1,4 +1,4 @@
-"""one NMI binds one EndDevice; NMIs assigned to aggregators; DOE mode bitmaps are 32-bit unsigned
+"""one NMI binds one EndDevice; NMIs assigned to aggregators
 
 Revision ID: 0007
 Revises: 0005
@@ -89,19 +89,8 @@ def upgrade() -> None:
     with op.batch_alter_table("site", schema=None) as batch_op:
         batch_op.create_index("uq_site_nmi", ["nmi"], unique=True)
 
-    with op.batch_alter_table("der", schema=None) as batch_op:
-        for column in ("doe_modes_supported", "doe_modes_enabled"):
-            batch_op.alter_column(
-                column, existing_type=sa.Integer(), type_=sa.BigInteger(), existing_nullable=True
-            )
-
 
 def downgrade() -> None:
-    with op.batch_alter_table("der", schema=None) as batch_op:
-        for column in ("doe_modes_supported", "doe_modes_enabled"):
-            batch_op.alter_column(
-                column, existing_type=sa.BigInteger(), type_=sa.Integer(), existing_nullable=True
-            )
     with op.batch_alter_table("site", schema=None) as batch_op:
         batch_op.drop_index("uq_site_nmi")
     with op.batch_alter_table("nmi_assignment", schema=None) as batch_op:
