@@ -3,7 +3,8 @@
 Notification hosts are resolved and checked when a subscription is made and again at every delivery;
 the delivery connects to the address it checked. DNS answers that change are played by a stand-in for
 the resolver (`egress.getaddrinfo`), the only part here that is not real: the receiver, the server and
-the HTTP between them are.
+the HTTP between them are. (`egress` is imported where it is used, so the subscription tests also run,
+and fail, against a server without it.)
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import pytest
 from sqlalchemy import select
 
 from gridshare.core.settings import Settings
-from gridshare.server.notify import egress
 from gridshare.store.models import NotificationOutbox, Subscription
 from tests.bodies import SEP_XML
 from tests.conftest import T0, RunningServer
@@ -111,6 +111,7 @@ def pump(server: RunningServer) -> Iterator[Pump]:
 @pytest.fixture
 def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Names → the address the resolver answers for them now; other names resolve as usual."""
+    from gridshare.server.notify import egress
     answers: dict[str, str] = {}
     real = socket.getaddrinfo
 
@@ -235,6 +236,8 @@ def test_redirects_are_never_followed(server: RunningServer, hook: Hook, pump: P
     ],
 )
 def test_address_rules(address: str, allowed: list[str], refused_as: str | None) -> None:
+    from gridshare.server.notify import egress
+
     settings = Settings(notification_allowed_networks=allowed, port=18443, operator_port=18080)
     reason = egress.address_problem(ip_address(address), 443, settings)
     if refused_as is None:
