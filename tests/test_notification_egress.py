@@ -112,6 +112,7 @@ def pump(server: RunningServer) -> Iterator[Pump]:
 def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Names → the address the resolver answers for them now; other names resolve as usual."""
     from gridshare.server.notify import egress
+
     answers: dict[str, str] = {}
     real = socket.getaddrinfo
 
