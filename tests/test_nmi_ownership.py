@@ -88,8 +88,11 @@ def test_a_device_cannot_take_an_nmi_another_device_holds(server: RunningServer)
     )
     assert _nmis(server) == before and _generation(server) == generation  # nothing written, nothing published
     assert _cp(server, "device-1", one) == NMI_A and _cp(server, "device-2", two) is None
-    # re-sending its own NMI is fine, and so is a free one
+    # re-sending its own NMI is fine (in another spelling too, which keeps the one it is bound by),
+    # and so is a free one
     assert _put_cp(server, "device-1", one, NMI_A).status_code == 204
+    assert _put_cp(server, "device-1", one, NMI_A + str(nmi_checksum(NMI_A))).status_code == 204
+    assert _cp(server, "device-1", one) == NMI_A
     assert _put_cp(server, "device-2", two, NMI_B).status_code == 204
 
 

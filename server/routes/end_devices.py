@@ -16,7 +16,7 @@ from gridshare.server.wire import decode, encode, hrefs
 from gridshare.server.wire.errors import InvalidValues
 from gridshare.server.wire.xmlio import CSIP_NS
 from gridshare.store.models import Site
-from gridshare.store.queries.nmis import client_claim_problem
+from gridshare.store.queries.nmis import canonical_nmi, client_claim_problem
 from gridshare.store.queries.sites import create_site, list_sites, site_by_lfdi
 
 router = APIRouter()
@@ -163,7 +163,8 @@ async def set_connection_point(request: Request, site_id: Id) -> Response:
         reason = client_claim_problem(u.session, u.scope, site, nmi, u.ctx.settings.nmi_claims)
         if reason is not None:
             raise InvalidValues(409, reason)
-        if site.nmi != nmi:
+        # Its own NMI in another spelling (case, checksum digit) keeps the spelling it is bound by.
+        if site.nmi is None or canonical_nmi(site.nmi) != canonical_nmi(nmi):
             site.nmi = nmi
             site.changed_s = u.now_s()
             try:

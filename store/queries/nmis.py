@@ -52,7 +52,7 @@ def client_claim_problem(
     EndDevice; an NMI assigned to an aggregator is only for that aggregator's EndDevices; under the
     `assigned` policy an unassigned NMI is not for clients to take at all.
     """
-    if site.nmi == nmi:
+    if site.nmi is not None and canonical_nmi(site.nmi) == canonical_nmi(nmi):
         return None
     if holder_of(session, nmi, excluding=site.id) is not None:
         return (
