@@ -120,7 +120,13 @@ def measure(n: int, database_url: str) -> dict[str, float]:
             tempfile.TemporaryDirectory(prefix="gridshare-notify-") as tmp,
             scratch_database(database_url) as url,
         ):
-            ctx = build_context(Settings(data_dir=Path(tmp), database_url=url, demo_network=False))
+            settings = Settings(
+                data_dir=Path(tmp),
+                database_url=url,
+                demo_network=False,
+                notification_allowed_networks=["127.0.0.1/32"],  # the sink is on loopback
+            )
+            ctx = build_context(settings)
             seed(ctx, n, hook)
             notifier = Notifier(ctx)
             t0 = time.perf_counter()

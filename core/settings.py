@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 #: Poll rates (seconds) advertised per resource. 300 s for discovery lists and 60 s for programs and
@@ -294,6 +294,31 @@ class Settings(BaseSettings):
     )
     console_session_s: int = Field(
         8 * 3600, ge=60, description="Lifetime of an operator console login (a session cookie)."
+    )
+    notification_allowed_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Networks notifications may be delivered to although they are loopback, private, "
+        'link-local or otherwise not public (e.g. ["10.20.0.0/16"] for an aggregator on a private link). '
+        "Empty: public addresses only. This service's own listeners are refused whatever this says.",
+    )
+    device_time_future_tolerance_s: int = Field(
+        300,
+        ge=0,
+        description="A time a device sends (a reading's start) may be at most this far ahead of the "
+        "server's clock; later ones are refused with a 400 (clock skew allowance).",
+    )
+    device_time_max_age_s: int = Field(
+        7 * 86400,
+        ge=1,
+        description="A reading older than this (by the server's clock) is refused with a 400: a backlog "
+        "after a communications outage fits, a device clock reset to 1970 does not.",
+    )
+    nmi_claims: str = Field(
+        "open",
+        pattern="^(open|assigned)$",
+        description="Which NMIs a client may bind with a ConnectionPoint write. open: one no other EndDevice "
+        "holds and not assigned to another aggregator; assigned: only the NMI the operator bound to that "
+        "EndDevice or assigned to its aggregator.",
     )
 
     @model_validator(mode="after")

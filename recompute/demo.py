@@ -42,6 +42,8 @@ def seed_demo(ctx: AppContext, pki: DevPki | None) -> None:
                 scope = ClientScope(ClientKind.device, client.lfdi, client.sfdi)
                 if session.execute(select(Site.id).where(scope.site_filter())).first() is not None:
                     continue
+                if session.execute(select(Site.id).where(Site.nmi == site.nmi)).first() is not None:
+                    continue  # an EndDevice already holds this NMI (one NMI, one EndDevice)
                 row = create_site(
                     session,
                     scope,

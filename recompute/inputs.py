@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,8 @@ from gridshare.store.models import (
     TelemetryReading,
 )
 from gridshare.store.operator_models import ServerSetting
+
+log = logging.getLogger("gridshare.recompute")
 
 #: 2030.5 ReadingType: uom 38 is watts; flowDirection 1 is forward (import), 19 reverse (export).
 UOM_W, FORWARD, REVERSE = 38, 1, 19
@@ -94,9 +97,28 @@ def apply_derates(network: Network, derates: list[AssetDerate]) -> DeratedNetwor
 
 
 def registered_sites(session: Session, nmis: set[str]) -> dict[str, Site]:
-    """Store sites whose NMI names a site of the network file (the link between the two)."""
+    """Store sites whose NMI names a site of the network file (the link between the two).
+
+    One network site's envelope is a promise for one connection point, so an NMI two EndDevices hold
+    (the store's unique index forbids it; a database without it, or a hand edit, may not) goes to
+    neither: both stay on their DefaultDERControl, the limit meant for a device the engine cannot place,
+    until the operator binds the NMI to one of them.
+    """
     rows = session.execute(select(Site).where(Site.nmi.in_(nmis), Site.enabled.is_(True))).scalars().all()
-    return {s.nmi: s for s in rows if s.nmi}
+    by_nmi: dict[str, list[Site]] = {}
+    for s in rows:
+        if s.nmi:
+            by_nmi.setdefault(s.nmi, []).append(s)
+    for nmi, holders in by_nmi.items():
+        if len(holders) > 1:
+            log.warning(
+                "NMI %s is held by EndDevices %s: none of them gets its envelope until the operator binds it "
+                "to one (PUT /nmis/%s/site)",
+                nmi,
+                sorted(s.id for s in holders),
+                nmi,
+            )
+    return {nmi: holders[0] for nmi, holders in by_nmi.items() if len(holders) == 1}
 
 
 @dataclass(frozen=True)

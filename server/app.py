@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gridshare.server.context import AppContext
@@ -71,6 +71,13 @@ def create_app(ctx: AppContext) -> FastAPI:
     async def conflict(_request: Request, exc: IntegrityError) -> Response:
         log.warning("write refused by a database constraint: %s", exc.orig)
         return _error(409, "conflicts with existing data")
+
+    @app.exception_handler(DataError)
+    async def out_of_range(_request: Request, exc: DataError) -> Response:
+        # The last line of defence: a value the routes let through but a column cannot hold (the
+        # transaction has rolled back). Each one found is a missing check at the door.
+        log.warning("request refused by the database (value out of range): %s", exc.orig)
+        return _error(400, "a value is out of range for this server")
 
     return app
 

@@ -159,6 +159,7 @@ class SiteAgent:
         self.fallback_periods: list[tuple[float, float | None]] = []
         self.responses_posted = 0
         self.problems: list[str] = []
+        self.nmi_refused = False  # the server refused our NMI: another EndDevice holds it
         self._rng = random.Random(f"{seed}:{site_id}")
         self._energy_wh = 0.0
         self._energy_from_s: float | None = None
@@ -236,7 +237,16 @@ class SiteAgent:
             self.rates.post_s = self.edev.post_rate_s
         if self.edev.connection_point is None:
             raise ProtocolError(f"{href} has no ConnectionPointLink")
-        await self._call("cp", "PUT", self.edev.connection_point, wire.connection_point_body(self.nmi))
+        answer = await self._call(
+            "cp", "PUT", self.edev.connection_point, wire.connection_point_body(self.nmi), expected=(409,)
+        )
+        if answer.status_code == 409:
+            # The server binds one NMI to one EndDevice, and another holds this one (e.g. a dev device the
+            # demo bound to it): this site gets no envelope of its own and runs on its DefaultDERControl.
+            self.nmi_refused = True
+            log.warning(
+                "site %s: NMI %s is bound to another EndDevice; running unbound", self.site_id, self.nmi
+            )
 
     async def _register_end_device(self, edev_list: str) -> str:
         """POST the EndDevice; a 409 means this lFDI is registered already (a fleet that comes back to

@@ -124,6 +124,7 @@ def site_figures(out: RunOutput) -> list[dict[str, Any]]:
                 ],
                 "outages": [[int(a), int(b)] for a, b in out.outages.get(s.id, [])],
                 "responses_posted": agent.responses_posted,
+                "nmi_refused": agent.nmi_refused,
                 "problems": agent.problems[:5],
             }
         )

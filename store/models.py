@@ -71,13 +71,18 @@ class ClientCertificate(Base):
 
 
 class Site(Base):
-    """A customer connection point and the EndDevice that represents it on the wire."""
+    """A customer connection point and the EndDevice that represents it on the wire.
+
+    `nmi` binds the EndDevice to a site of the network file, whose envelope it receives; the unique
+    index makes one NMI belong to at most one EndDevice, even when two clients claim it at once.
+    """
 
     __tablename__ = "site"
     __table_args__ = (
         UniqueConstraint("lfdi", "aggregator_id", name="uq_site_lfdi_aggregator"),
         Index("ix_site_aggregator", "aggregator_id"),
         Index("ix_site_lfdi", "lfdi"),
+        Index("uq_site_nmi", "nmi", unique=True),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     lfdi: Mapped[str] = mapped_column(String(40))
@@ -95,6 +100,18 @@ class Site(Base):
     agreement: Mapped[ConnectionAgreement | None] = relationship(
         back_populates="site", cascade="all, delete-orphan", uselist=False
     )
+
+
+class NmiAssignment(Base):
+    """An NMI the operator assigned to an aggregator: only that aggregator's EndDevices may bind it.
+
+    Binding itself is `Site.nmi`; an assignment says who may bind (see store.queries.nmis).
+    """
+
+    __tablename__ = "nmi_assignment"
+    nmi: Mapped[str] = mapped_column(String(32), primary_key=True)
+    aggregator_id: Mapped[int] = mapped_column(ForeignKey("aggregator.id", ondelete="CASCADE"), index=True)
+    assigned_s: Mapped[int] = mapped_column(BigInteger)
 
 
 class ConnectionAgreement(Base):

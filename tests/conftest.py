@@ -152,7 +152,8 @@ def running_server(
         tls_cert_file=pki.server_cert_path,
         tls_key_file=pki.server_key_path,
         tls_ca_file=pki.ca_path,
-        **overrides,
+        # Notification receivers in tests listen on loopback, which is refused unless allow-listed.
+        **({"notification_allowed_networks": ["127.0.0.1/32"]} | overrides),
     )
     clock = FixedClock(T0)
     ctx = build_context(settings, clock)

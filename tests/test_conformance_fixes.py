@@ -12,7 +12,7 @@ from lxml import etree
 
 from gridshare.server.routes.end_devices import nmi_checksum, valid_nmi
 from tests.bodies import SEP_XML, connection_point, meter_reading, mirror_usage_point
-from tests.conftest import RunningServer, xml_ok
+from tests.conftest import T0, RunningServer, xml_ok
 from tests.test_operator_support import (
     OPERATOR,
     OperatorApi,
@@ -75,9 +75,9 @@ def test_reading_list_without_counts_is_accepted(server: RunningServer) -> None:
     server.register("device-1")
     mmr = "BB" * 16
     with server.client("device-1") as c:
-        r = c.post("/mup", content=mirror_usage_point("AA" * 16, me.lfdi, mmr, 1000, 5), headers=SEP_XML)
+        r = c.post("/mup", content=mirror_usage_point("AA" * 16, me.lfdi, mmr, T0 - 1000, 5), headers=SEP_XML)
         assert r.status_code == 201, r.text
-        reading = meter_reading(mmr, 1300, 7).decode().replace(' xmlns="urn:ieee:std:2030.5:ns"', "")
+        reading = meter_reading(mmr, T0 - 700, 7).decode().replace(' xmlns="urn:ieee:std:2030.5:ns"', "")
         body = f'<MirrorMeterReadingList xmlns="urn:ieee:std:2030.5:ns">{reading}</MirrorMeterReadingList>'
         r = c.post(r.headers["location"], content=body.encode(), headers=SEP_XML)
         assert r.status_code == 201, r.text
@@ -90,10 +90,12 @@ def test_meter_reading_mrid_of_another_device_is_refused(server: RunningServer) 
     server.register("device-2")
     taken = "CC" * 16
     with server.client("device-2") as c:
-        body = mirror_usage_point("DD" * 16, d2.lfdi, taken, 1000, 5)
+        body = mirror_usage_point("DD" * 16, d2.lfdi, taken, T0 - 1000, 5)
         assert c.post("/mup", content=body, headers=SEP_XML).status_code == 201
     with server.client("device-1") as c:
-        r = c.post("/mup", content=mirror_usage_point("EE" * 16, d1.lfdi, taken, 1000, 5), headers=SEP_XML)
+        r = c.post(
+            "/mup", content=mirror_usage_point("EE" * 16, d1.lfdi, taken, T0 - 1000, 5), headers=SEP_XML
+        )
         assert r.status_code == 409, r.text
         assert xml_ok(c.get("/mup")).get("all") == "0"  # nothing half-created
 
@@ -124,7 +126,7 @@ def test_operator_deletes_a_site_and_its_mirrors(server: RunningServer, api: Ope
     me = server.pki.client("device-1")
     site_id = register_device(server, "device-1")
     with server.client("device-1") as c:
-        body = mirror_usage_point("AB" * 16, me.lfdi, "CD" * 16, 1000, 5)
+        body = mirror_usage_point("AB" * 16, me.lfdi, "CD" * 16, T0 - 1000, 5)
         assert c.post("/mup", content=body, headers=SEP_XML).status_code == 201
     with api.client(OPERATOR) as op:
         mups = op.get(f"/sites/{site_id}/mirror-usage-points").json()

@@ -114,6 +114,11 @@ def test_a_fleet_runs_twice_against_a_running_server(server: tuple[str, Path], t
     assert all(not a.problems for a in first.agents.values()), [a.problems for a in first.agents.values()]
     hrefs = {sid: a.edev.href for sid, a in first.agents.items() if a.edev}
     assert len(hrefs) == sites_in_file and len(set(hrefs.values())) == sites_in_file
+    # the server bound its dev devices to demo sites: those NMIs are not the fleet's to take
+    refused = {sid for sid, a in first.agents.items() if a.nmi_refused}
+    clients = json.loads((pki_dir / "clients.json").read_text())["clients"]
+    dev_devices = [c for c in clients if c["kind"] == "device" and c["name"].startswith("device-")]
+    assert refused and len(refused) == len(dev_devices), (refused, [c["name"] for c in dev_devices])
     managed = set(_managed_edevs(url, pki_dir))
     assert len(managed - before) == GROUP_COUNT
 

@@ -5,23 +5,30 @@ picks up what was pending and nothing is sent twice at once. Sends run on a smal
 timeouts, so a slow or dead subscriber costs at most one timeout per attempt and delays nobody else.
 A subscriber whose notification fails `notification_max_attempts` times is marked failed and logged;
 it still gets one attempt per later notification, and the first success clears the mark.
+
+Every attempt resolves the subscriber's host afresh, refuses inside addresses (`egress`), and connects
+to exactly the address it checked: the URL's host still goes in the Host header and in TLS (SNI and
+certificate verification against the system trust store), but no second lookup can swap the address
+in between. Redirects are never followed (a 3xx is a failed attempt), and no proxy from the
+environment is used.
 """
 
 from __future__ import annotations
 
+import http.client
 import logging
 import math
+import socket
+import ssl
 from concurrent.futures import ThreadPoolExecutor
-
-import httpx
+from urllib.parse import urlsplit
 
 from gridshare.server.context import AppContext
+from gridshare.server.notify import egress
 from gridshare.store.db import transaction
 from gridshare.store.queries import subscriptions as q
 
 log = logging.getLogger("gridshare.notify")
-#: httpx logs every request at INFO; outcomes that matter are logged here instead.
-logging.getLogger("httpx").setLevel(logging.WARNING)
 
 #: Rows claimed per round; the next round starts as soon as this one is recorded.
 BATCH = 50
@@ -35,15 +42,26 @@ def backoff_s(failures: int, base_s: int, max_s: int) -> int:
     return int(min(base_s * 2 ** max(failures - 1, 0), max_s))
 
 
+class _PinnedConnection(http.client.HTTPConnection):
+    """HTTP(S) to the URL's host name, over a TCP connection to an address chosen (and checked) before."""
+
+    def __init__(self, dest: egress.Destination, timeout_s: float, tls: ssl.SSLContext | None) -> None:
+        super().__init__(dest.host, dest.port, timeout=timeout_s)
+        self._dest, self._tls = dest, tls
+
+    def connect(self) -> None:
+        sock = socket.create_connection((str(self._dest.address), self._dest.port), self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = (
+            sock if self._tls is None else self._tls.wrap_socket(sock, server_hostname=self._dest.host)
+        )
+
+
 class Delivery:
     def __init__(self, ctx: AppContext, workers: int = 4) -> None:
         self.ctx = ctx
         timeout_s = ctx.settings.notification_timeout_s
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout_s),
-            follow_redirects=False,
-            headers={"User-Agent": "GridShare notifications"},
-        )
+        self._tls = ssl.create_default_context()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gridshare-notify")
         #: A claim outlives one attempt (connect + write + read + pool timeouts), then the row is due again.
         self._claim_s = math.ceil(4 * timeout_s) + 1
@@ -103,18 +121,30 @@ class Delivery:
 
     def _post(self, due: q.Due) -> str | None:
         """One attempt; None on a 2xx answer, else a short reason. The answer's body is never read."""
+        settings = self.ctx.settings
         try:
-            with self._client.stream(
+            dest = egress.resolve(due.notification_uri, settings)
+        except egress.EgressRefused as exc:
+            return f"refused: {exc}"[:255]
+        parts = urlsplit(due.notification_uri)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        conn = _PinnedConnection(
+            dest, settings.notification_timeout_s, self._tls if dest.scheme == "https" else None
+        )
+        try:
+            body = due.body.encode()
+            conn.request(
                 "POST",
-                due.notification_uri,
-                content=due.body.encode(),
-                headers={"Content-Type": due.content_type},
-            ) as response:
-                status = response.status_code
+                target,
+                body=body,
+                headers={"Content-Type": due.content_type, "User-Agent": "GridShare notifications"},
+            )
+            status = conn.getresponse().status
         except Exception as exc:  # any failure of one subscriber is that subscriber's problem
             return f"{type(exc).__name__}: {exc}".strip()[:255]
+        finally:
+            conn.close()
         return None if 200 <= status < 300 else f"HTTP {status}"
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        self._client.close()

@@ -24,7 +24,7 @@ def problem(body: SubscriptionIn, settings: Settings) -> str | None:
 
 
 def notification_uri_problem(uri: str, settings: Settings) -> str | None:
-    """An absolute http(s) URL with a host, no credentials, and not our own operator API."""
+    """An absolute http(s) URL with a host and no credentials (where it leads is `egress`'s question)."""
     if len(uri) > MAX_URI_CHARS:
         return f"notificationURI is longer than {MAX_URI_CHARS} characters"
     try:
@@ -38,7 +38,6 @@ def notification_uri_problem(uri: str, settings: Settings) -> str | None:
         return "notificationURI must not carry credentials"
     if any(c.isspace() for c in uri):
         return "notificationURI must not contain white space"
-    default_port = 443 if parts.scheme == "https" else 80
-    if (parts.hostname, port or default_port) == (settings.operator_host, settings.operator_port):
-        return "notificationURI must not point at this server's operator API"
+    if port == 0:
+        return "notificationURI has no usable port"
     return None

@@ -10,11 +10,25 @@ from gridshare.server.operator.audit import Writer, writer
 from gridshare.server.operator.deps import Id, Paging, found, paging, read_session
 from gridshare.server.operator.schemas import AgreementIn, AgreementOut, Page, SiteIn, SiteOut, SitePatch
 from gridshare.store.models import Aggregator, ClientKind, ConnectionAgreement, Site
+from gridshare.store.queries.nmis import holder_of, operator_bind_problem
 from gridshare.store.queries.operator import site_for, sites_page
 from gridshare.store.queries.sites import create_site
 from gridshare.store.scope import ClientScope
 
 router = APIRouter(tags=["sites"])
+
+
+def _check_free(session: Session, site: Site, nmi: str) -> None:
+    """An NMI held by another EndDevice is moved on purpose (PUT /nmis/{nmi}/site), never by a PATCH."""
+    holder = holder_of(session, nmi, excluding=site.id)
+    if holder is not None:
+        raise HTTPException(
+            409,
+            f"NMI {nmi} is bound to site {holder.id}; move it with PUT /nmis/{nmi}/site or release it first",
+        )
+    reason = operator_bind_problem(session, site, nmi)
+    if reason is not None:
+        raise HTTPException(409, reason)
 
 
 def _agreement_out(row: ConnectionAgreement) -> AgreementOut:
@@ -55,6 +69,8 @@ def add_site(body: SiteIn, w: Writer = Depends(writer)) -> SiteOut:
             else w.ctx.settings.default_registration_pin,
             now_s=change.now_s,
         )
+        if body.nmi is not None:
+            _check_free(session, site, body.nmi)
         site.nmi = body.nmi
         session.flush()
         change.target = f"site:{site.id}"
@@ -73,6 +89,8 @@ def change_site(site_id: Id, body: SitePatch, w: Writer = Depends(writer)) -> Si
     changes = body.model_dump(include=body.model_fields_set)
     with w.transaction("site.update", f"site:{site_id}") as change:
         site = found(change.session.get(Site, site_id), "site")
+        if changes.get("nmi") is not None and changes["nmi"] != site.nmi:
+            _check_free(change.session, site, changes["nmi"])
         for name, value in changes.items():
             setattr(site, name, value)
         site.changed_s = change.now_s

@@ -163,6 +163,26 @@ class SiteOut(Out):
     changed_s: int
 
 
+class NmiOut(BaseModel):
+    """Which EndDevice an NMI is bound to (it gets that network site's envelope) and who may bind it."""
+
+    nmi: str
+    site_id: int | None = Field(description="the EndDevice bound to it (null: unbound)")
+    site_aggregator_id: int | None = Field(description="that EndDevice's aggregator (null: a device's own)")
+    assigned_aggregator_id: int | None = Field(
+        description="only this aggregator's EndDevices may bind it (null: not assigned)"
+    )
+    assigned_s: int | None
+
+
+class NmiSiteIn(WriteBody):
+    site_id: int = Field(ge=0, le=INT32_MAX, description="the EndDevice (site) to bind the NMI to")
+
+
+class NmiAggregatorIn(WriteBody):
+    aggregator_id: int = Field(ge=0, le=INT32_MAX, description="the aggregator whose sites may bind the NMI")
+
+
 class SchedulePoint(WriteBody):
     month: int = Field(ge=1, le=12)
     hour: int = Field(ge=0, le=23)

@@ -7,8 +7,9 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Path, Request
 from fastapi.responses import Response
 from lxml import etree
 from sqlalchemy import Engine
@@ -22,6 +23,11 @@ from gridshare.store.models import Site
 from gridshare.store.queries.operator import poll_rate_overrides
 from gridshare.store.queries.sites import get_site
 from gridshare.store.scope import ClientScope
+
+#: Database ids are 32-bit signed integers: a larger (or negative) id in a path names nothing, so it
+#: answers 404 from path validation instead of reaching the driver (PostgreSQL refuses it with an error).
+MAX_ID = 2**31 - 1
+Id = Annotated[int, Path(ge=0, le=MAX_ID)]
 
 
 @dataclass

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
 from gridshare.server.paging import Page, page
-from gridshare.server.routes.common import read_unit, read_xml, write_unit, xml
+from gridshare.server.routes.common import Id, read_unit, read_xml, write_unit, xml
 from gridshare.server.wire import decode, encode, hrefs
 from gridshare.store.queries.programs import first_program_id
 from gridshare.store.queries.sites import get_der, list_ders
@@ -23,7 +23,7 @@ def _doc_name(doc: str) -> str:
 
 
 @router.api_route("/edev/{site_id}/der", methods=["GET", "HEAD"])
-def der_list(request: Request, site_id: int, p: Page = Depends(page)) -> Response:
+def der_list(request: Request, site_id: Id, p: Page = Depends(page)) -> Response:
     with read_unit(request) as u:
         site = u.site(site_id)
         total, ders = list_ders(u.session, site, start=p.start, limit=p.limit)
@@ -35,7 +35,7 @@ def der_list(request: Request, site_id: int, p: Page = Depends(page)) -> Respons
 
 
 @router.api_route("/edev/{site_id}/der/{der_index}", methods=["GET", "HEAD"])
-def der(request: Request, site_id: int, der_index: int) -> Response:
+def der(request: Request, site_id: Id, der_index: Id) -> Response:
     with read_unit(request) as u:
         d = get_der(u.session, u.site(site_id), der_index)
         if d is None:
@@ -44,7 +44,7 @@ def der(request: Request, site_id: int, der_index: int) -> Response:
 
 
 @router.api_route("/edev/{site_id}/der/{der_index}/{doc}", methods=["GET", "HEAD"])
-def der_document(request: Request, site_id: int, der_index: int, doc: str) -> Response:
+def der_document(request: Request, site_id: Id, der_index: Id, doc: str) -> Response:
     name = _doc_name(doc)
     with read_unit(request) as u:
         d = get_der(u.session, u.site(site_id), der_index)
@@ -55,7 +55,7 @@ def der_document(request: Request, site_id: int, der_index: int, doc: str) -> Re
 
 
 @router.put("/edev/{site_id}/der/{der_index}/{doc}")
-async def put_der_document(request: Request, site_id: int, der_index: int, doc: str) -> Response:
+async def put_der_document(request: Request, site_id: Id, der_index: Id, doc: str) -> Response:
     name = _doc_name(doc)
     body = decode.der_document(await read_xml(request, name))
     with write_unit(request, publishes=False) as u:

@@ -7,14 +7,16 @@ import re
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from lxml import etree
+from sqlalchemy.exc import IntegrityError
 
-from gridshare.certs.identity import is_valid_sfdi, sfdi_from_lfdi
+from gridshare.certs.identity import LFDI_HEX_DIGITS, is_valid_sfdi, sfdi_from_lfdi
 from gridshare.server.paging import Page, page
-from gridshare.server.routes.common import Unit, created, read_unit, read_xml, write_unit, xml
+from gridshare.server.routes.common import Id, Unit, created, read_unit, read_xml, write_unit, xml
 from gridshare.server.wire import decode, encode, hrefs
 from gridshare.server.wire.errors import InvalidValues
 from gridshare.server.wire.xmlio import CSIP_NS
 from gridshare.store.models import Site
+from gridshare.store.queries.nmis import canonical_nmi, client_claim_problem
 from gridshare.store.queries.sites import create_site, list_sites, site_by_lfdi
 
 router = APIRouter()
@@ -79,7 +81,7 @@ def end_device_list(request: Request, p: Page = Depends(page)) -> Response:
 
 
 @router.api_route("/edev/{site_id}", methods=["GET", "HEAD"])
-def end_device(request: Request, site_id: int) -> Response:
+def end_device(request: Request, site_id: Id) -> Response:
     with read_unit(request) as u:
         if site_id == hrefs.AGGREGATOR_EDEV_ID and u.scope.is_aggregator:
             return xml(encode.end_device(None, _virtual_aggregator_device(u), virtual=True))
@@ -103,6 +105,8 @@ async def register_end_device(request: Request) -> Response:
             lfdi = scope.lfdi
         elif lfdi is None:
             raise HTTPException(400, "an aggregator must give the lFDI of the device it registers")
+        elif len(lfdi) != LFDI_HEX_DIGITS:
+            raise HTTPException(400, f"lFDI must be {LFDI_HEX_DIGITS} hex digits (160 bits), got {len(lfdi)}")
         elif lfdi == scope.lfdi:
             raise HTTPException(
                 400, f"the aggregator's own EndDevice is {hrefs.edev(hrefs.AGGREGATOR_EDEV_ID)}"
@@ -131,19 +135,24 @@ async def register_end_device(request: Request) -> Response:
 
 
 @router.api_route("/edev/{site_id}/rg", methods=["GET", "HEAD"])
-def registration(request: Request, site_id: int) -> Response:
+def registration(request: Request, site_id: Id) -> Response:
     with read_unit(request) as u:
         return xml(encode.registration(u.site(site_id), u.poll_rate("edev")))
 
 
 @router.api_route("/edev/{site_id}/cp", methods=["GET", "HEAD"])
-def connection_point(request: Request, site_id: int) -> Response:
+def connection_point(request: Request, site_id: Id) -> Response:
     with read_unit(request) as u:
         return xml(encode.connection_point(u.site(site_id)))
 
 
 @router.api_route("/edev/{site_id}/cp", methods=["PUT", "POST"])
-async def set_connection_point(request: Request, site_id: int) -> Response:
+async def set_connection_point(request: Request, site_id: Id) -> Response:
+    """Bind the EndDevice to its NMI, which is how it gets that network site's envelope.
+
+    One NMI belongs to one EndDevice: naming one that another holds, or one the operator assigned to
+    another aggregator, is a 409 (store.queries.nmis has the rules; the operator moves NMIs).
+    """
     nmi = decode.connection_point(await read_xml(request, f"{{{CSIP_NS}}}ConnectionPoint"))
     if not valid_nmi(nmi):
         raise InvalidValues(
@@ -151,8 +160,18 @@ async def set_connection_point(request: Request, site_id: int) -> Response:
         )
     with write_unit(request) as u:
         site = u.site(site_id)
-        site.nmi = nmi
-        site.changed_s = u.now_s()
+        reason = client_claim_problem(u.session, u.scope, site, nmi, u.ctx.settings.nmi_claims)
+        if reason is not None:
+            raise InvalidValues(409, reason)
+        # Its own NMI in another spelling (case, checksum digit) keeps the spelling it is bound by.
+        if site.nmi is None or canonical_nmi(site.nmi) != canonical_nmi(nmi):
+            site.nmi = nmi
+            site.changed_s = u.now_s()
+            try:
+                u.session.flush()
+            except IntegrityError:
+                # Another EndDevice claimed it in a transaction that committed first (the unique index).
+                raise InvalidValues(409, f"NMI {nmi} was just bound to another EndDevice") from None
     if request.method == "POST":
         return created(hrefs.connection_point(site_id))
     # Location as after a POST: clients (the CSIP-AUS conformance client) re-read the resource from it.

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
 from gridshare.server.paging import Page, page
-from gridshare.server.routes.common import created, read_unit, read_xml, write_unit, xml
+from gridshare.server.routes.common import Id, created, read_unit, read_xml, write_unit, xml
 from gridshare.server.wire import decode, encode, hrefs
 from gridshare.store.models import LogEvent
 from gridshare.store.models import Response as ResponseRow
@@ -61,7 +61,7 @@ def response_list(request: Request, p: Page = Depends(page)) -> Response:
 
 
 @router.api_route(hrefs.DERC_RESPONSES + "/{response_id}", methods=["GET", "HEAD"])
-def response(request: Request, response_id: int) -> Response:
+def response(request: Request, response_id: Id) -> Response:
     with read_unit(request) as u:
         found = q.get_response(u.session, u.scope, response_id)
         if found is None:
@@ -70,7 +70,7 @@ def response(request: Request, response_id: int) -> Response:
 
 
 @router.api_route("/edev/{site_id}/lel", methods=["GET", "HEAD"])
-def log_event_list(request: Request, site_id: int, p: Page = Depends(page)) -> Response:
+def log_event_list(request: Request, site_id: Id, p: Page = Depends(page)) -> Response:
     with read_unit(request) as u:
         site = u.site(site_id)
         total, events = q.list_log_events(u.session, site, start=p.start, limit=p.limit, after_s=p.after_s)
@@ -88,7 +88,7 @@ def log_event_list(request: Request, site_id: int, p: Page = Depends(page)) -> R
 
 
 @router.api_route("/edev/{site_id}/lel/{event_id}", methods=["GET", "HEAD"])
-def log_event(request: Request, site_id: int, event_id: int) -> Response:
+def log_event(request: Request, site_id: Id, event_id: Id) -> Response:
     with read_unit(request) as u:
         found = q.get_log_event(u.session, u.site(site_id), event_id)
         if found is None:
@@ -97,7 +97,7 @@ def log_event(request: Request, site_id: int, event_id: int) -> Response:
 
 
 @router.post("/edev/{site_id}/lel")
-async def post_log_event(request: Request, site_id: int) -> Response:
+async def post_log_event(request: Request, site_id: Id) -> Response:
     body = decode.log_event(await read_xml(request, "LogEvent"))
     with write_unit(request, publishes=False) as u:
         site = u.site(site_id)

@@ -6,7 +6,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
 from gridshare.server.paging import Page, page
-from gridshare.server.routes.common import Unit, created, read_unit, read_xml, write_unit, xml
+from gridshare.server.routes.common import Id, Unit, created, read_unit, read_xml, write_unit, xml
+from gridshare.server.routes.device_time import check_device_time
 from gridshare.server.wire import decode, encode, hrefs
 from gridshare.store.models import MirrorMeterReading, MirrorUsagePoint, Site, TelemetryReading
 from gridshare.store.queries import metering as q
@@ -33,7 +34,7 @@ def mup_list(request: Request, p: Page = Depends(page)) -> Response:
 
 
 @router.api_route("/mup/{mup_id}", methods=["GET", "HEAD"])
-def mup(request: Request, mup_id: int) -> Response:
+def mup(request: Request, mup_id: Id) -> Response:
     with read_unit(request) as u:
         found = q.get_mup(u.session, u.scope, mup_id)
         if found is None:
@@ -69,7 +70,7 @@ async def create_mup(request: Request) -> Response:
 
 
 @router.post("/mup/{mup_id}")
-async def post_readings(request: Request, mup_id: int) -> Response:
+async def post_readings(request: Request, mup_id: Id) -> Response:
     """Readings for an existing MirrorUsagePoint (a MirrorMeterReading or a MirrorMeterReadingList)."""
     readings = decode.meter_readings(await read_xml(request, "MirrorMeterReading", "MirrorMeterReadingList"))
     with write_unit(request, publishes=False) as u:
@@ -81,7 +82,7 @@ async def post_readings(request: Request, mup_id: int) -> Response:
 
 
 @router.delete("/mup/{mup_id}")
-def delete_mup(request: Request, mup_id: int) -> Response:
+def delete_mup(request: Request, mup_id: Id) -> Response:
     with write_unit(request, publishes=False) as u:
         found = q.get_mup(u.session, u.scope, mup_id)
         if found is None:
@@ -93,6 +94,10 @@ def delete_mup(request: Request, mup_id: int) -> Response:
 def _store_readings(u: Unit, mup: MirrorUsagePoint, readings: list[decode.MeterReadingIn]) -> None:
     now_s = u.now_s()
     for incoming in readings:
+        for r in incoming.readings:
+            check_device_time(
+                f"MirrorMeterReading {incoming.mrid} {r.time_field}", r.time_s, now_s, u.ctx.settings
+            )
         mmr = q.meter_reading(u.session, mup, incoming.mrid)
         if mmr is None:
             if not incoming.reading_type:

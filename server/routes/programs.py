@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from gridshare.server.control_status import ACTIVE, ControlState, derive_states, next_change_s
 from gridshare.server.paging import Page, page
-from gridshare.server.routes.common import Unit, read_unit, xml
+from gridshare.server.routes.common import Id, Unit, read_unit, xml
 from gridshare.server.wire import encode, hrefs
 from gridshare.server.wire.xmlio import to_bytes
 from gridshare.store.models import DerProgram, Site
@@ -31,7 +31,7 @@ def _program(u: Unit, program_id: int) -> DerProgram:
 
 
 @router.api_route("/edev/{site_id}/fsa", methods=["GET", "HEAD"])
-def fsa_list(request: Request, site_id: int, p: Page = Depends(page)) -> Response:
+def fsa_list(request: Request, site_id: Id, p: Page = Depends(page)) -> Response:
     with read_unit(request) as u:
         u.site(site_id)
         total, fsas = q.list_fsas(u.session, start=p.start, limit=p.limit)
@@ -49,7 +49,7 @@ def fsa_list(request: Request, site_id: int, p: Page = Depends(page)) -> Respons
 
 
 @router.api_route("/edev/{site_id}/fsa/{fsa_id}", methods=["GET", "HEAD"])
-def fsa(request: Request, site_id: int, fsa_id: int) -> Response:
+def fsa(request: Request, site_id: Id, fsa_id: Id) -> Response:
     with read_unit(request) as u:
         u.site(site_id)
         f = q.get_fsa(u.session, fsa_id)
@@ -59,7 +59,7 @@ def fsa(request: Request, site_id: int, fsa_id: int) -> Response:
 
 
 @router.api_route("/edev/{site_id}/fsa/{fsa_id}/derp", methods=["GET", "HEAD"])
-def program_list(request: Request, site_id: int, fsa_id: int, p: Page = Depends(page)) -> Response:
+def program_list(request: Request, site_id: Id, fsa_id: Id, p: Page = Depends(page)) -> Response:
     with read_unit(request) as u:
         site = u.site(site_id)
         if q.get_fsa(u.session, fsa_id) is None:
@@ -81,7 +81,7 @@ def program_list(request: Request, site_id: int, fsa_id: int, p: Page = Depends(
 
 
 @router.api_route("/edev/{site_id}/derp/{program_id}", methods=["GET", "HEAD"])
-def program(request: Request, site_id: int, program_id: int) -> Response:
+def program(request: Request, site_id: Id, program_id: Id) -> Response:
     with read_unit(request) as u:
         site = u.site(site_id)
         prog = _program(u, program_id)
@@ -91,7 +91,7 @@ def program(request: Request, site_id: int, program_id: int) -> Response:
 
 
 @router.api_route("/edev/{site_id}/derp/{program_id}/derc", methods=["GET", "HEAD"])
-def control_list(request: Request, site_id: int, program_id: int, p: Page = Depends(page)) -> Response:
+def control_list(request: Request, site_id: Id, program_id: Id, p: Page = Depends(page)) -> Response:
     """The hot path: every device polls it. Served from the render cache until something changes."""
     with read_unit(request) as u:
         key = ("derc", u.scope.lfdi, site_id, program_id, p.start, p.limit, p.after_s)
@@ -237,7 +237,7 @@ def _list_head(href: str, total: int, results: int) -> bytes:
 
 
 @router.api_route("/edev/{site_id}/derp/{program_id}/derc/{control_id}", methods=["GET", "HEAD"])
-def control(request: Request, site_id: int, program_id: int, control_id: str) -> Response:
+def control(request: Request, site_id: Id, program_id: Id, control_id: str) -> Response:
     """One control: an operator's (numeric id) or an envelope block (its mRID); ended ones are gone."""
     with read_unit(request) as u:
         site = u.site(site_id)
@@ -251,7 +251,7 @@ def control(request: Request, site_id: int, program_id: int, control_id: str) ->
 
 
 @router.api_route("/edev/{site_id}/derp/{program_id}/actderc", methods=["GET", "HEAD"])
-def active_control_list(request: Request, site_id: int, program_id: int, p: Page = Depends(page)) -> Response:
+def active_control_list(request: Request, site_id: Id, program_id: Id, p: Page = Depends(page)) -> Response:
     with read_unit(request) as u:
         site = u.site(site_id)
         _program(u, program_id)
@@ -267,7 +267,7 @@ def active_control_list(request: Request, site_id: int, program_id: int, p: Page
 
 
 @router.api_route("/edev/{site_id}/derp/{program_id}/dderc", methods=["GET", "HEAD"])
-def default_control(request: Request, site_id: int, program_id: int) -> Response:
+def default_control(request: Request, site_id: Id, program_id: Id) -> Response:
     with read_unit(request) as u:
         site = u.site(site_id)
         _program(u, program_id)
@@ -278,7 +278,7 @@ def default_control(request: Request, site_id: int, program_id: int) -> Response
 
 
 @router.api_route("/edev/{site_id}/derp/{program_id}/dc", methods=["GET", "HEAD"])
-def curve_list(request: Request, site_id: int, program_id: int, p: Page = Depends(page)) -> Response:
+def curve_list(request: Request, site_id: Id, program_id: Id, p: Page = Depends(page)) -> Response:
     with read_unit(request) as u:
         u.site(site_id)
         _program(u, program_id)
@@ -290,7 +290,7 @@ def curve_list(request: Request, site_id: int, program_id: int, p: Page = Depend
 
 
 @router.api_route("/edev/{site_id}/derp/{program_id}/dc/{curve_id}", methods=["GET", "HEAD"])
-def curve(request: Request, site_id: int, program_id: int, curve_id: int) -> Response:
+def curve(request: Request, site_id: Id, program_id: Id, curve_id: Id) -> Response:
     with read_unit(request) as u:
         u.site(site_id)
         c = q.get_curve(u.session, program_id, curve_id)

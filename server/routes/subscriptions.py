@@ -8,14 +8,17 @@ notificationURI again renews that subscription (same href) instead of adding a s
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
-from gridshare.server.notify import rules
+from gridshare.core.settings import Settings
+from gridshare.server.notify import egress, rules
 from gridshare.server.notify.render import render
 from gridshare.server.notify.targets import parse
 from gridshare.server.paging import Page, page
-from gridshare.server.routes.common import Unit, created, read_unit, read_xml, write_unit, xml
+from gridshare.server.routes.common import Id, Unit, created, read_unit, read_xml, write_unit, xml
 from gridshare.server.wire import decode, encode, hrefs
 from gridshare.store.models import Subscription
 from gridshare.store.queries import subscriptions as q
@@ -23,7 +26,7 @@ from gridshare.store.queries import subscriptions as q
 router = APIRouter()
 
 
-def _list_owner(u: Unit, edev_id: int) -> int | None:
+def _list_owner(u: Unit, edev_id: Id) -> int | None:
     """The site whose SubscriptionList this is (None: the aggregator's own /edev/0); 403 for devices."""
     if not u.scope.is_aggregator:
         raise HTTPException(403, "subscriptions are for aggregator clients")
@@ -33,7 +36,7 @@ def _list_owner(u: Unit, edev_id: int) -> int | None:
 
 
 @router.api_route("/edev/{edev_id}/sub", methods=["GET", "HEAD"])
-def subscription_list(request: Request, edev_id: int, p: Page = Depends(page)) -> Response:
+def subscription_list(request: Request, edev_id: Id, p: Page = Depends(page)) -> Response:
     with read_unit(request) as u:
         total, subs = q.list_subscriptions(
             u.session, u.scope, _list_owner(u, edev_id), start=p.start, limit=p.limit
@@ -45,7 +48,7 @@ def subscription_list(request: Request, edev_id: int, p: Page = Depends(page)) -
 
 
 @router.api_route("/edev/{edev_id}/sub/{subscription_id}", methods=["GET", "HEAD"])
-def subscription(request: Request, edev_id: int, subscription_id: int) -> Response:
+def subscription(request: Request, edev_id: Id, subscription_id: Id) -> Response:
     with read_unit(request) as u:
         found = q.get_subscription(u.session, u.scope, _list_owner(u, edev_id), subscription_id)
         if found is None:
@@ -53,8 +56,21 @@ def subscription(request: Request, edev_id: int, subscription_id: int) -> Respon
         return xml(encode.subscription(None, found, hrefs.subscription(edev_id, found.id)))
 
 
+async def _check_destination(uri: str, settings: Settings) -> None:
+    """Resolve the notification host off the event loop and refuse inside addresses (server.notify.egress)."""
+    loop = asyncio.get_running_loop()
+    try:
+        await asyncio.wait_for(
+            loop.run_in_executor(None, egress.resolve, uri, settings), settings.notification_timeout_s
+        )
+    except TimeoutError:
+        raise HTTPException(400, "notificationURI host did not resolve in time") from None
+    except egress.EgressRefused as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
 @router.post("/edev/{edev_id}/sub")
-async def subscribe(request: Request, edev_id: int) -> Response:
+async def subscribe(request: Request, edev_id: Id) -> Response:
     body = decode.subscription(await read_xml(request, "Subscription"))
     settings = request.app.state.ctx.settings
     with write_unit(request) as u:
@@ -62,6 +78,7 @@ async def subscribe(request: Request, edev_id: int) -> Response:
         reason = rules.problem(body, settings)
         if reason is not None:
             raise HTTPException(400, reason)
+        await _check_destination(body.notification_uri, settings)
         target = parse(body.subscribed_resource)
         if target is None:
             raise HTTPException(400, "subscribedResource is not a resource that can be subscribed to")
@@ -95,7 +112,7 @@ async def subscribe(request: Request, edev_id: int) -> Response:
 
 
 @router.delete("/edev/{edev_id}/sub/{subscription_id}")
-def unsubscribe(request: Request, edev_id: int, subscription_id: int) -> Response:
+def unsubscribe(request: Request, edev_id: Id, subscription_id: Id) -> Response:
     """Deleting a subscription drops its pending notifications with it (the outbox row cascades)."""
     with write_unit(request) as u:
         found = q.get_subscription(u.session, u.scope, _list_owner(u, edev_id), subscription_id)

@@ -13,12 +13,10 @@ from fastapi.responses import Response
 
 from gridshare.server import metering_views as views
 from gridshare.server.paging import Page, page
-from gridshare.server.routes.common import read_unit, xml
+from gridshare.server.routes.common import Id, read_unit, xml
 
 router = APIRouter()
 _READ = ["GET", "HEAD"]
-#: Path ids beyond the store's integer columns name nothing: a 404 (via the validation handler), not a 500.
-Id = Annotated[int, Path(ge=0, le=2**31 - 1)]
 Day = Annotated[int, Path(ge=0, le=10**12)]
 
 

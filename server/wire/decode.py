@@ -15,12 +15,26 @@ _S = f"{{{SEP_NS}}}"
 
 def _int(element: etree._Element, path: str) -> int | None:
     value = text(element, path)
-    return None if value is None else int(value)
+    return None if not value else int(value)
 
 
 def _hex(element: etree._Element, path: str) -> int | None:
+    """A hexBinary field as an integer; an empty one (schema-valid: zero bytes) is absent."""
     value = text(element, path)
-    return None if value is None else int(value, 16)
+    return None if not value else int(value, 16)
+
+
+def _hex_node(node: etree._Element | None) -> int | None:
+    value = None if node is None or node.text is None else node.text.strip()
+    return None if not value else int(value, 16)
+
+
+def _mrid(element: etree._Element, what: str) -> str:
+    """An mRID the store keys on: the schema allows an empty hexBinary, but it identifies nothing."""
+    value = text(element, "mRID")
+    if not value:
+        raise WireError(f"{what} mRID must not be empty")
+    return value.upper()
 
 
 def _power(element: etree._Element, path: str, ns: str = SEP_NS) -> float | None:
@@ -43,7 +57,8 @@ class EndDeviceIn:
 
 def end_device(el: etree._Element) -> EndDeviceIn:
     sfdi = _int(el, "sFDI")
-    assert sfdi is not None  # required by the schema
+    if sfdi is None:  # required by the schema
+        raise WireError("EndDevice needs an sFDI")
     lfdi = text(el, "lFDI")
     return EndDeviceIn(
         sfdi=sfdi,
@@ -74,18 +89,16 @@ def der_document(el: etree._Element) -> DerDocumentIn:
     xml_text = etree.tostring(el, encoding="unicode")
     name = etree.QName(el).localname
     if name == "DERCapability":
-        node = el.find(f"{{{CSIP_NS}}}doeModesSupported")
         return DerDocumentIn(
             xml_text,
             rtg_max_w=_power(el, "rtgMaxW"),
-            doe_modes_supported=int(node.text, 16) if node is not None else None,
+            doe_modes_supported=_hex_node(el.find(f"{{{CSIP_NS}}}doeModesSupported")),
         )
     if name == "DERSettings":
-        node = el.find(f"{{{CSIP_NS}}}doeModesEnabled")
         return DerDocumentIn(
             xml_text,
             set_max_w=_power(el, "setMaxW"),
-            doe_modes_enabled=int(node.text, 16) if node is not None else None,
+            doe_modes_enabled=_hex_node(el.find(f"{{{CSIP_NS}}}doeModesEnabled")),
         )
     return DerDocumentIn(xml_text)
 
@@ -96,6 +109,8 @@ class ReadingIn:
     duration_s: int | None
     value: int
     quality_flags: int | None
+    #: where time_s came from, for a refusal that names the field
+    time_field: str = "Reading/timePeriod/start"
 
 
 @dataclass(frozen=True)
@@ -132,7 +147,7 @@ def _reading_type(el: etree._Element) -> dict[str, object]:
         if name in _READING_TYPE_INTS:
             out[name] = int(child.text)
         elif name == "tieredConsumptionBlocks":
-            out[name] = child.text.strip() == "true"
+            out[name] = (child.text or "").strip() in ("true", "1")
     return out
 
 
@@ -140,12 +155,12 @@ def _reading(node: etree._Element, fallback_start_s: int | None) -> ReadingIn | 
     value = _int(node, "value")
     if value is None:
         return None
-    start = _int(node, "timePeriod/start")
+    start, field = _int(node, "timePeriod/start"), "Reading/timePeriod/start"
     if start is None:
-        start = fallback_start_s
+        start, field = fallback_start_s, "MirrorReadingSet/timePeriod/start"
     if start is None:
         raise WireError("Reading needs timePeriod/start (or a MirrorReadingSet timePeriod)")
-    return ReadingIn(start, _int(node, "timePeriod/duration"), value, _hex(node, "qualityFlags"))
+    return ReadingIn(start, _int(node, "timePeriod/duration"), value, _hex(node, "qualityFlags"), field)
 
 
 def meter_reading(el: etree._Element) -> MeterReadingIn:
@@ -158,9 +173,9 @@ def meter_reading(el: etree._Element) -> MeterReadingIn:
     single = el.find(_S + "Reading")
     if single is not None and (r := _reading(single, None)) is not None:
         readings.append(r)
-    mrid = text(el, "mRID")
-    assert mrid is not None
-    return MeterReadingIn(mrid.upper(), text(el, "description"), _reading_type(el), readings)
+    return MeterReadingIn(
+        _mrid(el, "MirrorMeterReading"), text(el, "description"), _reading_type(el), readings
+    )
 
 
 def meter_readings(el: etree._Element) -> list[MeterReadingIn]:
@@ -172,7 +187,7 @@ def meter_readings(el: etree._Element) -> list[MeterReadingIn]:
 
 def mirror_usage_point(el: etree._Element) -> MirrorUsagePointIn:
     return MirrorUsagePointIn(
-        mrid=(text(el, "mRID") or "").upper(),
+        mrid=_mrid(el, "MirrorUsagePoint"),
         description=text(el, "description"),
         role_flags=_hex(el, "roleFlags") or 0,
         service_category=_int(el, "serviceCategoryKind") or 0,

@@ -152,7 +152,8 @@ read -r -a serve_ports <<<"$serve_ports"
 # dev_port is what cactus talks to: GridShare itself, or nginx in front of it (--via-nginx).
 export GRIDSHARE_DATA_DIR="$run/data" GRIDSHARE_HOST=127.0.0.1 GRIDSHARE_PORT="$dev_port" \
   GRIDSHARE_OPERATOR_HOST=127.0.0.1 GRIDSHARE_OPERATOR_PORT="$op_port" GRIDSHARE_DEMO_NETWORK=false \
-  GRIDSHARE_PEN=0 GRIDSHARE_PUBLIC_BASE_URL="https://127.0.0.1:$dev_port"
+  GRIDSHARE_PEN=0 GRIDSHARE_PUBLIC_BASE_URL="https://127.0.0.1:$dev_port" \
+  GRIDSHARE_NOTIFICATION_ALLOWED_NETWORKS='["127.0.0.1/32"]'  # the notification receiver is on loopback
 unset GRIDSHARE_CONFIG GRIDSHARE_DATABASE_URL GRIDSHARE_ROLES GRIDSHARE_BEHIND_PROXY GRIDSHARE_TRUSTED_PROXIES
 [ -n "$database_url" ] && export GRIDSHARE_DATABASE_URL="$database_url"
 cd "$run"  # no stray ./gridshare.toml
