@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
-from pydantic import ValidationError
 
 from gridshare.certs.identity import DeviceIdentity, load_certificates
-from gridshare.core.settings import Settings
+from gridshare.core.settings import Settings, SettingsError
+from gridshare.core.settings import load_settings as settings_from
 from gridshare.server.operator.commands import token_group
 
 
+class SettingsProblem(click.ClickException):
+    """A setting that cannot be used: one line, exit status 2 (like a bad option)."""
+
+    exit_code = 2
+
+
 def load_settings(**overrides: object) -> Settings:
+    """The settings for a command; a bad one stops it with one line naming the setting and its source."""
     try:
-        # The values are whatever the CLI options parsed; pydantic validates each against its field.
-        given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
-        return Settings(**given)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise click.ClickException(f"setting {field!r}: {first['msg']}") from None
+        return settings_from(**overrides)
+    except SettingsError as exc:
+        raise SettingsProblem(str(exc)) from None
 
 
 @click.command("serve")
