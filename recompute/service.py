@@ -663,8 +663,10 @@ class Recomputer:
         scheduler.start()
         self._scheduler = scheduler
         log.info(
-            "recomputation every %d s over %d h at %d-minute intervals (%s); on failure: %s",
+            "recomputation every %d s (and within %d s of an operator change) over %d h at %d-minute "
+            "intervals (%s); on failure: %s",
             self.ctx.settings.recompute_interval_s,
+            self.ctx.settings.change_poll_s,
             self.ctx.settings.envelope_horizon_s // 3600,
             self.ctx.settings.envelope_interval_s // 60,
             self.ctx.settings.allocation_policy,

@@ -16,15 +16,17 @@ import sys
 
 import uvicorn
 
-from gridshare.certs.devpki import ensure_dev_pki
+from gridshare.certs.devpki import INDEX_FILE, DevPki, ensure_dev_pki
 from gridshare.core.settings import Settings
 from gridshare.recompute.demo import seed_demo
 from gridshare.recompute.service import Recomputer
 from gridshare.server.app import create_asgi
 from gridshare.server.bootstrap import build_context, register_dev_aggregators, seed_baseline, tls_files
+from gridshare.server.context import AppContext
 from gridshare.server.notify.service import NotificationService
 from gridshare.server.operator.run import operator_server
 from gridshare.server.tls import PeerCertHttpProtocol, server_context
+from gridshare.store.queries.operator import list_tokens
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ def _socket(host: str, port: int, reuse_port: bool) -> socket.socket:
 
 def run_worker(settings: Settings, reuse_port: bool, with_operator: bool = True) -> None:
     """One serving process: its own engine, cache and listening socket (and the operator API in one)."""
-    ctx = build_context(settings)
+    ctx = build_context(settings, schema_log="debug")  # the parent has said what it did to the schema
     config = uvicorn.Config(
         create_asgi(ctx),
         http=PeerCertHttpProtocol,
@@ -94,6 +96,33 @@ async def _serve_together(pairs: list[tuple[uvicorn.Server, socket.socket]]) -> 
     await asyncio.gather(*tasks)
 
 
+def describe_dev_pki(pki: DevPki, created: bool) -> str:
+    """What the development PKI holds and where, so a first-time user can point a client at it."""
+    devices = ", ".join(c.name for c in pki.devices) or "none"
+    aggregators = ", ".join(c.name for c in pki.aggregators) or "none"
+    what = "generated a development PKI" if created else "using the development PKI"
+    return (
+        f"{what} in {pki.directory}: trust anchor {pki.ca_path.name}, server certificate "
+        f"{pki.server_cert_path.name}; device certificates {devices}; aggregator certificates "
+        f"{aggregators} (NAME.pem and NAME.key each; index {INDEX_FILE})"
+    )
+
+
+def token_hint(ctx: AppContext) -> str:
+    """How to get an operator token for this very store: the exact command."""
+    settings = ctx.settings
+    if settings.database_url:
+        url = ctx.engine.url.render_as_string(hide_password=True)
+        command = f"GRIDSHARE_DATABASE_URL='{url}' gridshare admin token create --role operator"
+    else:
+        command = f"gridshare admin token create --role operator --data-dir {settings.data_dir.resolve()}"
+    with ctx.sessions() as session:
+        active = sum(1 for t in list_tokens(session) if t.revoked_s is None)
+    if active:
+        return f"operator API tokens: {active} active; another with: {command}"
+    return f"no operator API token yet; create one with: {command}"
+
+
 def serve(settings: Settings, workers: int = 1) -> None:
     """Prepare the store once, start the envelope engine, then serve until interrupted."""
     ctx = build_context(settings)
@@ -103,10 +132,12 @@ def serve(settings: Settings, workers: int = 1) -> None:
         proxies = ", ".join(settings.trusted_proxies)
         door = f"http://{settings.host}:{settings.port}/dcap behind a TLS proxy ({proxies})"
     else:
+        pki_existed = (settings.pki_dir / INDEX_FILE).is_file()
         files = tls_files(settings)
         if settings.dev_pki and not settings.tls_cert_file:
             pki = ensure_dev_pki(settings.pki_dir)
             register_dev_aggregators(ctx, pki)
+            log.info("%s", describe_dev_pki(pki, created=not pki_existed))
         door = f"https://{settings.host}:{settings.port}/dcap (trust anchor {files.ca_file})"
     if settings.demo_network:
         seed_demo(ctx, pki)
@@ -119,6 +150,7 @@ def serve(settings: Settings, workers: int = 1) -> None:
     notifications.start()
     log.info("CSIP-AUS endpoint on %s, %d worker(s), store %s", door, workers, store)
     log.info("operator API on http://%s:%d (docs at /docs)", settings.operator_host, settings.operator_port)
+    log.info("%s", token_hint(ctx))
     if workers == 1:
         try:
             run_worker(settings, reuse_port=False)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, select, update
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, create_engine, event, inspect, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
@@ -57,10 +59,50 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest migration; safe to call on every start."""
+@dataclass(frozen=True)
+class SchemaChange:
+    """What `upgrade` did: from which revision (None: an empty database) to which."""
+
+    before: str | None
+    after: str | None
+
+    def describe(self) -> str:
+        if self.before is None:
+            return f"created the database schema (revision {self.after})"
+        if self.before != self.after:
+            return f"upgraded the database schema from revision {self.before} to {self.after}"
+        return f"database schema is current (revision {self.after})"
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The store's Alembic revision, or None when the database holds no GridShare schema yet."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def store_exists(url: str) -> bool:
+    """Whether the database at `url` already holds a GridShare store, creating nothing to find out.
+
+    A SQLite file that does not exist is not opened at all (opening it would create it).
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            return False
+        if not Path(str(parsed.database)).is_file():
+            return False
+    engine = make_engine(url)
+    try:
+        return inspect(engine).has_table("alembic_version")
+    finally:
+        engine.dispose()
+
+
+def upgrade(engine: Engine, log_level: int = logging.INFO) -> SchemaChange:
+    """Bring the schema to the newest migration; safe to call on every start. Logs what it did."""
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
+        before = MigrationContext.configure(conn).get_current_revision()
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     with Session(engine) as session, session.begin():
@@ -71,7 +113,9 @@ def upgrade(engine: Engine) -> None:
             session.add(PublisherLease(id=1, holder="", expires_s=0))
         if session.get(EnvelopePointer, 1) is None:
             session.add(EnvelopePointer(id=1, set_id=None))
-    log.info("database schema is current (%s)", engine.url.render_as_string(hide_password=True))
+    change = SchemaChange(before, schema_revision(engine))
+    log.log(log_level, "%s in %s", change.describe(), engine.url.render_as_string(hide_password=True))
+    return change
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
