@@ -1,29 +1,36 @@
-# GridShare CSIP-AUS endpoint. Mount /data for the SQLite store and the dev PKI, or set
-# GRIDSHARE_DATABASE_URL and the GRIDSHARE_TLS_* files for production.
+# GridShare CSIP-AUS endpoint and operator API, installed from its own wheel: what the image runs is
+# exactly what `pip install gridshare` would install (every room, the migrations, the example networks).
+#
+#   docker build -t gridshare .
+#   docker run -p 8443:8443 -p 8080:8080 -v gridshare-data:/data gridshare
+#
+# Mount /data for the SQLite store and the dev PKI, or set GRIDSHARE_DATABASE_URL and the
+# GRIDSHARE_TLS_* files for production. tests/test_wheel.py builds and serves the same wheel.
+
+# --- build: the wheel, from the source tree (the gridshare/<room> symlinks are copied through) ---
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY . .
+RUN pip install --no-cache-dir "setuptools>=68" wheel \
+    && pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
+
+# --- run: the wheel and its dependencies, nothing else from the source tree ---
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     GRIDSHARE_DATA_DIR=/data \
     GRIDSHARE_HOST=0.0.0.0 \
-    GRIDSHARE_OPERATOR_HOST=0.0.0.0 \
-    GRIDSHARE_DEMO_NETWORK_FILE=/app/examples/demo-feeder.yaml
+    GRIDSHARE_OPERATOR_HOST=0.0.0.0
 
-WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY gridshare ./gridshare
-COPY certs ./certs
-COPY store ./store
-COPY server ./server
-COPY allocation ./allocation
-COPY envelopes ./envelopes
-COPY recompute ./recompute
-COPY examples ./examples
-RUN pip install --no-cache-dir . \
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/gridshare-*.whl \
+    && rm -rf /wheels \
     && useradd --system --home /data gridshare \
     && mkdir -p /data && chown gridshare /data
 
 USER gridshare
+WORKDIR /data
 VOLUME ["/data"]
 EXPOSE 8443 8080
 ENTRYPOINT ["gridshare"]
