@@ -25,6 +25,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gridshare.envelopes.compute import POLICIES, EnvelopeSet, compute_envelopes, next_interval_boundary
+from gridshare.grid.locate import located_problems
 from gridshare.grid.netfile import NetworkFile, load_network_file
 from gridshare.grid.network import NetworkError
 
@@ -204,12 +205,17 @@ def envelopes_group() -> None:
 
 
 def _network_error(path: Path, exc: NetworkError) -> click.ClickException:
-    """The file named once, then each problem (one line for one problem, a list for several)."""
-    lines = [str(p) for p in exc.problems] or [str(exc)]
-    lines = [line.removeprefix(f"{path}: ") for line in lines]
+    """The file named once with the line of each problem (one line for one problem, a list for several)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    # problems without a path (cannot read, invalid YAML) already name the file and the line
+    lines = [str(p) for p in exc.problems if not p.path]
+    lines += located_problems(str(path), text, [(p.path, p.message) for p in exc.problems if p.path])
+    lines = lines or [f"{path}: {exc}"]
     if len(lines) == 1:
-        text = lines[0] if str(path) in lines[0] else f"{path}: {lines[0]}"
-        return click.ClickException(text)
+        return click.ClickException(lines[0])
     return click.ClickException(f"{path}: {len(lines)} problems\n" + "\n".join(f"  {x}" for x in lines))
 
 

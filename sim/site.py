@@ -28,9 +28,22 @@ class SiteStep:
     ev_wanted_w: float
     battery_w: float  # charging positive
     soc_share: float  # state of charge as a share of capacity (nan without a battery)
+    #: what the inverter could have produced with no limit: below pv_available_w while it ramps up
+    pv_ceiling_w: float = 0.0
+
+    @property
+    def ramp_held_w(self) -> float:
+        """PV held back by the soft ramp-up (AS/NZS 4777.2), not by any limit."""
+        return max(self.pv_available_w - self.pv_ceiling_w, 0.0)
+
+    @property
+    def limited_w(self) -> float:
+        """PV held back by a limit (export, generation, disconnect) below what the inverter could do."""
+        return max(self.pv_ceiling_w - self.pv_w, 0.0)
 
     @property
     def curtailed_w(self) -> float:
+        """All PV not produced: held back by limits plus by the ramp."""
         return max(self.pv_available_w - self.pv_w, 0.0)
 
     @property
@@ -104,13 +117,15 @@ class SiteModel:
         if self.ev:
             self.ev.deliver(ev, dt_s)
         soc = self.battery.soc_wh / self.battery.capacity_wh if self.battery else math.nan
+        available = min(pv_available_w, self.pv.rated_w) if self.pv else 0.0
         return SiteStep(
             net_export_w=net,
             pv_w=pv,
-            pv_available_w=min(pv_available_w, self.pv.rated_w) if self.pv else 0.0,
+            pv_available_w=available,
             load_w=load_w,
             ev_w=ev,
             ev_wanted_w=ev_want,
             battery_w=bat,
             soc_share=soc,
+            pv_ceiling_w=min(pv_ceiling, available),
         )
