@@ -181,7 +181,7 @@ cactus="$cactus_venv/bin/cactus"
 # lFDI of its own (cactus-client 1.3.3 refuses the certificate's, which names the aggregator's /edev/0).
 "$gspy" - "$pki/clients.json" >"$cfg/clients.json" <<'EOF'
 import hashlib, json, sys
-from certs.identity import sfdi_from_lfdi
+from gridshare.certs.identity import sfdi_from_lfdi
 index = json.load(open(sys.argv[1]))
 clients = []
 for n, c in enumerate(index["clients"]):
