@@ -5,12 +5,27 @@
 #   docker run -p 8443:8443 -p 8080:8080 -v gridshare-data:/data gridshare
 #
 # Mount /data for the SQLite store and the dev PKI, or set GRIDSHARE_DATABASE_URL and the
-# GRIDSHARE_TLS_* files for production. tests/test_wheel.py builds and serves the same wheel.
+# GRIDSHARE_TLS_* files for production. Behind nginx with several serving processes and one publisher:
+# deploy/compose.yaml (`serve --roles ...`, docs/deployment.md). tests/test_wheel.py builds, installs
+# and serves the same wheel.
 
-# --- build: the wheel, from the source tree (the gridshare/<room> symlinks are copied through) ---
+# --- build: the wheel, from the source tree ---
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY . .
+COPY pyproject.toml README.md ./
+# gridshare/<room> are symbolic links to the top-level rooms: every room must be copied (the wheel
+# copies through the links).
+COPY gridshare ./gridshare
+COPY core ./core
+COPY grid ./grid
+COPY certs ./certs
+COPY store ./store
+COPY server ./server
+COPY allocation ./allocation
+COPY envelopes ./envelopes
+COPY fallback ./fallback
+COPY recompute ./recompute
+COPY sim ./sim
 RUN pip install --no-cache-dir "setuptools>=68" wheel \
     && pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
 

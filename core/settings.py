@@ -13,6 +13,7 @@ use (`NOT_SETTINGS`); other `GRIDSHARE_` names are left to whoever reads them.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import os
 import re
@@ -20,12 +21,13 @@ import tomllib
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -45,8 +47,9 @@ DEFAULT_POLL_RATES_S: dict[str, int] = {
 ENV_PREFIX = "GRIDSHARE_"
 DEFAULT_FILE = "gridshare.toml"
 
-#: `GRIDSHARE_` variables that are not settings: the file's name, and what the test suite, the
-#: conformance scripts and the cactus admin plugin read. Never refused, even when close to a setting.
+#: `GRIDSHARE_` variables that are not settings: the file's name, what the test suite, the
+#: conformance scripts and the cactus admin plugin read, and the nginx template's and compose file's
+#: variables (deploy/). Never refused, even when close to a setting (GRIDSHARE_TLS_CERT).
 NOT_SETTINGS = frozenset(
     {
         "GRIDSHARE_CONFIG",
@@ -58,6 +61,18 @@ NOT_SETTINGS = frozenset(
         "GRIDSHARE_OPERATOR_URL",
         "GRIDSHARE_OPERATOR_TOKEN",
         "GRIDSHARE_OPERATOR_TOKEN_FILE",
+        # deploy/nginx/gridshare.conf.template and deploy/compose.yaml
+        "GRIDSHARE_LISTEN",
+        "GRIDSHARE_SERVER_NAME",
+        "GRIDSHARE_TLS_CERT",
+        "GRIDSHARE_TLS_KEY",
+        "GRIDSHARE_CLIENT_CA",
+        "GRIDSHARE_UPSTREAM_SERVERS",
+        "GRIDSHARE_UPSTREAMS",
+        "GRIDSHARE_CERT_HEADER",
+        "GRIDSHARE_ACCESS_LOG",
+        "GRIDSHARE_SERVERS",
+        "GRIDSHARE_TLS_DIR",
     }
 )
 
@@ -96,6 +111,12 @@ def _line_of(text: str, key: str) -> int | None:
         if pattern.match(line):
             return number
     return None
+
+
+#: What one `gridshare serve` process can do. The embedded start does all four; behind a proxy, any
+#: number of processes `serve` devices and one process publishes, notifies and hosts the operator API.
+Role = Literal["serve", "operator", "publish", "notify"]
+ALL_ROLES: tuple[Role, ...] = ("serve", "operator", "publish", "notify")
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -166,9 +187,9 @@ class _EnvSource(EnvSettingsSource):
             raise SettingsError(f"{name}: not valid JSON ({reason}); write it as {example}") from None
 
 
-#: How a list or table setting is written in an environment variable (pydantic-settings reads JSON).
+#: How a table setting is written in an environment variable (pydantic-settings reads JSON; lists such
+#: as trusted_proxies and roles also take `a,b`).
 _EXAMPLES = {
-    "trusted_proxies": """'["10.0.0.2", "10.1.0.0/24"]'""",
     "poll_rates_s": """'{"dcap": 600, "derp": 60}'""",
 }
 
@@ -207,15 +228,23 @@ class Settings(BaseSettings):
         True, description="Generate a development PKI in data_dir/pki when TLS files are unset."
     )
 
-    trusted_proxies: list[str] = Field(
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Proxy addresses allowed to forward a client certificate (empty: proxy mode off).",
+        description="Proxy addresses or networks allowed to forward a client certificate (empty: proxy "
+        "mode off). A list, or comma-separated in GRIDSHARE_TRUSTED_PROXIES.",
     )
     proxy_cert_header: str = "x-client-cert"
     behind_proxy: bool = Field(
         False,
         description="A TLS-terminating proxy in front: serve plain HTTP and take the client certificate "
         "from proxy_cert_header, only from trusted_proxies.",
+    )
+
+    roles: Annotated[list[Role], NoDecode] = Field(
+        default_factory=lambda: list(ALL_ROLES),
+        description="What this process does: serve (the CSIP-AUS endpoint), operator (the operator API), "
+        "publish (the envelope engine, one publisher per database through a lease), notify (notifications "
+        "to subscribers). A list, or comma-separated in GRIDSHARE_ROLES. Default: all four.",
     )
 
     open_registration: bool = Field(
@@ -313,6 +342,35 @@ class Settings(BaseSettings):
                 "behind_proxy needs trusted_proxies: the addresses allowed to forward certificates"
             )
         return self
+
+    @field_validator("roles", "trusted_proxies", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        """`serve,publish` (environment, --roles) or a JSON list; TOML gives a list already."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        """Each entry an address or network, so a typo fails at start rather than refusing every device."""
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return value
+
+    @field_validator("roles")
+    @classmethod
+    def _some_roles(cls, value: list[Role]) -> list[Role]:
+        if not value:
+            raise ValueError(f"name at least one role of {', '.join(ALL_ROLES)}")
+        return [role for role in ALL_ROLES if role in value]  # canonical order, no repeats
 
     @field_validator("timezone")
     @classmethod

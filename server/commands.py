@@ -22,15 +22,27 @@ from gridshare.server.operator.commands import token_group
     help="Serving processes (SO_REUSEPORT).",
 )
 @data_dir_option
-def serve_command(host: str | None, port: int | None, workers: int, data_dir: Path | None) -> None:
+@click.option(
+    "--roles",
+    default=None,
+    metavar="LIST",
+    help="What this process does, comma-separated from serve, operator, publish, notify "
+    "[default: the `roles` setting, all four].",
+)
+def serve_command(
+    host: str | None, port: int | None, workers: int, data_dir: Path | None, roles: str | None
+) -> None:
     """Serve the CSIP-AUS endpoint over mutual TLS (https://127.0.0.1:8443/dcap by default).
 
     The store is GRIDSHARE_DATABASE_URL (default: SQLite in the data dir); its schema is upgraded on
     start. Without configured TLS files a development PKI is generated in DATA_DIR/pki on first start.
+
+    Behind a TLS-terminating proxy, run several processes with `--roles serve` and exactly one with
+    `--roles operator,publish,notify` on the same database (docs/deployment.md).
     """
     from gridshare.server.run import serve
 
-    serve(load_settings(host=host, port=port, data_dir=data_dir), workers=workers)
+    serve(load_settings(host=host, port=port, data_dir=data_dir, roles=roles), workers=workers)
 
 
 @click.group("admin")

@@ -40,7 +40,7 @@ def identity_from_pem(pem: str) -> DeviceIdentity:
 def peer_pem(asgi_scope: Mapping[str, Any], settings: Settings) -> str | None:
     """The client's leaf certificate as PEM: from our TLS extension, or forwarded by a trusted proxy."""
     client = asgi_scope.get("client")
-    if settings.trusted_proxies and client and _is_trusted_proxy(client[0], tuple(settings.trusted_proxies)):
+    if settings.trusted_proxies and client and is_trusted_proxy(client[0], tuple(settings.trusted_proxies)):
         wanted = settings.proxy_cert_header.lower().encode()
         for name, value in asgi_scope.get("headers", ()):
             if name == wanted:
@@ -53,11 +53,14 @@ def peer_pem(asgi_scope: Mapping[str, Any], settings: Settings) -> str | None:
 
 
 @functools.lru_cache(maxsize=1024)
-def _is_trusted_proxy(host: str, proxies: tuple[str, ...]) -> bool:
+def is_trusted_proxy(host: str, proxies: tuple[str, ...]) -> bool:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    # A dual-stack listener ("::") sees an IPv4 proxy as ::ffff:a.b.c.d; compare it as the IPv4 it is.
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
     return any(address in ipaddress.ip_network(p, strict=False) for p in proxies)
 
 

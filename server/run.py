@@ -13,10 +13,11 @@ import multiprocessing
 import signal
 import socket
 import sys
+import threading
 
 import uvicorn
 
-from gridshare.certs.devpki import INDEX_FILE, DevPki, ensure_dev_pki
+from gridshare.certs.devpki import INDEX_FILE, DevPki, ensure_dev_pki, load_dev_pki
 from gridshare.core.settings import Settings
 from gridshare.recompute.demo import seed_demo
 from gridshare.recompute.service import Recomputer
@@ -26,6 +27,7 @@ from gridshare.server.context import AppContext
 from gridshare.server.notify.service import NotificationService
 from gridshare.server.operator.run import operator_server
 from gridshare.server.tls import PeerCertHttpProtocol, server_context
+from gridshare.store.db import startup_lock
 from gridshare.store.queries.operator import list_tokens
 
 log = logging.getLogger(__name__)
@@ -43,9 +45,14 @@ def _socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def run_worker(settings: Settings, reuse_port: bool, with_operator: bool = True) -> None:
-    """One serving process: its own engine, cache and listening socket (and the operator API in one)."""
-    ctx = build_context(settings, schema_log="debug")  # the parent has said what it did to the schema
+def device_config(ctx: AppContext) -> uvicorn.Config:
+    """uvicorn for the CSIP-AUS endpoint: mTLS, or plain HTTP behind a TLS-terminating proxy.
+
+    `proxy_headers` is off: uvicorn would otherwise replace the peer address with X-Forwarded-For from
+    loopback callers, and the peer address is what decides whether a forwarded certificate is believed
+    (server/identity.py). Only the TCP peer counts; the proxy's X-Forwarded-For is for its own logs.
+    """
+    settings = ctx.settings
     config = uvicorn.Config(
         create_asgi(ctx),
         http=PeerCertHttpProtocol,
@@ -54,11 +61,19 @@ def run_worker(settings: Settings, reuse_port: bool, with_operator: bool = True)
         access_log=False,
         timeout_keep_alive=65,
         server_header=False,
+        proxy_headers=False,
     )
     config.load()
     if not settings.behind_proxy:
         files = tls_files(settings)
         config.ssl = server_context(files.cert_file, files.key_file, files.ca_file)
+    return config
+
+
+def run_worker(settings: Settings, reuse_port: bool, with_operator: bool = True) -> None:
+    """One serving process: its own cache and listening socket (and the operator API in one)."""
+    ctx = build_context(settings, schema_log="debug")  # the parent has said what it did to the schema
+    config = device_config(ctx)
     server = uvicorn.Server(config)
     device_socket = _socket(settings.host, settings.port, reuse_port)
     operator_socket = _operator_socket(settings) if with_operator else None
@@ -71,6 +86,15 @@ def run_worker(settings: Settings, reuse_port: bool, with_operator: bool = True)
     ]
     with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
         runner.run(_serve_together(pairs))
+
+
+def run_operator_only(settings: Settings) -> None:
+    """A process without the serve role that still hosts the operator API (the publisher, typically)."""
+    ctx = build_context(settings, schema_log="debug")
+    sock = _operator_socket(settings)
+    if sock is None:
+        raise SystemExit(f"operator API: port {settings.operator_port} on {settings.operator_host} is taken")
+    operator_server(ctx, settings.operator_host, settings.operator_port).run(sockets=[sock])
 
 
 def _operator_socket(settings: Settings) -> socket.socket | None:
@@ -123,44 +147,116 @@ def token_hint(ctx: AppContext) -> str:
     return f"no operator API token yet; create one with: {command}"
 
 
-def serve(settings: Settings, workers: int = 1) -> None:
-    """Prepare the store once, start the envelope engine, then serve until interrupted."""
-    ctx = build_context(settings)
-    seed_baseline(ctx)
-    pki = None
-    if settings.behind_proxy:
-        proxies = ", ".join(settings.trusted_proxies)
-        door = f"http://{settings.host}:{settings.port}/dcap behind a TLS proxy ({proxies})"
-    else:
-        pki_existed = (settings.pki_dir / INDEX_FILE).is_file()
-        files = tls_files(settings)
+def prepare_store(ctx: AppContext) -> DevPki | None:
+    """Bring an empty store to a usable state, once, however many processes start together.
+
+    Under the start-up lock (store/db.py): the schema upgrade is already done by build_context; the
+    baseline program, the dev PKI (generated in data_dir/pki only when we terminate TLS ourselves; behind
+    a proxy an existing one is used if present, so the development devices still work through it) and
+    the demo feeder are each written by whichever process gets there first.
+    """
+    settings = ctx.settings
+    with startup_lock(ctx.engine):
+        seed_baseline(ctx)
+        pki = None
         if settings.dev_pki and not settings.tls_cert_file:
-            pki = ensure_dev_pki(settings.pki_dir)
-            register_dev_aggregators(ctx, pki)
-            log.info("%s", describe_dev_pki(pki, created=not pki_existed))
-        door = f"https://{settings.host}:{settings.port}/dcap (trust anchor {files.ca_file})"
-    if settings.demo_network:
-        seed_demo(ctx, pki)
+            existed = (settings.pki_dir / INDEX_FILE).is_file()
+            if not settings.behind_proxy:
+                pki = ensure_dev_pki(settings.pki_dir)
+            elif existed:
+                pki = load_dev_pki(settings.pki_dir)
+            if pki is not None:
+                register_dev_aggregators(ctx, pki)
+                log.info("%s", describe_dev_pki(pki, created=not existed))
+        if settings.demo_network:
+            seed_demo(ctx, pki)
+    return pki
+
+
+class _Background:
+    """This process's background jobs, by role: the envelope engine and the notifier."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        roles = ctx.settings.roles
+        # The engine: scheduled, and on operator changes (it watches the store). A publisher lease keeps
+        # a second publishing process on the same database from publishing too (recompute/lease.py).
+        self.recomputer = Recomputer(ctx) if "publish" in roles else None
+        # Notifications to subscribers (durable outbox; two notifiers never queue or send one twice).
+        self.notifications = NotificationService(ctx) if "notify" in roles else None
+
+    def start(self) -> None:
+        if self.recomputer is not None:
+            self.recomputer.start()
+        if self.notifications is not None:
+            self.notifications.start()
+
+    def stop(self) -> None:
+        if self.notifications is not None:
+            self.notifications.stop()
+        if self.recomputer is not None:
+            self.recomputer.stop()
+
+
+def serve(settings: Settings, workers: int = 1) -> None:
+    """Prepare the store once, start this process's roles, then run until interrupted."""
+    roles = settings.roles
+    ctx = build_context(settings)
+    prepare_store(ctx)
     store = ctx.engine.url.render_as_string(hide_password=True)
-    # The engine runs in this process: scheduled, and on operator changes (it watches the store).
-    recomputer = Recomputer(ctx)
-    recomputer.start()
-    # Notifications to subscribers are noticed and delivered from this process too (durable outbox).
-    notifications = NotificationService(ctx)
-    notifications.start()
-    log.info("CSIP-AUS endpoint on %s, %d worker(s), store %s", door, workers, store)
-    log.info("operator API on http://%s:%d (docs at /docs)", settings.operator_host, settings.operator_port)
-    log.info("%s", token_hint(ctx))
-    if workers == 1:
-        try:
-            run_worker(settings, reuse_port=False)
-        finally:
-            notifications.stop()
-            recomputer.stop()
-        return
+    log.info("roles: %s; store %s", ", ".join(roles), store)
+    if "serve" in roles:
+        if settings.behind_proxy:
+            proxies = ", ".join(settings.trusted_proxies)
+            door = f"http://{settings.host}:{settings.port}/dcap behind a TLS proxy ({proxies})"
+        else:
+            door = (
+                f"https://{settings.host}:{settings.port}/dcap (trust anchor {tls_files(settings).ca_file})"
+            )
+        log.info("CSIP-AUS endpoint on %s, %d worker(s)", door, workers)
+    elif workers > 1:
+        log.warning("--workers %d ignored: this process does not serve devices (no serve role)", workers)
+    if "operator" in roles:
+        log.info(
+            "operator API on http://%s:%d (docs at /docs)", settings.operator_host, settings.operator_port
+        )
+        log.info("%s", token_hint(ctx))
+    background = _Background(ctx)
+    background.start()
+    try:
+        if "serve" not in roles:
+            if "operator" in roles:
+                run_operator_only(settings)
+            else:
+                _wait_for_signal()
+        elif workers == 1:
+            run_worker(settings, reuse_port=False, with_operator="operator" in roles)
+        else:
+            _run_workers(settings, workers)
+    finally:
+        background.stop()
+
+
+def _wait_for_signal() -> None:
+    """A process with background roles only: run them until SIGTERM or SIGINT."""
+    stop = threading.Event()
+
+    def _stop(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    while not stop.wait(3600):
+        pass
+    log.info("stopping")
+
+
+def _run_workers(settings: Settings, workers: int) -> None:
+    """N serving processes on one port (SO_REUSEPORT); the first also hosts the operator API."""
     spawn = multiprocessing.get_context("spawn")
+    with_operator = "operator" in settings.roles
     procs = [
-        spawn.Process(target=run_worker, args=(settings, True, i == 0), daemon=True) for i in range(workers)
+        spawn.Process(target=run_worker, args=(settings, True, with_operator and i == 0), daemon=True)
+        for i in range(workers)
     ]
     for proc in procs:
         proc.start()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, event, inspect, select, update
+from sqlalchemy import Engine, create_engine, event, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,6 +29,12 @@ log = logging.getLogger(__name__)
 PUBLICATION, ACTIVITY = 1, 2
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+#: PostgreSQL advisory lock key held while one process upgrades the schema or seeds an empty store
+#: (any fixed 64-bit number; this one spells "GRIDSHAR" in ASCII).
+STARTUP_LOCK_KEY = 0x4752494453484152
+#: Waiting longer than this for another process's start-up is logged (a migration can take a while).
+_STARTUP_WAIT_NOTICE_S = 2.0
 
 
 def make_engine(url: str) -> Engine:
@@ -98,8 +106,66 @@ def store_exists(url: str) -> bool:
         engine.dispose()
 
 
+@contextmanager
+def startup_lock(engine: Engine) -> Iterator[None]:
+    """Only one process at a time upgrades the schema or seeds the store, however many start at once.
+
+    Several servers starting together on one fresh database would otherwise each run the migrations
+    (all but one crash on duplicate tables) or each seed their own baseline. PostgreSQL: a session
+    advisory lock; an SQLite file: an exclusive `flock` on a file beside it; in-memory: nothing to share.
+    """
+    url = engine.url
+    if url.get_backend_name() == "postgresql":
+        with engine.connect() as conn:
+            key = {"k": STARTUP_LOCK_KEY}
+            _wait_for(lambda: bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), key).scalar()))
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), key)
+        return
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        with open(f"{url.database}.startup-lock", "a") as handle:
+            _wait_for(lambda: _try_flock(handle.fileno()))
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    yield
+
+
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _wait_for(take: Callable[[], bool]) -> None:
+    """Retry `take` until it succeeds; say so once if another process's start-up keeps us waiting."""
+    started = time.monotonic()
+    told = False
+    while not take():
+        if not told and time.monotonic() - started > _STARTUP_WAIT_NOTICE_S:
+            log.info("waiting for another GridShare process to finish its start-up on this database")
+            told = True
+        time.sleep(0.05)
+
+
 def upgrade(engine: Engine, log_level: int = logging.INFO) -> SchemaChange:
-    """Bring the schema to the newest migration; safe to call on every start. Logs what it did."""
+    """Bring the schema to the newest migration; safe to call on every start, from any number of processes.
+
+    Logs what it did (created, upgraded from revision N to M, or current) at `log_level`.
+    """
+    with startup_lock(engine):
+        change = _upgrade(engine)
+    log.log(log_level, "%s in %s", change.describe(), engine.url.render_as_string(hide_password=True))
+    return change
+
+
+def _upgrade(engine: Engine) -> SchemaChange:
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
         before = MigrationContext.configure(conn).get_current_revision()
@@ -113,9 +179,7 @@ def upgrade(engine: Engine, log_level: int = logging.INFO) -> SchemaChange:
             session.add(PublisherLease(id=1, holder="", expires_s=0))
         if session.get(EnvelopePointer, 1) is None:
             session.add(EnvelopePointer(id=1, set_id=None))
-    change = SchemaChange(before, schema_revision(engine))
-    log.log(log_level, "%s in %s", change.describe(), engine.url.render_as_string(hide_password=True))
-    return change
+    return SchemaChange(before, schema_revision(engine))
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -14,12 +14,14 @@ import uvicorn
 
 from gridshare.certs.devpki import DevPki
 from gridshare.core.settings import Settings
-from gridshare.server.app import create_asgi
 from gridshare.server.bootstrap import build_context, seed_baseline
+from gridshare.server.identity import is_trusted_proxy
+from gridshare.server.run import device_config
 from tests.conftest import free_port
 
 
 def _plain_server(pki: DevPki, tmp_path: Path, trusted: list[str]) -> Iterator[str]:
+    """The device endpoint exactly as `gridshare serve` configures uvicorn for it, in proxy mode."""
     settings = Settings(
         data_dir=tmp_path,
         database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
@@ -29,9 +31,8 @@ def _plain_server(pki: DevPki, tmp_path: Path, trusted: list[str]) -> Iterator[s
     )
     ctx = build_context(settings)
     seed_baseline(ctx)
-    config = uvicorn.Config(
-        create_asgi(ctx), host="127.0.0.1", port=settings.port, lifespan="off", log_level="warning"
-    )
+    config = device_config(ctx)
+    config.host, config.port = "127.0.0.1", settings.port
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -88,6 +89,36 @@ def test_header_from_an_untrusted_address_is_ignored(untrusted_proxy: str, pki: 
     r = httpx.get(f"{untrusted_proxy}/dcap", headers={"x-client-cert": _escaped_cert(pki, "device-1")})
     assert r.status_code == 403
     assert b"DeviceCapability" not in r.content and b"<Error " in r.content  # refused, nothing served
+
+
+def test_x_forwarded_for_does_not_make_a_local_caller_a_trusted_proxy(
+    untrusted_proxy: str, pki: DevPki
+) -> None:
+    """The proxy is 192.0.2.10; a caller on loopback claiming to be it through X-Forwarded-For is not.
+
+    uvicorn by default believes X-Forwarded-For from 127.0.0.1 and rewrites the peer address before the
+    application sees it; then a forged certificate header would pass as the proxy's.
+    """
+    headers = {"x-client-cert": _escaped_cert(pki, "device-1"), "x-forwarded-for": "192.0.2.10"}
+    r = httpx.get(f"{untrusted_proxy}/dcap", headers=headers)
+    assert r.status_code == 403
+    assert b"DeviceCapability" not in r.content
+    r = httpx.get(f"{untrusted_proxy}/dcap", headers={**headers, "forwarded": "for=192.0.2.10"})
+    assert r.status_code == 403
+
+
+def test_forwarded_for_from_the_trusted_proxy_does_not_hide_it(trusted_proxy: str, pki: DevPki) -> None:
+    """nginx adds the device's address in X-Forwarded-For; the forwarded certificate must still count."""
+    headers = {"x-client-cert": _escaped_cert(pki, "device-1"), "x-forwarded-for": "203.0.113.7"}
+    assert httpx.get(f"{trusted_proxy}/dcap", headers=headers).status_code == 200
+
+
+def test_trusted_proxy_addresses_match_as_a_dual_stack_listener_sees_them() -> None:
+    assert is_trusted_proxy("::ffff:10.0.0.10", ("10.0.0.10",))  # IPv4 nginx, GridShare on "::"
+    assert is_trusted_proxy("10.0.0.10", ("10.0.0.0/24",))
+    assert not is_trusted_proxy("::ffff:10.0.0.11", ("10.0.0.10",))
+    assert not is_trusted_proxy("2001:db8::1", ("10.0.0.10",))
+    assert not is_trusted_proxy("nginx", ("10.0.0.10",))  # never a name
 
 
 def test_proxy_mode_without_trusted_addresses_is_a_configuration_error(tmp_path: Path) -> None:

@@ -82,7 +82,14 @@ def test_a_bad_file_is_one_line_naming_the_setting_and_line(tmp_path: Path, toml
         ),
         ({"GRIDSHARE_DATA_DRI": "/x"}, "did you mean GRIDSHARE_DATA_DIR?"),
         ({"GRIDSHARE_CONFIG": "missing.toml"}, "GRIDSHARE_CONFIG names 'missing.toml', which does not exist"),
-        ({"GRIDSHARE_TRUSTED_PROXIES": "10.0.0.1"}, "GRIDSHARE_TRUSTED_PROXIES: not valid JSON"),
+        (
+            {"GRIDSHARE_TRUSTED_PROXIES": '["10.0.0.1"'},
+            "setting 'trusted_proxies' (environment variable GRIDSHARE_TRUSTED_PROXIES): Expecting",
+        ),
+        (
+            {"GRIDSHARE_ROLES": "serve,publisher"},
+            "setting 'roles.1' (environment variable GRIDSHARE_ROLES): Input should be 'serve'",
+        ),
         ({"GRIDSHARE_POLL_RATES_S": "{dcap: 600}"}, "GRIDSHARE_POLL_RATES_S: not valid JSON"),
         (
             {"GRIDSHARE_PORT": "eighty"},
@@ -116,7 +123,7 @@ def test_variables_other_tools_read_are_not_settings_and_not_refused(monkeypatch
 
 
 def test_valid_list_and_table_variables_still_work(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("GRIDSHARE_TRUSTED_PROXIES", '["10.0.0.2", "10.1.0.0/24"]')
+    monkeypatch.setenv("GRIDSHARE_TRUSTED_PROXIES", "10.0.0.2, 10.1.0.0/24")
     monkeypatch.setenv("GRIDSHARE_POLL_RATES_S", '{"dcap": 600}')
     (tmp_path / "other.toml").write_text("[gridshare]\nport = 9443\n[gridshare.poll_rates_s]\nderp = 30\n")
     monkeypatch.setenv("GRIDSHARE_CONFIG", str(tmp_path / "other.toml"))

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from gridshare.store.models import NotificationOutbox, Subscription
@@ -112,12 +114,25 @@ def outbox_summary(session: Session, now_s: int) -> OutboxSummary:
 
 
 def record_seen(session: Session, marks: list[int], now_s: int) -> None:
-    """The notifier finished scanning every change up to these counters (nothing else reads this)."""
-    row = session.get(ServerSetting, SEEN_KEY)
-    if row is None:
-        session.add(ServerSetting(key=SEEN_KEY, value=list(marks), changed_s=now_s))
-    elif row.value != list(marks):
-        row.value, row.changed_s = list(marks), now_s
+    """A notifier finished scanning every change up to these counters (nothing else reads this).
+
+    Safe with two notifiers on one database: the row is created at most once (insert-or-nothing), and
+    the mark only moves forward, so a slower scan of older counters does not undo a newer one.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(
+        insert(ServerSetting)
+        .values(key=SEEN_KEY, value=list(marks), changed_s=now_s)
+        .on_conflict_do_nothing(index_elements=[ServerSetting.key])
+    )
+    row = session.get(ServerSetting, SEEN_KEY, with_for_update=True, populate_existing=True)
+    if row is None:  # pragma: no cover - inserted just above
+        return
+    old = [int(v) for v in row.value]
+    new = [max(a, b) for a, b in zip(old, marks, strict=True)] if len(old) == len(marks) else list(marks)
+    if new != old:
+        row.value, row.changed_s = new, now_s
 
 
 def seen(session: Session) -> list[int] | None:

@@ -8,6 +8,10 @@
 #   options: --timeout S (per procedure; default 120, or 900 with --all/--soak: 72 h + 1 h)
 #            --results DIR (default var/conformance/results/<date-time>)
 #            --no-strict (warnings do not fail a procedure; for diagnosis only)
+#            --via-nginx (the production shape: cactus talks to Debian's nginx, which does the mutual
+#              TLS and balances over --servers N (default 2) `gridshare serve --roles serve` processes in
+#              proxy mode; one more process has the operator, publish and notify roles)
+#            --database-url URL (default: SQLite in the run directory)
 #
 # Needs Python 3.12 for cactus-client (python3.12 on PATH, or PYTHON312=/path, or pyenv's 3.12.x) and
 # PyPI on first use. Venvs are kept in var/conformance/ (GRIDSHARE_CONFORMANCE_HOME) and reused.
@@ -28,9 +32,12 @@ SHORT=(S-ALL-01 S-ALL-02 S-ALL-03 S-ALL-05 S-ALL-07 S-ALL-08 S-ALL-09 S-ALL-10 S
   S-ALL-35 S-ALL-36 S-ALL-37 S-ALL-38 S-ALL-39 S-ALL-40 S-ALL-43 S-ALL-44 S-ALL-45 S-ALL-47 S-ALL-48
   S-ALL-51 S-ALL-52 S-ALL-53 S-ALL-55 S-ALL-56 S-ALL-57 S-OPT-01 S-OPT-02 S-OPT-03 S-OPT-04 S-OPT-05)
 
-mode=short only="" timeout="" results="" strict=--strict
+mode=short only="" timeout="" results="" strict=--strict via_nginx="" servers=2 database_url=""
 while [ $# -gt 0 ]; do
   case "$1" in
+    --via-nginx) via_nginx=1 ;;
+    --servers) servers="$2"; shift ;;
+    --database-url) database_url="$2"; shift ;;
     --all) mode=all ;;
     --soak) mode=soak ;;
     --only) only="$2"; shift ;;
@@ -38,13 +45,19 @@ while [ $# -gt 0 ]; do
     --timeout) timeout="$2"; shift ;;
     --results) results="$2"; shift ;;
     --no-strict) strict="" ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 64 ;;
   esac
   shift
 done
 
 die() { echo "run.sh: $*" >&2; exit 1; }
+[[ "$servers" =~ ^[1-9][0-9]?$ ]] || die "--servers wants a number of serving processes (1-99)"
+nginx=""
+if [ -n "$via_nginx" ]; then
+  nginx="$(command -v nginx || ls /usr/sbin/nginx 2>/dev/null || true)"
+  [ -n "$nginx" ] || die "--via-nginx needs nginx (apt-get install nginx)"
+fi
 
 # --- interpreters and virtual environments -------------------------------------------------------------
 find_py312() {
@@ -126,16 +139,22 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-read -r dev_port op_port notif_port < <("$gspy" -c '
-import socket
-socks = [socket.socket() for _ in range(3)]
+read -r dev_port op_port notif_port serve_ports < <("$gspy" - "$servers" <<'EOF'
+import socket, sys
+socks = [socket.socket() for _ in range(3 + int(sys.argv[1]))]
 for s in socks: s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in socks])')
+print(*[s.getsockname()[1] for s in socks])
+EOF
+)
+read -r -a serve_ports <<<"$serve_ports"
+[ -n "$via_nginx" ] || serve_ports=()
 
+# dev_port is what cactus talks to: GridShare itself, or nginx in front of it (--via-nginx).
 export GRIDSHARE_DATA_DIR="$run/data" GRIDSHARE_HOST=127.0.0.1 GRIDSHARE_PORT="$dev_port" \
   GRIDSHARE_OPERATOR_HOST=127.0.0.1 GRIDSHARE_OPERATOR_PORT="$op_port" GRIDSHARE_DEMO_NETWORK=false \
   GRIDSHARE_PEN=0 GRIDSHARE_PUBLIC_BASE_URL="https://127.0.0.1:$dev_port"
-unset GRIDSHARE_CONFIG GRIDSHARE_DATABASE_URL
+unset GRIDSHARE_CONFIG GRIDSHARE_DATABASE_URL GRIDSHARE_ROLES GRIDSHARE_BEHIND_PROXY GRIDSHARE_TRUSTED_PROXIES
+[ -n "$database_url" ] && export GRIDSHARE_DATABASE_URL="$database_url"
 cd "$run"  # no stray ./gridshare.toml
 pki="$run/data/pki"
 "$gs" certs init "$pki" --devices 2 --aggregators 1 >"$run/certs.txt"
@@ -144,20 +163,53 @@ token="$("$gs" admin token create --role operator --name conformance 2>/dev/null
 printf '%s\n' "$token" >"$run/operator-token"
 chmod 600 "$run/operator-token"
 
-"$gs" serve >"$run/gridshare.log" 2>&1 &
-pids+=($!)
+if [ -z "$via_nginx" ]; then
+  "$gs" serve >"$run/gridshare.log" 2>&1 &
+  pids+=($!)
+else
+  # N stateless serving processes in proxy mode (plain HTTP on loopback, identity from nginx's header)
+  # and one process that publishes, notifies and hosts the operator API; all start at once.
+  upstreams=()
+  for i in "${!serve_ports[@]}"; do
+    GRIDSHARE_ROLES=serve GRIDSHARE_BEHIND_PROXY=true GRIDSHARE_TRUSTED_PROXIES=127.0.0.1/32 \
+      GRIDSHARE_PORT="${serve_ports[$i]}" "$gs" serve >"$run/gridshare-serve-$((i + 1)).log" 2>&1 &
+    pids+=($!)
+    upstreams+=(--upstream "127.0.0.1:${serve_ports[$i]}")
+  done
+  GRIDSHARE_ROLES=operator,publish,notify GRIDSHARE_BEHIND_PROXY=true \
+    GRIDSHARE_TRUSTED_PROXIES=127.0.0.1/32 "$gs" serve >"$run/gridshare-publisher.log" 2>&1 &
+  pids+=($!)
+  "$gspy" "$root/deploy/nginx/render.py" --out "$run/nginx" --standalone --listen "127.0.0.1:$dev_port" \
+    --tls-cert "$pki/server.pem" --tls-key "$pki/server.key" --client-ca "$pki/ca.pem" \
+    "${upstreams[@]}" >/dev/null
+  nginx_args=(-p "$run/nginx" -c "$run/nginx/nginx.conf" -e "$run/nginx/logs/error.log")
+  "$nginx" "${nginx_args[@]}" -t >"$run/nginx-check.log" 2>&1 \
+    || { cat "$run/nginx-check.log" >&2; die "nginx -t failed"; }
+  "$nginx" "${nginx_args[@]}" >"$run/nginx.log" 2>&1 &
+  pids+=($!)
+  echo "run.sh: via $("$nginx" -v 2>&1 | sed 's/^nginx version: //') on 127.0.0.1:$dev_port," \
+    "${#serve_ports[@]} serving process(es) and one publisher"
+fi
 APP_PORT="$notif_port" SERVER_URL="http://127.0.0.1:$notif_port" LOG_LEVEL=WARNING \
   "$notif_venv/bin/python" -m cactus_client_notifications.server.main >"$run/notifications.log" 2>&1 &
 pids+=($!)
 
 ready=""
 for _ in $(seq 1 100); do
-  if "$gspy" - "$op_port" "$notif_port" "$token" <<'EOF' 2>/dev/null; then
-import sys, urllib.request
-op, notif, token = sys.argv[1:4]
+  if "$gspy" - "$op_port" "$notif_port" "$token" "$dev_port" "$pki" "${serve_ports[@]}" <<'EOF' 2>/dev/null; then
+import ssl, sys, urllib.error, urllib.request
+op, notif, token, dev, pki, *serve = sys.argv[1:]
 req = urllib.request.Request(f"http://127.0.0.1:{op}/rates", headers={"Authorization": f"Bearer {token}"})
 urllib.request.urlopen(req, timeout=2).read()
 urllib.request.urlopen(f"http://127.0.0.1:{notif}/manage", timeout=2).read()
+ctx = ssl.create_default_context(cafile=f"{pki}/ca.pem")
+ctx.load_cert_chain(f"{pki}/device-1.pem", f"{pki}/device-1.key")
+urllib.request.urlopen(f"https://127.0.0.1:{dev}/tm", timeout=2, context=ctx).read()
+for port in serve:  # in proxy mode each serving process answers 403 without a forwarded certificate
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/tm", timeout=2)
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 403
 EOF
     ready=1; break
   fi
