@@ -99,7 +99,8 @@ def test_the_start_log_says_what_was_created_and_how_to_get_a_token(tmp_path: Pa
             stderr=subprocess.STDOUT,
         )
     try:
-        text = _wait_for_line(log, proc, "operator API token")
+        _wait_for_line(log, proc, "operator API token")
+        text = _wait_for_line(log, proc, "changes checked every")  # the notifier starts after
         assert "created the database schema (revision " in text
         assert "database schema is current" not in text
         assert f"generated a development PKI in {data.resolve() / 'pki'}" in text
