@@ -157,6 +157,7 @@ def test_the_quick_start_shows_a_derate_reaching_device_1(fresh_server: tuple[in
     # the envelope, then the export limit before, under and after the derate (the limit lines)
     before, derated, restored = _limits_w(out)[-3:]
     assert derated < before, (before, derated)
-    # f2-cd: 300 A at 12.47 kV, about 6.5 MVA; a quarter of it is what the site may now export
-    assert derated <= 0.25 * 3**0.5 * 12.47e3 * 300 * 1.01, derated
+    # f2-cd: 300 A at 12.47 kV, about 6.5 MVA; a quarter of it, plus what the loads behind the line
+    # take first (f2-d and lv-23 240 kW, the sites there 63 kW, all at peak), is all the site may export
+    assert derated <= 0.25 * 3**0.5 * 12.47e3 * 300 + 303e3, derated
     assert restored > derated, (derated, restored)
