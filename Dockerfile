@@ -26,6 +26,8 @@ COPY envelopes ./envelopes
 COPY fallback ./fallback
 COPY recompute ./recompute
 COPY sim ./sim
+COPY planning ./planning
+COPY performance ./performance
 RUN pip install --no-cache-dir "setuptools>=68" wheel \
     && pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
 

@@ -76,4 +76,6 @@ def lifo_limits(net: Network, headroom: np.ndarray, lo: np.ndarray, hi: np.ndarr
 
 def allocate_lifo(problem: AllocationProblem, *, use_tree: bool = True) -> AllocationResult:
     """Serve sites in connection order; `use_tree=False` forces the site-by-site algorithm."""
-    return solve(problem, lambda net: lambda h, lo, hi: lifo_limits(net, h, lo, hi), use_tree=use_tree)
+    return solve(
+        problem, lambda net: lambda h, lo, hi: lifo_limits(net, h, lo, hi), use_tree=use_tree, prune=True
+    )

@@ -95,4 +95,6 @@ def prorata_limits(net: Network, headroom: np.ndarray, lo: np.ndarray, hi: np.nd
 
 def allocate_prorata(problem: AllocationProblem, *, use_tree: bool = True) -> AllocationResult:
     """Share headroom pro-rata by weight; `use_tree=False` forces the general algorithm."""
-    return solve(problem, lambda net: lambda h, lo, hi: prorata_limits(net, h, lo, hi), use_tree=use_tree)
+    return solve(
+        problem, lambda net: lambda h, lo, hi: prorata_limits(net, h, lo, hi), use_tree=use_tree, prune=True
+    )

@@ -61,6 +61,10 @@ NOT_SETTINGS = frozenset(
         "GRIDSHARE_OPERATOR_URL",
         "GRIDSHARE_OPERATOR_TOKEN",
         "GRIDSHARE_OPERATOR_TOKEN_FILE",
+        "GRIDSHARE_INTEROP_HOME",  # tests/interop/run.sh
+        "GRIDSHARE_CHROMIUM",  # tests/test_console_browser.py
+        "GRIDSHARE_SCREENSHOTS",
+        "GRIDSHARE_METRICS_DIR",  # server/metrics.py: set by the parent for its serving workers
         # deploy/nginx/gridshare.conf.template and deploy/compose.yaml
         "GRIDSHARE_LISTEN",
         "GRIDSHARE_SERVER_NAME",
@@ -268,6 +272,20 @@ class Settings(BaseSettings):
     envelope_horizon_s: int = Field(86400, ge=300, description="Rolling horizon of each recomputation.")
     envelope_interval_s: int = Field(300, ge=60, description="Length of one envelope interval.")
     allocation_policy: str = Field("pro-rata", pattern="^(pro-rata|tranche|lifo|max-total)$")
+    forecast_aware_envelopes: bool = Field(
+        False,
+        description=(
+            "Cap each dynamic site's envelope at its forecast (telemetry carried forward over its profile) "
+            "plus forecast_margin_fraction of its agreed capacity, so capacity an earlier site will not "
+            "use goes to later ones (LIFO, tranches). Off: envelopes share agreed capacity."
+        ),
+    )
+    forecast_margin_fraction: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Margin above forecast, as a share of the site's agreed capacity (forecast-aware only).",
+    )
     change_poll_s: int = Field(2, ge=1, description="How often the engine checks for operator changes.")
     envelope_resolution_w: float = Field(
         100.0,
@@ -334,6 +352,45 @@ class Settings(BaseSettings):
     )
     notification_timeout_s: float = Field(5.0, gt=0, description="Connect/read timeout of one delivery.")
     max_subscriptions_per_aggregator: int = Field(1000, ge=1)
+    log_format: str = Field(
+        "text",
+        pattern="^(text|json)$",
+        description="`text`: one readable line per event; `json`: one JSON object per line for log shippers "
+        "(the same events and fields).",
+    )
+    device_fallback_timeout_s: int = Field(
+        3600,
+        ge=60,
+        description="A device that has not reached the server for this long is presumed to run on its "
+        "DefaultDERControl (the comms-loss timeout configured in CSIP-AUS clients).",
+    )
+    contact_flush_s: float = Field(
+        5.0, gt=0, description="How often each serving process writes devices' last contact to the store."
+    )
+    compliance_response_s: int = Field(
+        60,
+        ge=0,
+        description="Time a device is given to act on a new limit, from when the limit starts or is "
+        "published, whichever is later (one DERControlList poll at the default 60 s rate).",
+    )
+    compliance_tolerance_w: float = Field(
+        100.0, ge=0, description="Measurement tolerance: readings this far above a limit still comply..."
+    )
+    compliance_tolerance_pct: float = Field(
+        4.0,
+        ge=0,
+        le=50,
+        description="...or this share of the site's rating, if larger (AS/NZS 4777.2 active power accuracy).",
+    )
+    limit_history_days: int = Field(
+        400,
+        ge=1,
+        description="How long the limits in force per site are kept (compliance and the curtailment ledger "
+        "read them; 400 days covers a year to date).",
+    )
+    console_session_s: int = Field(
+        8 * 3600, ge=60, description="Lifetime of an operator console login (a session cookie)."
+    )
 
     @model_validator(mode="after")
     def _proxy_needs_trust(self) -> Settings:

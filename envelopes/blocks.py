@@ -8,6 +8,7 @@ structured arrays (`BLOCK_DTYPE`) so a 10,000-site publication stays vectorised.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,3 +132,33 @@ def carry_forward(
     if running is not None and not np.any(np.logical_and.reduce([new[k] == running[k] for k in _KEY])):
         new = np.concatenate((previous[running_at[:1]], new))
     return new, fresh
+
+
+def in_force(blocks: np.ndarray, from_s: int, until_s: int) -> np.ndarray:
+    """The limits devices had in force over [from_s, until_s), as non-overlapping blocks.
+
+    Where blocks overlap (a running block superseded by a newer one) the newest by creation time wins,
+    as IEEE 2030.5 event rules make a device apply it; times no block covers are left out (the device
+    was on its DefaultDERControl). Each returned block keeps the creation time of the block it came
+    from: when devices could first have known the limit.
+    """
+    if until_s <= from_s or len(blocks) == 0:
+        return np.zeros(0, dtype=BLOCK_DTYPE)
+    ends = blocks["start"] + blocks["duration"]
+    cuts = np.unique(np.clip(np.concatenate((blocks["start"], ends, [from_s, until_s])), from_s, until_s))
+    pieces: list[list[float]] = []  # start, duration, export, import, created
+    for a, b in itertools.pairwise(cuts):
+        covering = np.flatnonzero((blocks["start"] <= a) & (ends >= b))
+        if len(covering) == 0:
+            continue
+        top = covering[np.lexsort((blocks["start"][covering], blocks["created"][covering]))[-1]]
+        row = blocks[top]
+        limits = [float(row["export_w"]), float(row["import_w"]), float(row["created"])]
+        if pieces and pieces[-1][0] + pieces[-1][1] == a and pieces[-1][2:] == limits:
+            pieces[-1][1] += float(b - a)
+        else:
+            pieces.append([float(a), float(b - a), *limits])
+    out = np.zeros(len(pieces), dtype=BLOCK_DTYPE)
+    for i, (start, duration, export_w, import_w, created) in enumerate(pieces):
+        out[i] = (int(start), int(duration), export_w, import_w, int(created))
+    return out

@@ -17,6 +17,7 @@ import numpy as np
 
 from gridshare.allocation.problem import AllocationProblem, AllocationResult, Infeasibility
 from gridshare.envelopes.forecast import Forecast, ProfileSpec, profile_forecast
+from gridshare.envelopes.forecast_aware import forecast_capped
 from gridshare.envelopes.headroom import (
     DIRECTIONS,
     Direction,
@@ -80,6 +81,8 @@ class EnvelopeSet:
     constraints: dict[Direction, ConstraintReport]
     infeasibilities: tuple[EnvelopeInfeasibility, ...]
     forecast_issued_at: datetime
+    #: None: issued as agreed; a share: forecast-aware with this margin (envelopes/forecast_aware.py)
+    forecast_margin_fraction: float | None = None
 
     @property
     def n_intervals(self) -> int:
@@ -154,14 +157,21 @@ def _flexible_sites(
     direction: Direction,
     flexible: Sequence[tuple[Site, AgreementBounds]],
     node_index: dict[str, int],
+    forecast_cap: tuple[np.ndarray, np.ndarray, float] | None = None,
 ) -> FlexibleSites:
+    """The dynamic sites as arrays; `forecast_cap` = (wanted_w, known, margin) caps them forecast-aware."""
     n = len(flexible)
     floors = [getattr(b, f"{direction}_floor_w") for _, b in flexible]
     caps = [getattr(b, f"{direction}_cap_w") for _, b in flexible]
     n_int = len(caps[0]) if caps else 0
     floor_w = np.column_stack(floors) if n else np.zeros((n_int, 0))
-    cap_w = np.column_stack(caps) if n else np.zeros((n_int, 0))
-    # Pro-rata by agreed capacity unless the file says otherwise; weights must be > 0.
+    agreed_w = np.column_stack(caps) if n else np.zeros((n_int, 0))
+    cap_w = agreed_w
+    if forecast_cap is not None and n:
+        wanted_w, known, margin = forecast_cap
+        cap_w = forecast_capped(floor_w, agreed_w, wanted_w, margin, known)
+    # Pro-rata by agreed capacity unless the file says otherwise (a forecast cap never changes a
+    # site's weight: its share of what is left stays its agreed share); weights must be > 0.
     weight = np.array(
         [
             s.weight if s.weight is not None else max(float(c.max()) if len(c) else 0.0, 1.0)
@@ -184,6 +194,25 @@ def _flexible_sites(
         queue_position=dense_queue([s.queue_position for s, _ in flexible]),
         max_step_w=max_step_w,
     )
+
+
+def _forecast_caps(
+    flexible: Sequence[tuple[Site, AgreementBounds]],
+    series: dict[str, tuple[np.ndarray, np.ndarray]],
+    margin: float,
+) -> dict[Direction, tuple[np.ndarray, np.ndarray, float]]:
+    """Per direction: (flow each flexible site is forecast to want, whether it has a forecast, margin).
+
+    A site has an export forecast when it has generation (a `pv_kw` or a forecast series with some),
+    and an import forecast when it has load; without one it keeps its agreed cap.
+    """
+    if not flexible:
+        return {}
+    load = np.column_stack([series[s.id][0] for s, _ in flexible])
+    gen = np.column_stack([series[s.id][1] for s, _ in flexible])
+    has_gen = np.array([s.pv_kw > 0 for s, _ in flexible]) | (gen.max(axis=0) > 0)
+    has_load = np.array([s.load_kw > 0 for s, _ in flexible]) | (load.max(axis=0) > 0)
+    return {"export": (gen - load, has_gen, margin), "import": (load - gen, has_load, margin)}
 
 
 def _no_flexible_result(problem: AllocationProblem) -> AllocationResult:
@@ -221,11 +250,22 @@ def compute_envelopes(
     interval_s: int = 300,
     policy: str = "pro-rata",
     forecasts: Forecast | None = None,
+    forecast_margin_fraction: float | None = None,
 ) -> EnvelopeSet:
     """Per-site, per-interval export and import limits over `horizon_s` from `start`.
 
-    Raises NetworkError (a ValueError naming the field) for invalid input.
+    `forecast_margin_fraction` None issues envelopes as agreed (each flexible site's cap is its
+    agreed capacity); a number makes them forecast-aware: each flexible site with a forecast in a
+    direction is capped at that forecast plus this share of its agreed capacity
+    (`envelopes/forecast_aware.py`). Raises NetworkError (a ValueError naming the field) for
+    invalid input.
     """
+    if forecast_margin_fraction is not None and not (
+        math.isfinite(forecast_margin_fraction) and forecast_margin_fraction >= 0
+    ):
+        raise NetworkError(
+            f"must be a share >= 0, got {forecast_margin_fraction}", "forecast_margin_fraction"
+        )
     if policy not in POLICIES:
         raise NetworkError(f"unknown policy {policy!r} (choose from {', '.join(POLICIES)})", "policy")
     rule = cast("Policy", policy)  # one of POLICIES, just checked (the same names as allocation.rules')
@@ -259,8 +299,13 @@ def compute_envelopes(
     reports: dict[Direction, ConstraintReport] = {}
     infeasible: list[EnvelopeInfeasibility] = []
     starts = tuple(datetime.fromtimestamp(int(e), tz=UTC) for e in epochs)
+    aware = (
+        _forecast_caps(flexible_pairs, series, forecast_margin_fraction)
+        if forecast_margin_fraction is not None
+        else {}
+    )
     for direction in DIRECTIONS:
-        flex = _flexible_sites(direction, flexible_pairs, topo.node_index)
+        flex = _flexible_sites(direction, flexible_pairs, topo.node_index, aware.get(direction))
         dp: DirectionProblem = build_direction_problem(network, direction, flex, fixed[direction])
         result = allocate(dp.problem, rule) if allocate is not None else _no_flexible_result(dp.problem)
         out = (
@@ -302,6 +347,7 @@ def compute_envelopes(
         constraints=reports,
         infeasibilities=tuple(infeasible),
         forecast_issued_at=issued_at,
+        forecast_margin_fraction=forecast_margin_fraction,
     )
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime
 
 import numpy as np
+
+from gridshare.grid.localtime import local_fractional_hours
 
 # Hourly load shapes (fraction of peak) by local hour, 00:00..23:00; interpolated linearly.
 # Residential: overnight trough, a morning shoulder and the evening peak around 18:00-19:00.
@@ -62,14 +63,8 @@ def pv_shape(epoch_s: np.ndarray, latitude_deg: float, longitude_deg: float) -> 
 
 
 def local_hours(epoch_s: np.ndarray, tz: str) -> np.ndarray:
-    """Fractional local clock hour of each instant (DST-aware)."""
-    zone = ZoneInfo(tz)
-    slot = epoch_s // 900
-    offsets = np.empty(len(epoch_s))
-    for s in np.unique(slot):
-        offset = datetime.fromtimestamp(int(s) * 900, tz=zone).utcoffset() or timedelta(0)
-        offsets[slot == s] = offset.total_seconds()
-    return ((epoch_s + offsets) % 86400) / 3600.0
+    """Fractional local clock hour of each instant (DST-aware, vectorised: grid/localtime.py)."""
+    return local_fractional_hours(epoch_s, tz)
 
 
 def load_shape(hours: np.ndarray, kind: str) -> np.ndarray:

@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
-from zoneinfo import ZoneInfo
 
 import numpy as np
+
+from gridshare.grid.localtime import local_month_hour
 
 MONTHS = 12
 HOURS = 24
@@ -41,17 +42,8 @@ class IntervalTimes:
             epoch = starts.astype(np.int64)
         else:
             epoch = np.array([_epoch_s(s) for s in starts], dtype=np.int64)
-        zone = ZoneInfo(tz)
-        # Every real UTC offset is a whole number of quarter hours, so one lookup per distinct
-        # 15-minute slot gives every interval's local month and hour (cheap for 5-minute runs).
-        slot = epoch // 900
-        month = np.empty(len(epoch), dtype=int)
-        hour = np.empty(len(epoch), dtype=int)
-        for s in np.unique(slot):
-            local = datetime.fromtimestamp(int(s) * 900, tz=zone)
-            mask = slot == s
-            month[mask] = local.month
-            hour[mask] = local.hour
+        # one zone lookup a day, not one per interval (grid/localtime.py)
+        month, hour = local_month_hour(epoch, tz)
         return cls(epoch_s=epoch, month=month, hour=hour)
 
     def __len__(self) -> int:
@@ -289,3 +281,17 @@ def agreement_bounds(
         import_cap_w=import_cap_w,
         flexible=agreement.flexible,
     )
+
+
+@dataclass(frozen=True)
+class CurtailmentGuarantee:
+    """A flexible connection's promise on curtailment: at most `max_annual_pct` of the energy the site
+    could have exported in a year, and `price_per_kwh` paid for every kWh curtailed beyond it.
+
+    UK Power Networks offers flexible connections on these terms (cited in Ameren's flexible
+    interconnection report, 2025, section on LIFO curtailment estimates); the price is in `currency`.
+    """
+
+    max_annual_pct: float
+    price_per_kwh: float = 0.0
+    currency: str = "USD"

@@ -22,6 +22,7 @@ import yaml
 from gridshare.grid.agreements import (
     AGREEMENT_KINDS,
     Agreement,
+    CurtailmentGuarantee,
     Dynamic,
     Firm,
     Limited,
@@ -92,7 +93,9 @@ SITE_KEYS = (
     "max_import_kw",
     "max_step_kw",
     "forecast",
+    "curtailment_guarantee",
 )
+GUARANTEE_KEYS = ("max_annual_pct", "price_per_kwh", "currency")
 FORECAST_KEYS = ("pv_kw", "load_kw", "load_profile")
 AGREEMENT_KEYS: dict[str, tuple[str, ...]] = {
     "firm": ("type",),
@@ -395,6 +398,25 @@ def _site(r: _Reader, raw: Any, path: str, zone: ZoneInfo) -> Site:
         load_kw=load_kw,
         load_profile=r.text(fc, "load_profile", f"{path}.forecast", "residential"),
         max_step_kw=r.number(m, "max_step_kw", path, None, positive=True),
+        guarantee=_guarantee(r, m.get("curtailment_guarantee"), f"{path}.curtailment_guarantee"),
+    )
+
+
+def _guarantee(r: _Reader, raw: Any, path: str) -> CurtailmentGuarantee | None:
+    if raw is None:
+        return None
+    m = r.mapping(raw, path, GUARANTEE_KEYS)
+    pct = r.number(m, "max_annual_pct", path, minimum=0)
+    if pct is not None and pct > 100:
+        r.fail(f"{path}.max_annual_pct", f"must be a share of annual energy, 0 to 100 %, got {pct}")
+    currency = r.text(m, "currency", path, "USD")
+    if not (isinstance(currency, str) and 1 <= len(currency) <= 8):
+        r.fail(f"{path}.currency", f"must be a short currency code such as USD or GBP, got {currency!r}")
+        currency = "USD"
+    return CurtailmentGuarantee(
+        max_annual_pct=float(pct or 0.0),
+        price_per_kwh=float(r.number(m, "price_per_kwh", path, 0.0, minimum=0) or 0.0),
+        currency=currency,
     )
 
 

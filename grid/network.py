@@ -16,7 +16,7 @@ from functools import cached_property
 
 import numpy as np
 
-from gridshare.grid.agreements import Agreement
+from gridshare.grid.agreements import Agreement, CurtailmentGuarantee
 
 DEFAULT_V_MIN_PU = 0.94
 DEFAULT_V_MAX_PU = 1.10
@@ -111,6 +111,7 @@ class Site:
     load_kw: float = 0.0
     load_profile: str = "residential"
     max_step_kw: float | None = None
+    guarantee: CurtailmentGuarantee | None = None  # curtailment cap and compensation, if agreed
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import logging
 import click
 
 from gridshare import __version__
+from gridshare.core.logs import TEXT_FORMAT
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,7 +17,7 @@ def main(verbose: bool) -> None:
     """GridShare: dynamic operating envelopes over IEEE 2030.5 / CSIP-AUS."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        format=TEXT_FORMAT,
     )
     # Alembic narrates every plugin it loads; an operator needs only our one line about the schema.
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
@@ -39,6 +40,9 @@ def _register() -> None:
     from gridshare.sim.commands import sim_group
 
     main.add_command(sim_group)
+    from gridshare.planning.commands import plan_group
+
+    main.add_command(plan_group)
 
 
 _register()

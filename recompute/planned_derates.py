@@ -22,7 +22,9 @@ from datetime import UTC, datetime
 import numpy as np
 
 from gridshare.envelopes.compute import EnvelopeInfeasibility, EnvelopeSet, compute_envelopes
+from gridshare.envelopes.constraint_series import ConstraintSeries, join_reports
 from gridshare.envelopes.forecast import Forecast
+from gridshare.envelopes.headroom import Direction
 from gridshare.grid.netfile import NetworkFile
 from gridshare.recompute.inputs import apply_derates
 from gridshare.store.models import AssetDerate
@@ -43,6 +45,8 @@ class PlannedEnvelopes:
     binding: dict[str, int]  # (interval, constraint) pairs that bind, per direction, all stretches
     isolated_now: frozenset[str]  # nodes behind an outage in the first interval
     isolated_throughout: frozenset[str]  # nodes behind an outage in every interval (no column)
+    #: every constraint over the whole horizon, each stretch with its own ratings (for operators)
+    series: dict[Direction, ConstraintSeries]
 
 
 def stretches(
@@ -75,6 +79,7 @@ def compute_planned(
     policy: str,
     forecasts: Forecast | None,
     engine: Callable[..., EnvelopeSet] = compute_envelopes,
+    forecast_margin_fraction: float | None = None,
 ) -> PlannedEnvelopes:
     """Envelopes over the horizon, each stretch on the network with that stretch's derates applied.
 
@@ -95,13 +100,17 @@ def compute_planned(
             interval_s,
             policy,
             forecasts,
+            forecast_margin_fraction=forecast_margin_fraction,
         )
         computed.append((part, derated.isolated_nodes, env))
     isolated_now = computed[0][1]
     throughout = frozenset.intersection(*(iso for _, iso, _ in computed))
     binding = {d: sum(env.binding_count(d) for _, _, env in computed) for d in ("export", "import")}
+    series = join_reports(
+        [(part.first, env.constraints) for part, _, env in computed], sum(p.n for p in parts)
+    )
     if len(computed) == 1:
-        return PlannedEnvelopes(computed[0][2], binding, isolated_now, throughout)
+        return PlannedEnvelopes(computed[0][2], binding, isolated_now, throughout, series)
     sites = [s for s in nf.sites if s.node not in throughout]
     column = {s.id: j for j, s in enumerate(sites)}
     n = horizon_s // interval_s
@@ -126,5 +135,6 @@ def compute_planned(
         constraints={},  # constraint sets differ between stretches; `binding` sums them
         infeasibilities=tuple(infeasible),
         forecast_issued_at=computed[0][2].forecast_issued_at,
+        forecast_margin_fraction=forecast_margin_fraction,
     )
-    return PlannedEnvelopes(joined, binding, isolated_now, throughout)
+    return PlannedEnvelopes(joined, binding, isolated_now, throughout, series)

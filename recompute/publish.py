@@ -22,11 +22,18 @@ import numpy as np
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from gridshare.envelopes.blocks import BLOCK_DTYPE, carry_forward
+from gridshare.envelopes.blocks import BLOCK_DTYPE, carry_forward, in_force
 from gridshare.envelopes.compute import EnvelopeSet
+from gridshare.envelopes.constraint_series import ConstraintSeries
+from gridshare.envelopes.headroom import Direction
+from gridshare.store.console_models import ConstraintReportRecord, LimitHistory
+from gridshare.store.constraint_blobs import encode_series
 from gridshare.store.db import bump_publication
 from gridshare.store.envelope_blocks import GrossLimits, decode_envelope, encode_blocks
 from gridshare.store.models import EnvelopePointer, EnvelopeSetRecord, Site, SiteEnvelope
+
+#: Constraint reports kept: the current set's and the one before (a fallback set has none of its own).
+REPORTS_KEPT = 2
 
 EMPTY = np.zeros(0, dtype=BLOCK_DTYPE)
 #: Behind an outage a site may neither generate nor consume through its connection (anti-islanding).
@@ -72,6 +79,8 @@ def publish(
     latest_end_s: int | None = None,
     carry_others: bool = False,
     gross: Mapping[str, GrossLimits] | None = None,
+    series: Mapping[Direction, ConstraintSeries] | None = None,
+    history_days: int | None = None,
 ) -> PublishSummary:
     """Write `envelopes` for every network site id in `sites` as set `record` and make it current.
 
@@ -80,7 +89,9 @@ def publish(
     With `carry_others`, every other site keeps its blocks of the current set unchanged (a partial
     publication, e.g. fallback limits for the sites behind a derated asset). `gross` gives the gross
     limits (generation, load) each network site id's blocks carry; cut-off sites then carry zero.
-    Without it, blocks carry none.
+    Without it, blocks carry none. `series` is what the engine computed per constraint (kept with the
+    set for operators). The limits the replaced set had in force since it was published go to
+    `limit_history` (kept `history_days`), so compliance and curtailment can be judged later.
     """
     previous_id = current_set_id(session)
     previous: dict[int, tuple[np.ndarray, GrossLimits | None]] = {}
@@ -134,6 +145,10 @@ def publish(
         ]
     if rows:
         session.execute(insert(SiteEnvelope), rows)
+    if previous_id is not None:
+        record_history(session, previous_id, previous, now_s, history_days)
+    if series is not None:
+        record_series(session, record.id, series)
     session.execute(update(EnvelopePointer).where(EnvelopePointer.id == 1).values(set_id=record.id))
     keep = [record.id] + ([previous_id] if previous_id is not None else [])
     stale = select(EnvelopeSetRecord.id).where(
@@ -142,3 +157,51 @@ def publish(
     session.execute(delete(SiteEnvelope).where(SiteEnvelope.set_id.in_(stale)))
     bump_publication(session)
     return PublishSummary(n_written, n_blocks, n_new)
+
+
+def record_history(
+    session: Session,
+    set_id: int,
+    blocks_by_site: Mapping[int, tuple[np.ndarray, GrossLimits | None]],
+    now_s: int,
+    keep_days: int | None,
+) -> None:
+    """Write what set `set_id` had in force from its publication until `now_s` (it is being replaced)."""
+    record = session.get(EnvelopeSetRecord, set_id)
+    if record is None:
+        return
+    detail = record.detail or {}
+    fallback_sites = detail.get("fallback_site_ids")
+    rows = []
+    for site_id, (blocks, _) in blocks_by_site.items():
+        fallback = bool(detail.get("fallback")) and (fallback_sites is None or site_id in fallback_sites)
+        for b in in_force(blocks, record.created_s, now_s):
+            rows.append(
+                {
+                    "site_id": site_id,
+                    "start_s": int(b["start"]),
+                    "end_s": int(b["start"] + b["duration"]),
+                    "export_limit_w": float(b["export_w"]),
+                    "import_limit_w": float(b["import_w"]),
+                    "set_id": set_id,
+                    "published_s": int(b["created"]),
+                    "fallback": fallback,
+                }
+            )
+    if rows:
+        session.execute(insert(LimitHistory), rows)
+    if keep_days is not None:
+        session.execute(delete(LimitHistory).where(LimitHistory.start_s < now_s - keep_days * 86400))
+
+
+def record_series(session: Session, set_id: int, series: Mapping[Direction, ConstraintSeries]) -> None:
+    """Keep the engine's constraint report with its set; drop all but the newest few."""
+    session.add(ConstraintReportRecord(set_id=set_id, report=encode_series(dict(series))))
+    session.flush()
+    kept = (
+        select(ConstraintReportRecord.set_id)
+        .order_by(ConstraintReportRecord.set_id.desc())
+        .limit(REPORTS_KEPT)
+    )
+    keep = [int(x) for x in session.execute(kept).scalars()]
+    session.execute(delete(ConstraintReportRecord).where(ConstraintReportRecord.set_id.not_in(keep)))

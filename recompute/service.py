@@ -264,6 +264,9 @@ class Recomputer:
                     settings.allocation_policy,
                     forecasts,
                     engine=compute_envelopes,
+                    forecast_margin_fraction=(
+                        settings.forecast_margin_fraction if settings.forecast_aware_envelopes else None
+                    ),
                 ),
                 settings.recompute_budget_s,
             )
@@ -356,6 +359,8 @@ class Recomputer:
                 cut_off,
                 latest_end_s=self._latest_end_s(now_s),
                 gross=gross,
+                series=planned.series,
+                history_days=settings.limit_history_days,
             )
             publish_s = time.perf_counter() - t1
             binding = planned.binding
@@ -427,7 +432,7 @@ class Recomputer:
         settings = self.ctx.settings
         why = f"{kind}: {detail}"
         log.warning("recomputation (%s) not published: %s", reason, why)
-        self._record_failure(reason, why)
+        self._record_failure(reason, why, inputs.model.id if inputs is not None else None)
         feeder = inputs.feeder if inputs is not None else self._feeder
         if feeder is None:
             return Outcome("failed", reason, detail=why)
@@ -519,17 +524,20 @@ class Recomputer:
                 latest_end_s=self._latest_end_s(now_s),
                 carry_others=only is not None,
                 gross=_gross_limits(inputs, plan),
+                history_days=settings.limit_history_days,
             )
             record.detail = {"fallback": True, "sites_published": summary.sites, "blocks": summary.blocks}
+            if only is not None:  # the other sites keep their dynamic blocks
+                record.detail["fallback_site_ids"] = sorted(s.id for s in [*sites.values(), *cut_off])
         log.warning("fallback envelopes published (%s): set %d, %d sites", reason, record.id, summary.sites)
         return record.id, summary.sites, start_s + envelopes.n_intervals * interval_s
 
-    def _record_failure(self, reason: str, detail: str) -> None:
+    def _record_failure(self, reason: str, detail: str, network_id: int | None = None) -> None:
         try:
             with transaction(self.ctx.sessions) as session:
                 session.add(
                     EnvelopeSetRecord(
-                        network_id=None,
+                        network_id=network_id,
                         created_s=self.ctx.now_s(),
                         start_s=0,
                         interval_s=self.ctx.settings.envelope_interval_s,

@@ -14,7 +14,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gridshare.server.context import AppContext
 from gridshare.server.fastpath import FastPath
 from gridshare.server.routes import ders as der_routes
-from gridshare.server.routes import discovery, end_devices, events, metering, programs, subscriptions
+from gridshare.server.routes import (
+    discovery,
+    end_devices,
+    events,
+    metering,
+    programs,
+    subscriptions,
+    usage_points,
+)
 from gridshare.server.wire.errors import error_document
 from gridshare.server.wire.xmlio import MEDIA_TYPE, WireError
 
@@ -34,7 +42,16 @@ def _error(
 def create_app(ctx: AppContext) -> FastAPI:
     app = FastAPI(title="GridShare CSIP-AUS endpoint", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ctx = ctx
-    for module in (discovery, end_devices, programs, der_routes, metering, events, subscriptions):
+    for module in (
+        discovery,
+        end_devices,
+        programs,
+        der_routes,
+        metering,
+        usage_points,
+        events,
+        subscriptions,
+    ):
         app.include_router(module.router)
 
     @app.exception_handler(StarletteHTTPException)

@@ -15,6 +15,7 @@ from gridshare.core.clock import Clock, SystemClock
 from gridshare.core.settings import Settings
 from gridshare.server.context import AppContext
 from gridshare.server.mrid import new_mrid
+from gridshare.server.self_identity import load_server_identity
 from gridshare.store.db import make_engine, session_factory, store_exists, transaction, upgrade
 from gridshare.store.models import ClientKind, DefaultDerControl, DerProgram, FunctionSetAssignments
 from gridshare.store.queries.identity import add_aggregator, register_certificate
@@ -69,8 +70,13 @@ def build_context(
         )
     engine = make_engine(settings.effective_database_url)
     upgrade(engine, logging.INFO if schema_log == "info" else logging.DEBUG)
+    clock = clock or SystemClock()
     return AppContext(
-        settings=settings, engine=engine, sessions=session_factory(engine), clock=clock or SystemClock()
+        settings=settings,
+        engine=engine,
+        sessions=session_factory(engine),
+        clock=clock,
+        self_identity=load_server_identity(settings, int(clock.now())),
     )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from gridshare.certs.identity import DeviceIdentity, load_certificates
+from gridshare.core.logs import use_format
 from gridshare.server.cli_support import admin_context, data_dir_option, load_settings
 from gridshare.server.operator.commands import token_group
 
@@ -42,7 +43,9 @@ def serve_command(
     """
     from gridshare.server.run import serve
 
-    serve(load_settings(host=host, port=port, data_dir=data_dir, roles=roles), workers=workers)
+    settings = load_settings(host=host, port=port, data_dir=data_dir, roles=roles)
+    use_format(settings.log_format)
+    serve(settings, workers=workers)
 
 
 @click.group("admin")

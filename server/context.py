@@ -9,8 +9,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gridshare.core.clock import Clock
 from gridshare.core.settings import Settings
+from gridshare.server.contacts import ContactLog
 from gridshare.server.identity import ScopeCache
 from gridshare.server.render_cache import RenderCache
+from gridshare.server.self_identity import ServerIdentity
 
 
 @dataclass
@@ -21,6 +23,9 @@ class AppContext:
     clock: Clock
     cache: RenderCache = field(default_factory=RenderCache)
     scopes: ScopeCache = field(default_factory=ScopeCache)
+    #: The server's own identity (SelfDevice); None when it has no certificate of its own to show.
+    self_identity: ServerIdentity | None = None
+    contacts: ContactLog = field(default_factory=ContactLog)
 
     def now_s(self) -> int:
         return int(self.clock.now())

@@ -6,18 +6,24 @@ else (a miss, another resource, a refused client) goes to the FastAPI applicatio
 same checks apply on both paths: peer certificate -> scope for the current generation -> cache key.
 A cached list whose controls changed status since it was rendered is re-spliced in memory (see
 server/render_cache.py), so block boundaries are answered here too, without the database.
+
+Every request is also counted here, whichever path answers it: per-resource requests and latency
+(server/metrics.py) and the EndDevice's last contact (server/contacts.py), both in memory.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import time
 from typing import Any
 
 from sqlalchemy import Engine
 
 from gridshare.server.context import AppContext
 from gridshare.server.identity import peer_pem
+from gridshare.server.metrics import PROCESS
+from gridshare.server.resources import Classifier
 from gridshare.server.wire.xmlio import MEDIA_TYPE
 from gridshare.store.db import PUBLICATION
 
@@ -78,16 +84,41 @@ class FastPath:
         self.app = app
         self.ctx = ctx
         self.generations = GenerationReader(ctx.engine)
+        self.classify = Classifier()
+        self.metrics = PROCESS
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        resource, site_id = self.classify(scope["path"])
+        if resource == "DERControlList" and scope["method"] in ("GET", "HEAD"):
             body = self._cached(scope)
             if body is not None:
                 headers = [*_HEADERS, (b"content-length", str(len(body)).encode())]
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
                 await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+                self.metrics.cache["hit"] += 1
+                self._done(resource, site_id, 200, t0)
                 return
-        await self.app(scope, receive, send)
+            self.metrics.cache["miss"] += 1
+        status = [500]
+
+        async def send_noting_status(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            self._done(resource, site_id, status[0], t0)
+
+    def _done(self, resource: str, site_id: int | None, status: int, t0: float) -> None:
+        self.metrics.observe(resource, status, time.perf_counter() - t0)
+        if site_id is not None and status < 400:
+            self.ctx.contacts.record(site_id, resource, self.ctx.clock.now(), resource == "DERControlList")
 
     def _cached(self, scope: dict[str, Any]) -> bytes | None:
         match = _DERC_LIST.match(scope["path"])

@@ -18,12 +18,14 @@ import threading
 import uvicorn
 
 from gridshare.certs.devpki import INDEX_FILE, DevPki, ensure_dev_pki, load_dev_pki
+from gridshare.core.logs import use_format
 from gridshare.core.settings import Settings
 from gridshare.recompute.demo import seed_demo
 from gridshare.recompute.service import Recomputer
 from gridshare.server.app import create_asgi
 from gridshare.server.bootstrap import build_context, register_dev_aggregators, seed_baseline, tls_files
 from gridshare.server.context import AppContext
+from gridshare.server.metrics import start_sharing, use_metrics_dir
 from gridshare.server.notify.service import NotificationService
 from gridshare.server.operator.run import operator_server
 from gridshare.server.tls import PeerCertHttpProtocol, server_context
@@ -72,20 +74,28 @@ def device_config(ctx: AppContext) -> uvicorn.Config:
 
 def run_worker(settings: Settings, reuse_port: bool, with_operator: bool = True) -> None:
     """One serving process: its own cache and listening socket (and the operator API in one)."""
+    use_format(settings.log_format)  # a spawned worker starts with no logging configured
     ctx = build_context(settings, schema_log="debug")  # the parent has said what it did to the schema
+    ctx.contacts.start(ctx.sessions, settings.contact_flush_s)
+    sharing = threading.Event()
+    start_sharing(sharing)
     config = device_config(ctx)
     server = uvicorn.Server(config)
     device_socket = _socket(settings.host, settings.port, reuse_port)
     operator_socket = _operator_socket(settings) if with_operator else None
-    if operator_socket is None:
-        server.run(sockets=[device_socket])
-        return
-    pairs = [
-        (server, device_socket),
-        (operator_server(ctx, settings.operator_host, settings.operator_port), operator_socket),
-    ]
-    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
-        runner.run(_serve_together(pairs))
+    try:
+        if operator_socket is None:
+            server.run(sockets=[device_socket])
+            return
+        pairs = [
+            (server, device_socket),
+            (operator_server(ctx, settings.operator_host, settings.operator_port), operator_socket),
+        ]
+        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+            runner.run(_serve_together(pairs))
+    finally:
+        sharing.set()
+        ctx.contacts.stop()  # writes the last contacts recorded
 
 
 def run_operator_only(settings: Settings) -> None:
@@ -252,6 +262,8 @@ def _wait_for_signal() -> None:
 
 def _run_workers(settings: Settings, workers: int) -> None:
     """N serving processes on one port (SO_REUSEPORT); the first also hosts the operator API."""
+    # Each worker counts its own requests and shares its tallies through files in one directory.
+    use_metrics_dir(settings.data_dir / "metrics")
     spawn = multiprocessing.get_context("spawn")
     with_operator = "operator" in settings.roles
     procs = [

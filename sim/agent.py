@@ -227,10 +227,15 @@ class SiteAgent:
         self.last_success_s = max(self.last_success_s, sent_s)
 
     async def register(self) -> None:
-        """DeviceCapability -> EndDevice (registering it if needed) -> ConnectionPoint with the NMI."""
+        """DeviceCapability -> EndDevice (registering it if needed) -> ConnectionPoint with the NMI.
+
+        A device with its own certificate first looks for its EndDevice in the EndDeviceList (2030.5
+        Annex C.6; the server shows a device only its own), and registers only if it is not there. The
+        DeviceCapability's SelfDeviceLink is no help: it names the server, not the client (§8.4).
+        """
         dcap = wire.device_capability(wire.parse((await self._call("dcap", "GET", "/dcap")).content))
         self.rates.dcap_s = dcap.poll_rate_s
-        href = None if self.managed else dcap.self_device
+        href = None if self.managed else await self.find_end_device(dcap.edev_list)
         if href is None:
             href = await self._register_end_device(dcap.edev_list)
         self.edev = wire.end_device(wire.parse((await self._call("edev", "GET", href)).content))

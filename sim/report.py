@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from gridshare.sim import plots
 from gridshare.sim.figures import figures
+from gridshare.sim.profiles import write_profiles
 from gridshare.sim.runner import RunOutput
 
 Block = tuple[str, Any]  # ("h2", text) | ("p", text) | ("table", (header, rows)) | ("img", (alt, file))
@@ -46,6 +47,7 @@ def write_report(out: RunOutput, out_dir: Path) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     figs = figures(out)
     (out_dir / "figures.json").write_text(json.dumps(figs, indent=2))
+    write_profiles(out.recording.times_s, out.sites, out_dir / "profiles.csv")
     tz = out.network.network.timezone
     images = {
         "constraints": plots.constraints_plot(

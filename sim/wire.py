@@ -60,7 +60,6 @@ class DeviceCapability:
     poll_rate_s: int
     edev_list: str
     mup_list: str | None
-    self_device: str | None
     time: str | None
 
 
@@ -69,7 +68,6 @@ def device_capability(el: etree._Element) -> DeviceCapability:
         poll_rate_s=poll_rate_s(el, 900),
         edev_list=_href(el, "s:EndDeviceListLink") or "/edev",
         mup_list=_href(el, "s:MirrorUsagePointListLink"),
-        self_device=_href(el, "s:SelfDeviceLink"),
         time=_href(el, "s:TimeLink"),
     )
 

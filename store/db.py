@@ -19,6 +19,7 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
+import gridshare.store.console_models
 import gridshare.store.operator_models  # noqa: F401  (the operator tables belong to the same metadata)
 from gridshare.store.models import EnvelopePointer, PublicationCounter, PublisherLease
 

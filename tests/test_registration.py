@@ -22,8 +22,8 @@ def test_device_registers_itself_and_sees_only_itself(server: RunningServer) -> 
         assert listing.get("all") == "1"
         assert [e.findtext("s:lFDI", namespaces=NS) for e in listing] == [d1.lfdi]
         assert c.get(loc2).status_code == 404  # device-2's EndDevice does not exist for device-1
-        dcap = xml_ok(c.get("/dcap"))
-        assert dcap.find("s:SelfDeviceLink", NS).get("href") == loc1
+        dcap = xml_ok(c.get("/dcap"))  # SelfDevice is the server (2030.5 §8.4), never the client
+        assert dcap.find("s:SelfDeviceLink", NS).get("href") not in (loc1, loc2)
     with server.client("device-2") as c:
         assert [e.findtext("s:lFDI", namespaces=NS) for e in xml_ok(c.get("/edev", params={"l": 10}))] == [
             d2.lfdi

@@ -42,15 +42,17 @@ def _rooms() -> list[str]:
 
 
 def _expected_files() -> set[str]:
-    """Every file the installed package needs, as wheel paths (`gridshare/<room>/...`)."""
+    """Every file of every room, as wheel paths (`gridshare/<room>/...`): code, migrations, example
+    networks, the console's templates and static files. A data file the package-data patterns miss
+    shows up here."""
     wanted = {"gridshare/__init__.py", "gridshare/cli.py"}
     for room in _rooms():
         for path in (ROOT / room).rglob("*"):
-            if "__pycache__" in path.parts or not path.is_file():
+            if not path.is_file() or "__pycache__" in path.parts or path.suffix == ".pyc":
                 continue
-            relative = path.relative_to(ROOT).as_posix()
-            if path.suffix in (".py", ".mako") or relative.startswith("grid/examples/"):
-                wanted.add(f"gridshare/{relative}")
+            if any(part.startswith(".") for part in path.relative_to(ROOT).parts):
+                continue
+            wanted.add(f"gridshare/{path.relative_to(ROOT).as_posix()}")
     return wanted
 
 

@@ -52,9 +52,19 @@ def subscription_href(s: Subscription) -> str:
 
 #: Notification.status "Subscription canceled, resource deleted" (IEEE 2030.5-2018 schema, Notification).
 STATUS_CANCELLED_RESOURCE_DELETED = 4
-#: What a device's own reports (the writes that move only the activity counter: telemetry, Responses,
-#: LogEvents, DER documents; server/routes/common.py `write_unit`) can change among subscribable resources.
-REPORT_KINDS = frozenset({Kind.der_document})
+#: What a device's own reports (the writes that move only the activity counter: telemetry and mirrors,
+#: Responses, LogEvents, DER documents; server/routes/common.py `write_unit`) can change among
+#: subscribable resources.
+REPORT_KINDS = frozenset(
+    {
+        Kind.der_document,
+        Kind.usage_point_list,
+        Kind.meter_reading_list,
+        Kind.reading_set_list,
+        Kind.reading_list,
+        Kind.latest_reading,
+    }
+)
 #: last_sha256 of a subscription cancelled because its resource went away.
 _GONE = "resource deleted"
 
@@ -78,14 +88,15 @@ class Notifier:
         """Queue a Notification for each subscription whose resource changed; returns how many were queued."""
         with self.ctx.sessions() as session:
             generation = publication_value(session)
-            # Device reports (DER documents among them, which are subscribable) move only this one.
+            # Device reports (DER documents and mirrored readings among them, subscribable) move only this.
             marks = [generation, activity_value(session)]
             now_s = self.ctx.now_s()
             rescan_due = now_s >= self._rescan_at_s
             if marks == self._marks and not rescan_due:
                 return 0
             # Only devices' own reports moved: of what can be subscribed to, they can change nothing but
-            # DER documents, so the (many) list subscriptions are not re-rendered for every telemetry post.
+            # DER documents and metering views, so the (many) program and control list subscriptions are
+            # not re-rendered for every telemetry post.
             reports_only = not rescan_due and self._marks is not None and marks[0] == self._marks[0]
             changes = self._changes(session, generation, REPORT_KINDS if reports_only else None)
         queued = sum(self._queue(change, now_s) for change in changes)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from fastapi import HTTPException
 from lxml import etree
 
+from gridshare.server import metering_views
 from gridshare.server.control_status import ACTIVE, derive_states
 from gridshare.server.notify.targets import Kind, Target
 from gridshare.server.routes.common import Unit
@@ -128,6 +129,26 @@ def _der_document(u: Unit, t: Target, _limit: int, _since_s: int) -> etree._Elem
     )
 
 
+def _usage_point_list(u: Unit, _t: Target, limit: int, _since_s: int) -> etree._Element:
+    return metering_views.usage_point_list(u, 0, limit)
+
+
+def _meter_reading_list(u: Unit, t: Target, limit: int, _since_s: int) -> etree._Element:
+    return metering_views.meter_reading_list(u, t.mup_id, 0, limit)
+
+
+def _reading_set_list(u: Unit, t: Target, limit: int, _since_s: int) -> etree._Element:
+    return metering_views.reading_set_list(u, t.mup_id, t.mmr_id, 0, limit, None)
+
+
+def _reading_list(u: Unit, t: Target, limit: int, _since_s: int) -> etree._Element:
+    return metering_views.reading_list(u, t.mup_id, t.mmr_id, t.day_s, 0, limit, None)
+
+
+def _latest_reading(u: Unit, t: Target, _limit: int, _since_s: int) -> etree._Element:
+    return metering_views.latest_reading(u, t.mup_id, t.mmr_id)
+
+
 _RENDERERS: dict[Kind, Callable[[Unit, Target, int, int], etree._Element | None]] = {
     Kind.end_device_list: _end_device_list,
     Kind.fsa_list: _fsa_list,
@@ -136,4 +157,9 @@ _RENDERERS: dict[Kind, Callable[[Unit, Target, int, int], etree._Element | None]
     Kind.active_control_list: _control_list,
     Kind.default_control: _default_control,
     Kind.der_document: _der_document,
+    Kind.usage_point_list: _usage_point_list,
+    Kind.meter_reading_list: _meter_reading_list,
+    Kind.reading_set_list: _reading_set_list,
+    Kind.reading_list: _reading_list,
+    Kind.latest_reading: _latest_reading,
 }

@@ -2,7 +2,9 @@
 
 The set is what cactus-client can receive in a Notification (its xsi:type table) and we serve:
 EndDeviceList, FunctionSetAssignmentsList, DERProgramList, DERControlList (and the active one, which is a
-DERControlList too), DefaultDERControl and the DER documents whose schema type is subscribable.
+DERControlList too), DefaultDERControl and the DER documents whose schema type is subscribable; and from
+the Metering function set the schema's subscribable lists (UsagePointList, MeterReadingList,
+ReadingSetList, ReadingList) and a MeterReading's newest Reading.
 """
 
 from __future__ import annotations
@@ -21,10 +23,15 @@ class Kind(enum.StrEnum):
     active_control_list = "ActiveDERControlList"
     default_control = "DefaultDERControl"
     der_document = "DERDocument"
+    usage_point_list = "UsagePointList"
+    meter_reading_list = "MeterReadingList"
+    reading_set_list = "ReadingSetList"
+    reading_list = "ReadingList"
+    latest_reading = "Reading"
 
     @property
     def is_list(self) -> bool:
-        return self not in (Kind.default_control, Kind.der_document)
+        return self not in (Kind.default_control, Kind.der_document, Kind.latest_reading)
 
 
 @dataclass(frozen=True)
@@ -35,9 +42,13 @@ class Target:
     program_id: int = 0
     der_index: int = 0
     doc: str = ""
+    mup_id: int = 0
+    mmr_id: int = 0
+    day_s: int = 0
 
 
 _ID = r"(\d{1,9})"
+_TIME = r"(\d{1,12})"
 _PATTERNS: tuple[tuple[re.Pattern[str], Kind, tuple[str, ...]], ...] = (
     (re.compile(r"^/edev$"), Kind.end_device_list, ()),
     (re.compile(rf"^/edev/{_ID}/fsa$"), Kind.fsa_list, ("site_id",)),
@@ -50,6 +61,11 @@ _PATTERNS: tuple[tuple[re.Pattern[str], Kind, tuple[str, ...]], ...] = (
         Kind.der_document,
         ("site_id", "der_index", "doc"),
     ),
+    (re.compile(r"^/upt$"), Kind.usage_point_list, ()),
+    (re.compile(rf"^/upt/{_ID}/mr$"), Kind.meter_reading_list, ("mup_id",)),
+    (re.compile(rf"^/upt/{_ID}/mr/{_ID}/rs$"), Kind.reading_set_list, ("mup_id", "mmr_id")),
+    (re.compile(rf"^/upt/{_ID}/mr/{_ID}/rs/{_TIME}/r$"), Kind.reading_list, ("mup_id", "mmr_id", "day_s")),
+    (re.compile(rf"^/upt/{_ID}/mr/{_ID}/r$"), Kind.latest_reading, ("mup_id", "mmr_id")),
 )
 
 

@@ -10,6 +10,7 @@ from gridshare.server.operator import (
     routes_aggregators,
     routes_audit,
     routes_conformance,
+    routes_console,
     routes_controls,
     routes_curves,
     routes_fallback,
@@ -20,7 +21,10 @@ from gridshare.server.operator import (
     routes_sites,
     routes_views,
 )
+from gridshare.server.operator.docs import install_docs
 from gridshare.server.operator.errors import install_error_handlers
+from gridshare.server.operator.metrics_view import install_metrics
+from gridshare.server.operator.web.routes import install_console
 
 ROUTERS = (
     routes_aggregators,
@@ -36,6 +40,7 @@ ROUTERS = (
     routes_views,
     routes_notifications,
     routes_audit,
+    routes_console,
 )
 
 
@@ -51,11 +56,14 @@ def create_operator_app(ctx: AppContext) -> FastAPI:
             "the field) and recorded in the audit log (`GET /audit`). Lists take `start` and `limit`."
         ),
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # served from the installed swagger-ui package below, not a CDN
         redoc_url=None,
     )
     app.state.ctx = ctx
     install_error_handlers(app)
     for module in ROUTERS:
         app.include_router(module.router)
+    install_docs(app)
+    install_metrics(app)
+    install_console(app)
     return app

@@ -51,7 +51,7 @@ class DerateIn(WriteBody):
     """Scale an asset's rating by `factor` (0 = outage) from `from_s` (default now) until `until_s`.
 
     A factor of 1 or more would change nothing, so it is refused rather than stored as a derate that
-    never applies (an `until_s` already past is refused by the route, which knows the time).
+    never applies (an `until_s` already past is refused by services/derates.py, which knows the time).
     """
 
     asset: Annotated[str, Field(min_length=1, max_length=64)]

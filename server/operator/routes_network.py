@@ -31,6 +31,7 @@ from gridshare.server.operator.network_schemas import (
     RatingIn,
 )
 from gridshare.server.operator.schemas import Page
+from gridshare.server.operator.services import derates
 from gridshare.store.models import AssetDerate, EnvelopeSetRecord, NetworkModel
 from gridshare.store.queries.operator import page_of, set_setting
 
@@ -141,27 +142,7 @@ def set_rating(asset: str, body: RatingIn, w: Writer = Depends(writer)) -> Netwo
 def add_derate(body: DerateIn, w: Writer = Depends(writer)) -> DerateOut:
     """Derate an asset (factor < 1) or take it out (factor 0); the recomputation follows at once."""
     with w.transaction("derate.add", f"asset:{body.asset}") as change:
-        current = found(active_document(change.session), "network")
-        names = {b["name"] for b in current.document["network"]["branches"]}
-        if body.asset not in names:
-            raise FieldError(("body", "asset"), f"no asset named {body.asset!r} in the active network")
-        if body.until_s is not None and body.until_s <= change.now_s:
-            raise FieldError(
-                ("body", "until_s"), "is not in the future: the derate would never apply (it ends before now)"
-            )
-        row = AssetDerate(
-            asset=body.asset,
-            factor=body.factor,
-            reason=body.reason,
-            from_s=body.from_s if body.from_s is not None else change.now_s,
-            until_s=body.until_s,
-            created_s=change.now_s,
-            created_by=w.caller.name,
-        )
-        change.session.add(row)
-        change.session.flush()
-        change.details = body.model_dump()
-        return DerateOut.model_validate(row)
+        return DerateOut.model_validate(derates.add_derate(change, body, w.caller.name))
 
 
 @router.get("/derates", response_model=Page[DerateOut])
@@ -176,9 +157,7 @@ def list_derates(session: Session = Depends(read_session), p: Paging = Depends(p
 def clear_derate(derate_id: Id, w: Writer = Depends(writer)) -> Response:
     """End a derate now (the asset is back at its rating on the next recomputation)."""
     with w.transaction("derate.clear", f"derate:{derate_id}") as change:
-        row = found(change.session.get(AssetDerate, derate_id), "derate")
-        if row.cleared_s is None:
-            row.cleared_s = change.now_s
+        derates.clear_derate(change, derate_id)
     return Response(status_code=204)
 
 

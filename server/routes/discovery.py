@@ -1,15 +1,15 @@
-"""DeviceCapability and Time: the two resources every client reads first."""
+"""DeviceCapability, Time and SelfDevice: what every client reads first, and who this server is."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
 from gridshare.server.routes.common import read_unit, xml
 from gridshare.server.timeinfo import time_fields
 from gridshare.server.wire import encode
 from gridshare.store.queries.metering import count_mups
-from gridshare.store.queries.sites import count_sites, site_by_lfdi
+from gridshare.store.queries.sites import count_sites
 
 router = APIRouter()
 
@@ -17,12 +17,11 @@ router = APIRouter()
 @router.api_route("/dcap", methods=["GET", "HEAD"])
 def device_capability(request: Request) -> Response:
     with read_unit(request) as u:
-        self_site = None if u.scope.is_aggregator else site_by_lfdi(u.session, u.scope, u.scope.lfdi)
         edev_count = count_sites(u.session, u.scope) + (1 if u.scope.is_aggregator else 0)
         return xml(
             encode.device_capability(
                 u.poll_rate("dcap"),
-                self_site.id if self_site else None,
+                u.ctx.self_identity is not None,
                 edev_count,
                 count_mups(u.session, u.scope),
             )
@@ -45,3 +44,21 @@ def time_resource(request: Request) -> Response:
                 u.poll_rate("dcap"),
             )
         )
+
+
+@router.api_route("/sdev", methods=["GET", "HEAD"])
+def self_device(request: Request) -> Response:
+    with read_unit(request) as u:
+        me = u.ctx.self_identity
+        if me is None:
+            raise HTTPException(404, "this server has no certificate of its own to describe")
+        return xml(encode.self_device(me, u.poll_rate("dcap")))
+
+
+@router.api_route("/sdev/di", methods=["GET", "HEAD"])
+def self_device_information(request: Request) -> Response:
+    with read_unit(request) as u:
+        me = u.ctx.self_identity
+        if me is None:
+            raise HTTPException(404, "this server has no certificate of its own to describe")
+        return xml(encode.device_information(me, u.ctx.settings.pen, u.poll_rate("dcap")))

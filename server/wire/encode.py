@@ -6,12 +6,14 @@ csipaus: elements come after every standard element).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from lxml import etree
 
 from gridshare.server.control_status import ControlState
+from gridshare.server.self_identity import POWER_MAINS, POWER_NONE, ServerIdentity
 from gridshare.server.wire import hrefs
 from gridshare.server.wire.power import encode_active_power_w
 from gridshare.server.wire.xmlio import CSIP_NS, NSMAP, SEP_NS
@@ -87,14 +89,42 @@ def list_root(
 
 
 def device_capability(
-    poll_rate_s: int, self_site_id: int | None, edev_count: int, mup_count: int
+    poll_rate_s: int, has_self_device: bool, edev_count: int, mup_count: int
 ) -> etree._Element:
+    """DeviceCapability. SelfDeviceLink names this server (2030.5 §8.4), never the client's EndDevice:
+    a client finds that through the EndDeviceList or the Location of its registration."""
     el = root("DeviceCapability", hrefs.DCAP, pollRate=poll_rate_s)
     link(el, "TimeLink", hrefs.TIME)
+    link(el, "UsagePointListLink", hrefs.UPT_LIST, mup_count)
     link(el, "EndDeviceListLink", hrefs.EDEV_LIST, edev_count)
     link(el, "MirrorUsagePointListLink", hrefs.MUP_LIST, mup_count)
-    if self_site_id is not None:
-        link(el, "SelfDeviceLink", hrefs.edev(self_site_id))
+    if has_self_device:
+        link(el, "SelfDeviceLink", hrefs.SELF_DEVICE)
+    return el
+
+
+def self_device(me: ServerIdentity, poll_rate_s: int) -> etree._Element:
+    """The server itself: its certificate's lFDI/sFDI and its DeviceInformation (2030.5 §8.4, §9.3)."""
+    el = root("SelfDevice", hrefs.SELF_DEVICE, subscribable=0, pollRate=poll_rate_s)
+    link(el, "DeviceInformationLink", hrefs.SELF_DEVICE_INFO)
+    sub(el, "lFDI", me.lfdi)
+    sub(el, "sFDI", me.sfdi)
+    return el
+
+
+def device_information(me: ServerIdentity, pen: int, poll_rate_s: int) -> etree._Element:
+    """DeviceInformation of the server: every server SHALL serve one (2030.5 §9.3.3)."""
+    el = root("DeviceInformation", hrefs.SELF_DEVICE_INFO, pollRate=poll_rate_s)
+    sub(el, "lFDI", me.lfdi)
+    sub(el, "mfDate", me.made_s)
+    sub(el, "mfHwVer", me.hardware)
+    sub(el, "mfID", pen)
+    sub(el, "mfModel", "GridShare")
+    sub(el, "mfSerNum", me.serial)
+    sub(el, "primaryPower", POWER_MAINS)
+    sub(el, "secondaryPower", POWER_NONE)
+    sub(el, "swActTime", me.started_s)
+    sub(el, "swVer", me.software_version)
     return el
 
 
@@ -388,6 +418,107 @@ def reading_type(parent: etree._Element, fields: dict[str, object]) -> None:
     for name in READING_TYPE_FIELDS:
         if name in fields:
             sub(el, name, fields[name])
+
+
+# --- metering (the read side of mirrors) -------------------------------------------------------------
+
+#: UsagePoint.roleFlags bit 0, isMirror: "SHALL be set if the server is not the measurement device".
+ROLE_IS_MIRROR = 0x01
+
+
+def usage_point(
+    parent: etree._Element | None, mup: m.MirrorUsagePoint, site: m.Site, reading_count: int
+) -> etree._Element:
+    """The UsagePoint of a MirrorUsagePoint: what the client mirrored, marked as a mirror."""
+    href = hrefs.upt(mup.id)
+    el = root("UsagePoint", href) if parent is None else sub(parent, "UsagePoint", href=href)
+    sub(el, "mRID", mup.mrid)
+    if mup.description:
+        sub(el, "description", mup.description)
+    sub(el, "roleFlags", hex_binary(mup.role_flags | ROLE_IS_MIRROR, 4))
+    sub(el, "serviceCategoryKind", mup.service_category)
+    sub(el, "status", mup.status)
+    sub(el, "deviceLFDI", site.lfdi)
+    link(el, "MeterReadingListLink", hrefs.meter_reading_list(mup.id), reading_count)
+    return el
+
+
+def meter_reading_resource(
+    parent: etree._Element | None,
+    mup_id: int,
+    mmr: m.MirrorMeterReading,
+    set_count: int,
+    has_reading: bool,
+) -> etree._Element:
+    """A MeterReading: links to its newest Reading (if any), its ReadingSets and its ReadingType."""
+    href = hrefs.meter_reading(mup_id, mmr.id)
+    el = root("MeterReading", href) if parent is None else sub(parent, "MeterReading", href=href)
+    sub(el, "mRID", mmr.mrid)
+    if mmr.description:
+        sub(el, "description", mmr.description)
+    if has_reading:
+        link(el, "ReadingLink", hrefs.latest_reading(mup_id, mmr.id))
+    link(el, "ReadingSetListLink", hrefs.reading_set_list(mup_id, mmr.id), set_count)
+    link(el, "ReadingTypeLink", hrefs.reading_type(mup_id, mmr.id))
+    return el
+
+
+def reading_type_resource(mup_id: int, mmr: m.MirrorMeterReading) -> etree._Element:
+    el = root("ReadingType", hrefs.reading_type(mup_id, mmr.id))
+    for name in READING_TYPE_FIELDS:
+        if name in mmr.reading_type:
+            sub(el, name, mmr.reading_type[name])
+    return el
+
+
+def reading_set(
+    parent: etree._Element | None,
+    mup_id: int,
+    mmr_id: int,
+    day_s: int,
+    day_length_s: int,
+    mrid: str,
+    reading_count: int,
+) -> etree._Element:
+    """One UTC day of a MeterReading's readings."""
+    href = hrefs.reading_set(mup_id, mmr_id, day_s)
+    el = root("ReadingSet", href) if parent is None else sub(parent, "ReadingSet", href=href)
+    sub(el, "mRID", mrid)
+    sub(el, "description", f"{time.strftime('%Y-%m-%d', time.gmtime(day_s))} UTC")
+    period = sub(el, "timePeriod")
+    sub(period, "duration", day_length_s)
+    sub(period, "start", day_s)
+    link(el, "ReadingListLink", hrefs.reading_list(mup_id, mmr_id, day_s), reading_count)
+    return el
+
+
+def reading(
+    parent: etree._Element | None,
+    href: str,
+    r: m.TelemetryReading,
+    power_of_ten: int,
+    subscribable: int | None = None,
+) -> etree._Element:
+    """A Reading in the units of its MeterReading's ReadingType (`power_of_ten` is its multiplier).
+
+    A reading stored under an older multiplier is rescaled; its duration is 0 when the client sent none.
+    """
+    attrs: dict[str, Any] = {"href": href, "subscribable": subscribable}
+    el = root("Reading", **attrs) if parent is None else sub(parent, "Reading", **attrs)
+    if r.quality_flags is not None:
+        sub(el, "qualityFlags", hex_binary(r.quality_flags, 4))
+    period = sub(el, "timePeriod")
+    sub(period, "duration", r.duration_s or 0)
+    sub(period, "start", r.time_s)
+    sub(el, "value", rescale(r.value, r.power_of_ten, power_of_ten))
+    return el
+
+
+def rescale(value: int, from_power: int, to_power: int) -> int:
+    """value x 10^from_power expressed in units of 10^to_power (exact when scaling up, else rounded)."""
+    if from_power >= to_power:
+        return value * 10 ** (from_power - to_power)
+    return round(value / 10 ** (to_power - from_power))
 
 
 def response(parent: etree._Element | None, r: m.Response, site: m.Site) -> etree._Element:

@@ -6,6 +6,11 @@ DCAP = "/dcap"
 TIME = "/tm"
 EDEV_LIST = "/edev"
 MUP_LIST = "/mup"
+#: SelfDevice: the server itself (2030.5 §8.4), and its DeviceInformation (§9.3).
+SELF_DEVICE = "/sdev"
+SELF_DEVICE_INFO = "/sdev/di"
+#: Metering (2030.5 §10.4): read-only views of what clients mirror; /upt/{n} is /mup/{n}'s UsagePoint.
+UPT_LIST = "/upt"
 #: Responses to DERControls go to one ResponseSet (2030.5 §12.1: replyTo names the ResponseList).
 DERC_RESPONSES = "/rsps/1/rsp"
 AGGREGATOR_EDEV_ID = 0
@@ -97,3 +102,40 @@ def subscription_list(edev_id: int) -> str:
 
 def subscription(edev_id: int, subscription_id: int) -> str:
     return f"/edev/{edev_id}/sub/{subscription_id}"
+
+
+def upt(mup_id: int) -> str:
+    return f"/upt/{mup_id}"
+
+
+def meter_reading_list(mup_id: int) -> str:
+    return f"/upt/{mup_id}/mr"
+
+
+def meter_reading(mup_id: int, mmr_id: int) -> str:
+    return f"/upt/{mup_id}/mr/{mmr_id}"
+
+
+def reading_type(mup_id: int, mmr_id: int) -> str:
+    return f"/upt/{mup_id}/mr/{mmr_id}/rt"
+
+
+def latest_reading(mup_id: int, mmr_id: int) -> str:
+    """The MeterReading's ReadingLink: always its newest Reading, at one stable href."""
+    return f"/upt/{mup_id}/mr/{mmr_id}/r"
+
+
+def reading_set_list(mup_id: int, mmr_id: int) -> str:
+    return f"/upt/{mup_id}/mr/{mmr_id}/rs"
+
+
+def reading_set(mup_id: int, mmr_id: int, day_start_s: int) -> str:
+    return f"/upt/{mup_id}/mr/{mmr_id}/rs/{day_start_s}"
+
+
+def reading_list(mup_id: int, mmr_id: int, day_start_s: int) -> str:
+    return f"/upt/{mup_id}/mr/{mmr_id}/rs/{day_start_s}/r"
+
+
+def reading(mup_id: int, mmr_id: int, day_start_s: int, reading_id: int) -> str:
+    return f"/upt/{mup_id}/mr/{mmr_id}/rs/{day_start_s}/r/{reading_id}"

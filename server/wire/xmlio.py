@@ -87,11 +87,20 @@ def parse_body(body: bytes, *, expected: tuple[str, ...], max_bytes: int, max_de
     if _depth(root) > max_depth:
         raise WireError(f"XML nested deeper than {max_depth} levels")
     _complete_list_counts(root)
+    _drop_schema_version(root)
     validator = schema()
     if not validator.validate(root):
         error = validator.error_log.last_error
         raise WireError(f"not valid 2030.5: line {error.line}: {error.message}")
     return root
+
+
+def _drop_schema_version(root: etree._Element) -> None:
+    """IEEE 2030.5-2023 puts a `schemaVer` attribute on every top-level element; the 2018 schema that
+    CSIP-AUS v1.2 builds on has none. It changes nothing this server reads, so a 2023 client's body (py20305
+    sends one by default) is accepted without it instead of refused; nothing stored or echoed keeps it."""
+    if "schemaVer" in root.attrib:
+        del root.attrib["schemaVer"]
 
 
 def _complete_list_counts(root: etree._Element) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+import gridshare.store.console_models
 import gridshare.store.operator_models  # noqa: F401  (operator tables: tokens, audit, settings)
 from gridshare.store.models import Base
 

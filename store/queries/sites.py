@@ -16,13 +16,14 @@ def count_sites(session: Session, scope: ClientScope) -> int:
 def list_sites(
     session: Session, scope: ClientScope, *, start: int, limit: int, changed_after_s: int | None
 ) -> tuple[int, list[Site]]:
-    """A page of visible sites, newest change first then id (stable), and the total."""
+    """A page of visible sites and the total, in the 2030.5 EndDevice list order (§8.5.2, Table 21):
+    changedTime descending, then sFDI ascending, then href (here: id) ascending."""
     query = select(Site).where(scope.site_filter())
     if changed_after_s is not None:
         query = query.where(Site.changed_s >= changed_after_s)
     total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
     page = (
-        session.execute(query.order_by(Site.changed_s.desc(), Site.id.desc()).offset(start).limit(limit))
+        session.execute(query.order_by(Site.changed_s.desc(), Site.sfdi, Site.id).offset(start).limit(limit))
         .scalars()
         .all()
     )

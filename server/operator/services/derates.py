@@ -1,0 +1,61 @@
+"""Derates and outages: the one place that writes them, for the JSON API and the console alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import HTTPException
+
+from gridshare.recompute.network_docs import active_document
+from gridshare.server.operator.audit import Change
+from gridshare.server.operator.errors import FieldError
+from gridshare.server.operator.network_schemas import DerateIn
+from gridshare.store.models import AssetDerate
+
+
+@dataclass(frozen=True)
+class DerateImpact:
+    """What a derate touches, for the confirmation an operator sees before making it."""
+
+    asset: str
+    rating_kw: float | None
+    derated_kw: float | None
+    sites_behind: list[str]
+
+
+def add_derate(change: Change, body: DerateIn, actor: str) -> AssetDerate:
+    """Write the derate in the caller's audited transaction; 422 naming `asset` if the network has none."""
+    current = active_document(change.session)
+    if current is None:
+        raise HTTPException(404, "no such network (load one with PUT /network)")
+    names = {b["name"] for b in current.document["network"]["branches"]}
+    if body.asset not in names:
+        raise FieldError(("body", "asset"), f"no asset named {body.asset!r} in the active network")
+    if body.until_s is not None and body.until_s <= change.now_s:
+        raise FieldError(
+            ("body", "until_s"), "is not in the future: the derate would never apply (it ends before now)"
+        )
+    row = AssetDerate(
+        asset=body.asset,
+        factor=body.factor,
+        reason=body.reason,
+        from_s=body.from_s if body.from_s is not None else change.now_s,
+        until_s=body.until_s,
+        created_s=change.now_s,
+        created_by=actor,
+    )
+    change.session.add(row)
+    change.session.flush()
+    change.target = f"asset:{body.asset}"
+    change.details = body.model_dump()
+    return row
+
+
+def clear_derate(change: Change, derate_id: int) -> AssetDerate:
+    row = change.session.get(AssetDerate, derate_id)
+    if row is None:
+        raise HTTPException(404, "no such derate")
+    if row.cleared_s is None:
+        row.cleared_s = change.now_s
+    change.target = f"derate:{derate_id}"
+    return row
