@@ -96,8 +96,9 @@ def site_figures(out: RunOutput, engine_fallback: np.ndarray | None = None) -> l
     exported = _kwh(np.clip(rec.net_export_w, 0, None), step_s)
     imported = _kwh(np.clip(-rec.net_export_w, 0, None), step_s)
     available = _kwh(rec.pv_available_w, step_s)
-    limited_w = np.clip(rec.pv_ceiling_w - rec.pv_w, 0, None)
-    ramp_w = np.clip(rec.pv_available_w - rec.pv_ceiling_w, 0, None)
+    held_w = np.clip(rec.pv_available_w - rec.pv_w, 0, None)  # everything PV did not make
+    ramp_w = np.minimum(np.clip(rec.pv_allowed_w - rec.pv_w, 0, None), held_w)  # the ramp's share
+    limited_w = held_w - ramp_w  # the limits' share: curtailment
     on_fallback = rec.fallback.copy()
     if engine_fallback is not None:
         on_fallback |= engine_fallback[:, None]
