@@ -250,6 +250,46 @@ class Settings(BaseSettings):
         "publish (the envelope engine, one publisher per database through a lease), notify (notifications "
         "to subscribers). A list, or comma-separated in GRIDSHARE_ROLES. Default: all four.",
     )
+    tls_handshake_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="A TLS handshake on the device port must finish within this many seconds (and a "
+        "closing peer must answer close_notify within it); else the connection is dropped.",
+    )
+    request_header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="A request's line and headers must arrive within this many seconds of its first byte "
+        "(of the connection's start, for its first request): else 408 and close.",
+    )
+    request_body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="A request body must arrive in full within this many seconds of its headers: "
+        "else 408 and close (a body is at most max_body_bytes).",
+    )
+    keep_alive_timeout_s: float = Field(
+        65.0,
+        gt=0,
+        le=3600,
+        description="An idle keep-alive connection is closed after this many seconds; above the 60 s "
+        "DERProgram/DER poll rate so a polling device keeps its connection.",
+    )
+    max_connections_per_client: int = Field(
+        100,
+        ge=1,
+        description="Open device-port connections one client may hold (by certificate lFDI, else peer "
+        "address; trusted proxies count only towards max_connections); more get 503 and are closed.",
+    )
+    max_connections: int | None = Field(
+        None,
+        ge=1,
+        description="Open device-port connections per serving process; more get 503 and are closed. "
+        "Unset: what the open-files limit allows (raised to its hard limit at start) less 256.",
+    )
 
     open_registration: bool = Field(
         True, description="Devices whose certificate chains to the trust anchor may register themselves."

@@ -25,10 +25,11 @@ from gridshare.recompute.service import Recomputer
 from gridshare.server.app import create_asgi
 from gridshare.server.bootstrap import build_context, register_dev_aggregators, seed_baseline, tls_files
 from gridshare.server.context import AppContext
+from gridshare.server.listener import device_config
 from gridshare.server.metrics import start_sharing, use_metrics_dir
 from gridshare.server.notify.service import NotificationService
 from gridshare.server.operator.run import operator_server
-from gridshare.server.tls import PeerCertHttpProtocol, server_context
+from gridshare.server.tls import server_context
 from gridshare.store.db import startup_lock
 from gridshare.store.queries.operator import list_tokens
 
@@ -47,29 +48,14 @@ def _socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def device_config(ctx: AppContext) -> uvicorn.Config:
-    """uvicorn for the CSIP-AUS endpoint: mTLS, or plain HTTP behind a TLS-terminating proxy.
-
-    `proxy_headers` is off: uvicorn would otherwise replace the peer address with X-Forwarded-For from
-    loopback callers, and the peer address is what decides whether a forwarded certificate is believed
-    (server/identity.py). Only the TCP peer counts; the proxy's X-Forwarded-For is for its own logs.
-    """
+def device_config_for(ctx: AppContext) -> uvicorn.Config:
+    """uvicorn for the CSIP-AUS endpoint: mTLS, or plain HTTP behind a TLS-terminating proxy."""
     settings = ctx.settings
-    config = uvicorn.Config(
-        create_asgi(ctx),
-        http=PeerCertHttpProtocol,
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-        timeout_keep_alive=65,
-        server_header=False,
-        proxy_headers=False,
-    )
-    config.load()
+    ssl_context = None
     if not settings.behind_proxy:
         files = tls_files(settings)
-        config.ssl = server_context(files.cert_file, files.key_file, files.ca_file)
-    return config
+        ssl_context = server_context(files.cert_file, files.key_file, files.ca_file)
+    return device_config(create_asgi(ctx), settings, ssl_context)
 
 
 def run_worker(settings: Settings, reuse_port: bool, with_operator: bool = True) -> None:
@@ -79,7 +65,7 @@ def run_worker(settings: Settings, reuse_port: bool, with_operator: bool = True)
     ctx.contacts.start(ctx.sessions, settings.contact_flush_s)
     sharing = threading.Event()
     start_sharing(sharing)
-    config = device_config(ctx)
+    config = device_config_for(ctx)
     server = uvicorn.Server(config)
     device_socket = _socket(settings.host, settings.port, reuse_port)
     operator_socket = _operator_socket(settings) if with_operator else None

@@ -119,7 +119,8 @@ def _main(plan: ServerPlan, clock: SharedClock, ready: Any, stop: Any, commands:
     from gridshare.recompute.service import Recomputer
     from gridshare.server.app import create_asgi
     from gridshare.server.bootstrap import build_context, register_dev_aggregators, seed_baseline
-    from gridshare.server.tls import PeerCertHttpProtocol, server_context
+    from gridshare.server.listener import device_config
+    from gridshare.server.tls import server_context
     from gridshare.store.db import transaction
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
@@ -135,26 +136,15 @@ def _main(plan: ServerPlan, clock: SharedClock, ready: Any, stop: Any, commands:
         allocation_policy=plan.policy,
         recompute_interval_s=plan.recompute_interval_s,
         demo_network=False,
-        **plan.settings,
+        **{"keep_alive_timeout_s": 75.0, **plan.settings},
     )
     ctx = build_context(settings, clock)
     seed_baseline(ctx)
     register_dev_aggregators(ctx, pki)
     with transaction(ctx.sessions) as session:
         store_network(session, plan.network_doc, "simulator", ctx.now_s())
-    config = uvicorn.Config(
-        create_asgi(ctx),
-        host="127.0.0.1",
-        port=plan.port,
-        http=PeerCertHttpProtocol,
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-        timeout_keep_alive=75,
-        backlog=4096,
-    )
-    config.load()
-    config.ssl = server_context(pki.server_cert_path, pki.server_key_path, pki.ca_path)
+    tls = server_context(pki.server_cert_path, pki.server_key_path, pki.ca_path)
+    config = device_config(create_asgi(ctx), settings, tls, host="127.0.0.1", port=plan.port, backlog=4096)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,7 +30,8 @@ from gridshare.core.settings import Settings
 from gridshare.server.app import create_asgi
 from gridshare.server.bootstrap import build_context, register_dev_aggregators, seed_baseline
 from gridshare.server.context import AppContext
-from gridshare.server.tls import PeerCertHttpProtocol, server_context
+from gridshare.server.listener import device_config
+from gridshare.server.tls import server_context
 from gridshare.server.wire.xmlio import schema
 from tests.bodies import SEP_XML, end_device
 
@@ -136,8 +138,13 @@ def _validate_xml(response: httpx.Response) -> None:
             )
 
 
-@pytest.fixture
-def server(pki: DevPki, database_url: str, tmp_path: Path) -> Iterator[RunningServer]:
+@contextmanager
+def running_server(
+    pki: DevPki, database_url: str, tmp_path: Path, **overrides: Any
+) -> Iterator[RunningServer]:
+    """The device port in a thread, as `gridshare serve` builds it; `overrides` are Settings fields.
+
+    With `behind_proxy=True` it serves plain HTTP (a TLS-terminating proxy's upstream)."""
     settings = Settings(
         data_dir=tmp_path,
         database_url=database_url,
@@ -145,22 +152,16 @@ def server(pki: DevPki, database_url: str, tmp_path: Path) -> Iterator[RunningSe
         tls_cert_file=pki.server_cert_path,
         tls_key_file=pki.server_key_path,
         tls_ca_file=pki.ca_path,
+        **overrides,
     )
     clock = FixedClock(T0)
     ctx = build_context(settings, clock)
     seed_baseline(ctx)
     register_dev_aggregators(ctx, pki)
-    config = uvicorn.Config(
-        create_asgi(ctx),
-        host="127.0.0.1",
-        port=settings.port,
-        http=PeerCertHttpProtocol,
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-    )
-    config.load()
-    config.ssl = server_context(pki.server_cert_path, pki.server_key_path, pki.ca_path)
+    tls = None
+    if not settings.behind_proxy:
+        tls = server_context(pki.server_cert_path, pki.server_key_path, pki.ca_path)
+    config = device_config(create_asgi(ctx), settings, tls, host="127.0.0.1", port=settings.port)
     uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
@@ -169,9 +170,16 @@ def server(pki: DevPki, database_url: str, tmp_path: Path) -> Iterator[RunningSe
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("test server did not start")
         time.sleep(0.02)
+    scheme = "http" if settings.behind_proxy else "https"
     try:
-        yield RunningServer(f"https://127.0.0.1:{settings.port}", ctx, clock, pki)
+        yield RunningServer(f"{scheme}://127.0.0.1:{settings.port}", ctx, clock, pki)
     finally:
         uv.should_exit = True
         thread.join(timeout=10)
         ctx.engine.dispose()
+
+
+@pytest.fixture
+def server(pki: DevPki, database_url: str, tmp_path: Path) -> Iterator[RunningServer]:
+    with running_server(pki, database_url, tmp_path) as running:
+        yield running

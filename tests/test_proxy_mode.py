@@ -16,7 +16,7 @@ from gridshare.certs.devpki import DevPki
 from gridshare.core.settings import Settings
 from gridshare.server.bootstrap import build_context, seed_baseline
 from gridshare.server.identity import is_trusted_proxy
-from gridshare.server.run import device_config
+from gridshare.server.run import device_config_for
 from tests.conftest import free_port
 
 
@@ -31,7 +31,7 @@ def _plain_server(pki: DevPki, tmp_path: Path, trusted: list[str]) -> Iterator[s
     )
     ctx = build_context(settings)
     seed_baseline(ctx)
-    config = device_config(ctx)
+    config = device_config_for(ctx)
     config.host, config.port = "127.0.0.1", settings.port
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
