@@ -11,6 +11,9 @@ voltage rows (dV/dP ~ 1e-8) look alike to the solver.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -35,7 +38,44 @@ def _cvxpy() -> Any:
 def _solvers() -> list[str]:
     """Solvers that ship with cvxpy here, best for LPs first."""
     installed = set(_cvxpy().installed_solvers())
+    if "HIGHS" in installed:
+        _silence_highs_banner()
     return [name for name in _PREFERRED_SOLVERS if name in installed]
+
+
+_banner_lock = threading.Lock()
+_banner_done = False
+
+
+def _silence_highs_banner() -> None:
+    """HiGHS writes a copyright banner to the process's stdout the first time one solver is made.
+
+    cvxpy's `verbose=False` cannot stop it (it is printed before options are set), and it lands in
+    the middle of a CLI's output. Making that first instance here with stdout pointed at /dev/null
+    uses the banner up; later instances print nothing.
+    """
+    global _banner_done
+    with _banner_lock:
+        if _banner_done:
+            return
+        _banner_done = True
+        try:
+            import highspy
+        except ImportError:
+            return
+        sys.stdout.flush()
+        try:
+            saved = os.dup(1)
+        except OSError:  # no stdout at all: nothing to protect
+            highspy.Highs()
+            return
+        try:
+            with open(os.devnull, "w") as devnull:
+                os.dup2(devnull.fileno(), 1)
+                highspy.Highs()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 class MaxTotal:

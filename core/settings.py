@@ -2,20 +2,36 @@
 
 Every variable is `GRIDSHARE_<FIELD>` (e.g. `GRIDSHARE_DATABASE_URL`); the optional file is named by
 `GRIDSHARE_CONFIG` or found as `./gridshare.toml`. Defaults are safe: loopback only, embedded SQLite.
+
+A mistake in any of them is one line naming the setting and where it came from (`SettingsError`), never
+a traceback, and a misspelt name is refused with the closest real one rather than silently ignored:
+every key in the file must be a setting; in the environment, a `GRIDSHARE_` name that is not a setting
+is refused when it is close to one (`GRIDSHARE_PROT`), unless it is one of the variables other tools
+use (`NOT_SETTINGS`); other `GRIDSHARE_` names are left to whoever reads them.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import os
+import re
 import tomllib
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import Field, IPvAnyNetwork, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings import SettingsError as _SourceError
 
 #: Poll rates (seconds) advertised per resource. 300 s for discovery lists and 60 s for programs and
 #: DERs follow what a public CSIP-AUS server advertises (design notes §1).
@@ -27,6 +43,78 @@ DEFAULT_POLL_RATES_S: dict[str, int] = {
     "der": 60,
     "mup": 300,
 }
+
+ENV_PREFIX = "GRIDSHARE_"
+DEFAULT_FILE = "gridshare.toml"
+
+#: `GRIDSHARE_` variables that are not settings: the file's name, what the test suite, the
+#: conformance scripts and the cactus admin plugin read, and the nginx template's and compose file's
+#: variables (deploy/). Never refused, even when close to a setting (GRIDSHARE_TLS_CERT).
+NOT_SETTINGS = frozenset(
+    {
+        "GRIDSHARE_CONFIG",
+        "GRIDSHARE_TEST_PG_URL",
+        "GRIDSHARE_FUZZ_EXAMPLES",
+        "GRIDSHARE_CONFORMANCE_HOME",
+        "GRIDSHARE_CONFORMANCE_ONLY",
+        "GRIDSHARE_CACTUS_NOTIFY_WAIT_S",
+        "GRIDSHARE_OPERATOR_URL",
+        "GRIDSHARE_OPERATOR_TOKEN",
+        "GRIDSHARE_OPERATOR_TOKEN_FILE",
+        "GRIDSHARE_INTEROP_HOME",  # tests/interop/run.sh
+        "GRIDSHARE_CHROMIUM",  # tests/test_console_browser.py
+        "GRIDSHARE_SCREENSHOTS",
+        "GRIDSHARE_METRICS_DIR",  # server/metrics.py: set by the parent for its serving workers
+        # deploy/nginx/gridshare.conf.template and deploy/compose.yaml
+        "GRIDSHARE_LISTEN",
+        "GRIDSHARE_SERVER_NAME",
+        "GRIDSHARE_TLS_CERT",
+        "GRIDSHARE_TLS_KEY",
+        "GRIDSHARE_CLIENT_CA",
+        "GRIDSHARE_UPSTREAM_SERVERS",
+        "GRIDSHARE_UPSTREAMS",
+        "GRIDSHARE_CERT_HEADER",
+        "GRIDSHARE_ACCESS_LOG",
+        "GRIDSHARE_SERVERS",
+        "GRIDSHARE_TLS_DIR",
+    }
+)
+
+#: How alike an unknown environment name must be to a setting to be taken for a misspelling of it
+#: (difflib ratio: GRIDSHARE_PROT -> port is 0.75, GRIDSHARE_DATABSE_URL -> database_url 0.96).
+_ENV_TYPO_RATIO = 0.75
+
+
+class SettingsError(Exception):
+    """A setting that cannot be used: the message is one line naming it and where it came from."""
+
+
+def closest_setting(name: str, cutoff: float = 0.6) -> str | None:
+    """The setting `name` was most likely meant to be, if any is alike enough."""
+    found = difflib.get_close_matches(name, list(Settings.model_fields), n=1, cutoff=cutoff)
+    return found[0] if found else None
+
+
+def _did_you_mean(name: str, spelled: str = "{}", cutoff: float = 0.6) -> str:
+    match = closest_setting(name, cutoff)
+    return f"; did you mean {spelled.format(match)!r}?" if match else ""
+
+
+def config_path() -> tuple[Path, bool]:
+    """The TOML file to read, and whether GRIDSHARE_CONFIG named it (then it must exist)."""
+    named = os.environ.get("GRIDSHARE_CONFIG")
+    return Path(named or DEFAULT_FILE), bool(named)
+
+
+def _line_of(text: str, key: str) -> int | None:
+    """The line (1-based) where `key` is set in a TOML text: `key = ...` or a `[key]` table header."""
+    pattern = re.compile(
+        rf"""^\s*(?:["']?{re.escape(key)}["']?\s*=|\[\s*(?:gridshare\s*\.\s*)?["']?{re.escape(key)}["']?\s*\])"""
+    )
+    for number, line in enumerate(text.splitlines(), start=1):
+        if pattern.match(line):
+            return number
+    return None
 
 
 #: What one `gridshare serve` process can do. The embedded start does all four; behind a proxy, any
@@ -40,20 +128,89 @@ class _TomlSource(PydanticBaseSettingsSource):
 
     def __init__(self, settings_cls: type[BaseSettings]) -> None:
         super().__init__(settings_cls)
-        path = os.environ.get("GRIDSHARE_CONFIG") or "gridshare.toml"
+        path, named = config_path()
+        self.path = path
+        self.text = ""
         self._data: dict[str, Any] = {}
-        if Path(path).is_file():
-            with open(path, "rb") as fh:
-                raw = tomllib.load(fh)
-            self._data = raw.get("gridshare", raw)
-        elif os.environ.get("GRIDSHARE_CONFIG"):
-            raise FileNotFoundError(f"GRIDSHARE_CONFIG names {path!r}, which does not exist")
+        if not path.is_file():
+            if named:
+                raise SettingsError(f"GRIDSHARE_CONFIG names {str(path)!r}, which does not exist")
+            return
+        try:
+            self.text = path.read_text(encoding="utf-8")
+            raw = tomllib.loads(self.text)
+        except OSError as exc:
+            raise SettingsError(f"cannot read {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise SettingsError(f"{path}: not UTF-8 text") from None
+        except tomllib.TOMLDecodeError as exc:
+            # tomllib says where: "Expected '=' after a key in a key/value pair (at line 3, column 6)"
+            raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+        table = raw.get("gridshare", raw)
+        if not isinstance(table, dict):
+            raise SettingsError(f"{path}: 'gridshare' must be a table ([gridshare]) of settings")
+        outside = [k for k in raw if k != "gridshare"] if "gridshare" in raw else []
+        for key in [*table, *outside]:
+            if key in settings_cls.model_fields and key not in outside:
+                continue
+            where = self.where(key)
+            if key in outside and key in settings_cls.model_fields:
+                raise SettingsError(
+                    f"setting {key!r} in {where} is outside the [gridshare] table; move it in"
+                )
+            raise SettingsError(f"unknown setting {key!r} in {where}{_did_you_mean(key)}")
+        self._data = table
+
+    def where(self, key: str) -> str:
+        """`gridshare.toml line 4`: where a key is set, for messages."""
+        line = _line_of(self.text, key)
+        return f"{self.path} line {line}" if line else str(self.path)
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return self._data.get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
         return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+class _EnvSource(EnvSettingsSource):
+    """`GRIDSHARE_<FIELD>` variables: misspelt names and malformed lists or tables are SettingsErrors."""
+
+    def __call__(self) -> dict[str, Any]:
+        check_environment(os.environ)
+        try:
+            return super().__call__()
+        except _SourceError as exc:
+            field = re.search(r'field "([^"]+)"', str(exc))
+            name = f"{ENV_PREFIX}{field.group(1).upper()}" if field else "a GRIDSHARE_ variable"
+            cause = exc.__cause__
+            reason = (
+                f"{cause.msg} at character {cause.pos}" if isinstance(cause, json.JSONDecodeError) else cause
+            )
+            example = _EXAMPLES.get(field.group(1) if field else "", "JSON")
+            raise SettingsError(f"{name}: not valid JSON ({reason}); write it as {example}") from None
+
+
+#: How a table setting is written in an environment variable (pydantic-settings reads JSON; lists such
+#: as trusted_proxies and roles also take `a,b`).
+_EXAMPLES = {
+    "poll_rates_s": """'{"dcap": 600, "derp": 60}'""",
+}
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Refuse a `GRIDSHARE_` variable that is no setting but looks like a misspelt one."""
+    for name in sorted(environ):
+        if not name.upper().startswith(ENV_PREFIX) or name.upper() in NOT_SETTINGS:
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key in Settings.model_fields:
+            continue
+        match = closest_setting(key, _ENV_TYPO_RATIO)
+        if match:
+            raise SettingsError(
+                f"unknown setting {name} in the environment; did you mean {ENV_PREFIX}{match.upper()}?"
+            )
 
 
 class Settings(BaseSettings):
@@ -388,7 +545,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _TomlSource(settings_cls))
+        return (init_settings, _EnvSource(settings_cls), _TomlSource(settings_cls))
 
     @cached_property
     def effective_database_url(self) -> str:
@@ -397,3 +554,40 @@ class Settings(BaseSettings):
     @property
     def pki_dir(self) -> Path:
         return self.data_dir / "pki"
+
+
+def load_settings(**given: Any) -> Settings:
+    """Settings from the CLI's options (None = not given), the environment, the file and the defaults.
+
+    Any problem is a SettingsError with one line naming the setting and where its value came from.
+    """
+    overrides = {k: v for k, v in given.items() if v is not None}
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        rest = ".".join(str(p) for p in first["loc"][1:])
+        setting = f"{field}.{rest}" if rest else field
+        reason = first["msg"].removeprefix("Value error, ")
+        if not field:  # a check across settings (behind_proxy needs trusted_proxies)
+            raise SettingsError(f"settings: {reason}") from None
+        raise SettingsError(f"setting {setting!r} ({_source_of(field, overrides)}): {reason}") from None
+
+
+def _source_of(field: str, overrides: Mapping[str, Any]) -> str:
+    """Where a setting's value came from, in the words an operator would look for it."""
+    if field in overrides:
+        return "command-line option"
+    env_name = f"{ENV_PREFIX}{field.upper()}"
+    if any(name.upper() == env_name for name in os.environ):
+        return f"environment variable {env_name}"
+    path, _named = config_path()
+    if path.is_file():
+        try:
+            line = _line_of(path.read_text(encoding="utf-8"), field)
+        except OSError:
+            line = None
+        if line:
+            return f"{path} line {line}"
+    return "default"

@@ -2,12 +2,16 @@
 
 Every input problem becomes a ClickException naming the field, never a traceback: the
 person running this is editing a network file, not debugging Python.
+
+Limits are written rounded down to 0.1 W, as the server rounds them down before publishing: a limit
+is a promise that a constraint holds, so it is never rounded up.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,6 +25,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gridshare.envelopes.compute import POLICIES, EnvelopeSet, compute_envelopes, next_interval_boundary
+from gridshare.grid.locate import located_problems
 from gridshare.grid.netfile import NetworkFile, load_network_file
 from gridshare.grid.network import NetworkError
 
@@ -75,8 +80,17 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+#: Exit status when the envelopes were written but some floors (or fixed flows) overload a constraint.
+EXIT_INFEASIBLE = 3
+
+
 def _number(value: float, unit: str) -> float:
     return round(float(value), 6 if unit == "pu" else 1)
+
+
+def _limit_w(value: float) -> float:
+    """A site limit in W, rounded down to 0.1 W (never up: it is what the site may do)."""
+    return math.floor(float(value) * 10.0) / 10.0
 
 
 def site_rows(envelopes: EnvelopeSet) -> Iterator[dict[str, Any]]:
@@ -87,8 +101,8 @@ def site_rows(envelopes: EnvelopeSet) -> Iterator[dict[str, Any]]:
             yield {
                 "site_id": site_id,
                 "interval_start": stamp,
-                "export_limit_w": _number(envelopes.export_limit_w[t, s], "W"),
-                "import_limit_w": _number(envelopes.import_limit_w[t, s], "W"),
+                "export_limit_w": _limit_w(envelopes.export_limit_w[t, s]),
+                "import_limit_w": _limit_w(envelopes.import_limit_w[t, s]),
             }
 
 
@@ -193,7 +207,32 @@ def envelopes_group() -> None:
     """Compute dynamic operating envelopes from a network file."""
 
 
-@envelopes_group.command("compute")
+def _network_error(path: Path, exc: NetworkError) -> click.ClickException:
+    """The file named once with the line of each problem (one line for one problem, a list for several)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    # problems without a path (cannot read, invalid YAML) already name the file and the line
+    lines = [str(p) for p in exc.problems if not p.path]
+    lines += located_problems(str(path), text, [(p.path, p.message) for p in exc.problems if p.path])
+    lines = lines or [f"{path}: {exc}"]
+    if len(lines) == 1:
+        return click.ClickException(lines[0])
+    return click.ClickException(f"{path}: {len(lines)} problems\n" + "\n".join(f"  {x}" for x in lines))
+
+
+@envelopes_group.command(
+    "compute",
+    epilog=(
+        "\b\nExit status:\n"
+        "  0  envelopes written\n"
+        "  1  the network file could not be read or is invalid, or --out could not be written\n"
+        "  2  a bad option\n"
+        f"  {EXIT_INFEASIBLE}  envelopes written, but floors or fixed flows alone overload a constraint\n"
+        "     (the infeasibilities are in the summary and in the JSON output)"
+    ),
+)
 @click.argument("network_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--policy",
@@ -252,9 +291,11 @@ def compute_command(
             written = write_output(envelopes, nf, out)
             progress.update(task, advance=1)
     except NetworkError as exc:
-        raise click.ClickException(f"{network_file}: {exc}") from None
+        raise _network_error(network_file, exc) from None
     except (ValueError, KeyError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from None
     _summary(console, envelopes, written)
+    if envelopes.infeasibilities:
+        raise SystemExit(EXIT_INFEASIBLE)

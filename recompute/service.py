@@ -880,8 +880,10 @@ class Recomputer:
         self._ticker = threading.Thread(target=self._tick_loop, name="recompute-ticker", daemon=True)
         self._ticker.start()
         log.info(
-            "recomputation every %d s over %d h at %d-minute intervals (%s); on failure: %s",
+            "recomputation every %d s (and within %d s of an operator change) over %d h at %d-minute "
+            "intervals (%s); on failure: %s",
             self.ctx.settings.recompute_interval_s,
+            self.ctx.settings.change_poll_s,
             self.ctx.settings.envelope_horizon_s // 3600,
             self.ctx.settings.envelope_interval_s // 60,
             self.ctx.settings.allocation_policy,

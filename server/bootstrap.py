@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from gridshare.certs.devpki import DevPki, ensure_dev_pki
 from gridshare.core.clock import Clock, SystemClock
@@ -14,7 +16,7 @@ from gridshare.core.settings import Settings
 from gridshare.server.context import AppContext
 from gridshare.server.mrid import new_mrid
 from gridshare.server.self_identity import load_server_identity
-from gridshare.store.db import make_engine, session_factory, transaction, upgrade
+from gridshare.store.db import make_engine, session_factory, store_exists, transaction, upgrade
 from gridshare.store.models import ClientKind, DefaultDerControl, DerProgram, FunctionSetAssignments
 from gridshare.store.queries.identity import add_aggregator, register_certificate
 
@@ -41,9 +43,33 @@ def tls_files(settings: Settings) -> TlsFiles:
     return TlsFiles(pki.server_cert_path, pki.server_key_path, pki.ca_path)
 
 
-def build_context(settings: Settings, clock: Clock | None = None) -> AppContext:
+class StoreMissing(Exception):
+    """An admin command was pointed at a database that holds no GridShare store."""
+
+
+def describe_store(settings: Settings) -> str:
+    """The store as an operator would look for it: the SQLite file, or the URL without its password."""
+    url = make_url(settings.effective_database_url)
+    if url.get_backend_name() == "sqlite" and url.database:
+        return str(url.database)
+    return url.render_as_string(hide_password=True)
+
+
+def build_context(
+    settings: Settings,
+    clock: Clock | None = None,
+    *,
+    create: bool = True,
+    schema_log: Literal["info", "debug"] = "info",
+) -> AppContext:
+    """Open the store (upgrading its schema); `create=False` refuses to make a new one (admin commands)."""
+    if not create and not store_exists(settings.effective_database_url):
+        raise StoreMissing(
+            f"no GridShare store at {describe_store(settings)}: start `gridshare serve` with the same "
+            "--data-dir (or GRIDSHARE_DATABASE_URL) once to create it, or point --data-dir at an existing one"
+        )
     engine = make_engine(settings.effective_database_url)
-    upgrade(engine)
+    upgrade(engine, logging.INFO if schema_log == "info" else logging.DEBUG)
     clock = clock or SystemClock()
     return AppContext(
         settings=settings,

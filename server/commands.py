@@ -3,29 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
-from pydantic import ValidationError
-from pydantic_settings import SettingsError
 
 from gridshare.certs.identity import DeviceIdentity, load_certificates
 from gridshare.core.logs import use_format
-from gridshare.core.settings import Settings
+from gridshare.server.cli_support import admin_context, data_dir_option, load_settings
 from gridshare.server.operator.commands import token_group
-
-
-def load_settings(**overrides: object) -> Settings:
-    try:
-        # The values are whatever the CLI options parsed; pydantic validates each against its field.
-        given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
-        return Settings(**given)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise click.ClickException(f"setting {field!r}: {first['msg']}") from None
-    except SettingsError as exc:  # a GRIDSHARE_* list or table that is not valid JSON
-        raise click.ClickException(str(exc)) from None
 
 
 @click.command("serve")
@@ -38,12 +22,7 @@ def load_settings(**overrides: object) -> Settings:
     show_default=True,
     help="Serving processes (SO_REUSEPORT).",
 )
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Where the SQLite file and dev PKI live [default: ./gridshare-data].",
-)
+@data_dir_option
 @click.option(
     "--roles",
     default=None,
@@ -71,15 +50,37 @@ def serve_command(
 
 @click.group("admin")
 def admin_group() -> None:
-    """Manage aggregators and their client certificates."""
+    """Manage an existing store: aggregators and their certificates, operator API tokens.
+
+    Each command takes --data-dir (or GRIDSHARE_DATA_DIR / GRIDSHARE_DATABASE_URL) like `serve`, and
+    refuses to create a new store: `gridshare serve` creates it on first start, `admin init` without
+    serving.
+    """
+
+
+@admin_group.command("init")
+@data_dir_option
+def init_command(data_dir: Path | None) -> None:
+    """Create the store (or bring its schema up to date) without serving, e.g. to add a token first."""
+    from gridshare.server.bootstrap import build_context, describe_store, seed_baseline
+    from gridshare.store.db import store_exists
+
+    settings = load_settings(data_dir=data_dir)
+    existed = store_exists(settings.effective_database_url)
+    ctx = build_context(settings, schema_log="debug")
+    try:
+        seed_baseline(ctx)
+    finally:
+        ctx.engine.dispose()
+    click.echo(f"{'store is ready' if existed else 'created a new store'}: {describe_store(settings)}")
 
 
 @admin_group.command("add-aggregator")
 @click.argument("name")
 @click.argument("cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def add_aggregator_command(name: str, cert: Path) -> None:
+@data_dir_option
+def add_aggregator_command(name: str, cert: Path, data_dir: Path | None) -> None:
     """Register CERT (PEM, leaf first) as a client certificate of aggregator NAME."""
-    from gridshare.server.bootstrap import build_context
     from gridshare.store.db import transaction
     from gridshare.store.models import ClientKind
     from gridshare.store.queries.identity import add_aggregator, register_certificate
@@ -89,17 +90,20 @@ def add_aggregator_command(name: str, cert: Path) -> None:
     except ValueError as exc:
         raise click.ClickException(f"{cert}: {exc}") from None
     ident = DeviceIdentity.from_certificate(leaf)
-    ctx = build_context(load_settings())
-    with transaction(ctx.sessions) as session:
-        agg = add_aggregator(session, name, ctx.now_s())
-        register_certificate(
-            session,
-            lfdi=ident.lfdi,
-            sfdi=ident.sfdi,
-            kind=ClientKind.aggregator,
-            aggregator_id=agg.id,
-            now_s=ctx.now_s(),
-        )
+    ctx = admin_context(data_dir)
+    try:
+        with transaction(ctx.sessions) as session:
+            agg = add_aggregator(session, name, ctx.now_s())
+            register_certificate(
+                session,
+                lfdi=ident.lfdi,
+                sfdi=ident.sfdi,
+                kind=ClientKind.aggregator,
+                aggregator_id=agg.id,
+                now_s=ctx.now_s(),
+            )
+    finally:
+        ctx.engine.dispose()
     click.echo(f"aggregator {name}: certificate lFDI {ident.lfdi} registered")
 
 

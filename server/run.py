@@ -31,6 +31,7 @@ from gridshare.server.notify.service import NotificationService
 from gridshare.server.operator.run import operator_server
 from gridshare.server.tls import server_context
 from gridshare.store.db import startup_lock
+from gridshare.store.queries.operator import list_tokens
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def device_config_for(ctx: AppContext) -> uvicorn.Config:
 def run_worker(settings: Settings, reuse_port: bool, with_operator: bool = True) -> None:
     """One serving process: its own cache and listening socket (and the operator API in one)."""
     use_format(settings.log_format)  # a spawned worker starts with no logging configured
-    ctx = build_context(settings)
+    ctx = build_context(settings, schema_log="debug")  # the parent has said what it did to the schema
     ctx.contacts.start(ctx.sessions, settings.contact_flush_s)
     sharing = threading.Event()
     start_sharing(sharing)
@@ -85,7 +86,7 @@ def run_worker(settings: Settings, reuse_port: bool, with_operator: bool = True)
 
 def run_operator_only(settings: Settings) -> None:
     """A process without the serve role that still hosts the operator API (the publisher, typically)."""
-    ctx = build_context(settings)
+    ctx = build_context(settings, schema_log="debug")
     sock = _operator_socket(settings)
     if sock is None:
         raise SystemExit(f"operator API: port {settings.operator_port} on {settings.operator_host} is taken")
@@ -115,6 +116,33 @@ async def _serve_together(pairs: list[tuple[uvicorn.Server, socket.socket]]) -> 
     await asyncio.gather(*tasks)
 
 
+def describe_dev_pki(pki: DevPki, created: bool) -> str:
+    """What the development PKI holds and where, so a first-time user can point a client at it."""
+    devices = ", ".join(c.name for c in pki.devices) or "none"
+    aggregators = ", ".join(c.name for c in pki.aggregators) or "none"
+    what = "generated a development PKI" if created else "using the development PKI"
+    return (
+        f"{what} in {pki.directory}: trust anchor {pki.ca_path.name}, server certificate "
+        f"{pki.server_cert_path.name}; device certificates {devices}; aggregator certificates "
+        f"{aggregators} (NAME.pem and NAME.key each; index {INDEX_FILE})"
+    )
+
+
+def token_hint(ctx: AppContext) -> str:
+    """How to get an operator token for this very store: the exact command."""
+    settings = ctx.settings
+    if settings.database_url:
+        url = ctx.engine.url.render_as_string(hide_password=True)
+        command = f"GRIDSHARE_DATABASE_URL='{url}' gridshare admin token create --role operator"
+    else:
+        command = f"gridshare admin token create --role operator --data-dir {settings.data_dir.resolve()}"
+    with ctx.sessions() as session:
+        active = sum(1 for t in list_tokens(session) if t.revoked_s is None)
+    if active:
+        return f"operator API tokens: {active} active; another with: {command}"
+    return f"no operator API token yet; create one with: {command}"
+
+
 def prepare_store(ctx: AppContext) -> DevPki | None:
     """Bring an empty store to a usable state, once, however many processes start together.
 
@@ -128,12 +156,14 @@ def prepare_store(ctx: AppContext) -> DevPki | None:
         seed_baseline(ctx)
         pki = None
         if settings.dev_pki and not settings.tls_cert_file:
+            existed = (settings.pki_dir / INDEX_FILE).is_file()
             if not settings.behind_proxy:
                 pki = ensure_dev_pki(settings.pki_dir)
-            elif (settings.pki_dir / INDEX_FILE).is_file():
+            elif existed:
                 pki = load_dev_pki(settings.pki_dir)
             if pki is not None:
                 register_dev_aggregators(ctx, pki)
+                log.info("%s", describe_dev_pki(pki, created=not existed))
         if settings.demo_network:
             seed_demo(ctx, pki)
     return pki
@@ -185,6 +215,7 @@ def serve(settings: Settings, workers: int = 1) -> None:
         log.info(
             "operator API on http://%s:%d (docs at /docs)", settings.operator_host, settings.operator_port
         )
+        log.info("%s", token_hint(ctx))
     background = _Background(ctx)
     background.start()
     try:

@@ -4,7 +4,9 @@ It does what a gateway's firmware does, over real mutual TLS: read DeviceCapabil
 EndDevice (with its own certificate, or through an aggregator's), give its NMI as the ConnectionPoint,
 walk FunctionSetAssignments -> DERPrograms -> DERControlList + DefaultDERControl, and then poll at the
 rates the server advertises, post Responses where controls ask for them, and mirror its net power to
-a MirrorUsagePoint at the post rate. Between polls and through outages it acts on its cached schedule
+a MirrorUsagePoint at the rate that MirrorUsagePoint gives (its own `postRate`, which governs
+posting to it, IEEE 2030.5 MirrorUsagePoint.postRate; the EndDevice's `postRate` is for the
+EndDevice and the resources under it). Between polls and through outages it acts on its cached schedule
 (`sim/events.py`); once no exchange has succeeded for `fallback_timeout_s` it is in fallback and applies
 its DefaultDERControl until an exchange succeeds again.
 """
@@ -117,12 +119,17 @@ class Outages:
         return any(a <= t_s < b for a, b in self.windows)
 
 
+#: What IEEE 2030.5 says a client uses when a postRate is absent (schema annotation of postRate).
+DEFAULT_POST_RATE_S = 900
+
+
 @dataclass
 class Rates:
     dcap_s: int = 900
     fsa_s: int = 900
     derp_s: int = 300
-    post_s: int = 900
+    post_s: int = DEFAULT_POST_RATE_S  # EndDevice.postRate: the EndDevice and resources under it
+    mirror_post_s: int = DEFAULT_POST_RATE_S  # MirrorUsagePoint.postRate: readings to that mirror
 
 
 class ProtocolError(RuntimeError):
@@ -316,19 +323,27 @@ class SiteAgent:
         self.book.forget_before(now - 3600)
 
     async def ensure_mirror(self) -> None:
-        if self.mup is not None:
+        """Create the MirrorUsagePoint (proposing our post rate), then read back the rate it gives."""
+        if self.mup is None:
+            now = int(self.clock.now())
+            body = wire.mirror_usage_point_body(
+                wire.mrid_for("mup", self.site_id, self.lfdi),
+                self.lfdi,
+                self.mmr_mrid,
+                self.rates.post_s,
+                now,
+                0.0,
+            )
+            created = await self._call("mup", "POST", "/mup", body)
+            self.mup = created.headers.get("location")
+        await self.read_mirror_rate()
+
+    async def read_mirror_rate(self) -> None:
+        """The server may set or change the mirror's postRate (2030.5): that is how often readings go."""
+        if not self.mup:
             return
-        now = int(self.clock.now())
-        body = wire.mirror_usage_point_body(
-            wire.mrid_for("mup", self.site_id, self.lfdi),
-            self.lfdi,
-            self.mmr_mrid,
-            self.rates.post_s,
-            now,
-            0.0,
-        )
-        created = await self._call("mup", "POST", "/mup", body)
-        self.mup = created.headers.get("location")
+        mirror = wire.mirror_usage_point(wire.parse((await self._call("mup", "GET", self.mup)).content))
+        self.rates.mirror_post_s = mirror.post_rate_s or DEFAULT_POST_RATE_S
 
     async def post_telemetry(self) -> None:
         if self._energy_from_s is None:
@@ -338,7 +353,8 @@ class SiteAgent:
         if span <= 0:
             return
         value_w = self._energy_wh * 3600.0 / span
-        await self.ensure_mirror()
+        if self.mup is None:
+            await self.ensure_mirror()
         if self.mup:
             body = wire.meter_reading_body(self.mmr_mrid, int(self._energy_from_s), int(span), value_w)
             await self._call("reading", "POST", self.mup, body)
@@ -364,13 +380,13 @@ class SiteAgent:
             "schedule": now + self._rng.uniform(0, self.rates.derp_s),
             "programs": now + self._rng.uniform(0, self.rates.fsa_s),
             "dcap": now + self._rng.uniform(0, self.rates.dcap_s),
-            "post": now + self._rng.uniform(0, self.rates.post_s),
+            "post": now + self._rng.uniform(0, self.rates.mirror_post_s),
         }
         every = {
             "schedule": lambda: self.rates.derp_s,
             "programs": lambda: self.rates.fsa_s,
             "dcap": lambda: self.rates.dcap_s,
-            "post": lambda: self.rates.post_s,
+            "post": lambda: self.rates.mirror_post_s,
         }
         while not stop.is_set():
             if self._poll_now:
@@ -392,6 +408,7 @@ class SiteAgent:
                     await self.discover()
                 elif kind == "dcap":
                     await self._call("dcap", "GET", "/dcap")
+                    await self.read_mirror_rate()  # an operator may have changed it
                 else:
                     await self.post_telemetry()
                 await self.post_responses()

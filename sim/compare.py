@@ -44,6 +44,10 @@ def compare(
             "max_site_share": f["curtailment_distribution"]["max"],
             "violations": f["violations"]["count"],
             "violations_if_compliant": f["violations_if_compliant"]["count"],
+            "curtailed_fallback_kwh": f["totals"]["curtailed_fallback_kwh"],
+            "ramp_kwh": f["totals"]["ramp_kwh"],
+            "engine": f["engine"],
+            "validity": f["validity"],
         }
         for policy, f in results.items()
     }
@@ -55,8 +59,19 @@ def compare(
         ("h1", f"Allocation rules compared: {scenario.name}"),
         (
             "p",
-            "Same fleet, weather, loads and faults under each rule; one full run per rule (see its folder).",
+            "Same fleet, weather, loads and faults under each rule; one full run per rule (see its folder). "
+            "Curtailment is PV held back by limits (the part by fallback limits is in each run's report); "
+            "the inverters' soft ramp-up is not counted.",
         ),
+        *[
+            (
+                "p",
+                f"**{p}: NOT VALID.** "
+                + " ".join(f"{x[0].upper()}{x[1:]}." for x in s["validity"]["problems"]),
+            )
+            for p, s in summary.items()
+            if not s["validity"]["valid"]
+        ],
         (
             "table",
             (

@@ -2,6 +2,11 @@
 
 Pure arithmetic over the recording, returned as plain JSON-ready dicts so the report, the comparison
 and the tests read the same numbers.
+
+Curtailment is PV held back by a limit, split by which limit: the engine's computed envelopes, or a
+fallback (fallback-valued envelopes the server published when a recomputation failed, or the
+DefaultDERControl a device applies after losing contact). PV held back by the inverter's soft
+ramp-up (after a start, a disconnect or a limit rising) is not curtailment and is counted apart.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from gridshare.grid.agreements import Dynamic
+from gridshare.sim.checks import engine_figures, engine_periods, in_periods, lag_limit_s, verdict
 from gridshare.sim.powerflow import Constraint
 from gridshare.sim.record import Recording
 from gridshare.sim.runner import RunOutput
@@ -83,13 +89,22 @@ def violation_summary(
     }
 
 
-def site_figures(out: RunOutput) -> list[dict[str, Any]]:
+def site_figures(out: RunOutput, engine_fallback: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """Per site; `engine_fallback` marks the steps the server had fallback-valued envelopes out."""
     rec = out.recording
     step_s = rec.step_s
     exported = _kwh(np.clip(rec.net_export_w, 0, None), step_s)
     imported = _kwh(np.clip(-rec.net_export_w, 0, None), step_s)
     available = _kwh(rec.pv_available_w, step_s)
-    produced = _kwh(rec.pv_w, step_s)
+    held_w = np.clip(rec.pv_available_w - rec.pv_w, 0, None)  # everything PV did not make
+    ramp_w = np.minimum(np.clip(rec.pv_allowed_w - rec.pv_w, 0, None), held_w)  # the ramp's share
+    limited_w = held_w - ramp_w  # the limits' share: curtailment
+    on_fallback = rec.fallback.copy()
+    if engine_fallback is not None:
+        on_fallback |= engine_fallback[:, None]
+    curtailed_all = _kwh(limited_w, step_s)
+    curtailed_fallback = _kwh(np.where(on_fallback, limited_w, 0.0), step_s)
+    ramp = _kwh(ramp_w, step_s)
     ev_deferred = _kwh(np.clip(rec.ev_wanted_w - rec.ev_w, 0, None), step_s)
     within = (rec.net_export_w <= rec.export_limit_w + COMPLIANCE_TOLERANCE_W) & (
         -rec.net_export_w <= rec.import_limit_w + COMPLIANCE_TOLERANCE_W
@@ -99,7 +114,7 @@ def site_figures(out: RunOutput) -> list[dict[str, Any]]:
     rows = []
     for i, s in enumerate(out.sites):
         agent = out.agents[s.id]
-        curtailed = max(float(available[i] - produced[i]), 0.0)
+        curtailed = float(curtailed_all[i])
         rows.append(
             {
                 "site": s.id,
@@ -116,6 +131,9 @@ def site_figures(out: RunOutput) -> list[dict[str, Any]]:
                 "pv_available_kwh": round(float(available[i]), 3),
                 "curtailed_kwh": round(curtailed, 3),
                 "curtailed_share": round(curtailed / float(available[i]), 4) if available[i] > 0 else 0.0,
+                "curtailed_envelopes_kwh": round(curtailed - float(curtailed_fallback[i]), 3),
+                "curtailed_fallback_kwh": round(float(curtailed_fallback[i]), 3),
+                "ramp_kwh": round(float(ramp[i]), 3),
                 "ev_deferred_kwh": round(float(ev_deferred[i]), 3),
                 "compliance": round(float(compliance[i]), 4),
                 "fallback_s": int(fallback_s[i]),
@@ -169,13 +187,21 @@ def _latency(stats_ms: list[float]) -> dict[str, float]:
 
 def figures(out: RunOutput) -> dict[str, Any]:
     rec = out.recording
-    sites = site_figures(out)
+    spawned = out.scenario.server.mode == "spawn"
+    engine = engine_figures(out.recomputes, out.start_s, out.end_s, observed=spawned)
+    engine_fallback = in_periods(rec.times_s, engine_periods(out.recomputes, out.start_s, out.end_s))
+    sites = site_figures(out, engine_fallback)
     pv_sites = np.array([r["curtailed_share"] for r in sites if r["pv_available_kwh"] > 0])
     total_available = sum(r["pv_available_kwh"] for r in sites)
     total_curtailed = sum(r["curtailed_kwh"] for r in sites)
     faults = fault_figures(out)
     healthy = [r for r in sites if not r["outages"]]
+    max_lag_s = round(float(rec.lag_s.max()) if len(rec.lag_s) else 0.0, 1)
+    lag_limit = lag_limit_s(out.scenario.server.envelope_interval_s)
+    healthy_in_fallback = [r["site"] for r in healthy if r["fallback_s"] > 0]
     return {
+        # first, so no reader of figures.json misses it: whether these figures describe the engine
+        "validity": verdict(max_lag_s, lag_limit, out.scenario.clock.factor, engine, healthy_in_fallback),
         "scenario": out.scenario.name,
         "policy": out.scenario.policy,
         "powerflow": out.scenario.powerflow,
@@ -194,6 +220,9 @@ def figures(out: RunOutput) -> dict[str, Any]:
             "pv_available_kwh": round(total_available, 2),
             "curtailed_kwh": round(total_curtailed, 2),
             "curtailed_share": round(total_curtailed / total_available, 4) if total_available else 0.0,
+            "curtailed_envelopes_kwh": round(sum(r["curtailed_envelopes_kwh"] for r in sites), 2),
+            "curtailed_fallback_kwh": round(sum(r["curtailed_fallback_kwh"] for r in sites), 2),
+            "ramp_kwh": round(sum(r["ramp_kwh"] for r in sites), 2),
             "ev_deferred_kwh": round(sum(r["ev_deferred_kwh"] for r in sites), 2),
         },
         "curtailment_distribution": {
@@ -221,7 +250,7 @@ def figures(out: RunOutput) -> dict[str, Any]:
         "fallback": {
             "site_hours": round(sum(r["fallback_s"] for r in sites) / 3600.0, 2),
             "sites_in_fallback": sum(1 for r in sites if r["fallback_s"] > 0),
-            "healthy_sites_in_fallback": [r["site"] for r in healthy if r["fallback_s"] > 0],
+            "healthy_sites_in_fallback": healthy_in_fallback,
             "faults": faults,
         },
         "run": {
@@ -229,9 +258,11 @@ def figures(out: RunOutput) -> dict[str, Any]:
             "setup_wall_s": round(out.setup_wall_s, 1),
             "clock": out.scenario.clock.mode,
             "factor": out.scenario.clock.factor,
-            "max_lag_s": round(float(rec.lag_s.max()) if len(rec.lag_s) else 0.0, 1),
+            "max_lag_s": max_lag_s,
+            "lag_limit_s": lag_limit,
             "powerflow": out.powerflow,
         },
+        "engine": engine,
         "server": {
             "requests": dict(out.stats.by_kind),
             "errors": dict(out.stats.errors),

@@ -25,6 +25,7 @@ class Recording:
     import_limit_w: np.ndarray = field(init=False)
     pv_available_w: np.ndarray = field(init=False)
     pv_w: np.ndarray = field(init=False)
+    pv_allowed_w: np.ndarray = field(init=False)  # what the limits alone let PV make (no ramp)
     ev_wanted_w: np.ndarray = field(init=False)
     ev_w: np.ndarray = field(init=False)
     fallback: np.ndarray = field(init=False)  # bool
@@ -45,6 +46,7 @@ class Recording:
             "import_limit_w",
             "pv_available_w",
             "pv_w",
+            "pv_allowed_w",
             "ev_wanted_w",
             "ev_w",
         ):

@@ -137,8 +137,8 @@ def _linear_row(vl: dict[str, Any] | None, given: bool = False) -> list[list[Any
 def page_blocks(f: dict[str, Any], tz: str, images: dict[str, str]) -> list[Block]:
     t, v, vc = f["totals"], f["violations"], f["violations_if_compliant"]
     run, srv = f["run"], f["server"]
-    blocks: list[Block] = [
-        ("h1", f"Simulation: {f['scenario']}"),
+    blocks: list[Block] = [("h1", f"Simulation: {f['scenario']}"), *validity_blocks(f)]
+    blocks += [
         (
             "p",
             f"Network **{f['network']}**, {f['sites']} sites, allocation **{f['policy']}**, "
@@ -156,8 +156,14 @@ def page_blocks(f: dict[str, Any], tz: str, images: dict[str, str]) -> list[Bloc
                     ["energy exported (kWh)", t["exported_kwh"]],
                     ["energy imported (kWh)", t["imported_kwh"]],
                     ["PV energy available (kWh)", t["pv_available_kwh"]],
-                    ["PV energy curtailed (kWh)", t["curtailed_kwh"]],
+                    [
+                        "PV energy curtailed by limits (kWh)",
+                        f"{t['curtailed_kwh']}: {t['curtailed_envelopes_kwh']} by the engine's envelopes, "
+                        f"{t['curtailed_fallback_kwh']} by fallback limits",
+                    ],
                     ["curtailed share of available", f"{100 * t['curtailed_share']:.2f} %"],
+                    ["PV held back by the soft ramp-up (kWh, not curtailment)", t["ramp_kwh"]],
+                    ["envelope recomputations", _engine_cell(f.get("engine") or {})],
                     ["EV charging deferred (kWh)", t["ev_deferred_kwh"]],
                     [
                         "constraint violations (as run)",
@@ -184,6 +190,14 @@ def page_blocks(f: dict[str, Any], tz: str, images: dict[str, str]) -> list[Bloc
             ),
         ),
         ("h2", "Curtailment"),
+        (
+            "p",
+            "Curtailment is PV held back by a limit: the engine's envelopes, or fallback limits "
+            "(fallback-valued envelopes the server published when a recomputation failed, or the "
+            "DefaultDERControl of a device out of contact), counted apart per site. PV held back by the "
+            "inverters' soft ramp-up (at the start of the run and after a limit rises) is not curtailment "
+            "and is shown on its own.",
+        ),
         (
             "p",
             "Distribution of curtailment across sites with PV (share of each site's available energy): "
@@ -265,7 +279,9 @@ def page_blocks(f: dict[str, Any], tz: str, images: dict[str, str]) -> list[Bloc
                     "devices",
                     "exported kWh",
                     "curtailed kWh",
+                    "of which by fallback limits",
                     "curtailed",
+                    "ramp kWh",
                     "compliance",
                     "fallback min",
                 ],
@@ -276,7 +292,9 @@ def page_blocks(f: dict[str, Any], tz: str, images: dict[str, str]) -> list[Bloc
                         ", ".join(r["devices"]),
                         r["exported_kwh"],
                         r["curtailed_kwh"],
+                        r["curtailed_fallback_kwh"],
                         f"{100 * r['curtailed_share']:.1f} %",
+                        r["ramp_kwh"],
                         f"{100 * r['compliance']:.1f} %",
                         r["fallback_s"] / 60,
                     ]
@@ -294,6 +312,40 @@ def page_blocks(f: dict[str, Any], tz: str, images: dict[str, str]) -> list[Bloc
         ),
     ]
     return blocks
+
+
+def validity_blocks(f: dict[str, Any]) -> list[Block]:
+    """A run whose figures do not describe the engine says so before anything else."""
+    validity = f.get("validity") or {"valid": True, "problems": [], "warnings": []}
+    blocks: list[Block] = []
+    if not validity["valid"]:
+        blocks.append(
+            (
+                "p",
+                "**NOT VALID: these figures do not describe the engine's envelopes.** "
+                + " ".join(f"{p[0].upper()}{p[1:]}." for p in validity["problems"]),
+            )
+        )
+    if validity["warnings"]:
+        blocks.append(
+            ("p", "**Warning:** " + " ".join(f"{w[0].upper()}{w[1:]}." for w in validity["warnings"]))
+        )
+    return blocks
+
+
+def _engine_cell(engine: dict[str, Any]) -> str:
+    if not engine.get("observed"):
+        return "not observed (a running server recomputes on its own schedule)"
+    text = (
+        f"{engine['published']} of {engine['recomputations']} published, {engine['failed']} failed, "
+        f"{engine['skipped']} skipped"
+    )
+    if engine["on_fallback_s"]:
+        text += (
+            f"; on fallback-valued envelopes {engine['on_fallback_s'] / 3600:.2f} h "
+            f"({100 * engine['on_fallback_share']:.0f} % of the run)"
+        )
+    return text
 
 
 def to_markdown(blocks: list[Block]) -> str:

@@ -383,6 +383,7 @@ async def _physics(
             agent.record(t, step_s, step.net_export_w)
             rec.pv_available_w[k, i] = step.pv_available_w
             rec.pv_w[k, i] = step.pv_w
+            rec.pv_allowed_w[k, i] = step.pv_allowed_w
             rec.ev_wanted_w[k, i] = step.ev_wanted_w
             rec.ev_w[k, i] = step.ev_w
             rec.export_limit_w[k, i] = np.inf if control.export_limit_w is None else control.export_limit_w

@@ -17,7 +17,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gridshare.envelopes.compute import POLICIES
+from gridshare.grid.locate import located_problems
 from gridshare.grid.netfile import NetworkFile, load_network_file, parse_network_document
+from gridshare.grid.network import NetworkError
 from gridshare.sim.feeder import suburb_document
 
 #: Poll rates a spawned server advertises unless the scenario says otherwise. Discovery resources
@@ -238,8 +240,18 @@ class Scenario(_Strict):
             )
         assert self.network.file is not None  # NetworkSpec allows exactly one of `file` and `generate`
         path = self.network.file if self.network.file.is_absolute() else self.base_dir / self.network.file
-        doc = yaml.safe_load(Path(path).read_text())
-        load_network_file(path)  # validates, with errors naming the file
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            raise ScenarioError(f"network.file: cannot read {path}: {reason}") from None
+        try:
+            load_network_file(path)  # validates, naming each field
+        except NetworkError as exc:
+            own = [p for p in exc.problems if not p.path]  # reading errors already name file and line
+            located = located_problems(str(path), text, [(p.path, p.message) for p in exc.problems if p.path])
+            raise ScenarioError("network.file: " + "; ".join([*(str(p) for p in own), *located])) from None
+        doc: dict[str, Any] = yaml.safe_load(text)
         return doc
 
     def pandapower_path(self) -> Path | None:

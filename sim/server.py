@@ -102,6 +102,7 @@ def _outcome(o: Any, at_s: float) -> dict[str, Any]:
         "status": o.status,
         "reason": o.reason,
         "detail": o.detail,
+        "action": o.action,  # a failure: what the failure policy did ("fallback published" | "expiring")
         "compute_s": round(o.compute_s, 3),
         "publish_s": round(o.publish_s, 3),
         "blocks_new": o.summary.blocks_new if o.summary else 0,

@@ -92,6 +92,18 @@ def end_device(el: etree._Element) -> EndDevice:
     )
 
 
+@dataclass(frozen=True)
+class MirrorUsagePoint:
+    href: str
+    post_rate_s: int | None
+
+
+def mirror_usage_point(el: etree._Element) -> MirrorUsagePoint:
+    """A MirrorUsagePoint as a device reads it back: its postRate says how often to post readings."""
+    post = _text(el, "s:postRate")
+    return MirrorUsagePoint(href=el.get("href", ""), post_rate_s=int(post) if post else None)
+
+
 def end_devices(el: etree._Element) -> list[EndDevice]:
     return [end_device(d) for d in el.findall("s:EndDevice", NS)]
 

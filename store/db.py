@@ -7,11 +7,13 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, select, text, update
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, create_engine, event, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
@@ -66,6 +68,45 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+@dataclass(frozen=True)
+class SchemaChange:
+    """What `upgrade` did: from which revision (None: an empty database) to which."""
+
+    before: str | None
+    after: str | None
+
+    def describe(self) -> str:
+        if self.before is None:
+            return f"created the database schema (revision {self.after})"
+        if self.before != self.after:
+            return f"upgraded the database schema from revision {self.before} to {self.after}"
+        return f"database schema is current (revision {self.after})"
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The store's Alembic revision, or None when the database holds no GridShare schema yet."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def store_exists(url: str) -> bool:
+    """Whether the database at `url` already holds a GridShare store, creating nothing to find out.
+
+    A SQLite file that does not exist is not opened at all (opening it would create it).
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            return False
+        if not Path(str(parsed.database)).is_file():
+            return False
+    engine = make_engine(url)
+    try:
+        return inspect(engine).has_table("alembic_version")
+    finally:
+        engine.dispose()
+
+
 @contextmanager
 def startup_lock(engine: Engine) -> Iterator[None]:
     """Only one process at a time upgrades the schema or seeds the store, however many start at once.
@@ -114,15 +155,21 @@ def _wait_for(take: Callable[[], bool]) -> None:
         time.sleep(0.05)
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest migration; safe to call on every start, from any number of processes."""
+def upgrade(engine: Engine, log_level: int = logging.INFO) -> SchemaChange:
+    """Bring the schema to the newest migration; safe to call on every start, from any number of processes.
+
+    Logs what it did (created, upgraded from revision N to M, or current) at `log_level`.
+    """
     with startup_lock(engine):
-        _upgrade(engine)
+        change = _upgrade(engine)
+    log.log(log_level, "%s in %s", change.describe(), engine.url.render_as_string(hide_password=True))
+    return change
 
 
-def _upgrade(engine: Engine) -> None:
+def _upgrade(engine: Engine) -> SchemaChange:
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
+        before = MigrationContext.configure(conn).get_current_revision()
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     with Session(engine) as session, session.begin():
@@ -133,7 +180,7 @@ def _upgrade(engine: Engine) -> None:
             session.add(PublisherLease(id=1, holder="", epoch=0, acquired_s=0))
         if session.get(EnvelopePointer, 1) is None:
             session.add(EnvelopePointer(id=1, set_id=None))
-    log.info("database schema is current (%s)", engine.url.render_as_string(hide_password=True))
+    return SchemaChange(before, schema_revision(engine))
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from gridshare.envelopes.commands import envelopes_group, parse_duration_s
+from gridshare.envelopes.commands import EXIT_INFEASIBLE, envelopes_group, parse_duration_s
 from gridshare.grid.examples import demo_feeder_path
 
 DEMO = demo_feeder_path()
@@ -113,3 +116,93 @@ def test_durations() -> None:
     assert parse_duration_s("1h30m", "--horizon") == 5_400
     assert parse_duration_s("3600", "--horizon") == 3_600
     assert parse_duration_s("5m", "--interval") == 300
+
+
+def test_limits_are_rounded_down_never_up(tmp_path: Path) -> None:
+    """The server floors limits before publishing; a planner's CSV must not promise more than it would."""
+    from gridshare.envelopes.compute import compute_envelopes
+    from gridshare.grid.netfile import load_network_file
+
+    out = tmp_path / "doe.json"
+    code, output = _run(str(DEMO), "--start", START, "--horizon", "1h", "--out", str(out))
+    assert code == 0, output
+    nf = load_network_file(DEMO)
+    exact = compute_envelopes(
+        nf.network, nf.sites, datetime(2026, 6, 21, 16, tzinfo=UTC), 3600, 300, "pro-rata"
+    )
+    written = {(r["site_id"], r["interval_start"]): r for r in json.loads(out.read_text())["envelopes"]}
+    fractional = 0
+    for s, site_id in enumerate(exact.site_ids):
+        for t, start in enumerate(exact.interval_starts):
+            row = written[(site_id, start.strftime("%Y-%m-%dT%H:%M:%SZ"))]
+            for column, values in (
+                ("export_limit_w", exact.export_limit_w),
+                ("import_limit_w", exact.import_limit_w),
+            ):
+                true_w, shown_w = float(values[t, s]), row[column]
+                assert shown_w <= true_w, (site_id, column, true_w, shown_w)
+                assert true_w - shown_w < 0.1 + 1e-6
+                fractional += (true_w * 10) % 1 > 0.5  # a value rounding to nearest would have raised
+    assert fractional > 0  # the check above had values where nearest and down differ
+
+
+def test_errors_name_the_file_once(tmp_path: Path) -> None:
+    bad_yaml = tmp_path / "broken.yaml"
+    bad_yaml.write_text("name: [unclosed\n")
+    code, output = _run(str(bad_yaml), "--out", str(tmp_path / "x.csv"))
+    assert code == 1 and "invalid YAML at line 2" in output
+    assert output.count(str(bad_yaml)) == 1, output
+    missing = tmp_path / "missing.yaml"
+    code, output = _run(str(missing), "--out", str(tmp_path / "x.csv"))
+    assert code == 1 and output.count(str(missing)) == 1, output
+
+
+def _unmeetable_floor(tmp_path: Path) -> Path:
+    """The demo feeder with one site promised an 800 kW export floor behind a 500 kVA transformer."""
+    text = DEMO.read_text()
+    site = '{id: res-11-2, node: lv-11, nmi: "5100001112", max_export_kw: 10'
+    floor = "agreement: {type: dynamic, export_floor_kw: 1.5}, forecast: {pv_kw: 10, load_kw: 5}}"
+    assert site in text and floor in text
+    text = text.replace(site, site.replace("max_export_kw: 10", "max_export_kw: 900"), 1)
+    text = text.replace(floor, floor.replace("export_floor_kw: 1.5", "export_floor_kw: 800"), 1)
+    path = tmp_path / "floors.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_unmeetable_floors_exit_with_their_own_status(tmp_path: Path) -> None:
+    out = tmp_path / "doe.csv"
+    code, output = _run(
+        str(_unmeetable_floor(tmp_path)), "--start", START, "--horizon", "15m", "--out", str(out)
+    )
+    assert code == EXIT_INFEASIBLE == 3, output
+    assert "3 infeasibilities" in output and "thermal:dt-11" in output
+    assert out.is_file()  # the envelopes are still written, for the planner to look at
+    help_text = CliRunner().invoke(envelopes_group, ["compute", "--help"]).output
+    assert "3  envelopes written, but floors" in help_text
+
+
+def test_the_lp_solver_prints_nothing_of_its_own(tmp_path: Path) -> None:
+    """HiGHS announces itself on the process's stdout (not sys.stdout): run the real CLI to see it."""
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "gridshare"),
+            "envelopes",
+            "compute",
+            str(DEMO),
+            "--policy",
+            "max-total",
+            "--start",
+            START,
+            "--horizon",
+            "10m",
+            "--out",
+            str(tmp_path / "doe.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "HiGHS" not in result.stdout and "Copyright" not in result.stdout, result.stdout
+    assert result.stdout.startswith("30 sites (19 dynamic)"), result.stdout

@@ -107,6 +107,8 @@ def test_token_create_command_prints_a_token_stored_hashed(database_url: str, tm
     monkeypatch.setenv("GRIDSHARE_DATABASE_URL", database_url)
     monkeypatch.setenv("GRIDSHARE_DATA_DIR", str(tmp_path))
     runner = CliRunner()
+    # admin commands open an existing store only (issue 15); `admin init` makes it, as `serve` would
+    assert runner.invoke(main, ["admin", "init"]).exit_code == 0
     result = runner.invoke(main, ["admin", "token", "create", "--role", "viewer", "--name", "nina"])
     assert result.exit_code == 0, result.output
     token = result.stdout.strip().splitlines()[-1]

@@ -91,6 +91,37 @@ def test_a_bad_network_is_refused_naming_the_field_and_changes_nothing(api: Oper
     assert api.audit_count() == before
 
 
+def test_a_derate_that_would_never_apply_is_refused_naming_the_field(
+    server: RunningServer, api: OperatorApi
+) -> None:
+    """A factor of 1 changes nothing and an end already past never starts: both are operator mistakes."""
+    seed_demo(server.ctx, server.pki)
+    now_s = server.ctx.now_s()
+    before = api.audit_count()
+    with api.client() as c:
+        for body, field, words in (
+            ({"asset": "f2-cd", "factor": 1.0}, "factor", "less than 1"),
+            ({"asset": "f2-cd", "factor": 0.5, "until_s": now_s - 60}, "until_s", "never apply"),
+            ({"asset": "f2-cd", "factor": 0.5, "until_s": now_s}, "until_s", "never apply"),
+            (
+                {"asset": "f2-cd", "factor": 0.0, "from_s": now_s - 7200, "until_s": now_s - 3600},
+                "until_s",
+                "never apply",
+            ),
+        ):
+            r = c.post("/derates", json=body)
+            assert r.status_code == 422, (body, r.text)
+            (error,) = r.json()["detail"]
+            assert error["loc"] == ["body", field] and words in error["msg"], error
+        assert c.get("/derates").json()["total"] == 0
+        # still accepted: a derate that is running, or one that starts later
+        ok = c.post("/derates", json={"asset": "f2-cd", "factor": 0.99, "until_s": now_s + 60})
+        assert ok.status_code == 201, ok.text
+        later = {"asset": "f2-cd", "factor": 0.0, "from_s": now_s + 3600, "until_s": now_s + 7200}
+        assert c.post("/derates", json=later).status_code == 201
+    assert api.audit_count() == before + 2
+
+
 def test_derate_and_outage_reach_devices_and_clearing_restores(
     server: RunningServer, api: OperatorApi
 ) -> None:

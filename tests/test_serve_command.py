@@ -70,3 +70,64 @@ def test_serve_starts_on_embedded_defaults_and_stops_by_pid(tmp_path: Path) -> N
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         proc.wait(timeout=15)
+
+
+def _wait_for_line(log: Path, proc: subprocess.Popen[bytes], needle: str, timeout_s: float = 60) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = log.read_text() if log.exists() else ""
+        if needle in text:
+            return text
+        assert proc.poll() is None, text
+        time.sleep(0.2)
+    raise AssertionError(f"{needle!r} not logged within {timeout_s} s:\n{log.read_text()}")
+
+
+def test_the_start_log_says_what_was_created_and_how_to_get_a_token(tmp_path: Path) -> None:
+    """A first start names the new schema, the generated PKI and the exact command for an operator token."""
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSHARE_")}
+    env["GRIDSHARE_OPERATOR_PORT"] = str(free_port())
+    gridshare = Path(sys.executable).with_name("gridshare")
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(gridshare), "serve", "--port", str(free_port()), "--data-dir", str(data)],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_for_line(log, proc, "operator API token")
+        text = _wait_for_line(log, proc, "changes checked every")  # the notifier starts after
+        assert "created the database schema (revision " in text
+        assert "database schema is current" not in text
+        assert f"generated a development PKI in {data.resolve() / 'pki'}" in text
+        assert "device certificates device-1, device-2" in text
+        assert "changes checked every 0.25 s" in text
+        assert "within 2 s of an operator change" in text
+        hint = "no operator API token yet; create one with: "
+        command = next(line.split(hint, 1)[1] for line in text.splitlines() if hint in line)
+        assert command == f"gridshare admin token create --role operator --data-dir {data.resolve()}"
+        # the command works as printed, from any folder
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        argv = command.split()
+        made = subprocess.run(
+            [str(gridshare), *argv[1:]], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert made.returncode == 0, made.stderr
+        listed = subprocess.run(
+            [str(gridshare), "admin", "token", "list", "--data-dir", str(data)],
+            cwd=elsewhere,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "\toperator\tactive" in listed.stdout
+        assert not (elsewhere / "gridshare-data").exists()
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)

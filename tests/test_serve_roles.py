@@ -106,6 +106,6 @@ def test_an_unknown_role_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("GRIDSHARE_ROLES", raising=False)
     result = CliRunner().invoke(main, ["serve", "--roles", "serve,publisher", "--data-dir", str(tmp_path)])
-    assert result.exit_code == 1  # click's ClickException: a message, no traceback
+    assert result.exit_code == 2  # a bad setting: one line, exit 2 like a bad option (issue 15), no traceback
     assert "setting 'roles" in result.output and "'publish'" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)

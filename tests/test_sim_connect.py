@@ -24,6 +24,7 @@ import pytest
 from lxml import etree
 
 from gridshare.certs.identity import sfdi_from_lfdi
+from gridshare.sim import wire
 from gridshare.sim.agent import Link, LinkStats, Outages, SiteAgent
 from gridshare.sim.clock import SharedClock
 from gridshare.sim.events import EventBook
@@ -164,3 +165,40 @@ def test_an_agent_finds_its_end_device_in_the_list(server: tuple[str, Path], tmp
     assert href_a and href_b and href_a != href_b
     assert again == href_a
     assert (found_a, found_b, found_stranger) == (href_a, href_b, None)
+
+
+def test_a_device_posts_readings_at_the_rate_its_mirror_gives(server: tuple[str, Path]) -> None:
+    """IEEE 2030.5: MirrorUsagePoint.postRate governs posting to that mirror. This server gives 60 s on
+    its mirrors and no postRate on EndDevices (900 s by default there): readings must come every 60 s."""
+    url, pki_dir = server
+    pki = json.loads((pki_dir / "clients.json").read_text())
+    agg = next(c for c in pki["clients"] if c["kind"] == "aggregator")
+
+    async def go() -> tuple[int, int, int]:
+        stats = LinkStats()
+        link = Link(url, Path(pki["ca"]), Path(agg["cert"]), Path(agg["key"]), stats)
+        clock = SharedClock(time.time(), 30.0)  # only the device's clock runs fast: 30 simulated s a second
+        lfdi = managed_lfdi(7, "mirror-rate")
+        agent = SiteAgent(
+            "mirror-rate", "", lfdi, sfdi_from_lfdi(lfdi), link, clock, EventBook("mirror-rate", 0.0),
+            Outages(), 3600.0, managed=True,
+        )  # fmt: skip
+        try:
+            href = await agent._register_end_device("/edev")
+            agent.edev = wire.end_device(wire.parse((await link.request("edev", "GET", href)).content))
+            await agent.ensure_mirror()
+            clock.run()
+            agent.record(clock.now(), 1.0, 500.0)  # something to report
+            stop = asyncio.Event()
+            task = asyncio.create_task(agent.run(stop))
+            await asyncio.sleep(200 / 30)  # 200 simulated seconds
+            stop.set()
+            await asyncio.wait({task}, timeout=30)
+            return agent.rates.post_s, agent.rates.mirror_post_s, stats.by_kind["reading"]
+        finally:
+            await link.close()
+
+    end_device_rate, mirror_rate, readings = asyncio.run(go())
+    assert end_device_rate == 900  # the EndDevice gives none: the standard's default
+    assert mirror_rate == 60  # the server's mup_post_rate_s default, given on the MirrorUsagePoint
+    assert readings >= 3, readings  # at 900 s there would have been none, or one

@@ -56,6 +56,27 @@ def test_site_charges_the_battery_before_curtailing_pv_to_meet_the_export_limit(
     assert step.curtailed_w == pytest.approx(2000)
 
 
+def test_pv_held_at_a_limit_is_curtailment_and_only_the_climb_after_it_is_ramp() -> None:
+    """A site held at its export limit loses that PV to the limit, every step (the inverter sits at the
+    limit, so its ramp ceiling is below the sun but it is not the ramp holding it back); when the limit
+    lifts, the minutes the inverter takes to climb are the ramp's, not curtailment."""
+    site = SiteModel(pv=PvInverter(10_000, ramp_w_per_s=10))  # 600 W a minute
+    site.pv.set_output(2000)
+    held = [site.step(ControlBase(export_limit_w=1000), 8000, 1000, 12.0, 60) for _ in range(5)]
+    for step in held:
+        assert step.pv_w == pytest.approx(2000)
+        assert step.limited_w == pytest.approx(6000) and step.ramp_held_w == pytest.approx(0)
+    lifted = [site.step(NO_LIMIT, 8000, 1000, 12.0, 60) for _ in range(3)]
+    assert [s.pv_w for s in lifted] == pytest.approx([2600, 3200, 3800])
+    for step in lifted:
+        assert step.limited_w == pytest.approx(0)
+        assert step.ramp_held_w == pytest.approx(8000 - step.pv_w)
+    # a limit above where the ramp has got to: the ramp holds it back up to the limit, the limit the rest
+    step = site.step(ControlBase(export_limit_w=4000), 8000, 1000, 12.0, 60)
+    assert step.pv_w == pytest.approx(4400)
+    assert step.ramp_held_w == pytest.approx(5000 - 4400) and step.limited_w == pytest.approx(8000 - 5000)
+
+
 def test_site_meets_an_import_limit_with_the_battery_then_the_ev_but_never_the_base_load() -> None:
     site = SiteModel(
         battery=Battery(capacity_wh=10_000, charge_max_w=1000, discharge_max_w=1000, soc_wh=5000),

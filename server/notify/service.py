@@ -73,7 +73,7 @@ class NotificationService:
             )
         scheduler.start()
         self._scheduler = scheduler
-        log.info("notifications: changes checked every %.1f s, deliveries retried with backoff", every_s)
+        log.info("notifications: changes checked every %g s, deliveries retried with backoff", every_s)
 
     def stop(self) -> None:
         if self._scheduler is not None:

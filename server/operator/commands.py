@@ -7,8 +7,11 @@ never recovered.
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
 import click
+
+from gridshare.server.cli_support import admin_context, data_dir_option
 
 #: Kept literal so `gridshare --help` does not import the store (ApiRole has the same values).
 ROLES = ("operator", "viewer")
@@ -22,10 +25,9 @@ def token_group() -> None:
 @token_group.command("create")
 @click.option("--role", type=click.Choice(ROLES), required=True, help="What it may do.")
 @click.option("--name", default=None, help="Who holds it (shown in the audit log) [default: ROLE-xxxxxx].")
-def create_token_command(role: str, name: str | None) -> None:
+@data_dir_option
+def create_token_command(role: str, name: str | None, data_dir: Path | None) -> None:
     """Create a token and print it once (store it now: it cannot be shown again)."""
-    from gridshare.server.bootstrap import build_context
-    from gridshare.server.commands import load_settings
     from gridshare.server.operator.auth import new_token, token_digest
     from gridshare.store.db import transaction
     from gridshare.store.operator_models import ApiRole
@@ -34,7 +36,7 @@ def create_token_command(role: str, name: str | None) -> None:
     name = name or f"{role}-{secrets.token_hex(3)}"
     if not 1 <= len(name) <= 64:
         raise click.BadParameter("1 to 64 characters", param_hint="--name")
-    ctx = build_context(load_settings())
+    ctx = admin_context(data_dir)
     token = new_token()
     try:
         with transaction(ctx.sessions) as session:
@@ -50,13 +52,12 @@ def create_token_command(role: str, name: str | None) -> None:
 
 
 @token_group.command("list")
-def list_tokens_command() -> None:
+@data_dir_option
+def list_tokens_command(data_dir: Path | None) -> None:
     """Names, roles and state of every token (never the tokens themselves)."""
-    from gridshare.server.bootstrap import build_context
-    from gridshare.server.commands import load_settings
     from gridshare.store.queries.operator import list_tokens
 
-    ctx = build_context(load_settings())
+    ctx = admin_context(data_dir)
     try:
         with ctx.sessions() as session:
             for t in list_tokens(session):
@@ -68,14 +69,13 @@ def list_tokens_command() -> None:
 
 @token_group.command("revoke")
 @click.argument("name")
-def revoke_token_command(name: str) -> None:
+@data_dir_option
+def revoke_token_command(name: str, data_dir: Path | None) -> None:
     """Revoke the token called NAME; requests with it get 401 from now on."""
-    from gridshare.server.bootstrap import build_context
-    from gridshare.server.commands import load_settings
     from gridshare.store.db import transaction
     from gridshare.store.queries.operator import token_by_name
 
-    ctx = build_context(load_settings())
+    ctx = admin_context(data_dir)
     try:
         with transaction(ctx.sessions) as session:
             token = token_by_name(session, name)

@@ -48,10 +48,14 @@ class RatingIn(WriteBody):
 
 
 class DerateIn(WriteBody):
-    """Scale an asset's rating by `factor` (0 = outage) from `from_s` (default now) until `until_s`."""
+    """Scale an asset's rating by `factor` (0 = outage) from `from_s` (default now) until `until_s`.
+
+    A factor of 1 or more would change nothing, so it is refused rather than stored as a derate that
+    never applies (an `until_s` already past is refused by services/derates.py, which knows the time).
+    """
 
     asset: Annotated[str, Field(min_length=1, max_length=64)]
-    factor: Annotated[float, Field(ge=0, le=1)]
+    factor: Annotated[float, Field(ge=0, lt=1, description="0 = outage; must be below 1 to derate.")]
     reason: Annotated[str, Field(max_length=200)] = ""
     from_s: EpochS | None = None
     until_s: EpochS | None = None

@@ -159,6 +159,7 @@ unset GRIDSHARE_CONFIG GRIDSHARE_DATABASE_URL GRIDSHARE_ROLES GRIDSHARE_BEHIND_P
 cd "$run"  # no stray ./gridshare.toml
 pki="$run/data/pki"
 "$gs" certs init "$pki" --devices 2 --aggregators 1 >"$run/certs.txt"
+"$gs" admin init >/dev/null  # admin commands never create a store; the token goes in before serve
 token="$("$gs" admin token create --role operator --name conformance 2>/dev/null)"
 printf '%s\n' "$token" >"$run/operator-token"
 chmod 600 "$run/operator-token"

@@ -31,6 +31,10 @@ def add_derate(change: Change, body: DerateIn, actor: str) -> AssetDerate:
     names = {b["name"] for b in current.document["network"]["branches"]}
     if body.asset not in names:
         raise FieldError(("body", "asset"), f"no asset named {body.asset!r} in the active network")
+    if body.until_s is not None and body.until_s <= change.now_s:
+        raise FieldError(
+            ("body", "until_s"), "is not in the future: the derate would never apply (it ends before now)"
+        )
     row = AssetDerate(
         asset=body.asset,
         factor=body.factor,
