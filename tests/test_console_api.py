@@ -129,12 +129,14 @@ def test_compliance_finds_a_breach_after_the_set_is_replaced(demo: Demo) -> None
     limit_at = {r["start_s"]: r["export_limit_w"] for r in envelope}
     first, second = sorted(limit_at)[:2]
     # Well inside the limit in the first interval; 500 kW over it in the second (tolerance: 4 % of 4 MW).
+    # The device reports after the fact: readings dated ahead of the server's clock are refused.
+    demo.server.clock.advance(second + 130 - t0)
     _post_readings(
         demo,
         "device-1",
         [(first + 120, int(limit_at[first] / 2)), (second + 120, int(limit_at[second] + 500_000))],
     )
-    demo.server.clock.advance(900)
+    demo.server.clock.advance(t0 + 900 - demo.server.clock.at_s)
     assert demo.engine.run_once().status == "published"  # the readings' limits now live in the history
     with demo.api.client(VIEWER) as c:
         result = c.get(f"/sites/{site}/compliance", params={"hours": 1}).json()
