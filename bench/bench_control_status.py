@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.table import Table
 
-from gridshare.server.control_status import derive_states
+from gridshare.server.shared.control_status import derive_states
 
 BLOCKS_PER_DAY = 288
 BLOCK_S = 300

@@ -21,9 +21,9 @@ from lxml import etree
 from sqlalchemy.orm import Session
 
 from gridshare.server.context import AppContext
-from gridshare.server.notify.render import render
-from gridshare.server.notify.targets import Kind, Target, parse
-from gridshare.server.routes.common import Unit
+from gridshare.server.shared.request_unit import Unit
+from gridshare.server.subscriptions.render import render
+from gridshare.server.subscriptions.targets import Kind, Target, parse
 from gridshare.server.wire import encode, hrefs
 from gridshare.server.wire.xmlio import MEDIA_TYPE, to_bytes
 from gridshare.store.db import activity_value, publication_value, transaction

@@ -2,7 +2,7 @@
 
 Writes go through `store.queries.controls`, the same writers the envelope publisher uses, so the
 device side cannot tell an operator's control from a computed one. Status in answers is derived from
-the clock as the device port derives it (`server.control_status`).
+the clock as the device port derives it (`server.shared.control_status`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
 from sqlalchemy.orm import Session
 
-from gridshare.server.control_status import derive_states
 from gridshare.server.mrid import new_mrid
 from gridshare.server.operator.audit import Writer, writer
 from gridshare.server.operator.auth import context
@@ -28,6 +27,7 @@ from gridshare.server.operator.schemas import (
     DefaultControlOut,
     Page,
 )
+from gridshare.server.shared.control_status import derive_states
 from gridshare.store.models import DerControl, DerProgram, Site
 from gridshare.store.queries.controls import cancel_control, create_control, set_default_control
 from gridshare.store.queries.operator import (

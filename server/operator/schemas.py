@@ -14,6 +14,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from gridshare.certs.identity import is_valid_sfdi, normalize_lfdi, sfdi_from_lfdi
+from gridshare.core.der_control_fields import BY_NAME, CONTROL_BASE_NAMES, check_attributes
 from gridshare.server.wire.power import encode_active_power_w
 from gridshare.store.models import AgreementKind, ClientKind
 from gridshare.store.queries.controls import ControlValues
@@ -329,36 +330,37 @@ class ProgramOut(Out):
 
 # --- controls --------------------------------------------------------------------------------------------
 
-CONTROL_VALUE_FIELDS = (
-    "import_limit_w",
-    "export_limit_w",
-    "generation_limit_w",
-    "load_limit_w",
-    "connect",
-    "energize",
-    "fixed_w_pct_hundredths",
-    "max_w_pct_hundredths",
-    "ramp_tms_hundredths_s",
-)
+#: The operator API names DERControlBase fields as the store does (core.der_control_fields).
+CONTROL_VALUE_FIELDS = CONTROL_BASE_NAMES
+
+
+def _wire(name: str, unit: str = "") -> str:
+    """A field's description: its 2030.5 / CSIP-AUS element (from the one table) and unit."""
+    field = BY_NAME[name]
+    element = f"csipaus:{field.element}" if field.csipaus else field.element
+    return f"{element}, {unit}" if unit else element
 
 
 class ControlValuesIn(WriteBody):
     """DERControlBase: CSIP-AUS DOE limits in W (ActivePower on the wire) and the 2030.5 modes."""
 
-    import_limit_w: ActivePowerW | None = Field(None, description="csipaus:opModImpLimW")
-    export_limit_w: ActivePowerW | None = Field(None, description="csipaus:opModExpLimW")
-    generation_limit_w: ActivePowerW | None = Field(None, description="csipaus:opModGenLimW")
-    load_limit_w: ActivePowerW | None = Field(None, description="csipaus:opModLoadLimW")
-    connect: bool | None = Field(None, description="opModConnect")
-    energize: bool | None = Field(None, description="opModEnergize")
+    import_limit_w: ActivePowerW | None = Field(None, description=_wire("import_limit_w"))
+    export_limit_w: ActivePowerW | None = Field(None, description=_wire("export_limit_w"))
+    generation_limit_w: ActivePowerW | None = Field(None, description=_wire("generation_limit_w"))
+    load_limit_w: ActivePowerW | None = Field(None, description=_wire("load_limit_w"))
+    connect: bool | None = Field(None, description=_wire("connect"))
+    energize: bool | None = Field(None, description=_wire("energize"))
     fixed_w_pct_hundredths: int | None = Field(
-        None, ge=-10000, le=10000, description="opModFixedW, signed hundredths of a percent"
+        None,
+        ge=-10000,
+        le=10000,
+        description=_wire("fixed_w_pct_hundredths", "signed hundredths of a percent"),
     )
     max_w_pct_hundredths: int | None = Field(
-        None, ge=0, le=10000, description="opModMaxLimW, hundredths of a percent"
+        None, ge=0, le=10000, description=_wire("max_w_pct_hundredths", "hundredths of a percent")
     )
     ramp_tms_hundredths_s: int | None = Field(
-        None, ge=0, le=UINT16_MAX, description="rampTms, hundredths of a second"
+        None, ge=0, le=UINT16_MAX, description=_wire("ramp_tms_hundredths_s", "hundredths of a second")
     )
 
     def values(self) -> ControlValues:
@@ -366,6 +368,9 @@ class ControlValuesIn(WriteBody):
 
     def any_value(self) -> bool:
         return any(getattr(self, name) is not None for name in CONTROL_VALUE_FIELDS)
+
+
+check_attributes("ControlValuesIn", set(ControlValuesIn.model_fields), CONTROL_BASE_NAMES)
 
 
 class ControlIn(ControlValuesIn):
@@ -413,7 +418,10 @@ class CancelledOut(BaseModel):
 
 class DefaultControlIn(ControlValuesIn):
     set_grad_w_hundredths: int | None = Field(
-        None, ge=0, le=UINT16_MAX, description="setGradW, hundredths of a percent per second"
+        None,
+        ge=0,
+        le=UINT16_MAX,
+        description=_wire("set_grad_w_hundredths", "hundredths of a percent per second"),
     )
     description: Description = ""
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields
 
 from sqlalchemy.orm import Session
 
+from gridshare.core.der_control_fields import CONTROL_BASE_NAMES, check_attributes
 from gridshare.store.db import bump_publication
 from gridshare.store.models import DefaultDerControl, DerControl, DerCurve, DerProgram, Site
 
@@ -31,6 +32,11 @@ class ControlValues:
     def apply(self, row: DerControl | DefaultDerControl) -> None:
         for f in fields(self):
             setattr(row, f.name, getattr(self, f.name))
+
+
+check_attributes(
+    "store.queries.controls.ControlValues", {f.name for f in fields(ControlValues)}, CONTROL_BASE_NAMES
+)
 
 
 def create_control(

@@ -13,7 +13,7 @@ from fastapi import HTTPException
 from lxml import etree
 
 from gridshare.server.mrid import derived_mrid
-from gridshare.server.routes.common import Unit
+from gridshare.server.shared.request_unit import Unit
 from gridshare.server.wire import encode, hrefs
 from gridshare.store.models import MirrorMeterReading, MirrorUsagePoint, Site
 from gridshare.store.queries import usage_points as q
