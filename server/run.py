@@ -31,7 +31,7 @@ from gridshare.server.operator.run import operator_server
 from gridshare.server.shared.metrics import start_sharing, use_metrics_dir
 from gridshare.server.tls import server_context
 from gridshare.store.db import startup_lock
-from gridshare.store.queries.operator import list_tokens
+from gridshare.store.queries.access import list_tokens
 
 log = logging.getLogger(__name__)
 

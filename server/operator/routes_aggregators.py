@@ -24,8 +24,8 @@ from gridshare.server.operator.schemas import (
     RotateOut,
 )
 from gridshare.store.models import Aggregator, ClientCertificate, ClientKind
+from gridshare.store.queries.aggregators import aggregator_by_name, aggregators_page, certificates_page
 from gridshare.store.queries.identity import certificate_by_lfdi, register_certificate, revoke_certificate
-from gridshare.store.queries.operator import aggregator_by_name, aggregators_page, certificates_page
 
 router = APIRouter(tags=["aggregators"])
 

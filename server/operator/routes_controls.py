@@ -29,13 +29,15 @@ from gridshare.server.operator.schemas import (
 )
 from gridshare.server.shared.control_status import derive_states
 from gridshare.store.models import DerControl, DerProgram, Site
-from gridshare.store.queries.controls import cancel_control, create_control, set_default_control
-from gridshare.store.queries.operator import (
+from gridshare.store.queries.controls import (
+    cancel_control,
     cancellable_controls,
     control_in,
     controls_page,
+    create_control,
     default_control_for,
     default_controls,
+    set_default_control,
 )
 from gridshare.store.queries.programs import live_controls
 

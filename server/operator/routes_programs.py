@@ -15,8 +15,13 @@ from gridshare.server.operator.deps import Id, Paging, found, paging, read_sessi
 from gridshare.server.operator.schemas import FsaIn, FsaOut, Page, ProgramIn, ProgramOut, ProgramPatch
 from gridshare.store.models import DerProgram, FunctionSetAssignments
 from gridshare.store.queries.controls import ControlValues, set_default_control
-from gridshare.store.queries.operator import delete_fsa, delete_program, fsas_page, programs_page
-from gridshare.store.queries.programs import count_programs
+from gridshare.store.queries.programs import (
+    count_programs,
+    delete_fsa,
+    delete_program,
+    fsas_page,
+    programs_page,
+)
 
 router = APIRouter(tags=["function sets and programs"])
 

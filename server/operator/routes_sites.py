@@ -11,8 +11,7 @@ from gridshare.server.operator.deps import Id, Paging, found, paging, read_sessi
 from gridshare.server.operator.schemas import AgreementIn, AgreementOut, Page, SiteIn, SiteOut, SitePatch
 from gridshare.store.models import Aggregator, ClientKind, ConnectionAgreement, Site
 from gridshare.store.queries.nmis import holder_of, operator_bind_problem
-from gridshare.store.queries.operator import site_for, sites_page
-from gridshare.store.queries.sites import create_site
+from gridshare.store.queries.sites import create_site, site_for, sites_page
 from gridshare.store.scope import ClientScope
 
 router = APIRouter(tags=["sites"])

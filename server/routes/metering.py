@@ -11,7 +11,7 @@ from gridshare.server.shared.request_unit import Id, Unit, created, read_unit, r
 from gridshare.server.wire import decode, encode, hrefs
 from gridshare.store.models import MirrorMeterReading, MirrorUsagePoint, Site, TelemetryReading
 from gridshare.store.queries import metering as q
-from gridshare.store.queries.operator import MUP_POST_RATE_KEY, get_setting
+from gridshare.store.queries.runtime_settings import MUP_POST_RATE_KEY, get_setting
 from gridshare.store.queries.sites import site_by_lfdi
 
 router = APIRouter()
