@@ -37,6 +37,7 @@ from gridshare.store.queries.controls import (
     create_control,
     default_control_for,
     default_controls,
+    delete_default_control,
     set_default_control,
 )
 from gridshare.store.queries.programs import live_controls
@@ -218,7 +219,7 @@ def remove_site_default(site_id: Id, program_id: Id, w: Writer = Depends(writer)
     with w.transaction("default_control.delete", target) as change:
         _site_program(change.session, site_id, program_id)
         row = found(default_control_for(change.session, program_id, site_id), "site default control")
-        change.session.delete(row)
+        delete_default_control(change.session, row)
         forget_override(change.session, site_id, change.now_s)
     return Response(status_code=204)
 
@@ -245,7 +246,7 @@ def _set_default(
             values=body.values(),
             now_s=change.now_s,
             set_grad_w_hundredths=body.set_grad_w_hundredths,
+            description=body.description,
         )
-        row.description = body.description
         change.details = {**body.model_dump(exclude_none=True), **checked}
         return DefaultControlOut.model_validate(row)

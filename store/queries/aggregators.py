@@ -18,6 +18,13 @@ def aggregator_by_name(session: Session, name: str) -> Aggregator | None:
     return session.execute(select(Aggregator).where(Aggregator.name == name)).scalar_one_or_none()
 
 
+def add_aggregator(session: Session, name: str, now_s: int) -> Aggregator:
+    aggregator = Aggregator(name=name, created_s=now_s)
+    session.add(aggregator)
+    session.flush()
+    return aggregator
+
+
 def certificates_page(
     session: Session, *, aggregator_id: int | None, start: int, limit: int
 ) -> tuple[int, list[ClientCertificate]]:

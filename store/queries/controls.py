@@ -94,8 +94,11 @@ def set_default_control(
     values: ControlValues,
     now_s: int,
     set_grad_w_hundredths: int | None = None,
+    description: str | None = None,
 ) -> DefaultDerControl:
-    """Create or replace the program's default for one site (or for all sites when `site` is None)."""
+    """Create or replace the program's default for one site (or for all sites when `site` is None).
+
+    `description` None keeps the present one (a new row starts empty)."""
     existing = (
         session.query(DefaultDerControl)
         .filter_by(program_id=program.id, site_id=site.id if site else None)
@@ -104,6 +107,8 @@ def set_default_control(
     row = existing or DefaultDerControl(mrid=mrid, program_id=program.id, site_id=site.id if site else None)
     values.apply(row)
     row.set_grad_w_hundredths = set_grad_w_hundredths
+    if description is not None:
+        row.description = description
     row.changed_s = now_s
     if existing is not None:
         row.version += 1
@@ -255,3 +260,8 @@ def cancellable_controls(
     if site_id is not None:
         query = query.where(DerControl.site_id == site_id)
     return session.execute(query.order_by(DerControl.id)).scalars().all()
+
+
+def delete_default_control(session: Session, default: DefaultDerControl) -> None:
+    """Drop a site's own default: the site falls back to the program-wide one."""
+    session.delete(default)
