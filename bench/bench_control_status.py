@@ -1,4 +1,4 @@
-"""How long deriving DERControl event status takes as a site's list grows (server/control_status.py).
+"""How long deriving DERControl event status takes as a site's list grows (server/shared/control_status.py).
 
 Every uncached DERControlList and DERProgramList derives the status of each live control; with
 envelopes republished every few minutes a site can hold many superseded versions of each block.

@@ -1,4 +1,4 @@
-"""How long the Metering read views take as mirrored history grows (server/metering_views.py).
+"""How long the Metering read views take as mirrored history grows (server/shared/metering_views.py).
 
 Telemetry is kept, so a site posting every 5 minutes has 105,120 readings after a year. One site's
 mirror with `--days` of 5-minute readings on one MeterReading (plus a retry of every 10th interval) is

@@ -53,7 +53,7 @@ def subscription_href(s: Subscription) -> str:
 #: Notification.status "Subscription canceled, resource deleted" (IEEE 2030.5-2018 schema, Notification).
 STATUS_CANCELLED_RESOURCE_DELETED = 4
 #: What a device's own reports (the writes that move only the activity counter: telemetry and mirrors,
-#: Responses, LogEvents, DER documents; server/routes/common.py `write_unit`) can change among
+#: Responses, LogEvents, DER documents; server/shared/request_unit.py `write_unit`) can change among
 #: subscribable resources.
 REPORT_KINDS = frozenset(
     {

@@ -3,7 +3,7 @@
 Two sources, so that every figure is right however many processes serve:
 
 * per-request figures of the device port (requests and latency per resource, render-cache hits), kept
-  by each serving process and added up across workers by prometheus-client (server/metrics.py);
+  by each serving process and added up across workers by prometheus-client (server/shared/metrics.py);
 * everything the store knows, read at scrape time (at most every `SCRAPE_CACHE_S`): recomputations per
   network and outcome, how long the last one took, the age of the current publication, feeder state,
   devices polling / late / presumed on fallback / never connected, non-compliant sites (last 24 h),

@@ -1,7 +1,7 @@
 """Metering for readers: UsagePoint -> MeterReading -> ReadingType / Reading / ReadingSet -> Reading.
 
 Read-only (GET and HEAD) views of mirrored data, scoped like everything else; built in
-server/metering_views.py. Lists take s/l/a: `a` keeps ReadingSets and Readings starting at or after it.
+server/shared/metering_views.py. Lists take s/l/a: `a` keeps ReadingSets and Readings starting at or after it.
 """
 
 from __future__ import annotations

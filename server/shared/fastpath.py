@@ -5,10 +5,10 @@ current body for this client, generation and status time, it is sent straight fr
 else (a miss, another resource, a refused client) goes to the FastAPI application unchanged. The
 same checks apply on both paths: peer certificate -> scope for the current generation -> cache key.
 A cached list whose controls changed status since it was rendered is re-spliced in memory (see
-server/render_cache.py), so block boundaries are answered here too, without the database.
+server/shared/render_cache.py), so block boundaries are answered here too, without the database.
 
 Every request is also counted here, whichever path answers it: per-resource requests and latency
-(server/metrics.py) and the EndDevice's last contact (server/contacts.py), both in memory.
+(server/shared/metrics.py) and the EndDevice's last contact (server/shared/contacts.py), both in memory.
 """
 
 from __future__ import annotations

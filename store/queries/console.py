@@ -202,14 +202,6 @@ def latest_report(session: Session, network_id: int | None = None) -> StoredRepo
     )
 
 
-def recent_sets(session: Session, limit: int = 50) -> list[EnvelopeSetRecord]:
-    return list(
-        session.execute(
-            select(EnvelopeSetRecord).order_by(EnvelopeSetRecord.id.desc()).limit(limit)
-        ).scalars()
-    )
-
-
 def set_counts(session: Session) -> list[tuple[int | None, str, int]]:
     """(network id, status, count) over every recomputation recorded."""
     rows = session.execute(

@@ -64,21 +64,6 @@ def delete_mup(session: Session, mup: MirrorUsagePoint) -> None:
     session.delete(mup)
 
 
-def readings_for_site(session: Session, site_id: int, since_s: int) -> list[TelemetryReading]:
-    """Telemetry newer than `since_s` for one site (used by forecasts and the operator views)."""
-    return list(
-        session.execute(
-            select(TelemetryReading)
-            .join(MirrorMeterReading, MirrorMeterReading.id == TelemetryReading.mmr_id)
-            .join(MirrorUsagePoint, MirrorUsagePoint.id == MirrorMeterReading.mup_id)
-            .where(MirrorUsagePoint.site_id == site_id, TelemetryReading.time_s >= since_s)
-            .order_by(TelemetryReading.time_s)
-        )
-        .scalars()
-        .all()
-    )
-
-
 # --- operator API (unscoped: an operator sees every site) ---
 
 

@@ -93,14 +93,6 @@ def program_controls(
     ]
 
 
-def get_control(session: Session, site: Site, program_id: int, control_id: int) -> DerControl | None:
-    return session.execute(
-        select(DerControl).where(
-            DerControl.id == control_id, DerControl.site_id == site.id, DerControl.program_id == program_id
-        )
-    ).scalar_one_or_none()
-
-
 def default_control(session: Session, site: Site, program_id: int) -> DefaultDerControl | None:
     """The site's own default if one is set, else the program-wide one."""
     rows = (

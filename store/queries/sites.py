@@ -42,10 +42,6 @@ def site_by_lfdi(session: Session, scope: ClientScope, lfdi: str) -> Site | None
     ).scalar_one_or_none()
 
 
-def site_by_sfdi(session: Session, scope: ClientScope, sfdi: int) -> Site | None:
-    return session.execute(select(Site).where(scope.site_filter(), Site.sfdi == sfdi)).scalars().first()
-
-
 def create_site(
     session: Session,
     scope: ClientScope,
