@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from gridshare.server.routes.device_time import check_device_time
 from gridshare.server.shared.paging import Page, page
 from gridshare.server.shared.request_unit import Id, Unit, created, read_unit, read_xml, write_unit, xml
-from gridshare.server.wire import decode, encode, hrefs
+from gridshare.server.wire import decode, encode, encode_metering, hrefs
 from gridshare.store.models import MirrorMeterReading, MirrorUsagePoint, Site, TelemetryReading
 from gridshare.store.queries import metering as q
 from gridshare.store.queries.runtime_settings import MUP_POST_RATE_KEY, get_setting
@@ -29,7 +29,7 @@ def mup_list(request: Request, p: Page = Depends(page)) -> Response:
         total, mups = q.list_mups(u.session, u.scope, start=p.start, limit=p.limit)
         el = encode.list_root("MirrorUsagePointList", hrefs.MUP_LIST, total, len(mups), u.poll_rate("mup"))
         for mup in mups:
-            encode.mirror_usage_point(el, mup, _site_of(u, mup), u.ctx.settings.mup_post_rate_s)
+            encode_metering.mirror_usage_point(el, mup, _site_of(u, mup), u.ctx.settings.mup_post_rate_s)
         return xml(el)
 
 
@@ -39,7 +39,11 @@ def mup(request: Request, mup_id: Id) -> Response:
         found = q.get_mup(u.session, u.scope, mup_id)
         if found is None:
             raise HTTPException(404, "no such MirrorUsagePoint")
-        return xml(encode.mirror_usage_point(None, found, _site_of(u, found), u.ctx.settings.mup_post_rate_s))
+        return xml(
+            encode_metering.mirror_usage_point(
+                None, found, _site_of(u, found), u.ctx.settings.mup_post_rate_s
+            )
+        )
 
 
 @router.post(hrefs.MUP_LIST_T.path)
