@@ -13,10 +13,7 @@ from sqlalchemy.orm import Session
 from gridshare.server.mrid import new_mrid
 from gridshare.server.operator.audit import Writer, writer
 from gridshare.server.operator.auth import context
-from gridshare.server.operator.deps import Id, Paging, found, paging, read_session
-from gridshare.server.operator.errors import FieldError
-from gridshare.server.operator.routes_fallback import forget_override, guard_site_default
-from gridshare.server.operator.schemas import (
+from gridshare.server.operator.control_schemas import (
     CONTROL_VALUE_FIELDS,
     CancelIn,
     CancelledOut,
@@ -25,8 +22,11 @@ from gridshare.server.operator.schemas import (
     ControlValuesIn,
     DefaultControlIn,
     DefaultControlOut,
-    Page,
 )
+from gridshare.server.operator.deps import Id, Paging, found, paging, read_session
+from gridshare.server.operator.errors import FieldError
+from gridshare.server.operator.routes_fallback import forget_override, guard_site_default
+from gridshare.server.operator.schemas import Page
 from gridshare.server.shared.control_status import derive_states
 from gridshare.store.models import DerControl, DerProgram, Site
 from gridshare.store.queries.controls import (
