@@ -1,4 +1,4 @@
-"""How long deriving DERControl event status takes as a site's list grows (server/control_status.py).
+"""How long deriving DERControl event status takes as a site's list grows (server/shared/control_status.py).
 
 Every uncached DERControlList and DERProgramList derives the status of each live control; with
 envelopes republished every few minutes a site can hold many superseded versions of each block.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.table import Table
 
-from gridshare.server.control_status import derive_states
+from gridshare.server.shared.control_status import derive_states
 
 BLOCKS_PER_DAY = 288
 BLOCK_S = 300

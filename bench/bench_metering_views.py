@@ -1,4 +1,4 @@
-"""How long the Metering read views take as mirrored history grows (server/metering_views.py).
+"""How long the Metering read views take as mirrored history grows (server/shared/metering_views.py).
 
 Telemetry is kept, so a site posting every 5 minutes has 105,120 readings after a year. One site's
 mirror with `--days` of 5-minute readings on one MeterReading (plus a retry of every 10th interval) is
@@ -24,9 +24,9 @@ from sqlalchemy import insert
 from bench.bench_derc import scratch_database
 from gridshare.core.clock import FixedClock
 from gridshare.core.settings import Settings
-from gridshare.server import metering_views as views
 from gridshare.server.bootstrap import build_context
-from gridshare.server.routes.common import Unit
+from gridshare.server.shared import metering_views as views
+from gridshare.server.shared.request_unit import Unit
 from gridshare.store.db import transaction
 from gridshare.store.models import ClientKind, MirrorMeterReading, MirrorUsagePoint, Site, TelemetryReading
 from gridshare.store.scope import ClientScope

@@ -23,9 +23,9 @@ import httpx
 from lxml import etree
 
 from gridshare.certs.devpki import DevPki, create_dev_pki, load_dev_pki
+from gridshare.store.access_models import ApiRole
 from gridshare.store.db import make_engine, session_factory, transaction
 from gridshare.store.models import PublisherLease
-from gridshare.store.operator_models import ApiRole
 
 NS = {"s": "urn:ieee:std:2030.5:ns", "c": "https://csipaus.org/ns"}
 
@@ -147,7 +147,7 @@ def device_tls(pki: DevPki, name: str) -> ssl.SSLContext:
 def operator_token(database_url: str, name: str = "crash-test") -> str:
     """A fresh operator-role bearer token, written into the store (the CLI does the same)."""
     from gridshare.server.operator.auth import new_token, token_digest
-    from gridshare.store.queries.operator import add_token
+    from gridshare.store.queries.access import add_token
 
     token = new_token()
     engine = make_engine(database_url)

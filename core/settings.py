@@ -64,7 +64,7 @@ NOT_SETTINGS = frozenset(
         "GRIDSHARE_INTEROP_HOME",  # tests/interop/run.sh
         "GRIDSHARE_CHROMIUM",  # tests/test_console_browser.py
         "GRIDSHARE_SCREENSHOTS",
-        "GRIDSHARE_METRICS_DIR",  # server/metrics.py: set by the parent for its serving workers
+        "GRIDSHARE_METRICS_DIR",  # server/shared/metrics.py: set by the parent for its serving workers
         # deploy/nginx/gridshare.conf.template and deploy/compose.yaml
         "GRIDSHARE_LISTEN",
         "GRIDSHARE_SERVER_NAME",

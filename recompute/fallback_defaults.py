@@ -25,8 +25,8 @@ from gridshare.recompute.snapshot import OVERRIDE_PREFIX
 from gridshare.server.mrid import new_mrid
 from gridshare.store.db import bump_publication
 from gridshare.store.models import DefaultDerControl, DerProgram
-from gridshare.store.operator_models import ServerSetting
 from gridshare.store.queries.controls import ControlValues, set_site_defaults
+from gridshare.store.runtime_settings import ServerSetting
 
 log = logging.getLogger("gridshare.fallback")
 

@@ -25,7 +25,7 @@ from gridshare.store.models import (
     Site,
     TelemetryReading,
 )
-from gridshare.store.operator_models import ServerSetting
+from gridshare.store.runtime_settings import ServerSetting
 
 log = logging.getLogger("gridshare.recompute")
 

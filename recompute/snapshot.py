@@ -32,7 +32,7 @@ from gridshare.recompute.inputs import (
     standing_derates,
 )
 from gridshare.store.models import AssetDerate, DefaultDerControl, DerProgram, NetworkModel, Site
-from gridshare.store.operator_models import ServerSetting
+from gridshare.store.runtime_settings import ServerSetting
 
 #: ServerSetting prefix of operators' overrides of the safe defaults (recompute.fallback_defaults)
 OVERRIDE_PREFIX = "fallback.override."

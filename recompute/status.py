@@ -21,8 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gridshare.store.db import transaction
-from gridshare.store.operator_models import ServerSetting
-from gridshare.store.queries.operator import set_setting
+from gridshare.store.queries.runtime_settings import set_setting
+from gridshare.store.runtime_settings import ServerSetting
 
 log = logging.getLogger("gridshare.feeder")
 

@@ -12,7 +12,6 @@ from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gridshare.server.context import AppContext
-from gridshare.server.fastpath import FastPath
 from gridshare.server.routes import ders as der_routes
 from gridshare.server.routes import (
     discovery,
@@ -23,6 +22,7 @@ from gridshare.server.routes import (
     subscriptions,
     usage_points,
 )
+from gridshare.server.shared.fastpath import FastPath
 from gridshare.server.wire.errors import error_document
 from gridshare.server.wire.xmlio import MEDIA_TYPE, WireError
 

@@ -15,7 +15,7 @@ from gridshare.core.clock import Clock, SystemClock
 from gridshare.core.settings import Settings
 from gridshare.server.context import AppContext
 from gridshare.server.mrid import new_mrid
-from gridshare.server.self_identity import load_server_identity
+from gridshare.server.shared.self_identity import load_server_identity
 from gridshare.store.db import make_engine, session_factory, store_exists, transaction, upgrade
 from gridshare.store.models import ClientKind, DefaultDerControl, DerProgram, FunctionSetAssignments
 from gridshare.store.queries.identity import add_aggregator, register_certificate

@@ -9,10 +9,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gridshare.core.clock import Clock
 from gridshare.core.settings import Settings
-from gridshare.server.contacts import ContactLog
-from gridshare.server.identity import ScopeCache
-from gridshare.server.render_cache import RenderCache
-from gridshare.server.self_identity import ServerIdentity
+from gridshare.server.shared.contacts import ContactLog
+from gridshare.server.shared.identity import ScopeCache
+from gridshare.server.shared.render_cache import RenderCache
+from gridshare.server.shared.self_identity import ServerIdentity
 
 
 @dataclass

@@ -70,7 +70,8 @@ def device_config(
         "access_log": False,
         "server_header": False,
         # uvicorn would otherwise replace the peer address with X-Forwarded-For from loopback callers,
-        # and the peer address decides whether a forwarded certificate is believed (server/identity.py).
+        # and the peer address decides whether a forwarded certificate is believed
+        # (server/shared/identity.py).
         "proxy_headers": False,
         **uvicorn_options,
     }

@@ -26,12 +26,12 @@ from gridshare.server.app import create_asgi
 from gridshare.server.bootstrap import build_context, register_dev_aggregators, seed_baseline, tls_files
 from gridshare.server.context import AppContext
 from gridshare.server.listener import device_config
-from gridshare.server.metrics import start_sharing, use_metrics_dir
 from gridshare.server.notify.service import NotificationService
 from gridshare.server.operator.run import operator_server
+from gridshare.server.shared.metrics import start_sharing, use_metrics_dir
 from gridshare.server.tls import server_context
 from gridshare.store.db import startup_lock
-from gridshare.store.queries.operator import list_tokens
+from gridshare.store.queries.access import list_tokens
 
 log = logging.getLogger(__name__)
 

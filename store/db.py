@@ -19,8 +19,9 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
+import gridshare.store.access_models
 import gridshare.store.console_models
-import gridshare.store.operator_models  # noqa: F401  (the operator tables belong to the same metadata)
+import gridshare.store.runtime_settings  # noqa: F401  (so does the run-time settings table)
 from gridshare.store.models import EnvelopePointer, PublicationCounter, PublisherLease
 
 log = logging.getLogger(__name__)

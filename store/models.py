@@ -24,6 +24,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from gridshare.core.der_control_fields import CONTROL_BASE_NAMES, DEFAULT_CONTROL_NAMES, check_attributes
+
 
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON}
@@ -183,7 +185,10 @@ class DerProgram(Base):
 
 
 class _ControlFields:
-    """DERControlBase fields shared by scheduled and default controls. None means "not set"."""
+    """DERControlBase fields shared by scheduled and default controls. None means "not set".
+
+    Typed columns for mypy; core.der_control_fields is the table they must match (checked below).
+    """
 
     import_limit_w: Mapped[float | None] = mapped_column(Float)
     export_limit_w: Mapped[float | None] = mapped_column(Float)
@@ -461,3 +466,11 @@ class PublisherLease(Base):
     holder: Mapped[str] = mapped_column(String(128), default="")
     epoch: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     acquired_s: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+check_attributes("store.models._ControlFields", set(_ControlFields.__annotations__), CONTROL_BASE_NAMES)
+check_attributes(
+    "store.models.DefaultDerControl",
+    {name for name in DEFAULT_CONTROL_NAMES if hasattr(DefaultDerControl, name)},
+    DEFAULT_CONTROL_NAMES,
+)

@@ -29,7 +29,3 @@ class ClientScope:
         if self.is_aggregator:
             return Site.aggregator_id == self.aggregator_id
         return and_(Site.lfdi == self.lfdi, Site.aggregator_id.is_(None))
-
-    def owns_lfdi(self, lfdi: str) -> bool:
-        """A device may only speak for its own certificate's lFDI."""
-        return self.is_aggregator or lfdi.upper() == self.lfdi

@@ -16,7 +16,7 @@ from lxml import etree
 from sqlalchemy import event, select
 
 from gridshare.server.mrid import new_mrid
-from gridshare.server.render_cache import RenderCache
+from gridshare.server.shared.render_cache import RenderCache
 from gridshare.store.db import activity_value, publication_value
 from gridshare.store.models import DerControl, DerProgram, Site
 from gridshare.store.queries.controls import ControlValues, cancel_control, create_control

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gridshare.server.control_status import (
+from gridshare.server.shared.control_status import (
     ACTIVE,
     CANCELLED,
     CANCELLED_RANDOMIZED,

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gridshare.envelopes.blocks import BLOCK_DTYPE, Block, carry_forward, from_blocks, merge_blocks, to_blocks
-from gridshare.server.control_status import ACTIVE, SUPERSEDED, derive_states
+from gridshare.server.shared.control_status import ACTIVE, SUPERSEDED, derive_states
 from gridshare.store.envelope_blocks import GrossLimits, decode_blocks, decode_envelope, encode_blocks
 from gridshare.store.queries.envelopes import EnvelopeControl
 

@@ -26,10 +26,10 @@ from gridshare.recompute.fallback_defaults import ENGINE_DESCRIPTION, override_f
 from gridshare.recompute.inputs import active_network
 from gridshare.recompute.publish import UnboundedControl, check_finite, current_set_id
 from gridshare.recompute.service import Recomputer
+from gridshare.store.access_models import AuditEntry
 from gridshare.store.db import transaction
 from gridshare.store.envelope_blocks import GrossLimits, decode_blocks
 from gridshare.store.models import AssetDerate, DefaultDerControl, EnvelopeSetRecord, Site, SiteEnvelope
-from gridshare.store.operator_models import AuditEntry
 from tests.bodies import SEP_XML, mirror_usage_point
 from tests.conftest import T0, RunningServer
 from tests.test_operator_support import OperatorApi, running_operator_api

@@ -21,9 +21,9 @@ from gridshare.certs.identity import sfdi_from_lfdi
 from gridshare.recompute.demo import seed_demo
 from gridshare.recompute.service import Recomputer
 from gridshare.server.routes.end_devices import nmi_checksum
+from gridshare.store.access_models import AuditEntry
 from gridshare.store.db import make_engine, publication_value, upgrade
 from gridshare.store.models import Aggregator, Site
-from gridshare.store.operator_models import AuditEntry
 from tests.bodies import SEP_XML, connection_point, end_device
 from tests.conftest import RunningServer
 from tests.test_operator_support import OPERATOR, OperatorApi, register_device, running_operator_api

@@ -111,7 +111,7 @@ def pump(server: RunningServer) -> Iterator[Pump]:
 @pytest.fixture
 def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Names → the address the resolver answers for them now; other names resolve as usual."""
-    from gridshare.server.notify import egress
+    from gridshare.server.subscriptions import egress
 
     answers: dict[str, str] = {}
     real = socket.getaddrinfo
@@ -237,7 +237,7 @@ def test_redirects_are_never_followed(server: RunningServer, hook: Hook, pump: P
     ],
 )
 def test_address_rules(address: str, allowed: list[str], refused_as: str | None) -> None:
-    from gridshare.server.notify import egress
+    from gridshare.server.subscriptions import egress
 
     settings = Settings(notification_allowed_networks=allowed, port=18443, operator_port=18080)
     reason = egress.address_problem(ip_address(address), 443, settings)

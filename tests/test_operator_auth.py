@@ -15,10 +15,10 @@ from gridshare.core.settings import Settings
 from gridshare.server.bootstrap import build_context
 from gridshare.server.operator.audit import Writer
 from gridshare.server.operator.auth import Caller, token_digest
+from gridshare.store.access_models import ApiRole, ApiToken, AuditEntry
 from gridshare.store.db import make_engine, publication_value, session_factory, transaction
 from gridshare.store.models import FunctionSetAssignments
-from gridshare.store.operator_models import ApiRole, ApiToken, AuditEntry
-from gridshare.store.queries.operator import token_by_digest, token_by_name
+from gridshare.store.queries.access import token_by_digest, token_by_name
 from tests.conftest import T0, RunningServer
 from tests.test_operator_support import OPERATOR, VIEWER, OperatorApi, running_operator_api
 

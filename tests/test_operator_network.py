@@ -160,6 +160,20 @@ def test_derate_and_outage_reach_devices_and_clearing_restores(
     assert reasons == ["start", "constraint changed", "constraint changed"]
 
 
+def test_rating_in_watts_and_the_deprecated_kw_alias(api: OperatorApi) -> None:
+    """The API speaks W; the kW names still work for older clients, and one name per direction is asked."""
+    with api.client() as c:
+        c.put("/network", content=DEMO_FILE.read_bytes(), headers={"content-type": "application/yaml"})
+        r = c.put("/network/assets/dt-11/rating", json={"export_w": 800_000})
+        assert r.status_code == 200, r.text
+        dt = next(a for a in r.json()["assets"] if a["name"] == "dt-11")
+        assert dt["export_w"] == 800_000 and dt["export_kw"] == 800
+        assert dt["import_w"] == dt["import_kw"] * 1000 > 0
+        both = c.put("/network/assets/dt-11/rating", json={"export_w": 800_000, "export_kw": 800})
+        assert both.status_code == 422 and "export_w or export_kw" in both.text
+        assert c.put("/network/assets/dt-11/rating", json={"import_w": -1}).status_code == 422
+
+
 def test_new_rating_is_a_new_network_version(api: OperatorApi) -> None:
     with api.client() as c:
         c.put("/network", content=DEMO_FILE.read_bytes(), headers={"content-type": "application/yaml"})

@@ -19,10 +19,10 @@ from sqlalchemy import func, select
 from gridshare.server.context import AppContext
 from gridshare.server.operator.auth import new_token, token_digest
 from gridshare.server.operator.run import operator_server
+from gridshare.store.access_models import ApiRole, AuditEntry
 from gridshare.store.db import transaction
 from gridshare.store.models import DerControl
-from gridshare.store.operator_models import ApiRole, AuditEntry
-from gridshare.store.queries.operator import add_token
+from gridshare.store.queries.access import add_token
 from tests.bodies import SEP_XML, end_device
 from tests.conftest import RunningServer, free_port
 

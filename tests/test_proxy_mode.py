@@ -15,8 +15,8 @@ import uvicorn
 from gridshare.certs.devpki import DevPki
 from gridshare.core.settings import Settings
 from gridshare.server.bootstrap import build_context, seed_baseline
-from gridshare.server.identity import is_trusted_proxy
 from gridshare.server.run import device_config_for
+from gridshare.server.shared.identity import is_trusted_proxy
 from tests.conftest import free_port
 
 

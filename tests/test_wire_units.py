@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gridshare.server.control_status import (
+from gridshare.server.shared.control_status import (
     ACTIVE,
     CANCELLED,
     SCHEDULED,
@@ -16,7 +16,7 @@ from gridshare.server.control_status import (
     derive_states,
     next_change_s,
 )
-from gridshare.server.timeinfo import time_fields
+from gridshare.server.shared.timeinfo import time_fields
 from gridshare.server.wire.power import decode_active_power_w, encode_active_power_w
 
 

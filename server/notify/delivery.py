@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from gridshare.server.context import AppContext
-from gridshare.server.notify import egress
+from gridshare.server.subscriptions import egress
 from gridshare.store.db import transaction
 from gridshare.store.queries import subscriptions as q
 

@@ -21,9 +21,9 @@ from lxml import etree
 from sqlalchemy.orm import Session
 
 from gridshare.server.context import AppContext
-from gridshare.server.notify.render import render
-from gridshare.server.notify.targets import Kind, Target, parse
-from gridshare.server.routes.common import Unit
+from gridshare.server.shared.request_unit import Unit
+from gridshare.server.subscriptions.render import render
+from gridshare.server.subscriptions.targets import Kind, Target, parse
 from gridshare.server.wire import encode, hrefs
 from gridshare.server.wire.xmlio import MEDIA_TYPE, to_bytes
 from gridshare.store.db import activity_value, publication_value, transaction
@@ -53,7 +53,7 @@ def subscription_href(s: Subscription) -> str:
 #: Notification.status "Subscription canceled, resource deleted" (IEEE 2030.5-2018 schema, Notification).
 STATUS_CANCELLED_RESOURCE_DELETED = 4
 #: What a device's own reports (the writes that move only the activity counter: telemetry and mirrors,
-#: Responses, LogEvents, DER documents; server/routes/common.py `write_unit`) can change among
+#: Responses, LogEvents, DER documents; server/shared/request_unit.py `write_unit`) can change among
 #: subscribable resources.
 REPORT_KINDS = frozenset(
     {

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from gridshare.server.context import AppContext
 from gridshare.server.operator.auth import Caller, context, require_operator
 from gridshare.store.db import bump_publication, transaction
-from gridshare.store.queries.operator import add_audit
+from gridshare.store.queries.access import add_audit
 
 
 @dataclass

@@ -19,9 +19,9 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gridshare.server.context import AppContext
-from gridshare.store.operator_models import ApiRole
+from gridshare.store.access_models import ApiRole
+from gridshare.store.queries.access import token_by_digest
 from gridshare.store.queries.console import live_console_session
-from gridshare.store.queries.operator import token_by_digest
 
 bearer = HTTPBearer(
     auto_error=False,

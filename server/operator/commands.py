@@ -29,9 +29,9 @@ def token_group() -> None:
 def create_token_command(role: str, name: str | None, data_dir: Path | None) -> None:
     """Create a token and print it once (store it now: it cannot be shown again)."""
     from gridshare.server.operator.auth import new_token, token_digest
+    from gridshare.store.access_models import ApiRole
     from gridshare.store.db import transaction
-    from gridshare.store.operator_models import ApiRole
-    from gridshare.store.queries.operator import add_token, token_by_name
+    from gridshare.store.queries.access import add_token, token_by_name
 
     name = name or f"{role}-{secrets.token_hex(3)}"
     if not 1 <= len(name) <= 64:
@@ -55,7 +55,7 @@ def create_token_command(role: str, name: str | None, data_dir: Path | None) -> 
 @data_dir_option
 def list_tokens_command(data_dir: Path | None) -> None:
     """Names, roles and state of every token (never the tokens themselves)."""
-    from gridshare.store.queries.operator import list_tokens
+    from gridshare.store.queries.access import list_tokens
 
     ctx = admin_context(data_dir)
     try:
@@ -73,7 +73,7 @@ def list_tokens_command(data_dir: Path | None) -> None:
 def revoke_token_command(name: str, data_dir: Path | None) -> None:
     """Revoke the token called NAME; requests with it get 401 from now on."""
     from gridshare.store.db import transaction
-    from gridshare.store.queries.operator import token_by_name
+    from gridshare.store.queries.access import token_by_name
 
     ctx = admin_context(data_dir)
     try:

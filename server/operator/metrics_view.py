@@ -3,7 +3,7 @@
 Two sources, so that every figure is right however many processes serve:
 
 * per-request figures of the device port (requests and latency per resource, render-cache hits), kept
-  by each serving process and added up across workers by prometheus-client (server/metrics.py);
+  by each serving process and added up across workers by prometheus-client (server/shared/metrics.py);
 * everything the store knows, read at scrape time (at most every `SCRAPE_CACHE_S`): recomputations per
   network and outcome, how long the last one took, the age of the current publication, feeder state,
   devices polling / late / presumed on fallback / never connected, non-compliant sites (last 24 h),
@@ -25,10 +25,10 @@ from sqlalchemy import func, select
 
 from gridshare.recompute.status import STATES, effective, read_statuses
 from gridshare.server.context import AppContext
-from gridshare.server.metrics import device_metric_families
 from gridshare.server.operator.services import compliance, fleet
 from gridshare.server.operator.services.networks import list_networks
 from gridshare.server.operator.services.sites import LATE, NEVER, POLLING, PRESUMED_FALLBACK
+from gridshare.server.shared.metrics import device_metric_families
 from gridshare.store.models import EnvelopeSetRecord, NetworkModel, NotificationOutbox
 from gridshare.store.queries.console import current_set, set_counts
 from gridshare.store.queries.notification_views import outbox_summary

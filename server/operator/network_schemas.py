@@ -1,14 +1,24 @@
-"""Bodies of the network, derate and envelope endpoints (units in the names, ranges checked here)."""
+"""Bodies of the network, derate and envelope endpoints (units in the names, ranges checked here).
+
+Power in the operator JSON API is in W (`*_w`), like controls and agreements. The rating endpoint and the
+asset summary also carry the kW names they had first (`export_kw`, `import_kw`) as deprecated aliases,
+so a client written against them keeps working; new clients use the W names. The network document
+(PUT /network) stays in kW: it is the network file format of docs/network-format.md, not an API body.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic.json_schema import JsonDict
 
 from gridshare.server.operator.schemas import MAX_EPOCH_S, Out, WriteBody
 
 Kw = Annotated[float, Field(ge=0, le=1e7)]
+W = Annotated[float, Field(ge=0, le=1e10)]
+_DEPRECATED_KW = "deprecated alias of {0}_w in kW (kept for older clients; give one of the two)"
+_DEPRECATED: JsonDict = {"deprecated": True}  # marks the field in the OpenAPI document
 EpochS = Annotated[int, Field(ge=0, le=MAX_EPOCH_S)]
 
 
@@ -17,9 +27,11 @@ class AssetOut(BaseModel):
     kind: str
     from_node: str
     to_node: str
-    export_kw: float | None
-    import_kw: float | None
+    export_w: float | None
+    import_w: float | None
     rating_source: str
+    export_kw: float | None = Field(description="deprecated: export_w in kW", json_schema_extra=_DEPRECATED)
+    import_kw: float | None = Field(description="deprecated: import_w in kW", json_schema_extra=_DEPRECATED)
 
 
 class NetworkOut(BaseModel):
@@ -34,17 +46,31 @@ class NetworkOut(BaseModel):
 
 
 class RatingIn(WriteBody):
-    """A new thermal rating for one asset; a direction left out keeps its present value."""
+    """A new thermal rating for one asset in W; a direction left out keeps its present value."""
 
-    export_kw: Kw | None = None
-    import_kw: Annotated[Kw | None, Field(validate_default=True)] = None
+    export_w: W | None = None
+    import_w: W | None = None
+    export_kw: Kw | None = Field(
+        None, description=_DEPRECATED_KW.format("export"), json_schema_extra=_DEPRECATED
+    )
+    import_kw: Kw | None = Field(
+        None, description=_DEPRECATED_KW.format("import"), json_schema_extra=_DEPRECATED
+    )
 
-    @field_validator("import_kw")
-    @classmethod
-    def _one_direction(cls, value: float | None, info: ValidationInfo) -> float | None:
-        if value is None and info.data.get("export_kw") is None:
-            raise ValueError("give export_kw, import_kw or both")
-        return value
+    @model_validator(mode="after")
+    def _one_name_per_direction(self) -> RatingIn:
+        for direction in ("export", "import"):
+            if getattr(self, f"{direction}_w") is not None and getattr(self, f"{direction}_kw") is not None:
+                raise ValueError(f"give {direction}_w or {direction}_kw, not both")
+        if self.rating_kw("export") is None and self.rating_kw("import") is None:
+            raise ValueError("give export_w, import_w or both")
+        return self
+
+    def rating_kw(self, direction: str) -> float | None:
+        """The new rating in one direction in kW, the network document's unit, whichever name was used."""
+        watts: float | None = getattr(self, f"{direction}_w")
+        kw: float | None = getattr(self, f"{direction}_kw")
+        return kw if watts is None else watts / 1000.0
 
 
 class DerateIn(WriteBody):

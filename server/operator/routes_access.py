@@ -15,8 +15,8 @@ from gridshare.server.operator.deps import Paging, paging, read_session
 from gridshare.server.operator.errors import FieldError
 from gridshare.server.operator.schemas import AccessIn, AccessOut, CertificateOut, Page
 from gridshare.store.models import ClientCertificate
+from gridshare.store.queries.aggregators import certificates_page, set_client_access
 from gridshare.store.queries.identity import certificate_by_lfdi
-from gridshare.store.queries.operator import certificates_page, set_client_access
 
 router = APIRouter(tags=["client access"])
 

@@ -24,8 +24,13 @@ from gridshare.server.operator.schemas import (
     RotateOut,
 )
 from gridshare.store.models import Aggregator, ClientCertificate, ClientKind
+from gridshare.store.queries.aggregators import (
+    add_aggregator,
+    aggregator_by_name,
+    aggregators_page,
+    certificates_page,
+)
 from gridshare.store.queries.identity import certificate_by_lfdi, register_certificate, revoke_certificate
-from gridshare.store.queries.operator import aggregator_by_name, aggregators_page, certificates_page
 
 router = APIRouter(tags=["aggregators"])
 
@@ -83,9 +88,7 @@ def create_aggregator(body: AggregatorIn, w: Writer = Depends(writer)) -> Aggreg
     with w.transaction("aggregator.create") as change:
         if aggregator_by_name(change.session, body.name) is not None:
             raise HTTPException(409, f"an aggregator named {body.name!r} exists")
-        agg = Aggregator(name=body.name, created_s=change.now_s)
-        change.session.add(agg)
-        change.session.flush()
+        agg = add_aggregator(change.session, body.name, change.now_s)
         change.target, change.details = f"aggregator:{agg.id}", {"name": body.name}
         return AggregatorOut.model_validate(agg)
 

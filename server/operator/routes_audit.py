@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from gridshare.server.operator.deps import Paging, paging, read_session
 from gridshare.server.operator.schemas import AuditOut, Page
-from gridshare.store.queries.operator import audit_page
+from gridshare.store.queries.access import audit_page
 
 router = APIRouter(tags=["audit"])
 

@@ -2,7 +2,7 @@
 
 Writes go through `store.queries.controls`, the same writers the envelope publisher uses, so the
 device side cannot tell an operator's control from a computed one. Status in answers is derived from
-the clock as the device port derives it (`server.control_status`).
+the clock as the device port derives it (`server.shared.control_status`).
 """
 
 from __future__ import annotations
@@ -10,14 +10,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
 from sqlalchemy.orm import Session
 
-from gridshare.server.control_status import derive_states
 from gridshare.server.mrid import new_mrid
 from gridshare.server.operator.audit import Writer, writer
 from gridshare.server.operator.auth import context
-from gridshare.server.operator.deps import Id, Paging, found, paging, read_session
-from gridshare.server.operator.errors import FieldError
-from gridshare.server.operator.routes_fallback import forget_override, guard_site_default
-from gridshare.server.operator.schemas import (
+from gridshare.server.operator.control_schemas import (
     CONTROL_VALUE_FIELDS,
     CancelIn,
     CancelledOut,
@@ -26,16 +22,23 @@ from gridshare.server.operator.schemas import (
     ControlValuesIn,
     DefaultControlIn,
     DefaultControlOut,
-    Page,
 )
+from gridshare.server.operator.deps import Id, Paging, found, paging, read_session
+from gridshare.server.operator.errors import FieldError
+from gridshare.server.operator.routes_fallback import forget_override, guard_site_default
+from gridshare.server.operator.schemas import Page
+from gridshare.server.shared.control_status import derive_states
 from gridshare.store.models import DerControl, DerProgram, Site
-from gridshare.store.queries.controls import cancel_control, create_control, set_default_control
-from gridshare.store.queries.operator import (
+from gridshare.store.queries.controls import (
+    cancel_control,
     cancellable_controls,
     control_in,
     controls_page,
+    create_control,
     default_control_for,
     default_controls,
+    delete_default_control,
+    set_default_control,
 )
 from gridshare.store.queries.programs import live_controls
 
@@ -216,7 +219,7 @@ def remove_site_default(site_id: Id, program_id: Id, w: Writer = Depends(writer)
     with w.transaction("default_control.delete", target) as change:
         _site_program(change.session, site_id, program_id)
         row = found(default_control_for(change.session, program_id, site_id), "site default control")
-        change.session.delete(row)
+        delete_default_control(change.session, row)
         forget_override(change.session, site_id, change.now_s)
     return Response(status_code=204)
 
@@ -243,7 +246,7 @@ def _set_default(
             values=body.values(),
             now_s=change.now_s,
             set_grad_w_hundredths=body.set_grad_w_hundredths,
+            description=body.description,
         )
-        row.description = body.description
         change.details = {**body.model_dump(exclude_none=True), **checked}
         return DefaultControlOut.model_validate(row)

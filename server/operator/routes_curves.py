@@ -7,8 +7,9 @@ from sqlalchemy.orm import Session
 
 from gridshare.server.mrid import new_mrid
 from gridshare.server.operator.audit import Writer, writer
+from gridshare.server.operator.control_schemas import CurveIn, CurveOut
 from gridshare.server.operator.deps import Id, Paging, found, paging, read_session
-from gridshare.server.operator.schemas import CurveIn, CurveOut, Page
+from gridshare.server.operator.schemas import Page
 from gridshare.store.models import DerProgram
 from gridshare.store.queries.controls import add_curve, delete_curve
 from gridshare.store.queries.programs import get_curve, list_curves

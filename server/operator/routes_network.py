@@ -33,7 +33,8 @@ from gridshare.server.operator.network_schemas import (
 from gridshare.server.operator.schemas import Page
 from gridshare.server.operator.services import derates
 from gridshare.store.models import AssetDerate, EnvelopeSetRecord, NetworkModel
-from gridshare.store.queries.operator import page_of, set_setting
+from gridshare.store.queries.paging import page_of
+from gridshare.store.queries.runtime_settings import set_setting
 
 router = APIRouter(tags=["network"])
 
@@ -55,6 +56,8 @@ def _summary(row: NetworkModel, nf: NetworkFile) -> NetworkOut:
                 kind=b.kind,
                 from_node=b.from_node,
                 to_node=b.to_node,
+                export_w=_w(b.rating.export_kw) if b.rating else None,
+                import_w=_w(b.rating.import_kw) if b.rating else None,
                 export_kw=b.rating.export_kw if b.rating else None,
                 import_kw=b.rating.import_kw if b.rating else None,
                 rating_source=b.rating.source if b.rating else "unrated",
@@ -62,6 +65,11 @@ def _summary(row: NetworkModel, nf: NetworkFile) -> NetworkOut:
             for b in nf.network.branches
         ],
     )
+
+
+def _w(kw: float | None) -> float | None:
+    """The network document keeps kW (its file format); the API answers in W."""
+    return None if kw is None else kw * 1000.0
 
 
 def _field_error(exc: NetworkError) -> FieldError:
@@ -127,7 +135,9 @@ def set_rating(asset: str, body: RatingIn, w: Writer = Depends(writer)) -> Netwo
     with w.transaction("network.rating", f"asset:{asset}") as change:
         current = found(active_document(change.session), "network")
         try:
-            document = with_rating(current.document, asset, body.export_kw, body.import_kw)
+            document = with_rating(
+                current.document, asset, body.rating_kw("export"), body.rating_kw("import")
+            )
         except KeyError:
             raise HTTPException(404, f"no asset named {asset!r} in the active network") from None
         try:

@@ -109,5 +109,5 @@ def unassign(nmi: NmiPath, w: Writer = Depends(writer)) -> Response:
     with w.transaction("nmi.unassign", f"nmi:{nmi}") as change:
         row = found(q.assignment_of(change.session, nmi), "NMI assignment")
         change.details = {"nmi": nmi, "aggregator_id": row.aggregator_id}
-        change.session.delete(row)
+        q.drop_assignment(change.session, row)
     return Response(status_code=204)

@@ -20,6 +20,7 @@ from gridshare.store.queries.notification_views import (
     subscription_view,
     subscriptions_page,
 )
+from gridshare.store.queries.subscriptions import drop_subscription
 
 router = APIRouter(tags=["subscriptions"])
 
@@ -78,7 +79,7 @@ def remove_subscription(subscription_id: Id, w: Writer = Depends(writer)) -> Res
     with w.transaction("subscription.delete", f"subscription:{subscription_id}") as change:
         s = found(change.session.get(Subscription, subscription_id), "subscription")
         change.details = {"aggregator_id": s.aggregator_id, "resource": s.resource_href}
-        change.session.delete(s)
+        drop_subscription(change.session, s)
     return Response(status_code=204)
 
 

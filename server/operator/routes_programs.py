@@ -1,7 +1,6 @@
 """FunctionSetAssignments and DERPrograms (with primacy): create, list, read, update, delete.
 
-A new program gets its program-wide DefaultDERControl from the seeded defaults at once: CSIP-AUS
-expects every DERProgram to link one, and a device must always have a safe fallback.
+Writes go through services/programs.py (which also gives a new program its DefaultDERControl).
 """
 
 from __future__ import annotations
@@ -9,14 +8,18 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from sqlalchemy.orm import Session
 
-from gridshare.server.mrid import new_mrid
 from gridshare.server.operator.audit import Writer, writer
 from gridshare.server.operator.deps import Id, Paging, found, paging, read_session
 from gridshare.server.operator.schemas import FsaIn, FsaOut, Page, ProgramIn, ProgramOut, ProgramPatch
+from gridshare.server.operator.services import programs
 from gridshare.store.models import DerProgram, FunctionSetAssignments
-from gridshare.store.queries.controls import ControlValues, set_default_control
-from gridshare.store.queries.operator import delete_fsa, delete_program, fsas_page, programs_page
-from gridshare.store.queries.programs import count_programs
+from gridshare.store.queries.programs import (
+    count_programs,
+    delete_fsa,
+    delete_program,
+    fsas_page,
+    programs_page,
+)
 
 router = APIRouter(tags=["function sets and programs"])
 
@@ -30,11 +33,7 @@ def list_fsas(session: Session = Depends(read_session), p: Paging = Depends(pagi
 @router.post("/fsas", status_code=201, response_model=FsaOut)
 def create_fsa(body: FsaIn, w: Writer = Depends(writer)) -> FsaOut:
     with w.transaction("fsa.create") as change:
-        fsa = FunctionSetAssignments(
-            mrid=new_mrid(w.ctx.settings.pen), description=body.description, changed_s=change.now_s
-        )
-        change.session.add(fsa)
-        change.session.flush()
+        fsa = programs.create_fsa(change.session, w.ctx.settings, body.description, change.now_s)
         change.target, change.details = f"fsa:{fsa.id}", body.model_dump()
         return FsaOut.model_validate(fsa)
 
@@ -48,7 +47,7 @@ def get_fsa(fsa_id: Id, session: Session = Depends(read_session)) -> FsaOut:
 def update_fsa(fsa_id: Id, body: FsaIn, w: Writer = Depends(writer)) -> FsaOut:
     with w.transaction("fsa.update", f"fsa:{fsa_id}") as change:
         fsa = found(change.session.get(FunctionSetAssignments, fsa_id), "FSA")
-        fsa.description, fsa.changed_s = body.description, change.now_s
+        programs.describe_fsa(fsa, body.description, change.now_s)
         change.details = body.model_dump()
         return FsaOut.model_validate(fsa)
 
@@ -76,28 +75,15 @@ def list_programs(
 
 @router.post("/programs", status_code=201, response_model=ProgramOut)
 def create_program(body: ProgramIn, w: Writer = Depends(writer)) -> ProgramOut:
-    settings = w.ctx.settings
     with w.transaction("program.create") as change:
         found(change.session.get(FunctionSetAssignments, body.fsa_id), "FSA")
-        program = DerProgram(
+        program = programs.create_program(
+            change.session,
+            w.ctx.settings,
             fsa_id=body.fsa_id,
-            mrid=new_mrid(settings.pen),
             description=body.description,
             primacy=body.primacy,
-            changed_s=change.now_s,
-        )
-        change.session.add(program)
-        change.session.flush()
-        set_default_control(
-            change.session,
-            program=program,
-            site=None,
-            mrid=new_mrid(settings.pen),
-            values=ControlValues(
-                export_limit_w=settings.default_export_limit_w, import_limit_w=settings.default_import_limit_w
-            ),
             now_s=change.now_s,
-            set_grad_w_hundredths=settings.default_set_grad_w_hundredths,
         )
         change.target, change.details = f"program:{program.id}", body.model_dump()
         return ProgramOut.model_validate(program)
@@ -115,10 +101,7 @@ def update_program(program_id: Id, body: ProgramPatch, w: Writer = Depends(write
         program = found(change.session.get(DerProgram, program_id), "DERProgram")
         if "fsa_id" in changes:
             found(change.session.get(FunctionSetAssignments, changes["fsa_id"]), "FSA")
-        for name, value in changes.items():
-            setattr(program, name, value)
-        program.version += 1
-        program.changed_s = change.now_s
+        programs.change_program(program, changes, change.now_s)
         change.details = changes
         return ProgramOut.model_validate(program)
 

@@ -14,7 +14,7 @@ from gridshare.server.operator.audit import Writer, writer
 from gridshare.server.operator.auth import context
 from gridshare.server.operator.deps import read_session
 from gridshare.server.operator.schemas import RatesOut, RatesPatch
-from gridshare.store.queries.operator import (
+from gridshare.store.queries.runtime_settings import (
     MUP_POST_RATE_KEY,
     POLL_RATE_KEY,
     get_setting,

@@ -1,4 +1,7 @@
-"""Sites (EndDevices): create, list, read, change NMI / enabled / post rate; their connection agreements."""
+"""Sites (EndDevices): create, list, read, change NMI / enabled / post rate; their connection agreements.
+
+Writes go through services/site_registry.py.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,10 @@ from gridshare.certs.identity import sfdi_from_lfdi
 from gridshare.server.operator.audit import Writer, writer
 from gridshare.server.operator.deps import Id, Paging, found, paging, read_session
 from gridshare.server.operator.schemas import AgreementIn, AgreementOut, Page, SiteIn, SiteOut, SitePatch
-from gridshare.store.models import Aggregator, ClientKind, ConnectionAgreement, Site
+from gridshare.server.operator.services import site_registry
+from gridshare.store.models import Aggregator, ConnectionAgreement, Site
 from gridshare.store.queries.nmis import holder_of, operator_bind_problem
-from gridshare.store.queries.operator import site_for, sites_page
-from gridshare.store.queries.sites import create_site
-from gridshare.store.scope import ClientScope
+from gridshare.store.queries.sites import site_for, sites_page
 
 router = APIRouter(tags=["sites"])
 
@@ -52,15 +54,12 @@ def add_site(body: SiteIn, w: Writer = Depends(writer)) -> SiteOut:
         session = change.session
         if body.aggregator_id is not None:
             found(session.get(Aggregator, body.aggregator_id), "aggregator")
-            scope = ClientScope(ClientKind.aggregator, "", 0, body.aggregator_id)
-        else:
-            scope = ClientScope(ClientKind.device, body.lfdi, 0)
         if site_for(session, lfdi=body.lfdi, aggregator_id=body.aggregator_id) is not None:
             raise HTTPException(409, f"an EndDevice with lFDI {body.lfdi} exists for this owner")
-        site = create_site(
+        site = site_registry.add_site(
             session,
-            scope,
             lfdi=body.lfdi,
+            aggregator_id=body.aggregator_id,
             sfdi=body.sfdi if body.sfdi is not None else sfdi_from_lfdi(body.lfdi),
             device_category=body.device_category,
             post_rate_s=body.post_rate_s,
@@ -71,8 +70,7 @@ def add_site(body: SiteIn, w: Writer = Depends(writer)) -> SiteOut:
         )
         if body.nmi is not None:
             _check_free(session, site, body.nmi)
-        site.nmi = body.nmi
-        session.flush()
+        site_registry.bind_nmi(session, site, body.nmi)
         change.target = f"site:{site.id}"
         change.details = body.model_dump(exclude_none=True)
         return SiteOut.model_validate(site)
@@ -91,9 +89,7 @@ def change_site(site_id: Id, body: SitePatch, w: Writer = Depends(writer)) -> Si
         site = found(change.session.get(Site, site_id), "site")
         if changes.get("nmi") is not None and changes["nmi"] != site.nmi:
             _check_free(change.session, site, changes["nmi"])
-        for name, value in changes.items():
-            setattr(site, name, value)
-        site.changed_s = change.now_s
+        site_registry.change_site(site, changes, change.now_s)
         change.details = changes
         return SiteOut.model_validate(site)
 
@@ -109,13 +105,7 @@ def set_agreement(site_id: Id, body: AgreementIn, w: Writer = Depends(writer)) -
     """Replace the site's agreement as a whole (fields not sent are cleared)."""
     with w.transaction("agreement.set", f"site:{site_id}") as change:
         site = found(change.session.get(Site, site_id), "site")
-        row = site.agreement or ConnectionAgreement(site_id=site.id)
-        values = body.model_dump()
-        for name, value in values.items():
-            setattr(row, name, value)
-        if site.agreement is None:
-            change.session.add(row)
-        change.session.flush()
+        row = site_registry.set_agreement(change.session, site, body.model_dump())
         change.details = body.model_dump(exclude_none=True, mode="json")
         return _agreement_out(row)
 
@@ -124,5 +114,5 @@ def set_agreement(site_id: Id, body: AgreementIn, w: Writer = Depends(writer)) -
 def delete_agreement(site_id: Id, w: Writer = Depends(writer)) -> Response:
     with w.transaction("agreement.delete", f"site:{site_id}") as change:
         site = found(change.session.get(Site, site_id), "site")
-        change.session.delete(found(site.agreement, "connection agreement"))
+        site_registry.delete_agreement(change.session, found(site.agreement, "connection agreement"))
     return Response(status_code=204)

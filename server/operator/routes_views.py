@@ -8,8 +8,8 @@ from sqlalchemy.orm import Session
 from gridshare.server.operator.deps import Id, Paging, found, paging, read_session
 from gridshare.server.operator.schemas import MAX_EPOCH_S, LogEventOut, Page, ResponseOut, TelemetryOut
 from gridshare.store.models import Site
-from gridshare.store.queries.events import list_log_events
-from gridshare.store.queries.operator import responses_page, telemetry_page
+from gridshare.store.queries.events import list_log_events, responses_page
+from gridshare.store.queries.metering import telemetry_page
 
 router = APIRouter(tags=["device data"])
 

@@ -8,7 +8,6 @@ a 422 names the offending field rather than the body.
 
 from __future__ import annotations
 
-from itertools import pairwise
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -16,7 +15,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 from gridshare.certs.identity import is_valid_sfdi, normalize_lfdi, sfdi_from_lfdi
 from gridshare.server.wire.power import encode_active_power_w
 from gridshare.store.models import AgreementKind, ClientKind
-from gridshare.store.queries.controls import ControlValues
 
 T = TypeVar("T")
 
@@ -325,152 +323,6 @@ class ProgramOut(Out):
     primacy: int
     version: int
     changed_s: int
-
-
-# --- controls --------------------------------------------------------------------------------------------
-
-CONTROL_VALUE_FIELDS = (
-    "import_limit_w",
-    "export_limit_w",
-    "generation_limit_w",
-    "load_limit_w",
-    "connect",
-    "energize",
-    "fixed_w_pct_hundredths",
-    "max_w_pct_hundredths",
-    "ramp_tms_hundredths_s",
-)
-
-
-class ControlValuesIn(WriteBody):
-    """DERControlBase: CSIP-AUS DOE limits in W (ActivePower on the wire) and the 2030.5 modes."""
-
-    import_limit_w: ActivePowerW | None = Field(None, description="csipaus:opModImpLimW")
-    export_limit_w: ActivePowerW | None = Field(None, description="csipaus:opModExpLimW")
-    generation_limit_w: ActivePowerW | None = Field(None, description="csipaus:opModGenLimW")
-    load_limit_w: ActivePowerW | None = Field(None, description="csipaus:opModLoadLimW")
-    connect: bool | None = Field(None, description="opModConnect")
-    energize: bool | None = Field(None, description="opModEnergize")
-    fixed_w_pct_hundredths: int | None = Field(
-        None, ge=-10000, le=10000, description="opModFixedW, signed hundredths of a percent"
-    )
-    max_w_pct_hundredths: int | None = Field(
-        None, ge=0, le=10000, description="opModMaxLimW, hundredths of a percent"
-    )
-    ramp_tms_hundredths_s: int | None = Field(
-        None, ge=0, le=UINT16_MAX, description="rampTms, hundredths of a second"
-    )
-
-    def values(self) -> ControlValues:
-        return ControlValues(**{name: getattr(self, name) for name in CONTROL_VALUE_FIELDS})
-
-    def any_value(self) -> bool:
-        return any(getattr(self, name) is not None for name in CONTROL_VALUE_FIELDS)
-
-
-class ControlIn(ControlValuesIn):
-    start_s: EpochS | None = Field(None, description="interval start; default now")
-    duration_s: int = Field(gt=0, le=INT32_MAX)
-    randomize_start_s: OneHourS | None = None
-    randomize_duration_s: OneHourS | None = None
-    response_required: int = Field(0, ge=0, le=7, description="2030.5 responseRequired bits 0-2")
-    description: Description = ""
-
-
-class CancelIn(WriteBody):
-    randomized: bool = Field(False, description="status 3, cancelled with randomization")
-
-
-class ControlOut(Out):
-    id: int
-    mrid: str
-    site_id: int
-    program_id: int
-    description: str
-    creation_s: int
-    start_s: int
-    duration_s: int
-    randomize_start_s: int | None
-    randomize_duration_s: int | None
-    response_required: int
-    cancelled_s: int | None
-    version: int
-    status: str = ""
-    import_limit_w: float | None
-    export_limit_w: float | None
-    generation_limit_w: float | None
-    load_limit_w: float | None
-    connect: bool | None
-    energize: bool | None
-    fixed_w_pct_hundredths: int | None
-    max_w_pct_hundredths: int | None
-    ramp_tms_hundredths_s: int | None
-
-
-class CancelledOut(BaseModel):
-    cancelled: list[int]
-
-
-class DefaultControlIn(ControlValuesIn):
-    set_grad_w_hundredths: int | None = Field(
-        None, ge=0, le=UINT16_MAX, description="setGradW, hundredths of a percent per second"
-    )
-    description: Description = ""
-
-
-class DefaultControlOut(Out):
-    id: int
-    mrid: str
-    program_id: int
-    site_id: int | None
-    description: str
-    version: int
-    changed_s: int
-    set_grad_w_hundredths: int | None
-    import_limit_w: float | None
-    export_limit_w: float | None
-    generation_limit_w: float | None
-    load_limit_w: float | None
-    connect: bool | None
-    energize: bool | None
-    fixed_w_pct_hundredths: int | None
-    max_w_pct_hundredths: int | None
-    ramp_tms_hundredths_s: int | None
-
-
-# --- curves ----------------------------------------------------------------------------------------------
-
-Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
-
-
-class CurveIn(WriteBody):
-    curve_type: int = Field(ge=0, le=14, description="2030.5 DERCurveType: 11 volt-var, 12 volt-watt")
-    points: list[tuple[Int32, Int32]] = Field(min_length=1, max_length=10, description="[[x, y], ...]")
-    x_multiplier: int = Field(0, ge=-9, le=9)
-    y_multiplier: int = Field(0, ge=-9, le=9)
-    y_ref_type: int = Field(3, ge=0, le=7, description="2030.5 DERUnitRefType")
-    description: Description = ""
-
-    @field_validator("points")
-    @classmethod
-    def _x_increasing(cls, points: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        xs = [x for x, _ in points]
-        if any(b <= a for a, b in pairwise(xs)):
-            raise ValueError("x values must be strictly increasing")
-        return points
-
-
-class CurveOut(Out):
-    id: int
-    mrid: str
-    program_id: int
-    description: str
-    curve_type: int
-    points: list[list[int]]
-    x_multiplier: int
-    y_multiplier: int
-    y_ref_type: int
-    creation_s: int
 
 
 # --- rates ------------------------------------------------------------------------------------------------

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
-from gridshare.server.paging import Page, page
-from gridshare.server.routes.common import Id, read_unit, read_xml, write_unit, xml
+from gridshare.server.shared.paging import Page, page
+from gridshare.server.shared.request_unit import Id, read_unit, read_xml, write_unit, xml
 from gridshare.server.wire import decode, encode, hrefs
 from gridshare.store.queries.programs import first_program_id
 from gridshare.store.queries.sites import get_der, list_ders
@@ -22,7 +22,7 @@ def _doc_name(doc: str) -> str:
     return DOCS[doc]
 
 
-@router.api_route("/edev/{site_id}/der", methods=["GET", "HEAD"])
+@router.api_route(hrefs.DER_LIST_T.path, methods=["GET", "HEAD"])
 def der_list(request: Request, site_id: Id, p: Page = Depends(page)) -> Response:
     with read_unit(request) as u:
         site = u.site(site_id)
@@ -34,7 +34,7 @@ def der_list(request: Request, site_id: Id, p: Page = Depends(page)) -> Response
         return xml(el)
 
 
-@router.api_route("/edev/{site_id}/der/{der_index}", methods=["GET", "HEAD"])
+@router.api_route(hrefs.DER_T.path, methods=["GET", "HEAD"])
 def der(request: Request, site_id: Id, der_index: Id) -> Response:
     with read_unit(request) as u:
         d = get_der(u.session, u.site(site_id), der_index)
@@ -43,7 +43,7 @@ def der(request: Request, site_id: Id, der_index: Id) -> Response:
         return xml(encode.der(None, site_id, d, first_program_id(u.session)))
 
 
-@router.api_route("/edev/{site_id}/der/{der_index}/{doc}", methods=["GET", "HEAD"])
+@router.api_route(hrefs.DER_DOC_T.path, methods=["GET", "HEAD"])
 def der_document(request: Request, site_id: Id, der_index: Id, doc: str) -> Response:
     name = _doc_name(doc)
     with read_unit(request) as u:
@@ -54,7 +54,7 @@ def der_document(request: Request, site_id: Id, der_index: Id, doc: str) -> Resp
         return xml(encode.stored_document(stored, hrefs.der_doc(site_id, der_index, doc)))
 
 
-@router.put("/edev/{site_id}/der/{der_index}/{doc}")
+@router.put(hrefs.DER_DOC_T.path)
 async def put_der_document(request: Request, site_id: Id, der_index: Id, doc: str) -> Response:
     name = _doc_name(doc)
     body = decode.der_document(await read_xml(request, name))

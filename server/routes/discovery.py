@@ -5,16 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
-from gridshare.server.routes.common import read_unit, xml
-from gridshare.server.timeinfo import time_fields
-from gridshare.server.wire import encode
+from gridshare.server.shared.request_unit import read_unit, xml
+from gridshare.server.shared.timeinfo import time_fields
+from gridshare.server.wire import encode, hrefs
 from gridshare.store.queries.metering import count_mups
 from gridshare.store.queries.sites import count_sites
 
 router = APIRouter()
 
 
-@router.api_route("/dcap", methods=["GET", "HEAD"])
+@router.api_route(hrefs.DCAP_T.path, methods=["GET", "HEAD"])
 def device_capability(request: Request) -> Response:
     with read_unit(request) as u:
         edev_count = count_sites(u.session, u.scope) + (1 if u.scope.is_aggregator else 0)
@@ -28,7 +28,7 @@ def device_capability(request: Request) -> Response:
         )
 
 
-@router.api_route("/tm", methods=["GET", "HEAD"])
+@router.api_route(hrefs.TIME_T.path, methods=["GET", "HEAD"])
 def time_resource(request: Request) -> Response:
     with read_unit(request) as u:
         now_s = u.now_s()
@@ -46,7 +46,7 @@ def time_resource(request: Request) -> Response:
         )
 
 
-@router.api_route("/sdev", methods=["GET", "HEAD"])
+@router.api_route(hrefs.SELF_DEVICE_T.path, methods=["GET", "HEAD"])
 def self_device(request: Request) -> Response:
     with read_unit(request) as u:
         me = u.ctx.self_identity
@@ -55,7 +55,7 @@ def self_device(request: Request) -> Response:
         return xml(encode.self_device(me, u.poll_rate("dcap")))
 
 
-@router.api_route("/sdev/di", methods=["GET", "HEAD"])
+@router.api_route(hrefs.SELF_DEVICE_INFO_T.path, methods=["GET", "HEAD"])
 def self_device_information(request: Request) -> Response:
     with read_unit(request) as u:
         me = u.ctx.self_identity

@@ -10,8 +10,8 @@ from lxml import etree
 from sqlalchemy.exc import IntegrityError
 
 from gridshare.certs.identity import LFDI_HEX_DIGITS, is_valid_sfdi, sfdi_from_lfdi
-from gridshare.server.paging import Page, page
-from gridshare.server.routes.common import Id, Unit, created, read_unit, read_xml, write_unit, xml
+from gridshare.server.shared.paging import Page, page
+from gridshare.server.shared.request_unit import Id, Unit, created, read_unit, read_xml, write_unit, xml
 from gridshare.server.wire import decode, encode, hrefs
 from gridshare.server.wire.errors import InvalidValues
 from gridshare.server.wire.xmlio import CSIP_NS
@@ -56,7 +56,7 @@ def _virtual_aggregator_device(u: Unit) -> Site:
     )
 
 
-@router.api_route("/edev", methods=["GET", "HEAD"])
+@router.api_route(hrefs.EDEV_LIST_T.path, methods=["GET", "HEAD"])
 def end_device_list(request: Request, p: Page = Depends(page)) -> Response:
     with read_unit(request) as u:
         virtual = 1 if u.scope.is_aggregator else 0
@@ -80,7 +80,7 @@ def end_device_list(request: Request, p: Page = Depends(page)) -> Response:
         return xml(encode.append_all(el, items))
 
 
-@router.api_route("/edev/{site_id}", methods=["GET", "HEAD"])
+@router.api_route(hrefs.EDEV_T.path, methods=["GET", "HEAD"])
 def end_device(request: Request, site_id: Id) -> Response:
     with read_unit(request) as u:
         if site_id == hrefs.AGGREGATOR_EDEV_ID and u.scope.is_aggregator:
@@ -88,7 +88,7 @@ def end_device(request: Request, site_id: Id) -> Response:
         return xml(encode.end_device(None, u.site(site_id)))
 
 
-@router.post("/edev")
+@router.post(hrefs.EDEV_LIST_T.path)
 async def register_end_device(request: Request) -> Response:
     """Registration by a device (its own certificate) or by an aggregator (for a device it manages)."""
     body = decode.end_device(await read_xml(request, "EndDevice"))
@@ -134,19 +134,19 @@ async def register_end_device(request: Request) -> Response:
         return created(hrefs.edev(site.id))
 
 
-@router.api_route("/edev/{site_id}/rg", methods=["GET", "HEAD"])
+@router.api_route(hrefs.REGISTRATION_T.path, methods=["GET", "HEAD"])
 def registration(request: Request, site_id: Id) -> Response:
     with read_unit(request) as u:
         return xml(encode.registration(u.site(site_id), u.poll_rate("edev")))
 
 
-@router.api_route("/edev/{site_id}/cp", methods=["GET", "HEAD"])
+@router.api_route(hrefs.CONNECTION_POINT_T.path, methods=["GET", "HEAD"])
 def connection_point(request: Request, site_id: Id) -> Response:
     with read_unit(request) as u:
         return xml(encode.connection_point(u.site(site_id)))
 
 
-@router.api_route("/edev/{site_id}/cp", methods=["PUT", "POST"])
+@router.api_route(hrefs.CONNECTION_POINT_T.path, methods=["PUT", "POST"])
 async def set_connection_point(request: Request, site_id: Id) -> Response:
     """Bind the EndDevice to its NMI, which is how it gets that network site's envelope.
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
-from gridshare.server.paging import Page, page
-from gridshare.server.routes.common import Id, created, read_unit, read_xml, write_unit, xml
+from gridshare.server.shared.paging import Page, page
+from gridshare.server.shared.request_unit import Id, created, read_unit, read_xml, write_unit, xml
 from gridshare.server.wire import decode, encode, hrefs
 from gridshare.store.models import LogEvent
 from gridshare.store.models import Response as ResponseRow
@@ -21,7 +21,7 @@ router = APIRouter()
 KNOWN_RESPONSE_STATUS = {*range(1, 15), 252, 253, 254}
 
 
-@router.post(hrefs.DERC_RESPONSES)
+@router.post(hrefs.RESPONSE_LIST_T.path)
 async def post_response(request: Request) -> Response:
     body = decode.response(await read_xml(request, "Response", "DERControlResponse"))
     if body.status is None or body.status not in KNOWN_RESPONSE_STATUS:
@@ -50,7 +50,7 @@ async def post_response(request: Request) -> Response:
         return created(hrefs.response(row.id))
 
 
-@router.api_route(hrefs.DERC_RESPONSES, methods=["GET", "HEAD"])
+@router.api_route(hrefs.RESPONSE_LIST_T.path, methods=["GET", "HEAD"])
 def response_list(request: Request, p: Page = Depends(page)) -> Response:
     with read_unit(request) as u:
         total, rows = q.list_responses(u.session, u.scope, start=p.start, limit=p.limit, after_s=p.after_s)
@@ -60,7 +60,7 @@ def response_list(request: Request, p: Page = Depends(page)) -> Response:
         return xml(el)
 
 
-@router.api_route(hrefs.DERC_RESPONSES + "/{response_id}", methods=["GET", "HEAD"])
+@router.api_route(hrefs.RESPONSE_T.path, methods=["GET", "HEAD"])
 def response(request: Request, response_id: Id) -> Response:
     with read_unit(request) as u:
         found = q.get_response(u.session, u.scope, response_id)
@@ -69,7 +69,7 @@ def response(request: Request, response_id: Id) -> Response:
         return xml(encode.response(None, *found))
 
 
-@router.api_route("/edev/{site_id}/lel", methods=["GET", "HEAD"])
+@router.api_route(hrefs.LOG_EVENT_LIST_T.path, methods=["GET", "HEAD"])
 def log_event_list(request: Request, site_id: Id, p: Page = Depends(page)) -> Response:
     with read_unit(request) as u:
         site = u.site(site_id)
@@ -87,7 +87,7 @@ def log_event_list(request: Request, site_id: Id, p: Page = Depends(page)) -> Re
         return xml(el)
 
 
-@router.api_route("/edev/{site_id}/lel/{event_id}", methods=["GET", "HEAD"])
+@router.api_route(hrefs.LOG_EVENT_T.path, methods=["GET", "HEAD"])
 def log_event(request: Request, site_id: Id, event_id: Id) -> Response:
     with read_unit(request) as u:
         found = q.get_log_event(u.session, u.site(site_id), event_id)
@@ -96,7 +96,7 @@ def log_event(request: Request, site_id: Id, event_id: Id) -> Response:
         return xml(encode.log_event(None, found))
 
 
-@router.post("/edev/{site_id}/lel")
+@router.post(hrefs.LOG_EVENT_LIST_T.path)
 async def post_log_event(request: Request, site_id: Id) -> Response:
     body = decode.log_event(await read_xml(request, "LogEvent"))
     with write_unit(request, publishes=False) as u:

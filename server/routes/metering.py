@@ -5,13 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
-from gridshare.server.paging import Page, page
-from gridshare.server.routes.common import Id, Unit, created, read_unit, read_xml, write_unit, xml
 from gridshare.server.routes.device_time import check_device_time
-from gridshare.server.wire import decode, encode, hrefs
+from gridshare.server.shared.paging import Page, page
+from gridshare.server.shared.request_unit import Id, Unit, created, read_unit, read_xml, write_unit, xml
+from gridshare.server.wire import decode, encode, encode_metering, hrefs
 from gridshare.store.models import MirrorMeterReading, MirrorUsagePoint, Site, TelemetryReading
 from gridshare.store.queries import metering as q
-from gridshare.store.queries.operator import MUP_POST_RATE_KEY, get_setting
+from gridshare.store.queries.runtime_settings import MUP_POST_RATE_KEY, get_setting
 from gridshare.store.queries.sites import site_by_lfdi
 
 router = APIRouter()
@@ -23,26 +23,30 @@ def _site_of(u: Unit, mup: MirrorUsagePoint) -> Site:
     return site
 
 
-@router.api_route("/mup", methods=["GET", "HEAD"])
+@router.api_route(hrefs.MUP_LIST_T.path, methods=["GET", "HEAD"])
 def mup_list(request: Request, p: Page = Depends(page)) -> Response:
     with read_unit(request) as u:
         total, mups = q.list_mups(u.session, u.scope, start=p.start, limit=p.limit)
         el = encode.list_root("MirrorUsagePointList", hrefs.MUP_LIST, total, len(mups), u.poll_rate("mup"))
         for mup in mups:
-            encode.mirror_usage_point(el, mup, _site_of(u, mup), u.ctx.settings.mup_post_rate_s)
+            encode_metering.mirror_usage_point(el, mup, _site_of(u, mup), u.ctx.settings.mup_post_rate_s)
         return xml(el)
 
 
-@router.api_route("/mup/{mup_id}", methods=["GET", "HEAD"])
+@router.api_route(hrefs.MUP_T.path, methods=["GET", "HEAD"])
 def mup(request: Request, mup_id: Id) -> Response:
     with read_unit(request) as u:
         found = q.get_mup(u.session, u.scope, mup_id)
         if found is None:
             raise HTTPException(404, "no such MirrorUsagePoint")
-        return xml(encode.mirror_usage_point(None, found, _site_of(u, found), u.ctx.settings.mup_post_rate_s))
+        return xml(
+            encode_metering.mirror_usage_point(
+                None, found, _site_of(u, found), u.ctx.settings.mup_post_rate_s
+            )
+        )
 
 
-@router.post("/mup")
+@router.post(hrefs.MUP_LIST_T.path)
 async def create_mup(request: Request) -> Response:
     """Create a MirrorUsagePoint for one of the caller's sites, or update the one with the same mRID."""
     body = decode.mirror_usage_point(await read_xml(request, "MirrorUsagePoint"))
@@ -69,7 +73,7 @@ async def create_mup(request: Request) -> Response:
         return created(hrefs.mup(found.id))
 
 
-@router.post("/mup/{mup_id}")
+@router.post(hrefs.MUP_T.path)
 async def post_readings(request: Request, mup_id: Id) -> Response:
     """Readings for an existing MirrorUsagePoint (a MirrorMeterReading or a MirrorMeterReadingList)."""
     readings = decode.meter_readings(await read_xml(request, "MirrorMeterReading", "MirrorMeterReadingList"))
@@ -81,7 +85,7 @@ async def post_readings(request: Request, mup_id: Id) -> Response:
         return created(hrefs.mup(found.id))
 
 
-@router.delete("/mup/{mup_id}")
+@router.delete(hrefs.MUP_T.path)
 def delete_mup(request: Request, mup_id: Id) -> Response:
     with write_unit(request, publishes=False) as u:
         found = q.get_mup(u.session, u.scope, mup_id)

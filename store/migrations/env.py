@@ -5,8 +5,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+import gridshare.store.access_models
 import gridshare.store.console_models
-import gridshare.store.operator_models  # noqa: F401  (operator tables: tokens, audit, settings)
+import gridshare.store.runtime_settings  # noqa: F401  (run-time setting overrides)
 from gridshare.store.models import Base
 
 config = context.config

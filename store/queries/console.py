@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from gridshare.envelopes.blocks import in_force
 from gridshare.envelopes.constraint_series import ConstraintSeries
 from gridshare.envelopes.headroom import Direction
+from gridshare.store.access_models import ApiToken
 from gridshare.store.console_models import ConsoleSession, ConstraintReportRecord, DeviceContact, LimitHistory
 from gridshare.store.constraint_blobs import decode_series
 from gridshare.store.envelope_blocks import decode_envelope
@@ -27,7 +28,6 @@ from gridshare.store.models import (
     SiteEnvelope,
     TelemetryReading,
 )
-from gridshare.store.operator_models import ApiToken
 
 #: 2030.5 ReadingType: uom 38 is watts; flowDirection 1 forward (import), 19 reverse (export).
 UOM_W, FORWARD, REVERSE = 38, 1, 19
@@ -199,14 +199,6 @@ def latest_report(session: Session, network_id: int | None = None) -> StoredRepo
         network_id=record.network_id,
         fallback=bool((record.detail or {}).get("fallback")),
         series=decode_series(blob),
-    )
-
-
-def recent_sets(session: Session, limit: int = 50) -> list[EnvelopeSetRecord]:
-    return list(
-        session.execute(
-            select(EnvelopeSetRecord).order_by(EnvelopeSetRecord.id.desc()).limit(limit)
-        ).scalars()
     )
 
 

@@ -6,12 +6,16 @@ on their next poll and never a cached body from before it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gridshare.core.der_control_fields import CONTROL_BASE_NAMES, check_attributes
 from gridshare.store.db import bump_publication
 from gridshare.store.models import DefaultDerControl, DerControl, DerCurve, DerProgram, Site
+from gridshare.store.queries.paging import page_of
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,11 @@ class ControlValues:
     def apply(self, row: DerControl | DefaultDerControl) -> None:
         for f in fields(self):
             setattr(row, f.name, getattr(self, f.name))
+
+
+check_attributes(
+    "store.queries.controls.ControlValues", {f.name for f in fields(ControlValues)}, CONTROL_BASE_NAMES
+)
 
 
 def create_control(
@@ -85,8 +94,11 @@ def set_default_control(
     values: ControlValues,
     now_s: int,
     set_grad_w_hundredths: int | None = None,
+    description: str | None = None,
 ) -> DefaultDerControl:
-    """Create or replace the program's default for one site (or for all sites when `site` is None)."""
+    """Create or replace the program's default for one site (or for all sites when `site` is None).
+
+    `description` None keeps the present one (a new row starts empty)."""
     existing = (
         session.query(DefaultDerControl)
         .filter_by(program_id=program.id, site_id=site.id if site else None)
@@ -95,6 +107,8 @@ def set_default_control(
     row = existing or DefaultDerControl(mrid=mrid, program_id=program.id, site_id=site.id if site else None)
     values.apply(row)
     row.set_grad_w_hundredths = set_grad_w_hundredths
+    if description is not None:
+        row.description = description
     row.changed_s = now_s
     if existing is not None:
         row.version += 1
@@ -192,3 +206,62 @@ def delete_curve(session: Session, curve: DerCurve) -> None:
     session.delete(curve)
     session.flush()
     bump_publication(session)
+
+
+# --- operator API (unscoped: an operator sees every site) ---
+
+
+def default_controls(session: Session, program_id: int) -> list[DefaultDerControl]:
+    """The program-wide default first, then per-site ones by site."""
+    rows = session.execute(
+        select(DefaultDerControl)
+        .where(DefaultDerControl.program_id == program_id)
+        .order_by(DefaultDerControl.site_id.is_not(None), DefaultDerControl.site_id)
+    )
+    return list(rows.scalars().all())
+
+
+def default_control_for(session: Session, program_id: int, site_id: int | None) -> DefaultDerControl | None:
+    owner = DefaultDerControl.site_id.is_(None) if site_id is None else DefaultDerControl.site_id == site_id
+    return session.execute(
+        select(DefaultDerControl).where(DefaultDerControl.program_id == program_id, owner)
+    ).scalar_one_or_none()
+
+
+def controls_page(
+    session: Session, *, site_id: int, program_id: int, start: int, limit: int
+) -> tuple[int, list[DerControl]]:
+    """Every control of a site in a program, ended ones included, newest start first."""
+    query = (
+        select(DerControl)
+        .where(DerControl.site_id == site_id, DerControl.program_id == program_id)
+        .order_by(DerControl.start_s.desc(), DerControl.id.desc())
+    )
+    return page_of(session, query, start=start, limit=limit)
+
+
+def control_in(session: Session, *, site_id: int, program_id: int, control_id: int) -> DerControl | None:
+    return session.execute(
+        select(DerControl).where(
+            DerControl.id == control_id, DerControl.site_id == site_id, DerControl.program_id == program_id
+        )
+    ).scalar_one_or_none()
+
+
+def cancellable_controls(
+    session: Session, *, program_id: int, site_id: int | None, now_s: int
+) -> Sequence[DerControl]:
+    """Controls of a program (optionally one site) that have not ended and are not cancelled yet."""
+    query = select(DerControl).where(
+        DerControl.program_id == program_id,
+        DerControl.cancelled_s.is_(None),
+        DerControl.start_s + DerControl.duration_s > now_s,
+    )
+    if site_id is not None:
+        query = query.where(DerControl.site_id == site_id)
+    return session.execute(query.order_by(DerControl.id)).scalars().all()
+
+
+def delete_default_control(session: Session, default: DefaultDerControl) -> None:
+    """Drop a site's own default: the site falls back to the program-wide one."""
+    session.delete(default)

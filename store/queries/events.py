@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gridshare.store.models import DerControl, LogEvent, Response, Site
+from gridshare.store.queries.paging import page_of
 from gridshare.store.scope import ClientScope
 
 
@@ -60,3 +61,15 @@ def get_log_event(session: Session, site: Site, event_id: int) -> LogEvent | Non
     return session.execute(
         select(LogEvent).where(LogEvent.site_id == site.id, LogEvent.id == event_id)
     ).scalar_one_or_none()
+
+
+# --- operator API (unscoped: an operator sees every site) ---
+
+
+def responses_page(session: Session, *, site_id: int, start: int, limit: int) -> tuple[int, list[Response]]:
+    query = (
+        select(Response)
+        .where(Response.site_id == site_id)
+        .order_by(Response.created_s.desc(), Response.id.desc())
+    )
+    return page_of(session, query, start=start, limit=limit)

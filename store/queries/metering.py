@@ -64,16 +64,21 @@ def delete_mup(session: Session, mup: MirrorUsagePoint) -> None:
     session.delete(mup)
 
 
-def readings_for_site(session: Session, site_id: int, since_s: int) -> list[TelemetryReading]:
-    """Telemetry newer than `since_s` for one site (used by forecasts and the operator views)."""
-    return list(
-        session.execute(
-            select(TelemetryReading)
-            .join(MirrorMeterReading, MirrorMeterReading.id == TelemetryReading.mmr_id)
-            .join(MirrorUsagePoint, MirrorUsagePoint.id == MirrorMeterReading.mup_id)
-            .where(MirrorUsagePoint.site_id == site_id, TelemetryReading.time_s >= since_s)
-            .order_by(TelemetryReading.time_s)
-        )
-        .scalars()
-        .all()
+# --- operator API (unscoped: an operator sees every site) ---
+
+
+def telemetry_page(
+    session: Session, *, site_id: int, since_s: int, start: int, limit: int
+) -> tuple[int, list[tuple[TelemetryReading, MirrorMeterReading, MirrorUsagePoint]]]:
+    """Readings of one site, newest first, with the meter reading and usage point they were posted to."""
+    query = (
+        select(TelemetryReading, MirrorMeterReading, MirrorUsagePoint)
+        .join(MirrorMeterReading, MirrorMeterReading.id == TelemetryReading.mmr_id)
+        .join(MirrorUsagePoint, MirrorUsagePoint.id == MirrorMeterReading.mup_id)
+        .where(MirrorUsagePoint.site_id == site_id, TelemetryReading.time_s >= since_s)
     )
+    total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    rows = session.execute(
+        query.order_by(TelemetryReading.time_s.desc(), TelemetryReading.id.desc()).offset(start).limit(limit)
+    ).all()
+    return int(total), [(r, m, u) for r, m, u in rows]

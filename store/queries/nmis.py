@@ -151,3 +151,8 @@ def assignments_page(
     total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
     rows = session.execute(query.order_by(NmiAssignment.nmi).offset(start).limit(limit)).scalars().all()
     return int(total), list(rows)
+
+
+def drop_assignment(session: Session, assignment: NmiAssignment) -> None:
+    """Lift an aggregator's reservation of an NMI (a binding, if any, stays)."""
+    session.delete(assignment)

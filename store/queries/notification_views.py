@@ -17,7 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from gridshare.store.models import NotificationOutbox, Subscription
-from gridshare.store.operator_models import ServerSetting
+from gridshare.store.runtime_settings import ServerSetting
 
 #: server_setting key holding the change counters the notifier last finished scanning.
 SEEN_KEY = "notify.seen"

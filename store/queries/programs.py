@@ -3,9 +3,10 @@ obtained through its scope, so no control can be read for a site the client may 
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from gridshare.store.db import bump_publication
 from gridshare.store.models import (
     DefaultDerControl,
     DerControl,
@@ -15,6 +16,7 @@ from gridshare.store.models import (
     Site,
 )
 from gridshare.store.queries.envelopes import EnvelopeControl, envelope_controls
+from gridshare.store.queries.paging import page_of
 
 
 def list_fsas(session: Session, *, start: int, limit: int) -> tuple[int, list[FunctionSetAssignments]]:
@@ -91,14 +93,6 @@ def program_controls(
     ]
 
 
-def get_control(session: Session, site: Site, program_id: int, control_id: int) -> DerControl | None:
-    return session.execute(
-        select(DerControl).where(
-            DerControl.id == control_id, DerControl.site_id == site.id, DerControl.program_id == program_id
-        )
-    ).scalar_one_or_none()
-
-
 def default_control(session: Session, site: Site, program_id: int) -> DefaultDerControl | None:
     """The site's own default if one is set, else the program-wide one."""
     rows = (
@@ -140,3 +134,31 @@ def get_curve(session: Session, program_id: int, curve_id: int) -> DerCurve | No
     return session.execute(
         select(DerCurve).where(DerCurve.id == curve_id, DerCurve.program_id == program_id)
     ).scalar_one_or_none()
+
+
+# --- operator API (unscoped: an operator sees every site) ---
+
+
+def fsas_page(session: Session, *, start: int, limit: int) -> tuple[int, list[FunctionSetAssignments]]:
+    query = select(FunctionSetAssignments).order_by(FunctionSetAssignments.id)
+    return page_of(session, query, start=start, limit=limit)
+
+
+def programs_page(
+    session: Session, *, fsa_id: int | None, start: int, limit: int
+) -> tuple[int, list[DerProgram]]:
+    query = select(DerProgram).order_by(DerProgram.primacy, DerProgram.id)
+    if fsa_id is not None:
+        query = query.where(DerProgram.fsa_id == fsa_id)
+    return page_of(session, query, start=start, limit=limit)
+
+
+def delete_program(session: Session, program: DerProgram) -> None:
+    """Delete a program; the database cascades its controls, defaults and curves with it."""
+    session.execute(delete(DerProgram).where(DerProgram.id == program.id))
+    bump_publication(session)
+
+
+def delete_fsa(session: Session, fsa: FunctionSetAssignments) -> None:
+    session.execute(delete(FunctionSetAssignments).where(FunctionSetAssignments.id == fsa.id))
+    bump_publication(session)

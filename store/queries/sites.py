@@ -1,4 +1,5 @@
-"""EndDevices (sites), their DERs and connection points, always through the client's scope."""
+"""EndDevices (sites), their DERs and connection points: through the client's scope on the device side,
+unscoped for the operator API (at the end)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gridshare.store.models import Der, Site
+from gridshare.store.queries.paging import page_of
 from gridshare.store.scope import ClientScope
 
 
@@ -38,10 +40,6 @@ def site_by_lfdi(session: Session, scope: ClientScope, lfdi: str) -> Site | None
     return session.execute(
         select(Site).where(scope.site_filter(), Site.lfdi == lfdi.upper())
     ).scalar_one_or_none()
-
-
-def site_by_sfdi(session: Session, scope: ClientScope, sfdi: int) -> Site | None:
-    return session.execute(select(Site).where(scope.site_filter(), Site.sfdi == sfdi)).scalars().first()
 
 
 def create_site(
@@ -89,3 +87,21 @@ def get_der(session: Session, site: Site, der_index: int) -> Der | None:
     return session.execute(
         select(Der).where(Der.site_id == site.id, Der.der_index == der_index)
     ).scalar_one_or_none()
+
+
+# --- operator API (unscoped: an operator sees every site) ---
+
+
+def sites_page(
+    session: Session, *, aggregator_id: int | None, start: int, limit: int
+) -> tuple[int, list[Site]]:
+    query = select(Site).order_by(Site.id)
+    if aggregator_id is not None:
+        query = query.where(Site.aggregator_id == aggregator_id)
+    return page_of(session, query, start=start, limit=limit)
+
+
+def site_for(session: Session, *, lfdi: str, aggregator_id: int | None) -> Site | None:
+    """The site an lFDI names for one owner: a device's own (no aggregator) or an aggregator's."""
+    owner = Site.aggregator_id.is_(None) if aggregator_id is None else Site.aggregator_id == aggregator_id
+    return session.execute(select(Site).where(Site.lfdi == lfdi, owner)).scalar_one_or_none()

@@ -91,6 +91,11 @@ def all_subscriptions(session: Session) -> list[Subscription]:
     )
 
 
+def drop_subscription(session: Session, subscription: Subscription) -> None:
+    """Remove a subscriber (operator action); its pending notifications cascade with it."""
+    session.delete(subscription)
+
+
 def mark_queued(session: Session, subscription_id: int, seen_sha256: str | None, new_sha256: str) -> bool:
     """Record that `new_sha256` was queued, only if nobody else queued since we read `seen_sha256`."""
     seen = (

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from fastapi import HTTPException
 
 from gridshare.recompute.network_docs import active_document
@@ -11,16 +9,6 @@ from gridshare.server.operator.audit import Change
 from gridshare.server.operator.errors import FieldError
 from gridshare.server.operator.network_schemas import DerateIn
 from gridshare.store.models import AssetDerate
-
-
-@dataclass(frozen=True)
-class DerateImpact:
-    """What a derate touches, for the confirmation an operator sees before making it."""
-
-    asset: str
-    rating_kw: float | None
-    derated_kw: float | None
-    sites_behind: list[str]
 
 
 def add_derate(change: Change, body: DerateIn, actor: str) -> AssetDerate:

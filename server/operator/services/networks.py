@@ -60,10 +60,6 @@ def network_named(session: Session, name: str) -> NetworkRef | None:
     return next((n for n in list_networks(session) if n.name == name), None)
 
 
-def network_by_id(session: Session, network_id: int | None) -> NetworkModel | None:
-    return None if network_id is None else session.get(NetworkModel, network_id)
-
-
 def registered_sites(session: Session, net: NetworkRef) -> dict[str, Site]:
     """Store sites (EndDevices) bound to this network's sites, by network site id (through the NMI)."""
     nmis = list(net.site_by_nmi)

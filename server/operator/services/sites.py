@@ -20,8 +20,8 @@ from gridshare.store.console_models import DeviceContact
 from gridshare.store.envelope_blocks import decode_envelope
 from gridshare.store.models import DefaultDerControl, Site, SiteEnvelope
 from gridshare.store.queries.console import StoredReport, current_set, is_fallback, latest_report, net_power
-from gridshare.store.queries.operator import poll_rate_overrides
 from gridshare.store.queries.programs import default_control, first_program_id
+from gridshare.store.queries.runtime_settings import poll_rate_overrides
 
 POLLING, LATE, PRESUMED_FALLBACK, NEVER = "polling", "late", "presumed on fallback", "never connected"
 

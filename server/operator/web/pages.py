@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from gridshare.core.settings import Settings
 from gridshare.grid.network import Branch
-from gridshare.server.operator.services import compliance, curtailment, overview, sites
+from gridshare.server.operator.services import compliance, curtailment, sites
 from gridshare.server.operator.services.constraints import ConstraintsReport, ConstraintView
 from gridshare.server.operator.services.networks import NetworkRef, registered_sites
 from gridshare.server.operator.web.charts import Band, Series, sparkline, time_chart
@@ -237,7 +237,3 @@ def _merge_envelope(rows: list[sites.EnvelopeInterval]) -> list[sites.EnvelopeIn
         else:
             out.append(r)
     return out
-
-
-def overview_page(session: Session, settings: Settings, now_s: int) -> list[overview.NetworkSummary]:
-    return overview.overview(session, settings, now_s)

@@ -43,9 +43,9 @@ from gridshare.server.operator.web.session import (
 from gridshare.store.console_models import DeviceContact
 from gridshare.store.db import activity_value, publication_value
 from gridshare.store.models import AssetDerate, EnvelopeSetRecord, Site
-from gridshare.store.operator_models import ServerSetting
+from gridshare.store.queries.access import audit_page
 from gridshare.store.queries.notification_views import outbox_summary, subscriptions_page
-from gridshare.store.queries.operator import audit_page
+from gridshare.store.runtime_settings import ServerSetting
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))

@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 from fastapi import Request
 
 from gridshare.server.operator.auth import SESSION_COOKIE, Caller, context, session_caller, token_digest
+from gridshare.store.access_models import ApiRole
 from gridshare.store.db import transaction
-from gridshare.store.operator_models import ApiRole
+from gridshare.store.queries.access import token_by_digest
 from gridshare.store.queries.console import add_console_session, end_console_session
-from gridshare.store.queries.operator import token_by_digest
 
 LOGIN_CSRF_COOKIE = "gridshare_login_csrf"
 

@@ -19,10 +19,6 @@ from gridshare.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: DeviceInformation.primaryPower / secondaryPower (PowerSourceType): 1 mains, 0 none.
-POWER_MAINS = 1
-POWER_NONE = 0
-
 
 @dataclass(frozen=True)
 class ServerIdentity:

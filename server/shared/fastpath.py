@@ -5,15 +5,14 @@ current body for this client, generation and status time, it is sent straight fr
 else (a miss, another resource, a refused client) goes to the FastAPI application unchanged. The
 same checks apply on both paths: peer certificate -> scope for the current generation -> cache key.
 A cached list whose controls changed status since it was rendered is re-spliced in memory (see
-server/render_cache.py), so block boundaries are answered here too, without the database.
+server/shared/render_cache.py), so block boundaries are answered here too, without the database.
 
 Every request is also counted here, whichever path answers it: per-resource requests and latency
-(server/metrics.py) and the EndDevice's last contact (server/contacts.py), both in memory.
+(server/shared/metrics.py) and the EndDevice's last contact (server/shared/contacts.py), both in memory.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from typing import Any
@@ -21,13 +20,13 @@ from typing import Any
 from sqlalchemy import Engine
 
 from gridshare.server.context import AppContext
-from gridshare.server.identity import peer_pem
-from gridshare.server.metrics import PROCESS
-from gridshare.server.resources import Classifier
+from gridshare.server.shared.identity import peer_pem
+from gridshare.server.shared.metrics import PROCESS
+from gridshare.server.shared.resources import Classifier
+from gridshare.server.wire import hrefs
 from gridshare.server.wire.xmlio import MEDIA_TYPE
 from gridshare.store.db import PUBLICATION
 
-_DERC_LIST = re.compile(r"^/edev/(\d+)/derp/(\d+)/derc$")
 _HEADERS = [(b"content-type", MEDIA_TYPE.encode())]
 
 
@@ -121,7 +120,7 @@ class FastPath:
             self.ctx.contacts.record(site_id, resource, self.ctx.clock.now(), resource == "DERControlList")
 
     def _cached(self, scope: dict[str, Any]) -> bytes | None:
-        match = _DERC_LIST.match(scope["path"])
+        match = hrefs.DERC_LIST_T.match(scope["path"])
         if match is None:
             return None
         paging = _query(scope.get("query_string", b""))
@@ -136,5 +135,5 @@ class FastPath:
             return None
         start, limit, after = paging
         limit = min(limit, self.ctx.settings.list_limit_cap)
-        key = ("derc", client.lfdi, int(match[1]), int(match[2]), start, limit, after)
+        key = ("derc", client.lfdi, int(match["site_id"]), int(match["program_id"]), start, limit, after)
         return self.ctx.cache.get(key, generation, self.ctx.clock.now())

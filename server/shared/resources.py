@@ -8,40 +8,12 @@ from __future__ import annotations
 
 import re
 
+from gridshare.server.wire import hrefs
+
 _ID = re.compile(r"^(\d+|[0-9A-Fa-f]{32}|[0-9A-Fa-f]{40})$")
 
-SHAPES: dict[str, str] = {
-    "/dcap": "DeviceCapability",
-    "/tm": "Time",
-    "/edev": "EndDeviceList",
-    "/edev/*": "EndDevice",
-    "/edev/*/rg": "Registration",
-    "/edev/*/cp": "ConnectionPoint",
-    "/edev/*/fsa": "FunctionSetAssignmentsList",
-    "/edev/*/fsa/*": "FunctionSetAssignments",
-    "/edev/*/fsa/*/derp": "DERProgramList",
-    "/edev/*/derp/*": "DERProgram",
-    "/edev/*/derp/*/derc": "DERControlList",
-    "/edev/*/derp/*/derc/*": "DERControl",
-    "/edev/*/derp/*/actderc": "ActiveDERControlList",
-    "/edev/*/derp/*/dderc": "DefaultDERControl",
-    "/edev/*/derp/*/dc": "DERCurveList",
-    "/edev/*/derp/*/dc/*": "DERCurve",
-    "/edev/*/der": "DERList",
-    "/edev/*/der/*": "DER",
-    "/edev/*/der/*/dercap": "DERCapability",
-    "/edev/*/der/*/derg": "DERSettings",
-    "/edev/*/der/*/ders": "DERStatus",
-    "/edev/*/der/*/dera": "DERAvailability",
-    "/edev/*/lel": "LogEventList",
-    "/edev/*/lel/*": "LogEvent",
-    "/edev/*/sub": "SubscriptionList",
-    "/edev/*/sub/*": "Subscription",
-    "/mup": "MirrorUsagePointList",
-    "/mup/*": "MirrorUsagePoint",
-    "/rsps/*/rsp": "ResponseList",
-    "/rsps/*/rsp/*": "Response",
-}
+#: Resource name by path shape: the 2030.5 URI table's (server/wire/hrefs.py).
+SHAPES: dict[str, str] = hrefs.SHAPES
 OTHER = "other"
 RESOURCES: tuple[str, ...] = (*dict.fromkeys(SHAPES.values()), OTHER)
 _EDEV = re.compile(r"^/edev/(\d+)(?:/|$)")

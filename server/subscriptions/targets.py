@@ -10,9 +10,10 @@ ReadingSetList, ReadingList) and a MeterReading's newest Reading.
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from gridshare.server.wire import hrefs
 
 
 class Kind(enum.StrEnum):
@@ -47,26 +48,23 @@ class Target:
     day_s: int = 0
 
 
-_ID = r"(\d{1,9})"
-_TIME = r"(\d{1,12})"
-_PATTERNS: tuple[tuple[re.Pattern[str], Kind, tuple[str, ...]], ...] = (
-    (re.compile(r"^/edev$"), Kind.end_device_list, ()),
-    (re.compile(rf"^/edev/{_ID}/fsa$"), Kind.fsa_list, ("site_id",)),
-    (re.compile(rf"^/edev/{_ID}/fsa/{_ID}/derp$"), Kind.program_list, ("site_id", "fsa_id")),
-    (re.compile(rf"^/edev/{_ID}/derp/{_ID}/derc$"), Kind.control_list, ("site_id", "program_id")),
-    (re.compile(rf"^/edev/{_ID}/derp/{_ID}/actderc$"), Kind.active_control_list, ("site_id", "program_id")),
-    (re.compile(rf"^/edev/{_ID}/derp/{_ID}/dderc$"), Kind.default_control, ("site_id", "program_id")),
-    (
-        re.compile(rf"^/edev/{_ID}/der/{_ID}/(derg|ders|dera)$"),
-        Kind.der_document,
-        ("site_id", "der_index", "doc"),
-    ),
-    (re.compile(r"^/upt$"), Kind.usage_point_list, ()),
-    (re.compile(rf"^/upt/{_ID}/mr$"), Kind.meter_reading_list, ("mup_id",)),
-    (re.compile(rf"^/upt/{_ID}/mr/{_ID}/rs$"), Kind.reading_set_list, ("mup_id", "mmr_id")),
-    (re.compile(rf"^/upt/{_ID}/mr/{_ID}/rs/{_TIME}/r$"), Kind.reading_list, ("mup_id", "mmr_id", "day_s")),
-    (re.compile(rf"^/upt/{_ID}/mr/{_ID}/r$"), Kind.latest_reading, ("mup_id", "mmr_id")),
+#: Subscribable resources by their URI template (server/wire/hrefs.py), checked in this order.
+_PATTERNS: tuple[tuple[hrefs.Href, Kind], ...] = (
+    (hrefs.EDEV_LIST_T, Kind.end_device_list),
+    (hrefs.FSA_LIST_T, Kind.fsa_list),
+    (hrefs.DERP_LIST_T, Kind.program_list),
+    (hrefs.DERC_LIST_T, Kind.control_list),
+    (hrefs.ACTIVE_DERC_LIST_T, Kind.active_control_list),
+    (hrefs.DEFAULT_DERC_T, Kind.default_control),
+    (hrefs.DER_DOC_T, Kind.der_document),
+    (hrefs.UPT_LIST_T, Kind.usage_point_list),
+    (hrefs.METER_READING_LIST_T, Kind.meter_reading_list),
+    (hrefs.READING_SET_LIST_T, Kind.reading_set_list),
+    (hrefs.READING_LIST_T, Kind.reading_list),
+    (hrefs.LATEST_READING_T, Kind.latest_reading),
 )
+#: DER documents whose schema type is subscribable (DERCapability is a plain Resource).
+_SUBSCRIBABLE_DOCS = frozenset({"derg", "ders", "dera"})
 
 
 def parse(href: str) -> Target | None:
@@ -76,11 +74,10 @@ def parse(href: str) -> Target | None:
     absolute URI is reduced to its path so either form of our own hrefs is understood.
     """
     path = urlsplit(href.strip()).path.rstrip("/") or "/"
-    for pattern, kind, names in _PATTERNS:
-        match = pattern.match(path)
-        if match is not None:
-            values = {
-                name: (v if name == "doc" else int(v)) for name, v in zip(names, match.groups(), strict=True)
-            }
-            return Target(kind, **values)  # type: ignore[arg-type]
+    for template, kind in _PATTERNS:
+        params = template.match(path)
+        if params is None or params.get("doc", "derg") not in _SUBSCRIBABLE_DOCS:
+            continue
+        values = {name: (v if name == "doc" else int(v)) for name, v in params.items()}
+        return Target(kind, **values)  # type: ignore[arg-type]
     return None

@@ -1,6 +1,6 @@
 """Prometheus metrics of the device port: requests and latency per IEEE 2030.5 resource, cache hits.
 
-The raw-ASGI front (server/fastpath.py) counts every request into plain in-memory tallies (a dict
+The raw-ASGI front (server/shared/fastpath.py) counts every request into plain in-memory tallies (a dict
 increment and a bisect: well under a microsecond on the polling hot path; prometheus-client's own
 Histogram costs several). `gridshare serve --workers N` serves from N processes: each worker writes its
 cumulative tallies to `data_dir/metrics/device-<pid>.json` every second (`start_sharing`), and

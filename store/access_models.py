@@ -1,7 +1,7 @@
-"""Tables of the operator API: bearer tokens, the audit log and run-time server settings.
+"""Who may use the operator API and what they did: bearer tokens and the audit log.
 
-They live apart from `store.models` so the device-facing schema module stays what devices need; they
-share its `Base`, and `store.db` / the Alembic environment import this module so the metadata is whole.
+Apart from `store.models` so the device-facing schema module stays what devices need; they share its
+`Base`, and `store.db` / the Alembic environment import this module so the metadata is whole.
 """
 
 from __future__ import annotations
@@ -54,16 +54,3 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(128))
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-
-
-class ServerSetting(Base):
-    """A run-time override of a setting (e.g. a poll rate), set through the operator API.
-
-    Overrides win over `gridshare.settings` and survive restarts; every change bumps the publication
-    counter, which is how every serving process learns to re-read them.
-    """
-
-    __tablename__ = "server_setting"
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[Any] = mapped_column(JSON)
-    changed_s: Mapped[int] = mapped_column(BigInteger)

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from fastapi import HTTPException
 from lxml import etree
 
-from gridshare.server import metering_views
-from gridshare.server.control_status import ACTIVE, derive_states
-from gridshare.server.notify.targets import Kind, Target
-from gridshare.server.routes.common import Unit
+from gridshare.server.shared import metering_views
+from gridshare.server.shared.control_status import ACTIVE, derive_states
+from gridshare.server.shared.request_unit import Unit
+from gridshare.server.subscriptions.targets import Kind, Target
 from gridshare.server.wire import encode, hrefs
 from gridshare.store.models import Site
 from gridshare.store.queries import programs as q

@@ -16,11 +16,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from gridshare.server.context import AppContext
-from gridshare.server.identity import peer_pem, resolve_scope
+from gridshare.server.shared.identity import peer_pem, resolve_scope
 from gridshare.server.wire.xmlio import MEDIA_TYPE, WireError, parse_body, to_bytes
 from gridshare.store.db import bump_activity, bump_publication, publication_value
 from gridshare.store.models import Site
-from gridshare.store.queries.operator import poll_rate_overrides
+from gridshare.store.queries.runtime_settings import poll_rate_overrides
 from gridshare.store.queries.sites import get_site
 from gridshare.store.scope import ClientScope
 

@@ -13,8 +13,8 @@ from fastapi import HTTPException
 from lxml import etree
 
 from gridshare.server.mrid import derived_mrid
-from gridshare.server.routes.common import Unit
-from gridshare.server.wire import encode, hrefs
+from gridshare.server.shared.request_unit import Unit
+from gridshare.server.wire import encode, encode_metering, hrefs
 from gridshare.store.models import MirrorMeterReading, MirrorUsagePoint, Site
 from gridshare.store.queries import usage_points as q
 
@@ -55,20 +55,20 @@ def usage_point_list(u: Unit, start: int, limit: int) -> etree._Element:
         "UsagePointList", hrefs.UPT_LIST, total, len(mups), u.poll_rate("mup"), encode.SUBSCRIBABLE
     )
     for mup in mups:
-        encode.usage_point(el, mup, _site(u, mup), q.count_meter_readings(u.session, mup))
+        encode_metering.usage_point(el, mup, _site(u, mup), q.count_meter_readings(u.session, mup))
     return el
 
 
 def usage_point(u: Unit, mup_id: int) -> etree._Element:
     mup = _mup(u, mup_id)
-    return encode.usage_point(None, mup, _site(u, mup), q.count_meter_readings(u.session, mup))
+    return encode_metering.usage_point(None, mup, _site(u, mup), q.count_meter_readings(u.session, mup))
 
 
 def _meter_reading(
     u: Unit, parent: etree._Element | None, mup_id: int, mmr: MirrorMeterReading
 ) -> etree._Element:
     sets, _ = q.list_reading_days(u.session, mmr, start=0, limit=0, after_s=None)
-    return encode.meter_reading_resource(parent, mup_id, mmr, sets, sets > 0)
+    return encode_metering.meter_reading_resource(parent, mup_id, mmr, sets, sets > 0)
 
 
 def meter_reading_list(u: Unit, mup_id: int, start: int, limit: int) -> etree._Element:
@@ -91,7 +91,7 @@ def meter_reading(u: Unit, mup_id: int, mmr_id: int) -> etree._Element:
 
 
 def reading_type(u: Unit, mup_id: int, mmr_id: int) -> etree._Element:
-    return encode.reading_type_resource(mup_id, _mmr(u, mup_id, mmr_id))
+    return encode_metering.reading_type_resource(mup_id, _mmr(u, mup_id, mmr_id))
 
 
 def latest_reading(u: Unit, mup_id: int, mmr_id: int) -> etree._Element:
@@ -99,7 +99,7 @@ def latest_reading(u: Unit, mup_id: int, mmr_id: int) -> etree._Element:
     found = q.latest_reading(u.session, mmr)
     if found is None:
         raise HTTPException(404, "this MeterReading has no readings yet")
-    return encode.reading(
+    return encode_metering.reading(
         None, hrefs.latest_reading(mup_id, mmr_id), found, _power_of_ten(mmr), encode.SUBSCRIBABLE
     )
 
@@ -108,7 +108,7 @@ def _reading_set(
     u: Unit, parent: etree._Element | None, mup_id: int, mmr: MirrorMeterReading, day_s: int, count: int
 ) -> etree._Element:
     mrid = derived_mrid(u.ctx.settings.pen, "ReadingSet", mmr.mrid, day_s)
-    return encode.reading_set(parent, mup_id, mmr.id, day_s, q.DAY_S, mrid, count)
+    return encode_metering.reading_set(parent, mup_id, mmr.id, day_s, q.DAY_S, mrid, count)
 
 
 def reading_set_list(
@@ -153,7 +153,7 @@ def reading_list(
     )
     power = _power_of_ten(mmr)
     for r in rows:
-        encode.reading(el, hrefs.reading(mup_id, mmr_id, day_s, r.id), r, power)
+        encode_metering.reading(el, hrefs.reading(mup_id, mmr_id, day_s, r.id), r, power)
     return el
 
 
@@ -162,4 +162,6 @@ def reading(u: Unit, mup_id: int, mmr_id: int, day_s: int, reading_id: int) -> e
     found = q.get_day_reading(u.session, mmr, _day(day_s), reading_id)
     if found is None:
         raise HTTPException(404, "no such Reading")
-    return encode.reading(None, hrefs.reading(mup_id, mmr_id, day_s, reading_id), found, _power_of_ten(mmr))
+    return encode_metering.reading(
+        None, hrefs.reading(mup_id, mmr_id, day_s, reading_id), found, _power_of_ten(mmr)
+    )
