@@ -70,6 +70,8 @@ from gridshare.store.db import transaction
 from gridshare.store.models import DerControl
 
 PHASES = ("discovery", "conversation", "returning", "readings")
+#: With --returning-reconnects: the phases whose every pass opens a new connection.
+RECONNECT = ("returning",)
 #: Resources in the order a device meets them (the rows of every table).
 KINDS = (
     "dcap",
@@ -422,8 +424,15 @@ def device_tls(ca: str, dev: Device) -> ssl.SSLContext:
     return tls
 
 
-async def _loop(conn: Conn, steps: list[Step], stop_at: float, tally: Tally) -> None:
+async def _loop(
+    conn: Conn, steps: list[Step], stop_at: float, tally: Tally, offset: int, reconnect: bool = False
+) -> None:
+    """The steps over and over, from `offset`: devices start spread over the sequence, so the mix is
+    right from the first second even when one pass takes a device longer than the phase."""
+    steps = steps[offset % len(steps) :] + steps[: offset % len(steps)]
     while time.monotonic() < stop_at:
+        if reconnect:  # each pass on a fresh connection: a full mutual-TLS handshake, as after an outage
+            conn.close()
         try:
             for step in steps:
                 _, headers, _ = await send(conn, step, tally)
@@ -450,6 +459,7 @@ async def run_phases(
     plans: list[Plan] | None = None,
     on_phase: Callable[[str, str], None] | None = None,
     capture: bool = False,
+    reconnect: tuple[str, ...] = (),
 ) -> tuple[list[Plan], dict[str, dict[str, Any]], dict[tuple[str, str], tuple[int, str | None, bytes]]]:
     """Discover (unless `plans` are given), then each closed-loop phase for `seconds` after a warm-up."""
     conns = [Conn(host, port, device_tls(ca, d)) for d in devices]
@@ -474,8 +484,17 @@ async def run_phases(
         if on_phase is not None:
             on_phase(phase, "start")
         loops = [
-            asyncio.create_task(_loop(c, p.steps(phase), stop_at, tally))
-            for c, p in zip(conns, plans, strict=True)
+            asyncio.create_task(
+                _loop(
+                    c,
+                    p.steps(phase),
+                    stop_at,
+                    tally,
+                    i * len(p.steps(phase)) // len(plans),
+                    phase in reconnect,
+                )
+            )
+            for i, (c, p) in enumerate(zip(conns, plans, strict=True))
         ]
         await asyncio.sleep(warmup_s)
         tally.recording = True
@@ -641,6 +660,7 @@ def gridshare_runs(
                         args.warmup,
                         on_phase=meter,
                         capture=not captured,
+                        reconnect=RECONNECT if args.returning_reconnects else (),
                     )
                 )
             captured = captured or cap
@@ -982,6 +1002,11 @@ def main() -> None:
     parser.add_argument("--envoy-clients", help="clients.json of the dev PKI whose devices envoy knows")
     parser.add_argument("--envoy-pid", help="PID of envoy's server process, to count its CPU time")
     parser.add_argument("--envoy-workers", type=int, default=1)
+    parser.add_argument(
+        "--returning-reconnects",
+        action="store_true",
+        help="each returning device opens a new mTLS connection (a full handshake) for its pass",
+    )
     parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES))
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument(
