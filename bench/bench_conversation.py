@@ -14,7 +14,7 @@ next request as soon as the previous answer is in (time compressed until the ser
   the rates the server advertised (DERControlList + DefaultDERControl every DERProgramList pollRate,
   FSA -> DERProgram -> schedule every FSA pollRate, DeviceCapability + mirror every DeviceCapability
   pollRate, a MirrorMeterReading every mirror postRate, and the DERControlResponses its controls'
-  responseRequired bits ask for, IEEE 2030.5 §10.10 / CSIP-AUS "received", "started", "completed"),
+  responseRequired bits ask for: "received", "started", "completed", IEEE 2030.5 Response function set),
   in time order, over and over;
 - returning: the fleet coming back after an outage: DeviceCapability, POST EndDevice (409 with
   Location), GET that EndDevice, PUT ConnectionPoint: devices re-registered per second;
