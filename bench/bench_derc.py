@@ -138,7 +138,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     feeds = {"on": ["on"], "off": ["off"], "both": ["off", "on"]}[args.feed]
-    console = Console()
+    console = Console(width=max(Console().width, 110))
     table = Table(
         title=f"GET DERControlList ({CONTROLS_PER_SITE} controls), {args.devices} devices, "
         f"{args.connections} keep-alive connections, {args.seconds:.0f} s"
