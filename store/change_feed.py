@@ -63,6 +63,9 @@ def bump_change(session: Session, key: str) -> None:
     """Mark `key` as changed, in the caller's transaction (PostgreSQL notifies when it commits).
 
     For changes that concern one network or one site only; anything wider uses `bump_publication`.
+    Only cache entries that list `key` in their `deps` see it: a writer may move from
+    `bump_publication` to this only once every body and scope its change affects declares the key
+    (and whatever else watches the publication counter, such as the subscription notifier, watches it).
     """
     if key == ALL or " " in key:
         raise ValueError(f"not a per-key change key: {key!r}")
@@ -245,17 +248,18 @@ class PgChangeFeed:
 
     # -- the listener thread ---------------------------------------------------------------------
     def _run(self) -> None:
-        backoff_s = self.retry_after_s
+        failures = 0
         while not self._stop.is_set():
+            connected = self.reconnects
             try:
                 self._listen()
-                backoff_s = self.retry_after_s
             except Exception as exc:  # any failure: doubt first, then reconnect
                 self._unsure()
                 if not self._stop.is_set():
                     log.warning("change feed lost its PostgreSQL listener (%s); reading per request", exc)
-            self._stop.wait(backoff_s)
-            backoff_s = max(self.retry_after_s, min(backoff_s * 2, 2.0))
+            failures = 0 if self.reconnects != connected else failures + 1
+            # Retry soon after a working connection broke; back off (to 2 s) while the server is away.
+            self._stop.wait(max(self.retry_after_s, min(self.retry_after_s * 2**failures, 2.0)))
         self._unsure()
 
     def _unsure(self) -> None:
@@ -323,8 +327,12 @@ def _one(cursor: Any) -> Any:
 _FEEDS: weakref.WeakKeyDictionary[Engine, ChangeFeed] = weakref.WeakKeyDictionary()
 
 
-def open_change_feed(engine: Engine) -> ChangeFeed:
-    """The feed for this engine's database: LISTEN/NOTIFY, data_version, or direct reads."""
+def open_change_feed(engine: Engine) -> ChangeFeed | None:
+    """The feed for this engine's database (LISTEN/NOTIFY or data_version); None if it has none.
+
+    An in-memory SQLite database lives in one connection the engine's pool hands back to each thread:
+    a second connection would see another database, so its callers keep reading the counter directly.
+    """
     url = engine.url
     feed: ChangeFeed
     if url.get_backend_name() == "postgresql":
@@ -332,7 +340,7 @@ def open_change_feed(engine: Engine) -> ChangeFeed:
     elif url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         feed = SqliteChangeFeed(engine)
     else:
-        feed = _DirectReads(engine)
+        return None
     _FEEDS[engine] = feed
 
     @event.listens_for(engine, "engine_disposed")

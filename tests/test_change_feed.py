@@ -103,7 +103,7 @@ def test_a_lost_listener_falls_back_to_reads_and_recovers(pki: DevPki, tmp_path:
         feed = _feed(b)
         pid = feed.listener_pid()
         assert _limits(b, site_id) == ["5000"]
-        feed.retry_after_s = 3.0  # hold the outage open long enough to poll through it
+        feed.retry_after_s = 5.0  # hold the outage open long enough to poll through it
         with a.ctx.engine.connect() as conn:
             killed = conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
         assert killed
@@ -151,6 +151,7 @@ def test_a_change_to_one_network_leaves_another_networks_bodies_cached(database_
     writer, server = make_engine(database_url), make_engine(database_url)
     upgrade(writer)
     feed = open_change_feed(server)
+    assert feed is not None
     try:
         if isinstance(feed, PgChangeFeed):
             _eventually(feed.healthy, "the change feed is listening")
@@ -191,6 +192,7 @@ def test_a_rolled_back_change_is_never_announced(database_url: str) -> None:
     writer, server = make_engine(database_url), make_engine(database_url)
     upgrade(writer)
     feed = open_change_feed(server)
+    assert feed is not None
     try:
         if isinstance(feed, PgChangeFeed):
             _eventually(feed.healthy, "the change feed is listening")
