@@ -23,6 +23,7 @@ checkpoints make it unreliable. An in-memory database is private to one engine, 
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 import threading
 import time
@@ -215,7 +216,7 @@ class PgChangeFeed:
         self._fallback = _DirectReads(engine)
         self._lock = threading.Lock()
         self._versions: dict[str, int] = {}
-        self._confirmed_at = 0.0  # monotonic time the listener last proved alive; 0: unsure
+        self._confirmed_at = -math.inf  # monotonic time the listener last proved alive; -inf: unsure
         self._stop = threading.Event()
         self._listener_pid: int | None = None
         self.reconnects = 0
@@ -264,7 +265,7 @@ class PgChangeFeed:
 
     def _unsure(self) -> None:
         with self._lock:
-            self._confirmed_at = 0.0
+            self._confirmed_at = -math.inf
         self._listener_pid = None
 
     def _listen(self) -> None:
