@@ -7,6 +7,10 @@ checks one answer is right, then drives it from a separate load-generating proce
         [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/test] [--workers 1 2]
 
 Target (issue 2): >= 3,000 requests/s with p99 <= 50 ms on the 2-core machine.
+
+`--feed both` runs every worker count twice in one go: with the change feed off (the publication
+counter read from the store on every cached poll, as before the feed) and on (store/change_feed.py:
+LISTEN/NOTIFY on PostgreSQL), printing the 1-minute load average before each run (the machine is shared).
 """
 
 from __future__ import annotations
@@ -129,13 +133,27 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--database-url", default="")
+    parser.add_argument(
+        "--feed", choices=["on", "off", "both"], default="on", help="the change feed (store/change_feed.py)"
+    )
     args = parser.parse_args()
-    console = Console()
+    feeds = {"on": ["on"], "off": ["off"], "both": ["off", "on"]}[args.feed]
+    console = Console(width=max(Console().width, 110))
     table = Table(
         title=f"GET DERControlList ({CONTROLS_PER_SITE} controls), {args.devices} devices, "
         f"{args.connections} keep-alive connections, {args.seconds:.0f} s"
     )
-    for col in ("store", "workers", "requests/s", "p50 ms", "p90 ms", "p99 ms", "errors"):
+    for col in (
+        "store",
+        "workers",
+        "change feed",
+        "load avg",
+        "requests/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "errors",
+    ):
         table.add_column(col, justify="right")
     with tempfile.TemporaryDirectory() as tmp, scratch_database(args.database_url) as database_url:
         workdir = Path(tmp)
@@ -143,9 +161,10 @@ def main() -> None:
             settings, targets = prepare(workdir, args.devices, database_url)
         (workdir / "targets.json").write_text(json.dumps(targets))
         store = settings.effective_database_url.split(":", 1)[0]
-        for workers in args.workers:
+        for workers, feed in [(w, f) for w in args.workers for f in feeds]:
             port = 20000 + os.getpid() % 20000
-            proc = start_server(settings, port, workers)
+            load_1m = os.getloadavg()[0]
+            proc = start_server(settings, port, workers, {"GRIDSHARE_CHANGE_FEED": str(feed == "on").lower()})
             try:
                 first = next(iter(targets.items()))
                 client = next(
@@ -187,13 +206,19 @@ def main() -> None:
                 table.add_row(
                     store,
                     str(workers),
+                    feed,
+                    f"{load_1m:.1f}",
                     f"{result['requests_per_s']:.0f}",
                     str(result["p50_ms"]),
                     str(result["p90_ms"]),
                     str(result["p99_ms"]),
                     str(result["errors"]),
                 )
-                console.print(json.dumps({"store": store, "workers": workers, **result}))
+                console.print(
+                    json.dumps(
+                        {"store": store, "workers": workers, "feed": feed, "load_1m": load_1m, **result}
+                    )
+                )
             finally:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=20)

@@ -294,6 +294,11 @@ class Settings(BaseSettings):
     open_registration: bool = Field(
         True, description="Devices whose certificate chains to the trust anchor may register themselves."
     )
+    change_feed: bool = Field(
+        True,
+        description="Learn about publications from a change feed (LISTEN/NOTIFY on PostgreSQL) instead of "
+        "reading the publication counter on every cached request; off only to measure the difference.",
+    )
     list_limit_cap: int = Field(500, ge=1, description="Largest page a list answers (design notes §1).")
     max_body_bytes: int = Field(65536, ge=1024)
     max_xml_depth: int = Field(24, ge=4)

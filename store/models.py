@@ -396,6 +396,18 @@ class PublicationCounter(Base):
     value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class ChangeVersion(Base):
+    """One version per change key ("net:<name>", "site:<id>"): finer than the publication counter.
+
+    Bumped by `store.change_feed.bump_change` for a change that concerns one network or site only, so
+    caches of other networks stay valid; PostgreSQL triggers NOTIFY every bump (migration 0009).
+    """
+
+    __tablename__ = "change_version"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+
+
 class NetworkModel(Base):
     """A network file (docs/network-format.md) as loaded by an operator; the newest active one is used."""
 

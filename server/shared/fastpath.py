@@ -25,6 +25,7 @@ from gridshare.server.shared.metrics import PROCESS
 from gridshare.server.shared.resources import Classifier
 from gridshare.server.wire import hrefs
 from gridshare.server.wire.xmlio import MEDIA_TYPE
+from gridshare.store.change_feed import ChangeFeed, open_change_feed
 from gridshare.store.db import PUBLICATION
 
 _HEADERS = [(b"content-type", MEDIA_TYPE.encode())]
@@ -83,6 +84,8 @@ class FastPath:
         self.app = app
         self.ctx = ctx
         self.generations = GenerationReader(ctx.engine)
+        # The change feed answers "has anything changed?" from memory (LISTEN/NOTIFY on PostgreSQL).
+        self.changes: ChangeFeed | None = open_change_feed(ctx.engine) if ctx.settings.change_feed else None
         self.classify = Classifier()
         self.metrics = PROCESS
 
@@ -129,11 +132,13 @@ class FastPath:
         pem = peer_pem(scope, self.ctx.settings)
         if pem is None:
             return None
-        generation = self.generations.read()
+        changes = self.changes
+        generation = changes.generation() if changes is not None else self.generations.read()
         client = self.ctx.scopes.get(pem, generation)
         if client is None:
             return None
         start, limit, after = paging
         limit = min(limit, self.ctx.settings.list_limit_cap)
         key = ("derc", client.lfdi, int(match["site_id"]), int(match["program_id"]), start, limit, after)
-        return self.ctx.cache.get(key, generation, self.ctx.clock.now())
+        versions = changes.current if changes is not None else None
+        return self.ctx.cache.get(key, generation, self.ctx.clock.now(), versions)

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 
 #: Re-renders a body for time `now_s` from data captured at render time: (valid_until_s, body).
 Refresh = Callable[[float], tuple[float, bytes]]
+#: Current versions of change keys (store/change_feed.py): an entry with `deps` is valid only while
+#: they are still the versions recorded when it was rendered (taken before its data was read).
+VersionsOf = Callable[[tuple[str, ...]], tuple[int, ...]]
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,8 @@ class CachedBody:
     valid_until_s: float
     body: bytes
     refresh: Refresh | None = None
+    deps: tuple[str, ...] = ()
+    dep_versions: tuple[int, ...] = ()
 
 
 class RenderCache:
@@ -36,20 +41,26 @@ class RenderCache:
         self._lock = threading.Lock()
         self._max = max_entries
 
-    def get(self, key: tuple[object, ...], generation: int, now_s: float) -> bytes | None:
+    def get(
+        self, key: tuple[object, ...], generation: int, now_s: float, versions: VersionsOf | None = None
+    ) -> bytes | None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None or entry.generation != generation:
                 return None
             self._entries.move_to_end(key)
-            if now_s < entry.valid_until_s:
-                return entry.body
+        if entry.deps and (versions is None or versions(entry.deps) != entry.dep_versions):
+            return None
+        if now_s < entry.valid_until_s:
+            return entry.body
         if entry.refresh is None:
             return None
         valid_until_s, body = entry.refresh(now_s)  # outside the lock: other polls go on meanwhile
         with self._lock:
             if self._entries.get(key) is entry:  # not replaced by a newer render in the meantime
-                self._entries[key] = CachedBody(generation, valid_until_s, body, entry.refresh)
+                self._entries[key] = CachedBody(
+                    generation, valid_until_s, body, entry.refresh, entry.deps, entry.dep_versions
+                )
         return body
 
     def put(
@@ -59,9 +70,11 @@ class RenderCache:
         valid_until_s: float,
         body: bytes,
         refresh: Refresh | None = None,
+        deps: tuple[str, ...] = (),
+        dep_versions: tuple[int, ...] = (),
     ) -> None:
         with self._lock:
-            self._entries[key] = CachedBody(generation, valid_until_s, body, refresh)
+            self._entries[key] = CachedBody(generation, valid_until_s, body, refresh, deps, dep_versions)
             self._entries.move_to_end(key)
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)

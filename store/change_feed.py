@@ -1,0 +1,357 @@
+"""What has changed, per change key, known in memory so a cached answer needs no query to stay correct.
+
+A change key names what a change concerns: "all" (the publication counter, bumped by anything any
+cached body or client scope depends on), "net:<name>" (one network's envelopes) or "site:<id>"
+(one site). A cached body records the versions of the keys it depends on; it is served only while
+the feed reports the same versions.
+
+PostgreSQL: one dedicated connection per serving process LISTENs on `gridshare_changes`; triggers
+(migration 0009) NOTIFY "<key> <version>" in the writer's transaction, which PostgreSQL delivers only
+after commit, so the feed never runs ahead of visible data. If the listener connection drops or goes
+quiet for longer than `stale_after_s`, the feed is *unsure* and every check reads the versions from
+the database, as before the feed existed, until it has reconnected, LISTENed again and re-read every
+version (in that order, so no commit falls between). An envelope is a safety limit: serving one that
+was withdrawn is never acceptable, so doubt costs queries, never correctness.
+
+SQLite (embedded, single host): no NOTIFY. Each serving thread keeps its own connection and asks
+`PRAGMA data_version`, which changes whenever another connection committed to the file (SQLite
+documents this for exactly this purpose), and re-reads the versions only then. The pragma reads the
+WAL index in shared memory (no table page); mtime is not used because its resolution and WAL
+checkpoints make it unreliable. An in-memory database is private to one engine, so it is read directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Engine, event, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from gridshare.store.models import ChangeVersion
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "gridshare_changes"
+#: `application_name` of the listening connections, to find them in `pg_stat_activity`.
+LISTENER_APPLICATION_NAME = "gridshare-change-feed"
+#: The key of the global publication counter (`publication_counter` row 1).
+ALL = "all"
+_PUBLICATION_ROW = 1
+
+Keys = tuple[str, ...]
+Versions = tuple[int, ...]
+
+
+def network_key(name: str) -> str:
+    """The change key of one network (its envelopes, ratings, fallback): one per zone substation."""
+    return f"net:{name}"
+
+
+def site_key(site_id: int) -> str:
+    """The change key of one site (its controls, its binding to a network node)."""
+    return f"site:{site_id}"
+
+
+def bump_change(session: Session, key: str) -> None:
+    """Mark `key` as changed, in the caller's transaction (PostgreSQL notifies when it commits).
+
+    For changes that concern one network or one site only; anything wider uses `bump_publication`.
+    Only cache entries that list `key` in their `deps` see it: a writer may move from
+    `bump_publication` to this only once every body and scope its change affects declares the key
+    (and whatever else watches the publication counter, such as the subscription notifier, watches it).
+    """
+    if key == ALL or " " in key:
+        raise ValueError(f"not a per-key change key: {key!r}")
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(ChangeVersion).values(key=key, version=1)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[ChangeVersion.key], set_={"version": ChangeVersion.version + 1}
+    )
+    session.execute(stmt)
+
+
+def change_versions(session: Session, keys: Iterable[str]) -> dict[str, int]:
+    """The stored versions of `keys` (0 for a key never bumped); "all" is the publication counter."""
+    return _read(session.connection(), tuple(keys))
+
+
+def _read(conn: Connection, keys: Keys) -> dict[str, int]:
+    found: dict[str, int] = {}
+    if ALL in keys:
+        found[ALL] = int(
+            conn.exec_driver_sql(
+                f"SELECT value FROM publication_counter WHERE id = {_PUBLICATION_ROW}"
+            ).scalar_one()
+        )
+    others = [k for k in keys if k != ALL]
+    if others:
+        rows = conn.execute(
+            select(ChangeVersion.key, ChangeVersion.version).where(ChangeVersion.key.in_(others))
+        )
+        found.update({k: int(v) for k, v in rows})
+    return {k: found.get(k, 0) for k in keys}
+
+
+class ChangeFeed(Protocol):
+    """Current versions of change keys, correct for this instant (from memory whenever it can)."""
+
+    def current(self, keys: Keys) -> Versions: ...
+
+    def generation(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class _DirectReads:
+    """Versions read from the database on every call, on one autocommit connection per thread.
+
+    Goes through SQLAlchemy (not a raw cursor) so engine events see every read the feed falls back to.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._local = threading.local()
+
+    def current(self, keys: Keys) -> Versions:
+        for attempt in (1, 2):
+            conn: Connection | None = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+                self._local.conn = conn
+            try:
+                found = _read(conn, keys)
+                return tuple(found[k] for k in keys)
+            except Exception:
+                self._local.conn = None
+                conn.invalidate()
+                conn.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def generation(self) -> int:
+        return self.current((ALL,))[0]
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+class SqliteChangeFeed:
+    """Versions re-read only when `PRAGMA data_version` says another connection committed."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._path = str(engine.url.database)
+        self._local = threading.local()
+
+    def _state(self) -> tuple[sqlite3.Connection, dict[str, int]]:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self._path, check_same_thread=False, timeout=30, isolation_level=None)
+            self._local.conn = conn
+            self._local.seen = None
+            self._local.versions = {}
+        seen = conn.execute("PRAGMA data_version").fetchone()[0]
+        if seen != self._local.seen:
+            self._local.seen = seen
+            self._local.versions = {}
+        return conn, self._local.versions
+
+    def current(self, keys: Keys) -> Versions:
+        conn, known = self._state()
+        missing = [k for k in keys if k not in known]
+        if missing:
+            # Read inside one read transaction so every key comes from the same snapshot; a commit
+            # landing after the pragma changes data_version again and the next check re-reads.
+            conn.execute("BEGIN")
+            try:
+                if ALL in missing:
+                    row = conn.execute(
+                        f"SELECT value FROM publication_counter WHERE id = {_PUBLICATION_ROW}"
+                    ).fetchone()
+                    if row is None:
+                        raise RuntimeError("publication_counter has no row 1: is the database migrated?")
+                    known[ALL] = int(row[0])
+                others = [k for k in missing if k != ALL]
+                if others:
+                    marks = ",".join("?" * len(others))
+                    rows = conn.execute(
+                        f"SELECT key, version FROM change_version WHERE key IN ({marks})", others
+                    )
+                    found = {str(k): int(v) for k, v in rows}
+                    for k in others:
+                        known[k] = found.get(k, 0)
+            finally:
+                conn.execute("COMMIT")
+        return tuple(known[k] for k in keys)
+
+    def generation(self) -> int:
+        return self.current((ALL,))[0]
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+class PgChangeFeed:
+    """LISTEN on a dedicated connection; fall back to reads whenever the listener is in doubt."""
+
+    def __init__(self, engine: Engine, heartbeat_s: float = 1.0, stale_after_s: float = 3.0) -> None:
+        self._url = engine.url
+        self._heartbeat_s = heartbeat_s
+        self._stale_after_s = stale_after_s
+        self._fallback = _DirectReads(engine)
+        self._lock = threading.Lock()
+        self._versions: dict[str, int] = {}
+        self._confirmed_at = -math.inf  # monotonic time the listener last proved alive; -inf: unsure
+        self._stop = threading.Event()
+        self._listener_pid: int | None = None
+        self.reconnects = 0
+        #: Wait before the first reconnection attempt (doubling up to 2 s while attempts fail).
+        self.retry_after_s = 0.05
+        self._thread = threading.Thread(target=self._run, name="gridshare-change-feed", daemon=True)
+        self._thread.start()
+
+    # -- what serving threads call ---------------------------------------------------------------
+    def healthy(self) -> bool:
+        return time.monotonic() - self._confirmed_at < self._stale_after_s
+
+    def current(self, keys: Keys) -> Versions:
+        with self._lock:
+            if time.monotonic() - self._confirmed_at < self._stale_after_s:
+                return tuple(self._versions.get(k, 0) for k in keys)
+        return self._fallback.current(keys)
+
+    def generation(self) -> int:
+        return self.current((ALL,))[0]
+
+    def listener_pid(self) -> int | None:
+        """The listening backend's pid (for operators and the outage tests)."""
+        return self._listener_pid
+
+    def close(self) -> None:
+        self._stop.set()  # the listener sees it within one heartbeat; nothing here waits for that
+        self._unsure()
+        self._fallback.close()
+
+    # -- the listener thread ---------------------------------------------------------------------
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            connected = self.reconnects
+            try:
+                self._listen()
+            except Exception as exc:  # any failure: doubt first, then reconnect
+                self._unsure()
+                if not self._stop.is_set():
+                    log.warning("change feed lost its PostgreSQL listener (%s); reading per request", exc)
+            failures = 0 if self.reconnects != connected else failures + 1
+            # Retry soon after a working connection broke; back off (to 2 s) while the server is away.
+            self._stop.wait(max(self.retry_after_s, min(self.retry_after_s * 2**failures, 2.0)))
+        self._unsure()
+
+    def _unsure(self) -> None:
+        with self._lock:
+            self._confirmed_at = -math.inf
+        self._listener_pid = None
+
+    def _listen(self) -> None:
+        import psycopg
+
+        args: dict[str, Any] = self._url.translate_connect_args(username="user", database="dbname")
+        args.update({k: v for k, v in self._url.query.items() if isinstance(v, str)})
+        timeout_s = max(1, int(self._stale_after_s))
+        with psycopg.connect(
+            **args,
+            autocommit=True,
+            application_name=LISTENER_APPLICATION_NAME,
+            connect_timeout=timeout_s,
+            keepalives=1,
+            keepalives_idle=5,
+            keepalives_interval=1,
+            keepalives_count=3,
+            tcp_user_timeout=int(self._stale_after_s * 1000),
+        ) as conn:
+            conn.execute(f"LISTEN {CHANNEL}")
+            # LISTEN is in force before the read: a commit after the read is notified, one before it is read.
+            versions = {ALL: int(_one(conn.execute("SELECT value FROM publication_counter WHERE id = 1")))}
+            versions.update(
+                {str(k): int(v) for k, v in conn.execute("SELECT key, version FROM change_version")}
+            )
+            with self._lock:
+                self._versions = versions
+                self._confirmed_at = time.monotonic()
+            self._listener_pid = conn.info.backend_pid
+            if self.reconnects:
+                log.info("change feed listening again; cached answers resume")
+            self.reconnects += 1
+            while not self._stop.is_set():
+                for note in conn.notifies(timeout=self._heartbeat_s):
+                    self._apply(note.payload)
+                conn.execute("SELECT 1")  # the heartbeat: proves the connection alive
+                with self._lock:
+                    self._confirmed_at = time.monotonic()
+
+    def _apply(self, payload: str) -> None:
+        key, _, raw = payload.rpartition(" ")
+        if not key or not raw.isdigit():
+            log.warning("ignored a malformed change notification %r", payload)
+            return
+        version = int(raw)
+        with self._lock:
+            if version > self._versions.get(key, -1):  # never backwards (a late duplicate)
+                self._versions[key] = version
+            self._confirmed_at = time.monotonic()
+
+
+def _one(cursor: Any) -> Any:
+    row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError("publication_counter has no row 1: is the database migrated?")
+    return row[0]
+
+
+#: The feed opened for each engine, so code that holds only the engine (routes) can find it.
+_FEEDS: weakref.WeakKeyDictionary[Engine, ChangeFeed] = weakref.WeakKeyDictionary()
+
+
+def open_change_feed(engine: Engine) -> ChangeFeed | None:
+    """The feed for this engine's database (LISTEN/NOTIFY or data_version); None if it has none.
+
+    An in-memory SQLite database lives in one connection the engine's pool hands back to each thread:
+    a second connection would see another database, so its callers keep reading the counter directly.
+    """
+    url = engine.url
+    feed: ChangeFeed
+    if url.get_backend_name() == "postgresql":
+        feed = PgChangeFeed(engine)
+    elif url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        feed = SqliteChangeFeed(engine)
+    else:
+        return None
+    _FEEDS[engine] = feed
+
+    @event.listens_for(engine, "engine_disposed")
+    def _close(_engine: Engine) -> None:
+        # The process is done with this database (tests, shutdown): stop listening to it too.
+        feed.close()
+
+    return feed
+
+
+def feed_of(engine: Engine) -> ChangeFeed | None:
+    """The feed a serving process opened on `engine`, if any."""
+    return _FEEDS.get(engine)
