@@ -25,7 +25,7 @@ from bench.bench_derc import scratch_database
 from gridshare.core.clock import FixedClock
 from gridshare.core.settings import Settings
 from gridshare.server import metering_views as views
-from gridshare.server.bootstrap import build_context
+from gridshare.server.context import build_context
 from gridshare.server.routes.common import Unit
 from gridshare.store.db import transaction
 from gridshare.store.models import ClientKind, MirrorMeterReading, MirrorUsagePoint, Site, TelemetryReading

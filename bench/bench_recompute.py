@@ -33,11 +33,12 @@ from sqlalchemy import insert
 from bench.bench_derc import scratch_database
 from gridshare.core.clock import FixedClock
 from gridshare.core.settings import Settings
-from gridshare.recompute.network_docs import store_network
 from gridshare.recompute.service import Recomputer
-from gridshare.server.bootstrap import build_context, seed_baseline
+from gridshare.server.context import build_context
 from gridshare.store.db import transaction
 from gridshare.store.models import AssetDerate, Site
+from gridshare.store.publication.network_docs import store_network
+from gridshare.store.queries.seed import seed_baseline
 
 T0 = 1_782_900_000  # 2026-07-01T10:00Z: midday sun over the generated feeder's longitude
 

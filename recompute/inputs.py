@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,10 +12,8 @@ from sqlalchemy.orm import Session
 
 from gridshare.envelopes.forecast import Telemetry
 from gridshare.grid.netfile import NetworkFile, parse_network_document
-from gridshare.grid.network import Network, Rating
 from gridshare.grid.network import Site as NetworkSite
 from gridshare.recompute import bounds
-from gridshare.recompute.network_docs import active_document
 from gridshare.store.models import (
     AssetDerate,
     Der,
@@ -26,6 +24,7 @@ from gridshare.store.models import (
     TelemetryReading,
 )
 from gridshare.store.operator_models import ServerSetting
+from gridshare.store.publication.network_docs import active_document
 
 log = logging.getLogger("gridshare.recompute")
 
@@ -54,46 +53,6 @@ def active_derates(session: Session, at_s: int) -> list[AssetDerate]:
         .scalars()
         .all()
     )
-
-
-@dataclass(frozen=True)
-class DeratedNetwork:
-    network: Network
-    #: nodes cut off by an outage: their sites may neither export nor import (anti-islanding)
-    isolated_nodes: frozenset[str]
-
-
-def apply_derates(network: Network, derates: list[AssetDerate]) -> DeratedNetwork:
-    """Scale derated branches' ratings; an outage (factor 0) cuts its branch and everything below it.
-
-    Several derates on one asset take the lowest factor: the most conservative operator wins. An
-    isolated section carries no flow at all, so its load no longer offsets anyone's export upstream.
-    """
-    factors: dict[str, float] = {}
-    for d in derates:
-        factors[d.asset] = min(factors.get(d.asset, 1.0), bounds.derate_factor(d.factor))
-    if not factors:
-        return DeratedNetwork(network, frozenset())
-    isolated: set[str] = set()
-    for name, factor in factors.items():
-        if factor == 0 and any(b.name == name for b in network.branches):
-            isolated.update(network.downstream_nodes(name))
-    branches = []
-    for b in network.branches:
-        if b.to_node in isolated:
-            continue
-        f = factors.get(b.name)
-        if f is None or b.rating is None:
-            branches.append(b)
-            continue
-        scaled = Rating(
-            export_kw=None if b.rating.export_kw is None else b.rating.export_kw * f,
-            import_kw=None if b.rating.import_kw is None else b.rating.import_kw * f,
-            source=f"{b.rating.source} derated x{f:g}",
-        )
-        branches.append(replace(b, rating=scaled))
-    nodes = tuple(n for n in network.nodes if n.name not in isolated)
-    return DeratedNetwork(replace(network, nodes=nodes, branches=tuple(branches)), frozenset(isolated))
 
 
 def registered_sites(session: Session, nmis: set[str]) -> dict[str, Site]:

@@ -2,7 +2,7 @@
 
 APScheduler runs `run_once` every `recompute_interval_s` on a rolling horizon, and the watcher runs one
 as soon as an operator changes a constraint. Runs never overlap in one process, and only the holder of
-the publisher lock (recompute/publisher.py) computes or publishes: a standby instance tries for the
+the publisher lock (store/publication/lease.py) computes or publishes: a standby instance tries for the
 lock every `publisher_poll_s` and takes over within about that long of the publisher's death, and
 every publication is fenced, so two instances never publish at once.
 
@@ -35,14 +35,17 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gridshare.core.runtime import Runtime
 from gridshare.core.settings import Settings
 from gridshare.envelopes.compute import compute_envelopes
 from gridshare.envelopes.forecast import Forecast, ProfileSpec, persistence_forecast, profile_forecast
+from gridshare.envelopes.planned_derates import PlannedEnvelopes, compute_planned
+from gridshare.fallback.envelopes import fallback_envelope_set
 from gridshare.fallback.ramp import site_rating_w
 from gridshare.grid.agreements import Limited
+from gridshare.grid.derates import derate_factor
 from gridshare.grid.netfile import NetworkFile
 from gridshare.grid.network import Site as NetworkSite
-from gridshare.recompute.bounds import derate_factor
 from gridshare.recompute.budget import BudgetExceeded, BudgetRunner
 from gridshare.recompute.deadlines import (
     Change,
@@ -52,8 +55,6 @@ from gridshare.recompute.deadlines import (
     published_coverage,
     uncovered_changes,
 )
-from gridshare.recompute.fallback_defaults import store_fingerprint, stored_fingerprint, write_defaults
-from gridshare.recompute.fallback_envelopes import fallback_envelope_set
 from gridshare.recompute.fallback_plan import (
     FallbackPlan,
     SafeDefault,
@@ -64,15 +65,18 @@ from gridshare.recompute.fallback_plan import (
 )
 from gridshare.recompute.health import stale_forecast, stale_telemetry
 from gridshare.recompute.inputs import inputs_fingerprint
-from gridshare.recompute.planned_derates import PlannedEnvelopes, compute_planned
-from gridshare.recompute.publish import CUT_OFF_GROSS, PublishSummary, current_set_id, publish
-from gridshare.recompute.publisher import Publisher, holder_name
 from gridshare.recompute.snapshot import RunInputs, defaults_marker, read_constraints, read_measurements
-from gridshare.recompute.status import DYNAMIC, FALLBACK, STALE, StatusBoard, effective
-from gridshare.server.context import AppContext
 from gridshare.store.db import transaction
 from gridshare.store.envelope_blocks import GrossLimits
 from gridshare.store.models import EnvelopePointer, EnvelopeSetRecord, Site
+from gridshare.store.publication.envelopes import CUT_OFF_GROSS, PublishSummary, current_set_id, publish
+from gridshare.store.publication.fallback_defaults import (
+    store_fingerprint,
+    stored_fingerprint,
+    write_defaults,
+)
+from gridshare.store.publication.lease import Publisher, holder_name
+from gridshare.store.publication.status import DYNAMIC, FALLBACK, STALE, StatusBoard, effective
 
 log = logging.getLogger("gridshare.recompute")
 
@@ -178,7 +182,7 @@ TICK_S = 0.2
 
 class Recomputer:
     def __init__(
-        self, ctx: AppContext, holder: str | None = None, forecast_source: ForecastSource | None = None
+        self, ctx: Runtime, holder: str | None = None, forecast_source: ForecastSource | None = None
     ) -> None:
         self.ctx = ctx
         self.holder = holder or holder_name()

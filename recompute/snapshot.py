@@ -18,12 +18,11 @@ from sqlalchemy.orm import Session
 
 from gridshare.core.settings import Settings
 from gridshare.envelopes.forecast import Telemetry
+from gridshare.grid.derates import DeratedNetwork, apply_derates
 from gridshare.grid.netfile import NetworkFile
 from gridshare.recompute.inputs import (
-    DeratedNetwork,
     active_derates,
     active_network,
-    apply_derates,
     device_ratings_w,
     inputs_fingerprint,
     latest_telemetry,
@@ -33,9 +32,7 @@ from gridshare.recompute.inputs import (
 )
 from gridshare.store.models import AssetDerate, DefaultDerControl, DerProgram, NetworkModel, Site
 from gridshare.store.operator_models import ServerSetting
-
-#: ServerSetting prefix of operators' overrides of the safe defaults (recompute.fallback_defaults)
-OVERRIDE_PREFIX = "fallback.override."
+from gridshare.store.publication.fallback_defaults import OVERRIDE_PREFIX
 
 
 @dataclass(frozen=True)

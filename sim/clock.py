@@ -4,7 +4,7 @@ It behaves as `gridshare.clock.AcceleratedClock` once running, but held in share
 its start while the fleet registers and the first envelopes are computed (so setup costs no
 simulated time), then started by the simulator for both processes at once. CLOCK_MONOTONIC is
 machine-wide on Linux, so one origin serves both sides. The server takes it through
-`server.bootstrap.build_context(settings, clock)`.
+`server.context.build_context(settings, clock)`.
 """
 
 from __future__ import annotations

@@ -454,7 +454,7 @@ class EnvelopePointer(Base):
 
 class PublisherLease(Base):
     """The publisher's fencing epoch: bumped by each new holder of the publisher lock, checked by every
-    publication (recompute/publisher.py), so a publisher that lost the lock can never publish again."""
+    publication (store/publication/lease.py), so a publisher that lost the lock can never publish again."""
 
     __tablename__ = "publisher_lease"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from gridshare.recompute.demo import seed_demo
+from gridshare.process.demo import seed_demo
 from gridshare.recompute.service import Recomputer
 from gridshare.store.models import Site
 from tests.bodies import SEP_XML, meter_reading, mirror_usage_point

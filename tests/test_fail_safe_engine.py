@@ -15,12 +15,11 @@ import pytest
 import yaml
 from sqlalchemy import select, update
 
+from gridshare.grid.derates import apply_derates
 from gridshare.grid.netfile import parse_network_document
+from gridshare.process.demo import DEMO_FILE, seed_demo
 from gridshare.recompute import service, snapshot
 from gridshare.recompute.deadlines import LEAD_FRACTION
-from gridshare.recompute.demo import DEMO_FILE, seed_demo
-from gridshare.recompute.inputs import apply_derates
-from gridshare.recompute.publish import current_set_id
 from gridshare.recompute.service import Recomputer
 from gridshare.store.db import transaction
 from gridshare.store.models import (
@@ -32,6 +31,7 @@ from gridshare.store.models import (
     PublisherLease,
     TelemetryReading,
 )
+from gridshare.store.publication.envelopes import current_set_id
 from tests.bodies import SEP_XML, mirror_usage_point
 from tests.conftest import T0, RunningServer
 from tests.test_fallback_policy import FEEDER, HORIZON_S, _active, _default, _site

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
+from gridshare.process.demo import seed_demo
 from gridshare.recompute import service
-from gridshare.recompute.demo import seed_demo
 from gridshare.recompute.inputs import active_network
 from gridshare.recompute.service import Recomputer
 from gridshare.sim import wire

@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from gridshare.fallback import compute_fallback
+from gridshare.process.demo import seed_demo
 from gridshare.recompute import service
-from gridshare.recompute.demo import seed_demo
-from gridshare.recompute.fallback_defaults import ENGINE_DESCRIPTION
 from gridshare.recompute.inputs import active_network
 from gridshare.recompute.service import Recomputer
 from gridshare.store.db import transaction
 from gridshare.store.models import AssetDerate, DefaultDerControl, EnvelopeSetRecord
+from gridshare.store.publication.fallback_defaults import ENGINE_DESCRIPTION
 from tests.bodies import SEP_XML, der_capability
 from tests.conftest import RunningServer
 from tests.test_der_documents import _der_links

@@ -19,17 +19,17 @@ from sqlalchemy import select
 
 from gridshare.envelopes.forecast import Forecast
 from gridshare.fallback import compute_fallback
-from gridshare.recompute import publish as publish_module
+from gridshare.process.demo import seed_demo
+from gridshare.store.publication import envelopes as publish_module
 from gridshare.recompute import service
-from gridshare.recompute.demo import seed_demo
-from gridshare.recompute.fallback_defaults import ENGINE_DESCRIPTION, override_for, safe_default_for
 from gridshare.recompute.inputs import active_network
-from gridshare.recompute.publish import UnboundedControl, check_finite, current_set_id
 from gridshare.recompute.service import Recomputer
 from gridshare.store.db import transaction
 from gridshare.store.envelope_blocks import GrossLimits, decode_blocks
 from gridshare.store.models import AssetDerate, DefaultDerControl, EnvelopeSetRecord, Site, SiteEnvelope
 from gridshare.store.operator_models import AuditEntry
+from gridshare.store.publication.envelopes import UnboundedControl, check_finite, current_set_id
+from gridshare.store.publication.fallback_defaults import ENGINE_DESCRIPTION, override_for, safe_default_for
 from tests.bodies import SEP_XML, mirror_usage_point
 from tests.conftest import T0, RunningServer
 from tests.test_operator_support import OperatorApi, running_operator_api

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from sqlalchemy import func, select
 
-from gridshare.server.bootstrap import build_context
+from gridshare.server.context import build_context
 from gridshare.server.notify.delivery import Delivery
 from gridshare.server.notify.notifier import Notifier
 from gridshare.store.models import NotificationOutbox

@@ -10,8 +10,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
 from sqlalchemy.orm import Session
 
+from gridshare.core.mrid import new_mrid
 from gridshare.server.control_status import derive_states
-from gridshare.server.mrid import new_mrid
 from gridshare.server.operator.audit import Writer, writer
 from gridshare.server.operator.auth import context
 from gridshare.server.operator.deps import Id, Paging, found, paging, read_session

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from sqlalchemy.orm import Session
 
-from gridshare.server.mrid import new_mrid
+from gridshare.core.mrid import new_mrid
 from gridshare.server.operator.audit import Writer, writer
 from gridshare.server.operator.deps import Id, Paging, found, paging, read_session
 from gridshare.server.operator.schemas import FsaIn, FsaOut, Page, ProgramIn, ProgramOut, ProgramPatch
