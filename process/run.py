@@ -22,7 +22,7 @@ from gridshare.core.logs import use_format
 from gridshare.core.settings import Settings
 from gridshare.process.demo import seed_demo
 from gridshare.process.tls_files import tls_files
-from gridshare.recompute.service import Recomputer
+from gridshare.recompute.scheduler import Recomputer
 from gridshare.server.app import create_asgi
 from gridshare.server.context import AppContext, build_context
 from gridshare.server.listener import device_config

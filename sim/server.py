@@ -115,7 +115,7 @@ def _main(plan: ServerPlan, clock: SharedClock, ready: Any, stop: Any, commands:
 
     from gridshare.certs.devpki import load_dev_pki
     from gridshare.core.settings import Settings
-    from gridshare.recompute.service import Recomputer
+    from gridshare.recompute.scheduler import Recomputer
     from gridshare.server.app import create_asgi
     from gridshare.server.context import build_context
     from gridshare.server.listener import device_config

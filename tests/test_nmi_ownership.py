@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from gridshare.certs.identity import sfdi_from_lfdi
 from gridshare.process.demo import seed_demo
-from gridshare.recompute.service import Recomputer
+from gridshare.recompute.scheduler import Recomputer
 from gridshare.server.routes.end_devices import nmi_checksum
 from gridshare.store.db import make_engine, publication_value, upgrade
 from gridshare.store.models import Aggregator, Site

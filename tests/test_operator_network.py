@@ -10,7 +10,7 @@ from lxml import etree
 from sqlalchemy import select
 
 from gridshare.process.demo import DEMO_FILE, seed_demo
-from gridshare.recompute.service import Recomputer
+from gridshare.recompute.scheduler import Recomputer
 from gridshare.store.models import EnvelopeSetRecord, NetworkModel, Site
 from gridshare.store.publication.network_docs import json_document
 from tests.conftest import RunningServer

@@ -11,7 +11,7 @@ import pytest
 from gridshare.envelopes.planned_derates import stretches
 from gridshare.process.demo import seed_demo
 from gridshare.recompute.inputs import active_network
-from gridshare.recompute.service import Recomputer
+from gridshare.recompute.scheduler import Recomputer
 from gridshare.store.db import transaction
 from gridshare.store.models import AssetDerate
 from tests.conftest import RunningServer

@@ -14,11 +14,11 @@ from gridshare.envelopes.compute import compute_envelopes
 from gridshare.grid.agreements import Dynamic
 from gridshare.grid.netfile import parse_network_document
 from gridshare.process.demo import seed_demo
-from gridshare.store.publication import envelopes as publish_module
 from gridshare.recompute.inputs import active_network
-from gridshare.recompute.service import Recomputer
+from gridshare.recompute.scheduler import Recomputer
 from gridshare.store.db import transaction
 from gridshare.store.models import AssetDerate, EnvelopeSetRecord, Site, SiteEnvelope
+from gridshare.store.publication import envelopes as publish_module
 from gridshare.store.publication.envelopes import current_set_id
 from tests.conftest import RunningServer
 

@@ -1,6 +1,6 @@
 """The notifier and the delivery worker as background jobs of the `gridshare serve` parent process.
 
-One process runs them (the serving workers do not), like the envelope engine in recompute.service.
+One process runs them (the serving workers do not), like the envelope engine in recompute.scheduler.
 The two jobs are separate so a slow delivery round never delays noticing the next change.
 """
 
