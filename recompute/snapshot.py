@@ -133,9 +133,3 @@ def read_measurements(session: Session, inputs: RunInputs, settings: Settings) -
         newest_telemetry_s=newest,
         untrusted={network_sites[nmi].id: why for nmi, why in read.untrusted.items()},
     )
-
-
-def read_inputs(session: Session, now_s: int, settings: Settings) -> RunInputs | None:
-    """Constraints and measurements in one session (None when no network is loaded)."""
-    inputs = read_constraints(session, now_s)
-    return None if inputs is None else read_measurements(session, inputs, settings)
