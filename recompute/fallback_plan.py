@@ -47,6 +47,7 @@ def plan_key(inputs: RunInputs, settings: Settings) -> tuple[object, ...]:
         inputs.model.id,
         tuple(sorted((d.id, d.asset, d.factor) for d in inputs.standing)),
         tuple(sorted(inputs.rated_w.items())),
+        inputs.agreements,
         settings.allocation_policy,
         settings.fallback_margin_fraction,
         settings.fallback_export_load_fraction,
@@ -56,9 +57,9 @@ def plan_key(inputs: RunInputs, settings: Settings) -> tuple[object, ...]:
 def fallback_fingerprint(inputs: RunInputs, settings: Settings, marker: tuple[object, ...]) -> str:
     """A digest of everything the published defaults depend on; unchanged means nothing to write.
 
-    The limits' own inputs (`plan_key`: network version, hence agreements; derates in force or
-    scheduled; device ratings; settings), the rounding step, which store site each network site is,
-    the envelope program, and `marker` (anyone's writes to the site defaults, see
+    The limits' own inputs (`plan_key`: network version, hence its agreements, and the operator's;
+    derates in force or scheduled; device ratings; settings), the rounding step, which store site
+    each network site is, the envelope program, and `marker` (anyone's writes to the site defaults, see
     `snapshot.defaults_marker`): an operator's change must be re-checked against the safe values.
     """
     sites = sorted((site.id, nmi) for nmi, site in inputs.store_sites.items())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,11 +12,13 @@ from sqlalchemy import BigInteger, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from gridshare.envelopes.forecast import Telemetry
+from gridshare.grid.agreement_records import record_key
 from gridshare.grid.netfile import NetworkFile, parse_network_document
 from gridshare.grid.network import Site as NetworkSite
 from gridshare.recompute import bounds
 from gridshare.store.models import (
     AssetDerate,
+    ConnectionAgreement,
     Der,
     MirrorMeterReading,
     MirrorUsagePoint,
@@ -194,17 +197,43 @@ def device_ratings_fingerprint(session: Session) -> tuple[object, ...]:
     return tuple(int(v or 0) for v in row)
 
 
+def operator_agreements(session: Session, site_ids: list[int]) -> dict[int, ConnectionAgreement]:
+    """The operator's connection agreements of these store sites, by store site id."""
+    if not site_ids:
+        return {}
+    rows = session.execute(select(ConnectionAgreement).where(ConnectionAgreement.site_id.in_(site_ids)))
+    return {row.site_id: row for row in rows.scalars()}
+
+
+def agreements_fingerprint(session: Session) -> str:
+    """Changes whenever the operator writes, changes or deletes a connection agreement.
+
+    Rows are changed in place and carry no version, so their contents are hashed; there is at most one
+    per site, and most sites take theirs from the network file.
+    """
+    rows = session.execute(select(ConnectionAgreement).order_by(ConnectionAgreement.site_id)).scalars()
+    basis = [(row.site_id, record_key(row)) for row in rows]
+    return hashlib.sha256(repr(basis).encode()).hexdigest()
+
+
 def inputs_fingerprint(session: Session) -> tuple[object, ...]:
     """Changes whenever a network is loaded, a derate is added or cleared, a recomputation is requested,
-    or a device reports another rating.
+    a device reports another rating, or the operator changes a connection agreement.
 
-    The first three entries are the constraints envelopes depend on (`service._constraints`); a new
-    rating changes the defaults and the envelopes' gross limits, not what the network can carry.
+    The first three entries and the last (the operator's agreements) are the constraints envelopes
+    depend on (`run._constraints`); a new rating changes the defaults and the envelopes' gross limits,
+    not what the network can carry.
     """
     network = session.execute(select(func.max(NetworkModel.id))).scalar_one()
     derates = session.execute(select(func.max(AssetDerate.id), func.count(AssetDerate.cleared_s))).one()
     requested = session.get(ServerSetting, RECOMPUTE_REQUEST)
-    return (network, *derates, requested.value if requested else None, device_ratings_fingerprint(session))
+    return (
+        network,
+        *derates,
+        requested.value if requested else None,
+        device_ratings_fingerprint(session),
+        agreements_fingerprint(session),
+    )
 
 
 def standing_derates(session: Session, at_s: int) -> list[AssetDerate]:

@@ -44,8 +44,9 @@ ForecastSource = Callable[[RunInputs, datetime, int, int], Forecast | None]
 
 
 def _constraints(fingerprint: tuple[object, ...]) -> tuple[object, ...]:
-    """The part of the fingerprint envelopes depend on: network version and derates (not a request)."""
-    return fingerprint[:3]
+    """The part of the fingerprint envelopes depend on: network version, derates and the operator's
+    agreements (not a request, not a device rating)."""
+    return (*fingerprint[:3], *fingerprint[5:])
 
 
 class EnvelopeRun:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from gridshare.core.settings import Settings
 from gridshare.envelopes.forecast import Telemetry
+from gridshare.grid.agreement_records import apply_agreement_records, record_key
 from gridshare.grid.derates import DeratedNetwork, apply_derates
 from gridshare.grid.netfile import NetworkFile
 from gridshare.recompute.inputs import (
@@ -27,6 +28,7 @@ from gridshare.recompute.inputs import (
     inputs_fingerprint,
     latest_telemetry,
     newest_telemetry_s,
+    operator_agreements,
     registered_sites,
     standing_derates,
 )
@@ -52,6 +54,8 @@ class RunInputs:
     defaults_marker: tuple[object, ...] = ()  # changes whenever anyone writes or deletes a site default
     #: network site id -> why its telemetry is not trusted: those sites get fallback limits this run
     untrusted: dict[str, str] = field(default_factory=dict)
+    #: the operator's agreements applied to `nf`, comparable (by NMI): the fallback limits depend on them
+    agreements: tuple[object, ...] = ()
 
     @property
     def feeder(self) -> str:
@@ -90,6 +94,10 @@ def read_constraints(session: Session, now_s: int) -> RunInputs | None:
     standing = standing_derates(session, now_s)
     nmi_to_site_id = {s.nmi: s.id for s in nf.sites if s.nmi}
     store_sites = registered_sites(session, set(nmi_to_site_id))
+    # The operator's agreement of a registered site wins over the network file's (grid/agreement_records.py).
+    records = operator_agreements(session, [s.id for s in store_sites.values()])
+    by_nmi = {nmi: records[s.id] for nmi, s in store_sites.items() if s.id in records}
+    nf = apply_agreement_records(nf, by_nmi)
     ratings = device_ratings_w(session, [s.id for s in store_sites.values()])
     rated_w = {nmi_to_site_id[n]: ratings[s.id] for n, s in store_sites.items() if s.id in ratings}
     program = (
@@ -109,6 +117,7 @@ def read_constraints(session: Session, now_s: int) -> RunInputs | None:
         program=program,
         rated_w=rated_w,
         defaults_marker=marker,
+        agreements=tuple(sorted((nmi, record_key(r)) for nmi, r in by_nmi.items())),
     )
 
 

@@ -115,7 +115,11 @@ class NmiAssignment(Base):
 
 
 class ConnectionAgreement(Base):
-    """How a site may use the network; the engine reads it, the wire never shows it."""
+    """How a site may use the network, as the operator sets it; the wire never shows it.
+
+    The engine reads it and it wins over the network file's agreement for the site with this NMI
+    (grid/agreement_records.py, docs/network-format.md).
+    """
 
     __tablename__ = "connection_agreement"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
