@@ -101,6 +101,7 @@ class Recomputer:
         self.run = EnvelopeRun(self.state, self.policy, self._budget, forecast_source)
         self._run_lock = threading.Lock()
         self._jobs: list[Repeating] = []
+        self._immediate: list[threading.Thread] = []  # runs started on taking over as publisher
         self._ticker: threading.Thread | None = None
         self._stopping = threading.Event()
         self._next_discovery = 0.0  # monotonic: when the ticker next looks for unpublished changes
@@ -212,7 +213,10 @@ class Recomputer:
 
     def _run_now(self, reason: str) -> None:
         """An immediate run in a thread of its own, so the ticker keeps watching the deadlines meanwhile."""
-        threading.Thread(target=self.run_once, args=(reason,), name="recompute-now", daemon=True).start()
+        thread = threading.Thread(target=self.run_once, args=(reason,), name="recompute-now", daemon=True)
+        self._immediate = [t for t in self._immediate if t.is_alive()]
+        self._immediate.append(thread)
+        thread.start()
 
     def stop(self) -> None:
         """Stop scheduling, ticking, and hand the publisher lock to whoever wants it next."""
@@ -223,4 +227,7 @@ class Recomputer:
         for job in self._jobs:
             job.join()
         self._jobs = []
+        for thread in self._immediate:  # a run under way finishes before the lock is handed on
+            thread.join()
+        self._immediate = []
         self.publisher.release()
