@@ -28,6 +28,7 @@ COPY recompute ./recompute
 COPY sim ./sim
 COPY planning ./planning
 COPY performance ./performance
+COPY process ./process
 RUN pip install --no-cache-dir "setuptools>=68" wheel \
     && pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
 

@@ -45,13 +45,11 @@ from bench.bench_derc import scratch_database
 from bench.bench_recompute import feeder_document
 from bench.serve_process import Device, ServeProcess, operator_token, prepare_pki, publisher_holder
 from gridshare.core.settings import Settings
+from gridshare.envelopes.planned_derates import compute_planned
+from gridshare.grid.derates import apply_derates
 from gridshare.recompute.fallback_plan import plan_fallback
-from gridshare.recompute.inputs import apply_derates
-from gridshare.recompute.network_docs import store_network
-from gridshare.recompute.planned_derates import compute_planned
-from gridshare.recompute.publish import current_set_id
 from gridshare.recompute.snapshot import RunInputs, read_constraints
-from gridshare.server.bootstrap import build_context, seed_baseline
+from gridshare.server.shared.context import build_context
 from gridshare.store.db import make_engine, session_factory, transaction
 from gridshare.store.envelope_blocks import decode_blocks
 from gridshare.store.models import (
@@ -62,6 +60,9 @@ from gridshare.store.models import (
     Site,
     SiteEnvelope,
 )
+from gridshare.store.publication.envelopes import current_set_id
+from gridshare.store.publication.network_docs import store_network
+from gridshare.store.queries.seed import seed_baseline
 from gridshare.store.queries.sites import create_site
 from gridshare.store.scope import ClientScope
 

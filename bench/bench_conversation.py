@@ -63,7 +63,7 @@ from bench.bench_derc import prepare, scratch_database, start_server, wait_ready
 from bench.bench_fleet import raise_fd_limit
 from bench.bench_onboarding import free_port_pair
 from gridshare.core.settings import Settings
-from gridshare.server.bootstrap import build_context
+from gridshare.server.shared.context import build_context
 from gridshare.server.tls import TLS12_CIPHERS
 from gridshare.sim import wire
 from gridshare.store.db import transaction

@@ -38,9 +38,10 @@ from sqlalchemy import select
 from bench.seeding import add_controls, add_site
 from gridshare.certs.devpki import create_dev_pki
 from gridshare.core.settings import Settings
-from gridshare.server.bootstrap import build_context, seed_baseline
+from gridshare.server.shared.context import build_context
 from gridshare.store.db import transaction
 from gridshare.store.models import ClientKind, DerProgram
+from gridshare.store.queries.seed import seed_baseline
 from gridshare.store.scope import ClientScope
 
 CONTROLS_PER_SITE = 10

@@ -48,12 +48,13 @@ from sqlalchemy import select
 from bench.seeding import add_site
 from gridshare.certs.devpki import create_dev_pki
 from gridshare.core.settings import Settings
-from gridshare.server.bootstrap import build_context, seed_baseline
+from gridshare.server.shared.context import build_context
 from gridshare.sim.clock import SharedClock
 from gridshare.sim.feeder import suburb_document
 from gridshare.sim.server import ServerPlan, SpawnedServer
 from gridshare.store.db import transaction
 from gridshare.store.models import ClientKind, DerProgram
+from gridshare.store.queries.seed import seed_baseline
 from gridshare.store.scope import ClientScope
 
 POLL_S = 60.0

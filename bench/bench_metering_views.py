@@ -24,8 +24,8 @@ from sqlalchemy import insert
 from bench.bench_derc import scratch_database
 from gridshare.core.clock import FixedClock
 from gridshare.core.settings import Settings
-from gridshare.server.bootstrap import build_context
 from gridshare.server.shared import metering_views as views
+from gridshare.server.shared.context import build_context
 from gridshare.server.shared.request_unit import Unit
 from gridshare.store.db import transaction
 from gridshare.store.models import ClientKind, MirrorMeterReading, MirrorUsagePoint, Site, TelemetryReading

@@ -30,16 +30,16 @@ from sqlalchemy import func, select
 
 from bench.bench_derc import scratch_database
 from bench.seeding import add_controls, add_site
+from gridshare.core.mrid import new_mrid
 from gridshare.core.settings import Settings
-from gridshare.server.bootstrap import build_context, seed_baseline
-from gridshare.server.context import AppContext
-from gridshare.server.mrid import new_mrid
 from gridshare.server.notify.delivery import Delivery
 from gridshare.server.notify.notifier import Notifier
+from gridshare.server.shared.context import AppContext, build_context
 from gridshare.store.db import bump_activity, bump_publication, transaction
 from gridshare.store.models import ClientKind, DerProgram, NotificationOutbox, Site, Subscription
 from gridshare.store.queries.controls import ControlValues, create_control
 from gridshare.store.queries.identity import add_aggregator, register_certificate
+from gridshare.store.queries.seed import seed_baseline
 from gridshare.store.scope import ClientScope
 
 CONTROLS_PER_SITE = 4

@@ -39,7 +39,7 @@ from sqlalchemy import func, select
 from bench.bench_derc import scratch_database, start_server, wait_ready
 from gridshare.certs.devpki import ClientCert, create_dev_pki
 from gridshare.core.settings import Settings
-from gridshare.server.bootstrap import build_context
+from gridshare.server.shared.context import build_context
 from gridshare.sim import wire
 from gridshare.store.models import MirrorUsagePoint, Site
 

@@ -33,11 +33,12 @@ from sqlalchemy import insert
 from bench.bench_derc import scratch_database
 from gridshare.core.clock import FixedClock
 from gridshare.core.settings import Settings
-from gridshare.recompute.network_docs import store_network
-from gridshare.recompute.service import Recomputer
-from gridshare.server.bootstrap import build_context, seed_baseline
+from gridshare.recompute.scheduler import Recomputer
+from gridshare.server.shared.context import build_context
 from gridshare.store.db import transaction
 from gridshare.store.models import AssetDerate, Site
+from gridshare.store.publication.network_docs import store_network
+from gridshare.store.queries.seed import seed_baseline
 
 T0 = 1_782_900_000  # 2026-07-01T10:00Z: midday sun over the generated feeder's longitude
 
@@ -115,7 +116,7 @@ def feeder_document(n_sites: int, feeders: int = 10) -> dict[str, object]:
 
 def timed_fallback(engine: Recomputer, spent_s: list[float]) -> Recomputer:
     """Record how long each fallback refresh of `engine` takes (appended to `spent_s`)."""
-    real: Callable[..., Any] = engine._refresh_fallback
+    real: Callable[..., Any] = engine.policy.refresh_fallback
 
     def refresh(*args: Any, **kwargs: Any) -> Any:
         t = time.perf_counter()
@@ -124,7 +125,7 @@ def timed_fallback(engine: Recomputer, spent_s: list[float]) -> Recomputer:
         finally:
             spent_s.append(time.perf_counter() - t)
 
-    engine._refresh_fallback = refresh  # type: ignore[method-assign]
+    engine.policy.refresh_fallback = refresh  # type: ignore[method-assign]
     return engine
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from gridshare.server.mrid import new_mrid
+from gridshare.core.mrid import new_mrid
 from gridshare.store.models import DerProgram, Site
 from gridshare.store.queries.controls import ControlValues, create_control
 from gridshare.store.queries.sites import create_site

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 
@@ -16,18 +16,6 @@ class Clock(Protocol):
 class SystemClock:
     def now(self) -> float:
         return time.time()
-
-
-@dataclass
-class AcceleratedClock:
-    """Simulated time that starts at `start_s` and runs `factor` times faster than the wall clock."""
-
-    start_s: float
-    factor: float = 1.0
-    _wall_origin: float = field(default_factory=time.monotonic)
-
-    def now(self) -> float:
-        return self.start_s + (time.monotonic() - self._wall_origin) * self.factor
 
 
 @dataclass

@@ -135,7 +135,7 @@ def _forecast_series(
             tz=network.timezone,
             latitude_deg=network.latitude_deg,
             longitude_deg=network.longitude_deg,
-            issued_at=forecasts.issued_at if forecasts is not None else None,
+            issued_at=forecasts.issued_at if forecasts is not None else start,
         )
     except KeyError as exc:
         raise NetworkError(str(exc.args[0]), "load_profile") from None

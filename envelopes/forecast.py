@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import numpy as np
 
@@ -154,9 +154,13 @@ def profile_forecast(
     tz: str,
     latitude_deg: float,
     longitude_deg: float,
-    issued_at: datetime | None = None,
+    issued_at: datetime,
 ) -> Forecast:
-    """Shape x peak for every id, evaluated at interval midpoints (closer to the interval mean)."""
+    """Shape x peak for every id, evaluated at interval midpoints (closer to the interval mean).
+
+    `issued_at` is the caller's "now" (the engine's clock), never the wall clock read here: a forecast's
+    age decides whether envelopes may be published from it.
+    """
     epochs = _epochs(start, interval_s, n_intervals) + interval_s // 2
     pv = pv_shape(epochs, latitude_deg, longitude_deg)
     hours = local_hours(epochs, tz)
@@ -169,7 +173,7 @@ def profile_forecast(
         load_w[:, i] = spec.load_kw * 1000.0 * shapes[spec.load_profile]
         gen_w[:, i] = spec.pv_kw * 1000.0 * pv
     return Forecast(
-        issued_at=issued_at or datetime.now(UTC),
+        issued_at=issued_at,
         start=start,
         interval_s=interval_s,
         ids=ids,

@@ -82,8 +82,3 @@ def node_voltages_pu(network: Network, injection_w: np.ndarray) -> np.ndarray:
     """Linearised voltages for net injections (export positive), (n_intervals, n_nodes)."""
     _, setpoint = regulated_path(network)
     return setpoint + injection_w @ voltage_sensitivity_pu_per_w(network).T
-
-
-def reverse_flows_w(network: Network, injection_w: np.ndarray) -> np.ndarray:
-    """Flow towards the source in each branch (negative = forward flow), (n_intervals, n_branches)."""
-    return injection_w @ flow_sensitivity(network).T

@@ -33,7 +33,7 @@ def _register() -> None:
     from gridshare.envelopes.commands import envelopes_group
 
     main.add_command(envelopes_group)
-    from gridshare.server.commands import admin_group, serve_command
+    from gridshare.process.commands import admin_group, serve_command
 
     main.add_command(serve_command)
     main.add_command(admin_group)

@@ -30,21 +30,6 @@ def rating_w(value: float | None) -> float | None:
     return w if math.isfinite(w) and 0 < w <= MAX_RATING_W else None
 
 
-def derate_factor(factor: float | None) -> float:
-    """A stored derate factor as the engine applies it: within [0, 1]; unreadable means an outage (0).
-
-    The operator API admits only 0..1; anything else in the store is damage, and the safe reading of a
-    damaged derate is the most conservative one.
-    """
-    try:
-        f = float(factor) if factor is not None else 0.0
-    except (TypeError, ValueError):
-        return 0.0
-    if not math.isfinite(f):
-        return 0.0
-    return min(max(f, 0.0), 1.0)
-
-
 def plausible_w(max_export_kw: float, max_import_kw: float, factor: float) -> float:
     """The largest net power (W) a site's reading may show: `factor` times its agreed maxima."""
     return max(factor * 1000.0 * max(max_export_kw, max_import_kw), MIN_PLAUSIBLE_W)

@@ -9,82 +9,15 @@ keeps a small shift elsewhere on the feeder from rewriting every site's default.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gridshare.core.settings import Settings
-from gridshare.fallback import FallbackLimit, FallbackSet, WorstCase, compute_fallback
-from gridshare.fallback.ramp import MIN_GRAD_HUNDREDTHS
+from gridshare.fallback import FallbackSet, WorstCase, compute_fallback
+from gridshare.fallback.safe_default import SafeDefault
+from gridshare.grid.derates import apply_derates
 from gridshare.grid.network import Network, Site
-from gridshare.recompute.inputs import apply_derates
 from gridshare.recompute.snapshot import RunInputs
-
-
-@dataclass(frozen=True)
-class SafeDefault:
-    """A site's computed safe DefaultDERControl values, in store units, with the reason for each."""
-
-    network_site_id: str
-    export_limit_w: float
-    import_limit_w: float
-    generation_limit_w: float
-    load_limit_w: float
-    set_grad_w_hundredths: int
-    explain: str
-
-    #: the fields an operator may lower but not raise without an override
-    FIELDS = (
-        "export_limit_w",
-        "import_limit_w",
-        "generation_limit_w",
-        "load_limit_w",
-        "set_grad_w_hundredths",
-    )
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "network_site_id": self.network_site_id,
-            "export_limit_w": self.export_limit_w,
-            "import_limit_w": self.import_limit_w,
-            "generation_limit_w": self.generation_limit_w,
-            "load_limit_w": self.load_limit_w,
-            "set_grad_w_hundredths": self.set_grad_w_hundredths,
-            "explain": self.explain,
-        }
-
-    @classmethod
-    def from_json(cls, value: dict[str, object]) -> SafeDefault:
-        return cls(**{k: value[k] for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
-
-    @classmethod
-    def from_limit(cls, limit: FallbackLimit, step_w: float = 1.0) -> SafeDefault:
-        """Limits rounded down to `step_w`, so a small shift elsewhere does not rewrite every default."""
-
-        def down(w: float) -> float:
-            return math.floor(w / step_w) * step_w
-
-        return cls(
-            limit.site_id,
-            down(limit.export_w),
-            down(limit.import_w),
-            down(limit.generation_w),
-            down(limit.load_w),
-            limit.set_grad_w_hundredths,
-            limit.explain(),
-        )
-
-    @classmethod
-    def cut_off(cls, site_id: str, assets: str) -> SafeDefault:
-        return cls(
-            site_id,
-            0.0,
-            0.0,
-            0.0,
-            0.0,
-            MIN_GRAD_HUNDREDTHS,
-            f"{site_id}: behind an outage of {assets}: nothing",
-        )
 
 
 @dataclass(frozen=True)
@@ -114,6 +47,7 @@ def plan_key(inputs: RunInputs, settings: Settings) -> tuple[object, ...]:
         inputs.model.id,
         tuple(sorted((d.id, d.asset, d.factor) for d in inputs.standing)),
         tuple(sorted(inputs.rated_w.items())),
+        inputs.agreements,
         settings.allocation_policy,
         settings.fallback_margin_fraction,
         settings.fallback_export_load_fraction,
@@ -123,9 +57,9 @@ def plan_key(inputs: RunInputs, settings: Settings) -> tuple[object, ...]:
 def fallback_fingerprint(inputs: RunInputs, settings: Settings, marker: tuple[object, ...]) -> str:
     """A digest of everything the published defaults depend on; unchanged means nothing to write.
 
-    The limits' own inputs (`plan_key`: network version, hence agreements; derates in force or
-    scheduled; device ratings; settings), the rounding step, which store site each network site is,
-    the envelope program, and `marker` (anyone's writes to the site defaults, see
+    The limits' own inputs (`plan_key`: network version, hence its agreements, and the operator's;
+    derates in force or scheduled; device ratings; settings), the rounding step, which store site
+    each network site is, the envelope program, and `marker` (anyone's writes to the site defaults, see
     `snapshot.defaults_marker`): an operator's change must be re-checked against the safe values.
     """
     sites = sorted((site.id, nmi) for nmi, site in inputs.store_sites.items())

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,13 +12,13 @@ from sqlalchemy import BigInteger, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from gridshare.envelopes.forecast import Telemetry
+from gridshare.grid.agreement_records import record_key
 from gridshare.grid.netfile import NetworkFile, parse_network_document
-from gridshare.grid.network import Network, Rating
 from gridshare.grid.network import Site as NetworkSite
 from gridshare.recompute import bounds
-from gridshare.recompute.network_docs import active_document
 from gridshare.store.models import (
     AssetDerate,
+    ConnectionAgreement,
     Der,
     MirrorMeterReading,
     MirrorUsagePoint,
@@ -25,6 +26,7 @@ from gridshare.store.models import (
     Site,
     TelemetryReading,
 )
+from gridshare.store.publication.network_docs import active_document
 from gridshare.store.runtime_settings import ServerSetting
 
 log = logging.getLogger("gridshare.recompute")
@@ -54,46 +56,6 @@ def active_derates(session: Session, at_s: int) -> list[AssetDerate]:
         .scalars()
         .all()
     )
-
-
-@dataclass(frozen=True)
-class DeratedNetwork:
-    network: Network
-    #: nodes cut off by an outage: their sites may neither export nor import (anti-islanding)
-    isolated_nodes: frozenset[str]
-
-
-def apply_derates(network: Network, derates: list[AssetDerate]) -> DeratedNetwork:
-    """Scale derated branches' ratings; an outage (factor 0) cuts its branch and everything below it.
-
-    Several derates on one asset take the lowest factor: the most conservative operator wins. An
-    isolated section carries no flow at all, so its load no longer offsets anyone's export upstream.
-    """
-    factors: dict[str, float] = {}
-    for d in derates:
-        factors[d.asset] = min(factors.get(d.asset, 1.0), bounds.derate_factor(d.factor))
-    if not factors:
-        return DeratedNetwork(network, frozenset())
-    isolated: set[str] = set()
-    for name, factor in factors.items():
-        if factor == 0 and any(b.name == name for b in network.branches):
-            isolated.update(network.downstream_nodes(name))
-    branches = []
-    for b in network.branches:
-        if b.to_node in isolated:
-            continue
-        f = factors.get(b.name)
-        if f is None or b.rating is None:
-            branches.append(b)
-            continue
-        scaled = Rating(
-            export_kw=None if b.rating.export_kw is None else b.rating.export_kw * f,
-            import_kw=None if b.rating.import_kw is None else b.rating.import_kw * f,
-            source=f"{b.rating.source} derated x{f:g}",
-        )
-        branches.append(replace(b, rating=scaled))
-    nodes = tuple(n for n in network.nodes if n.name not in isolated)
-    return DeratedNetwork(replace(network, nodes=nodes, branches=tuple(branches)), frozenset(isolated))
 
 
 def registered_sites(session: Session, nmis: set[str]) -> dict[str, Site]:
@@ -235,17 +197,43 @@ def device_ratings_fingerprint(session: Session) -> tuple[object, ...]:
     return tuple(int(v or 0) for v in row)
 
 
+def operator_agreements(session: Session, site_ids: list[int]) -> dict[int, ConnectionAgreement]:
+    """The operator's connection agreements of these store sites, by store site id."""
+    if not site_ids:
+        return {}
+    rows = session.execute(select(ConnectionAgreement).where(ConnectionAgreement.site_id.in_(site_ids)))
+    return {row.site_id: row for row in rows.scalars()}
+
+
+def agreements_fingerprint(session: Session) -> str:
+    """Changes whenever the operator writes, changes or deletes a connection agreement.
+
+    Rows are changed in place and carry no version, so their contents are hashed; there is at most one
+    per site, and most sites take theirs from the network file.
+    """
+    rows = session.execute(select(ConnectionAgreement).order_by(ConnectionAgreement.site_id)).scalars()
+    basis = [(row.site_id, record_key(row)) for row in rows]
+    return hashlib.sha256(repr(basis).encode()).hexdigest()
+
+
 def inputs_fingerprint(session: Session) -> tuple[object, ...]:
     """Changes whenever a network is loaded, a derate is added or cleared, a recomputation is requested,
-    or a device reports another rating.
+    a device reports another rating, or the operator changes a connection agreement.
 
-    The first three entries are the constraints envelopes depend on (`service._constraints`); a new
-    rating changes the defaults and the envelopes' gross limits, not what the network can carry.
+    The first three entries and the last (the operator's agreements) are the constraints envelopes
+    depend on (`run._constraints`); a new rating changes the defaults and the envelopes' gross limits,
+    not what the network can carry.
     """
     network = session.execute(select(func.max(NetworkModel.id))).scalar_one()
     derates = session.execute(select(func.max(AssetDerate.id), func.count(AssetDerate.cleared_s))).one()
     requested = session.get(ServerSetting, RECOMPUTE_REQUEST)
-    return (network, *derates, requested.value if requested else None, device_ratings_fingerprint(session))
+    return (
+        network,
+        *derates,
+        requested.value if requested else None,
+        device_ratings_fingerprint(session),
+        agreements_fingerprint(session),
+    )
 
 
 def standing_derates(session: Session, at_s: int) -> list[AssetDerate]:

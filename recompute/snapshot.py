@@ -18,24 +18,23 @@ from sqlalchemy.orm import Session
 
 from gridshare.core.settings import Settings
 from gridshare.envelopes.forecast import Telemetry
+from gridshare.grid.agreement_records import apply_agreement_records, record_key
+from gridshare.grid.derates import DeratedNetwork, apply_derates
 from gridshare.grid.netfile import NetworkFile
 from gridshare.recompute.inputs import (
-    DeratedNetwork,
     active_derates,
     active_network,
-    apply_derates,
     device_ratings_w,
     inputs_fingerprint,
     latest_telemetry,
     newest_telemetry_s,
+    operator_agreements,
     registered_sites,
     standing_derates,
 )
 from gridshare.store.models import AssetDerate, DefaultDerControl, DerProgram, NetworkModel, Site
+from gridshare.store.publication.fallback_defaults import OVERRIDE_PREFIX
 from gridshare.store.runtime_settings import ServerSetting
-
-#: ServerSetting prefix of operators' overrides of the safe defaults (recompute.fallback_defaults)
-OVERRIDE_PREFIX = "fallback.override."
 
 
 @dataclass(frozen=True)
@@ -55,6 +54,8 @@ class RunInputs:
     defaults_marker: tuple[object, ...] = ()  # changes whenever anyone writes or deletes a site default
     #: network site id -> why its telemetry is not trusted: those sites get fallback limits this run
     untrusted: dict[str, str] = field(default_factory=dict)
+    #: the operator's agreements applied to `nf`, comparable (by NMI): the fallback limits depend on them
+    agreements: tuple[object, ...] = ()
 
     @property
     def feeder(self) -> str:
@@ -93,6 +94,10 @@ def read_constraints(session: Session, now_s: int) -> RunInputs | None:
     standing = standing_derates(session, now_s)
     nmi_to_site_id = {s.nmi: s.id for s in nf.sites if s.nmi}
     store_sites = registered_sites(session, set(nmi_to_site_id))
+    # The operator's agreement of a registered site wins over the network file's (grid/agreement_records.py).
+    records = operator_agreements(session, [s.id for s in store_sites.values()])
+    by_nmi = {nmi: records[s.id] for nmi, s in store_sites.items() if s.id in records}
+    nf = apply_agreement_records(nf, by_nmi)
     ratings = device_ratings_w(session, [s.id for s in store_sites.values()])
     rated_w = {nmi_to_site_id[n]: ratings[s.id] for n, s in store_sites.items() if s.id in ratings}
     program = (
@@ -112,6 +117,7 @@ def read_constraints(session: Session, now_s: int) -> RunInputs | None:
         program=program,
         rated_w=rated_w,
         defaults_marker=marker,
+        agreements=tuple(sorted((nmi, record_key(r)) for nmi, r in by_nmi.items())),
     )
 
 
@@ -136,9 +142,3 @@ def read_measurements(session: Session, inputs: RunInputs, settings: Settings) -
         newest_telemetry_s=newest,
         untrusted={network_sites[nmi].id: why for nmi, why in read.untrusted.items()},
     )
-
-
-def read_inputs(session: Session, now_s: int, settings: Settings) -> RunInputs | None:
-    """Constraints and measurements in one session (None when no network is loaded)."""
-    inputs = read_constraints(session, now_s)
-    return None if inputs is None else read_measurements(session, inputs, settings)

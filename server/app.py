@@ -11,7 +11,6 @@ from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gridshare.server.context import AppContext
 from gridshare.server.routes import ders as der_routes
 from gridshare.server.routes import (
     discovery,
@@ -22,6 +21,7 @@ from gridshare.server.routes import (
     subscriptions,
     usage_points,
 )
+from gridshare.server.shared.context import AppContext
 from gridshare.server.shared.fastpath import FastPath
 from gridshare.server.wire.errors import error_document
 from gridshare.server.wire.xmlio import MEDIA_TYPE, WireError

@@ -1,10 +1,10 @@
 """A simulated clock the simulator and the server it spawned read alike, across processes.
 
-It behaves as `gridshare.clock.AcceleratedClock` once running, but held in shared memory: frozen at
-its start while the fleet registers and the first envelopes are computed (so setup costs no
+Once running it is simulated time `factor` times faster than the wall clock, held in shared
+memory: frozen at its start while the fleet registers and the first envelopes are computed (so setup costs no
 simulated time), then started by the simulator for both processes at once. CLOCK_MONOTONIC is
 machine-wide on Linux, so one origin serves both sides. The server takes it through
-`server.bootstrap.build_context(settings, clock)`.
+`server.shared.context.build_context(settings, clock)`.
 """
 
 from __future__ import annotations

@@ -155,6 +155,7 @@ class Background:
             tz=network.timezone,
             latitude_deg=network.latitude_deg,
             longitude_deg=network.longitude_deg,
+            issued_at=datetime.fromtimestamp(first, UTC),  # shapes only: its age is never read
         )
         self._first_s = first
         self._interval_s = interval_s

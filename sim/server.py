@@ -115,13 +115,14 @@ def _main(plan: ServerPlan, clock: SharedClock, ready: Any, stop: Any, commands:
 
     from gridshare.certs.devpki import load_dev_pki
     from gridshare.core.settings import Settings
-    from gridshare.recompute.network_docs import store_network
-    from gridshare.recompute.service import Recomputer
+    from gridshare.recompute.scheduler import Recomputer
     from gridshare.server.app import create_asgi
-    from gridshare.server.bootstrap import build_context, register_dev_aggregators, seed_baseline
     from gridshare.server.listener import device_config
+    from gridshare.server.shared.context import build_context
     from gridshare.server.tls import server_context
     from gridshare.store.db import transaction
+    from gridshare.store.publication.network_docs import store_network
+    from gridshare.store.queries.seed import register_dev_aggregators, seed_baseline
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     pki = load_dev_pki(plan.pki_dir)
@@ -140,7 +141,7 @@ def _main(plan: ServerPlan, clock: SharedClock, ready: Any, stop: Any, commands:
     )
     ctx = build_context(settings, clock)
     seed_baseline(ctx)
-    register_dev_aggregators(ctx, pki)
+    register_dev_aggregators(ctx, pki.aggregators)
     with transaction(ctx.sessions) as session:
         store_network(session, plan.network_doc, "simulator", ctx.now_s())
     tls = server_context(pki.server_cert_path, pki.server_key_path, pki.ca_path)

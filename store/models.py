@@ -117,7 +117,11 @@ class NmiAssignment(Base):
 
 
 class ConnectionAgreement(Base):
-    """How a site may use the network; the engine reads it, the wire never shows it."""
+    """How a site may use the network, as the operator sets it; the wire never shows it.
+
+    The engine reads it and it wins over the network file's agreement for the site with this NMI
+    (grid/agreement_records.py, docs/network-format.md).
+    """
 
     __tablename__ = "connection_agreement"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -471,7 +475,7 @@ class EnvelopePointer(Base):
 
 class PublisherLease(Base):
     """The publisher's fencing epoch: bumped by each new holder of the publisher lock, checked by every
-    publication (recompute/publisher.py), so a publisher that lost the lock can never publish again."""
+    publication (store/publication/lease.py), so a publisher that lost the lock can never publish again."""
 
     __tablename__ = "publisher_lease"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -28,11 +28,11 @@ from gridshare.certs.devpki import DevPki, create_dev_pki
 from gridshare.core.clock import FixedClock
 from gridshare.core.settings import Settings
 from gridshare.server.app import create_asgi
-from gridshare.server.bootstrap import build_context, register_dev_aggregators, seed_baseline
-from gridshare.server.context import AppContext
 from gridshare.server.listener import device_config
+from gridshare.server.shared.context import AppContext, build_context
 from gridshare.server.tls import server_context
 from gridshare.server.wire.xmlio import schema
+from gridshare.store.queries.seed import register_dev_aggregators, seed_baseline
 from tests.bodies import SEP_XML, end_device
 
 PG_URL = os.environ.get("GRIDSHARE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -158,7 +158,7 @@ def running_server(
     clock = FixedClock(T0)
     ctx = build_context(settings, clock)
     seed_baseline(ctx)
-    register_dev_aggregators(ctx, pki)
+    register_dev_aggregators(ctx, pki.aggregators)
     tls = None
     if not settings.behind_proxy:
         tls = server_context(pki.server_cert_path, pki.server_key_path, pki.ca_path)

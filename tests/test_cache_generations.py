@@ -15,7 +15,7 @@ import httpx
 from lxml import etree
 from sqlalchemy import event, select
 
-from gridshare.server.mrid import new_mrid
+from gridshare.core.mrid import new_mrid
 from gridshare.server.shared.render_cache import RenderCache
 from gridshare.store.db import activity_value, publication_value
 from gridshare.store.models import DerControl, DerProgram, Site

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from gridshare.recompute.demo import seed_demo
-from gridshare.recompute.service import Recomputer
+from gridshare.process.demo import seed_demo
+from gridshare.recompute.scheduler import Recomputer
 from gridshare.store.models import Site
 from tests.bodies import SEP_XML, meter_reading, mirror_usage_point
 from tests.conftest import RunningServer

@@ -5,7 +5,7 @@ from __future__ import annotations
 from lxml import etree
 from sqlalchemy import select
 
-from gridshare.server.mrid import new_mrid
+from gridshare.core.mrid import new_mrid
 from gridshare.store.models import DerProgram, FunctionSetAssignments, Site
 from gridshare.store.queries.controls import (
     ControlValues,

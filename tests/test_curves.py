@@ -6,7 +6,7 @@ import pytest
 from lxml import etree
 from sqlalchemy import select
 
-from gridshare.server.mrid import new_mrid
+from gridshare.core.mrid import new_mrid
 from gridshare.store.models import DerProgram
 from gridshare.store.queries.controls import add_curve
 from tests.bodies import SEP_XML, end_device

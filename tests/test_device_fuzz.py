@@ -32,7 +32,7 @@ from lxml import etree
 from sqlalchemy import select, text
 
 from gridshare.certs.identity import sfdi_from_lfdi
-from gridshare.server.mrid import new_mrid
+from gridshare.core.mrid import new_mrid
 from gridshare.server.routes.end_devices import nmi_checksum
 from gridshare.store.models import Base, DerProgram, Site
 from gridshare.store.queries.controls import ControlValues, create_control

@@ -20,10 +20,10 @@ from gridshare.core.settings import Settings
 from gridshare.envelopes.compute import POLICIES, compute_envelopes
 from gridshare.envelopes.forecast import Forecast
 from gridshare.envelopes.forecast_aware import forecast_capped
+from gridshare.envelopes.planned_derates import compute_planned
 from gridshare.grid.agreements import Dynamic
 from gridshare.grid.netfile import load_network_file
 from gridshare.grid.network import Network, Site
-from gridshare.recompute.planned_derates import compute_planned
 from tests.test_envelopes_safety import DEMO, FAST, START, _profile_forecast, radial_cases, violations
 
 MIDSUMMER = datetime(2026, 6, 21, 4, tzinfo=UTC)  # midnight in New York

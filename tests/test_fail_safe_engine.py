@@ -15,13 +15,12 @@ import pytest
 import yaml
 from sqlalchemy import select, update
 
+from gridshare.grid.derates import apply_derates
 from gridshare.grid.netfile import parse_network_document
-from gridshare.recompute import service, snapshot
+from gridshare.process.demo import DEMO_FILE, seed_demo
+from gridshare.recompute import run, snapshot
 from gridshare.recompute.deadlines import LEAD_FRACTION
-from gridshare.recompute.demo import DEMO_FILE, seed_demo
-from gridshare.recompute.inputs import apply_derates
-from gridshare.recompute.publish import current_set_id
-from gridshare.recompute.service import Recomputer
+from gridshare.recompute.scheduler import Recomputer
 from gridshare.store.db import transaction
 from gridshare.store.models import (
     AssetDerate,
@@ -32,6 +31,7 @@ from gridshare.store.models import (
     PublisherLease,
     TelemetryReading,
 )
+from gridshare.store.publication.envelopes import current_set_id
 from tests.bodies import SEP_XML, mirror_usage_point
 from tests.conftest import T0, RunningServer
 from tests.test_fallback_policy import FEEDER, HORIZON_S, _active, _default, _site
@@ -268,7 +268,7 @@ def test_an_outage_entered_while_no_publisher_ran_gets_fallback_at_once_on_takeo
     def broken(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("the deadline must not wait for a recomputation")
 
-    monkeypatch.setattr(service, "compute_envelopes", broken)
+    monkeypatch.setattr(run, "compute_envelopes", broken)
     successor = Recomputer(demo.ctx)
     assert successor.ensure_publisher()  # takes over and learns from the store what is unpublished
     assert successor.check_deadlines()

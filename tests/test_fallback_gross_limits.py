@@ -12,10 +12,10 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-from gridshare.recompute import service
-from gridshare.recompute.demo import seed_demo
+from gridshare.process.demo import seed_demo
+from gridshare.recompute import run
 from gridshare.recompute.inputs import active_network
-from gridshare.recompute.service import Recomputer
+from gridshare.recompute.scheduler import Recomputer
 from gridshare.sim import wire
 from gridshare.sim.events import ControlBase, EventBook
 from gridshare.store.db import transaction
@@ -97,7 +97,7 @@ def test_fallback_valued_envelopes_keep_the_defaults_gross_limits(
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("solver exploded")
 
-    monkeypatch.setattr(service, "compute_envelopes", broken)
+    monkeypatch.setattr(run, "compute_envelopes", broken)
     assert engine.run_once("broken").action == "fallback published"
     now, offline = _applied(demo)
     # They stand in for the default: a gross-only device must be held as it would be on it.

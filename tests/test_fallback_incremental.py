@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from gridshare.fallback import compute_fallback
-from gridshare.recompute import service
-from gridshare.recompute.demo import seed_demo
-from gridshare.recompute.fallback_defaults import ENGINE_DESCRIPTION
+from gridshare.process.demo import seed_demo
+from gridshare.recompute import failure
 from gridshare.recompute.inputs import active_network
-from gridshare.recompute.service import Recomputer
+from gridshare.recompute.scheduler import Recomputer
 from gridshare.store.db import transaction
 from gridshare.store.models import AssetDerate, DefaultDerControl, EnvelopeSetRecord
+from gridshare.store.publication.fallback_defaults import ENGINE_DESCRIPTION
 from tests.bodies import SEP_XML, der_capability
 from tests.conftest import RunningServer
 from tests.test_der_documents import _der_links
@@ -45,13 +45,13 @@ def _default_versions(server: RunningServer) -> dict[int, int]:
 
 def _count_plans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
-    real = service.plan_fallback
+    real = failure.plan_fallback
 
     def counted(*args: object, **kwargs: object) -> object:
         calls.append(1)
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(service, "plan_fallback", counted)
+    monkeypatch.setattr(failure, "plan_fallback", counted)
     return calls
 
 

@@ -19,17 +19,17 @@ from sqlalchemy import select
 
 from gridshare.envelopes.forecast import Forecast
 from gridshare.fallback import compute_fallback
-from gridshare.recompute import publish as publish_module
-from gridshare.recompute import service
-from gridshare.recompute.demo import seed_demo
-from gridshare.recompute.fallback_defaults import ENGINE_DESCRIPTION, override_for, safe_default_for
+from gridshare.process.demo import seed_demo
+from gridshare.recompute import run
 from gridshare.recompute.inputs import active_network
-from gridshare.recompute.publish import UnboundedControl, check_finite, current_set_id
-from gridshare.recompute.service import Recomputer
+from gridshare.recompute.scheduler import Recomputer
 from gridshare.store.access_models import AuditEntry
 from gridshare.store.db import transaction
 from gridshare.store.envelope_blocks import GrossLimits, decode_blocks
 from gridshare.store.models import AssetDerate, DefaultDerControl, EnvelopeSetRecord, Site, SiteEnvelope
+from gridshare.store.publication import envelopes as publish_module
+from gridshare.store.publication.envelopes import UnboundedControl, check_finite, current_set_id
+from gridshare.store.publication.fallback_defaults import ENGINE_DESCRIPTION, override_for, safe_default_for
 from tests.bodies import SEP_XML, mirror_usage_point
 from tests.conftest import T0, RunningServer
 from tests.test_operator_support import OperatorApi, running_operator_api
@@ -162,7 +162,7 @@ def test_engine_exception_publishes_fallback_envelopes_and_says_so_once(
 ) -> None:
     engine = Recomputer(demo.ctx)
     engine.run_once("good")
-    monkeypatch.setattr(service, "compute_envelopes", _broken_engine)
+    monkeypatch.setattr(run, "compute_envelopes", _broken_engine)
     caplog.set_level(logging.INFO, logger="gridshare.feeder")
     first = engine.run_once("broken")
     second = engine.run_once("still broken")
@@ -192,13 +192,13 @@ def test_overrun_under_the_expire_policy_keeps_the_last_good_envelopes(
     engine = Recomputer(demo.ctx)
     engine.run_once("good")
     before = _controls(demo, "device-1")
-    real = service.compute_envelopes
+    real = run.compute_envelopes
 
     def slow(*args: object, **kwargs: object) -> object:
         time.sleep(1.0)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(service, "compute_envelopes", slow)
+    monkeypatch.setattr(run, "compute_envelopes", slow)
     demo.ctx.settings.recompute_budget_s = 0.1
     outcome = engine.run_once("slow")
     assert outcome.status == "failed" and outcome.action == "expiring" and "budget" in outcome.detail
@@ -305,14 +305,14 @@ def test_derate_during_a_recomputation_gets_fallback_by_the_deadline(
     engine = Recomputer(demo.ctx)
     engine.run_once("good")
     elsewhere = _controls(demo, "device-2")  # feeder 1: not behind the derated line
-    real, entered, release, results = service.compute_envelopes, threading.Event(), threading.Event(), []
+    real, entered, release, results = run.compute_envelopes, threading.Event(), threading.Event(), []
 
     def stuck(*args: object, **kwargs: object) -> object:
         entered.set()
         release.wait(20)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(service, "compute_envelopes", stuck)
+    monkeypatch.setattr(run, "compute_envelopes", stuck)
     slow = threading.Thread(target=lambda: results.append(engine.run_once("slow")))
     slow.start()
     try:

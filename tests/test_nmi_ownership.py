@@ -18,8 +18,8 @@ from lxml import etree
 from sqlalchemy import func, select
 
 from gridshare.certs.identity import sfdi_from_lfdi
-from gridshare.recompute.demo import seed_demo
-from gridshare.recompute.service import Recomputer
+from gridshare.process.demo import seed_demo
+from gridshare.recompute.scheduler import Recomputer
 from gridshare.server.routes.end_devices import nmi_checksum
 from gridshare.store.access_models import AuditEntry
 from gridshare.store.db import make_engine, publication_value, upgrade

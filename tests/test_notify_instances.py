@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 from sqlalchemy import func, select
 
-from gridshare.server.bootstrap import build_context
 from gridshare.server.notify.delivery import Delivery
 from gridshare.server.notify.notifier import Notifier
+from gridshare.server.shared.context import build_context
 from gridshare.store.models import NotificationOutbox
 from gridshare.store.queries.notification_views import seen
 from tests.conftest import T0, RunningServer

@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 from gridshare.cli import main
 from gridshare.core.clock import FixedClock
 from gridshare.core.settings import Settings
-from gridshare.server.bootstrap import build_context
 from gridshare.server.operator.audit import Writer
 from gridshare.server.operator.auth import Caller, token_digest
+from gridshare.server.shared.context import build_context
 from gridshare.store.access_models import ApiRole, ApiToken, AuditEntry
 from gridshare.store.db import make_engine, publication_value, session_factory, transaction
 from gridshare.store.models import FunctionSetAssignments

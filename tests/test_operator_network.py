@@ -9,10 +9,10 @@ import yaml
 from lxml import etree
 from sqlalchemy import select
 
-from gridshare.recompute.demo import DEMO_FILE, seed_demo
-from gridshare.recompute.network_docs import json_document
-from gridshare.recompute.service import Recomputer
+from gridshare.process.demo import DEMO_FILE, seed_demo
+from gridshare.recompute.scheduler import Recomputer
 from gridshare.store.models import EnvelopeSetRecord, NetworkModel, Site
+from gridshare.store.publication.network_docs import json_document
 from tests.conftest import RunningServer
 from tests.test_operator_support import VIEWER, OperatorApi, running_operator_api
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from lxml import etree
 
-from gridshare.server.mrid import new_mrid
+from gridshare.core.mrid import new_mrid
 from tests.bodies import SEP_XML, log_event, mirror_usage_point
 from tests.conftest import T0, RunningServer
 from tests.test_operator_support import (

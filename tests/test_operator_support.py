@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from gridshare.server.context import AppContext
 from gridshare.server.operator.auth import new_token, token_digest
 from gridshare.server.operator.run import operator_server
+from gridshare.server.shared.context import AppContext
 from gridshare.store.access_models import ApiRole, AuditEntry
 from gridshare.store.db import transaction
 from gridshare.store.models import DerControl

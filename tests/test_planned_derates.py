@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from gridshare.recompute.demo import seed_demo
+from gridshare.envelopes.planned_derates import stretches
+from gridshare.process.demo import seed_demo
 from gridshare.recompute.inputs import active_network
-from gridshare.recompute.planned_derates import stretches
-from gridshare.recompute.service import Recomputer
+from gridshare.recompute.scheduler import Recomputer
 from gridshare.store.db import transaction
 from gridshare.store.models import AssetDerate
 from tests.conftest import RunningServer

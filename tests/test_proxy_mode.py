@@ -14,9 +14,10 @@ import uvicorn
 
 from gridshare.certs.devpki import DevPki
 from gridshare.core.settings import Settings
-from gridshare.server.bootstrap import build_context, seed_baseline
-from gridshare.server.run import device_config_for
+from gridshare.process.run import device_config_for
+from gridshare.server.shared.context import build_context
 from gridshare.server.shared.identity import is_trusted_proxy
+from gridshare.store.queries.seed import seed_baseline
 from tests.conftest import free_port
 
 

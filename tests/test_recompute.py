@@ -13,13 +13,13 @@ from sqlalchemy import select
 from gridshare.envelopes.compute import compute_envelopes
 from gridshare.grid.agreements import Dynamic
 from gridshare.grid.netfile import parse_network_document
-from gridshare.recompute import publish as publish_module
-from gridshare.recompute.demo import seed_demo
+from gridshare.process.demo import seed_demo
 from gridshare.recompute.inputs import active_network
-from gridshare.recompute.publish import current_set_id
-from gridshare.recompute.service import Recomputer
+from gridshare.recompute.scheduler import Recomputer
 from gridshare.store.db import transaction
 from gridshare.store.models import AssetDerate, EnvelopeSetRecord, Site, SiteEnvelope
+from gridshare.store.publication import envelopes as publish_module
+from gridshare.store.publication.envelopes import current_set_id
 from tests.conftest import RunningServer
 
 NS = {"s": "urn:ieee:std:2030.5:ns", "c": "https://csipaus.org/ns"}
@@ -187,7 +187,7 @@ def test_no_network_is_a_skip_not_a_crash(server: RunningServer) -> None:
 def test_demo_document_is_a_valid_network_file() -> None:
     import yaml
 
-    from gridshare.recompute.demo import DEMO_FILE
+    from gridshare.process.demo import DEMO_FILE
 
     nf = parse_network_document(yaml.safe_load(DEMO_FILE.read_text()))
     assert sum(1 for s in nf.sites if isinstance(s.agreement, Dynamic)) >= 3

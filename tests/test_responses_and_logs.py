@@ -6,7 +6,7 @@ import httpx
 from lxml import etree
 from sqlalchemy import select
 
-from gridshare.server.mrid import new_mrid
+from gridshare.core.mrid import new_mrid
 from gridshare.store.models import DerProgram, Site
 from gridshare.store.queries.controls import ControlValues, create_control
 from tests.bodies import SEP_XML, log_event, response

@@ -20,7 +20,7 @@ from gridshare.certs.identity import lfdi_from_der, sfdi_from_lfdi
 from gridshare.core.clock import FixedClock
 from gridshare.core.settings import Settings
 from gridshare.server.app import create_asgi
-from gridshare.server.bootstrap import build_context
+from gridshare.server.shared.context import build_context
 from tests.bodies import SEP_XML, end_device
 from tests.conftest import T0, RunningServer, xml_ok
 

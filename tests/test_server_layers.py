@@ -23,7 +23,7 @@ LAYERS = {
 }
 #: Root modules that lower layers still import, because they are on their way out of server/ (the
 #: runtime context and mRIDs to core/, the CLI helpers to the process room); not a precedent.
-LEAVING_SERVER = {"gridshare.server.context", "gridshare.server.mrid", "gridshare.server.cli_support"}
+LEAVING_SERVER = {"gridshare.server.shared.context", "gridshare.core.mrid", "gridshare.process.cli_support"}
 
 
 def _part(module: str) -> str:

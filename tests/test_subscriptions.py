@@ -18,11 +18,10 @@ from lxml import etree
 from sqlalchemy import func, select
 
 from gridshare.certs.identity import sfdi_from_lfdi
-from gridshare.server.bootstrap import build_context
-from gridshare.server.context import AppContext
-from gridshare.server.mrid import new_mrid
+from gridshare.core.mrid import new_mrid
 from gridshare.server.notify.delivery import Delivery
 from gridshare.server.notify.notifier import Notifier
+from gridshare.server.shared.context import AppContext, build_context
 from gridshare.server.wire.xmlio import schema
 from gridshare.store.models import DerProgram, NotificationOutbox, Site, Subscription
 from gridshare.store.queries.controls import ControlValues, create_control, set_default_control

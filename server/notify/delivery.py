@@ -23,7 +23,7 @@ import ssl
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-from gridshare.server.context import AppContext
+from gridshare.server.shared.context import AppContext
 from gridshare.server.subscriptions import egress
 from gridshare.store.db import transaction
 from gridshare.store.queries import subscriptions as q

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from lxml import etree
 from sqlalchemy.orm import Session
 
-from gridshare.server.context import AppContext
+from gridshare.server.shared.context import AppContext
 from gridshare.server.shared.request_unit import Unit
 from gridshare.server.subscriptions.render import render
 from gridshare.server.subscriptions.targets import Kind, Target, parse

@@ -1,6 +1,6 @@
 """The notifier and the delivery worker as background jobs of the `gridshare serve` parent process.
 
-One process runs them (the serving workers do not), like the envelope engine in recompute.service.
+One process runs them (the serving workers do not), like the envelope engine in recompute.scheduler.
 The two jobs are separate so a slow delivery round never delays noticing the next change.
 """
 
@@ -11,9 +11,9 @@ import time
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from gridshare.server.context import AppContext
 from gridshare.server.notify.delivery import Delivery
 from gridshare.server.notify.notifier import Notifier
+from gridshare.server.shared.context import AppContext
 
 log = logging.getLogger("gridshare.notify")
 

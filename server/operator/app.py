@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from gridshare.server.context import AppContext
 from gridshare.server.operator import (
     routes_access,
     routes_aggregators,
@@ -26,6 +25,7 @@ from gridshare.server.operator.docs import install_docs
 from gridshare.server.operator.errors import install_error_handlers
 from gridshare.server.operator.metrics_view import install_metrics
 from gridshare.server.operator.web.routes import install_console
+from gridshare.server.shared.context import AppContext
 
 ROUTERS = (
     routes_aggregators,

@@ -15,8 +15,8 @@ from typing import Any
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from gridshare.server.context import AppContext
 from gridshare.server.operator.auth import Caller, context, require_operator
+from gridshare.server.shared.context import AppContext
 from gridshare.store.db import bump_publication, transaction
 from gridshare.store.queries.access import add_audit
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from gridshare.server.context import AppContext
+from gridshare.server.shared.context import AppContext
 from gridshare.store.access_models import ApiRole
 from gridshare.store.queries.access import token_by_digest
 from gridshare.store.queries.console import live_console_session

@@ -23,13 +23,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
-from gridshare.recompute.status import STATES, effective, read_statuses
-from gridshare.server.context import AppContext
 from gridshare.server.operator.services import compliance, fleet
 from gridshare.server.operator.services.networks import list_networks
 from gridshare.server.operator.services.sites import LATE, NEVER, POLLING, PRESUMED_FALLBACK
+from gridshare.server.shared.context import AppContext
 from gridshare.server.shared.metrics import device_metric_families
 from gridshare.store.models import EnvelopeSetRecord, NetworkModel, NotificationOutbox
+from gridshare.store.publication.status import STATES, effective, read_statuses
 from gridshare.store.queries.console import current_set, set_counts
 from gridshare.store.queries.notification_views import outbox_summary
 

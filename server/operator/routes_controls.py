@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
 from sqlalchemy.orm import Session
 
-from gridshare.server.mrid import new_mrid
+from gridshare.core.mrid import new_mrid
 from gridshare.server.operator.audit import Writer, writer
 from gridshare.server.operator.auth import context
 from gridshare.server.operator.control_schemas import (

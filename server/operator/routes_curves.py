@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response
 from sqlalchemy.orm import Session
 
-from gridshare.server.mrid import new_mrid
+from gridshare.core.mrid import new_mrid
 from gridshare.server.operator.audit import Writer, writer
 from gridshare.server.operator.control_schemas import CurveIn, CurveOut
 from gridshare.server.operator.deps import Id, Paging, found, paging, read_session

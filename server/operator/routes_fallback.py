@@ -15,14 +15,14 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from gridshare.recompute.fallback_defaults import all_safe_defaults, safe_default_for, set_override
-from gridshare.recompute.fallback_plan import SafeDefault
-from gridshare.recompute.status import effective, read_statuses
+from gridshare.fallback.safe_default import SafeDefault
 from gridshare.server.operator.auth import context
 from gridshare.server.operator.deps import Id, Paging, found, paging, read_session
 from gridshare.server.operator.errors import FieldError
 from gridshare.server.operator.schemas import Page
 from gridshare.store.models import Site
+from gridshare.store.publication.fallback_defaults import all_safe_defaults, safe_default_for, set_override
+from gridshare.store.publication.status import effective, read_statuses
 
 router = APIRouter(tags=["fallback"])
 

@@ -18,7 +18,6 @@ from gridshare.grid.agreements import Dynamic
 from gridshare.grid.netfile import NetworkFile, parse_network_document
 from gridshare.grid.network import NetworkError
 from gridshare.recompute.inputs import RECOMPUTE_REQUEST
-from gridshare.recompute.network_docs import active_document, store_network, with_rating
 from gridshare.server.operator.audit import Writer, writer
 from gridshare.server.operator.deps import Id, Paging, found, paging, read_session
 from gridshare.server.operator.errors import FieldError
@@ -33,6 +32,7 @@ from gridshare.server.operator.network_schemas import (
 from gridshare.server.operator.schemas import Page
 from gridshare.server.operator.services import derates
 from gridshare.store.models import AssetDerate, EnvelopeSetRecord, NetworkModel
+from gridshare.store.publication.network_docs import active_document, store_network, with_rating
 from gridshare.store.queries.paging import page_of
 from gridshare.store.queries.runtime_settings import set_setting
 

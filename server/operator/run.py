@@ -11,8 +11,8 @@ import logging
 
 import uvicorn
 
-from gridshare.server.context import AppContext
 from gridshare.server.operator.app import create_operator_app
+from gridshare.server.shared.context import AppContext
 
 log = logging.getLogger(__name__)
 

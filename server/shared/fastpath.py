@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from gridshare.server.context import AppContext
+from gridshare.server.shared.context import AppContext
 from gridshare.server.shared.identity import peer_pem
 from gridshare.server.shared.metrics import PROCESS
 from gridshare.server.shared.resources import Classifier

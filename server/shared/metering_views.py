@@ -12,7 +12,7 @@ from __future__ import annotations
 from fastapi import HTTPException
 from lxml import etree
 
-from gridshare.server.mrid import derived_mrid
+from gridshare.core.mrid import derived_mrid
 from gridshare.server.shared.request_unit import Unit
 from gridshare.server.wire import encode, encode_metering, hrefs
 from gridshare.store.models import MirrorMeterReading, MirrorUsagePoint, Site

@@ -15,7 +15,7 @@ from lxml import etree
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from gridshare.server.context import AppContext
+from gridshare.server.shared.context import AppContext
 from gridshare.server.shared.identity import peer_pem, resolve_scope
 from gridshare.server.wire.xmlio import MEDIA_TYPE, WireError, parse_body, to_bytes
 from gridshare.store.db import bump_activity, bump_publication, publication_value

@@ -90,6 +90,7 @@ def site_ledger(
         tz=network.timezone,
         latitude_deg=network.latitude_deg,
         longitude_deg=network.longitude_deg,
+        issued_at=datetime.fromtimestamp(int(starts[0]), UTC),  # shapes only: its age is never read
     )
     net_w = profile.generation_w[:, 0] - profile.load_w[:, 0]
     potential_export = np.clip(net_w, 0.0, nsite.max_export_kw * 1000.0)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import HTTPException
 
-from gridshare.recompute.network_docs import active_document
 from gridshare.server.operator.audit import Change
 from gridshare.server.operator.errors import FieldError
 from gridshare.server.operator.network_schemas import DerateIn
 from gridshare.store.models import AssetDerate
+from gridshare.store.publication.network_docs import active_document
 
 
 def add_derate(change: Change, body: DerateIn, actor: str) -> AssetDerate:

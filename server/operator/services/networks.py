@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from gridshare.grid.netfile import NetworkFile, parse_network_document
 from gridshare.grid.network import Site as NetworkSite
-from gridshare.recompute.network_docs import active_document
 from gridshare.store.models import AssetDerate, NetworkModel, Site
+from gridshare.store.publication.network_docs import active_document
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gridshare.core.settings import Settings
-from gridshare.recompute.status import effective, read_statuses
 from gridshare.server.operator.services.constraints import (
     ConstraintsReport,
     ConstraintView,
@@ -25,6 +24,7 @@ from gridshare.server.operator.services.sites import (
     derc_poll_rate_s,
 )
 from gridshare.store.models import AssetDerate, EnvelopeSetRecord
+from gridshare.store.publication.status import effective, read_statuses
 from gridshare.store.queries.console import contacts
 
 

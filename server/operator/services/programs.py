@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from gridshare.core.mrid import new_mrid
 from gridshare.core.settings import Settings
-from gridshare.server.mrid import new_mrid
 from gridshare.store.models import DerProgram, FunctionSetAssignments
 from gridshare.store.queries.controls import ControlValues, set_default_control
 

@@ -14,11 +14,11 @@ from gridshare.grid.agreements import Dynamic
 from gridshare.grid.network import Network
 from gridshare.grid.network import Site as NetworkSite
 from gridshare.grid.sensitivity import voltage_sensitivity_pu_per_w
-from gridshare.recompute.fallback_defaults import override_for, safe_default_for
 from gridshare.server.operator.services.networks import NetworkRef, network_site_of
 from gridshare.store.console_models import DeviceContact
 from gridshare.store.envelope_blocks import decode_envelope
 from gridshare.store.models import DefaultDerControl, Site, SiteEnvelope
+from gridshare.store.publication.fallback_defaults import override_for, safe_default_for
 from gridshare.store.queries.console import StoredReport, current_set, is_fallback, latest_report, net_power
 from gridshare.store.queries.programs import default_control, first_program_id
 from gridshare.store.queries.runtime_settings import poll_rate_overrides

@@ -8,8 +8,8 @@ import click
 
 from gridshare.certs.identity import DeviceIdentity, load_certificates
 from gridshare.core.logs import use_format
-from gridshare.server.cli_support import admin_context, data_dir_option, load_settings
-from gridshare.server.operator.commands import token_group
+from gridshare.process.cli_support import admin_context, data_dir_option, load_settings
+from gridshare.process.token_commands import token_group
 
 
 @click.command("serve")
@@ -41,7 +41,7 @@ def serve_command(
     Behind a TLS-terminating proxy, run several processes with `--roles serve` and exactly one with
     `--roles operator,publish,notify` on the same database (docs/deployment.md).
     """
-    from gridshare.server.run import serve
+    from gridshare.process.run import serve
 
     settings = load_settings(host=host, port=port, data_dir=data_dir, roles=roles)
     use_format(settings.log_format)
@@ -62,8 +62,9 @@ def admin_group() -> None:
 @data_dir_option
 def init_command(data_dir: Path | None) -> None:
     """Create the store (or bring its schema up to date) without serving, e.g. to add a token first."""
-    from gridshare.server.bootstrap import build_context, describe_store, seed_baseline
+    from gridshare.server.shared.context import build_context, describe_store
     from gridshare.store.db import store_exists
+    from gridshare.store.queries.seed import seed_baseline
 
     settings = load_settings(data_dir=data_dir)
     existed = store_exists(settings.effective_database_url)

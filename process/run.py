@@ -20,18 +20,19 @@ import uvicorn
 from gridshare.certs.devpki import INDEX_FILE, DevPki, ensure_dev_pki, load_dev_pki
 from gridshare.core.logs import use_format
 from gridshare.core.settings import Settings
-from gridshare.recompute.demo import seed_demo
-from gridshare.recompute.service import Recomputer
+from gridshare.process.demo import seed_demo
+from gridshare.process.tls_files import tls_files
+from gridshare.recompute.scheduler import Recomputer
 from gridshare.server.app import create_asgi
-from gridshare.server.bootstrap import build_context, register_dev_aggregators, seed_baseline, tls_files
-from gridshare.server.context import AppContext
 from gridshare.server.listener import device_config
 from gridshare.server.notify.service import NotificationService
 from gridshare.server.operator.run import operator_server
+from gridshare.server.shared.context import AppContext, build_context
 from gridshare.server.shared.metrics import start_sharing, use_metrics_dir
 from gridshare.server.tls import server_context
 from gridshare.store.db import startup_lock
 from gridshare.store.queries.access import list_tokens
+from gridshare.store.queries.seed import register_dev_aggregators, seed_baseline
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ def prepare_store(ctx: AppContext) -> DevPki | None:
             elif existed:
                 pki = load_dev_pki(settings.pki_dir)
             if pki is not None:
-                register_dev_aggregators(ctx, pki)
+                register_dev_aggregators(ctx, pki.aggregators)
                 log.info("%s", describe_dev_pki(pki, created=not existed))
         if settings.demo_network:
             seed_demo(ctx, pki)
@@ -175,7 +176,7 @@ class _Background:
     def __init__(self, ctx: AppContext) -> None:
         roles = ctx.settings.roles
         # The engine: scheduled, and on operator changes (it watches the store). The publisher lock keeps
-        # a second publishing process on the same database from publishing too (recompute/publisher.py).
+        # a second publishing process on the same database from publishing too (store/publication/lease.py).
         self.recomputer = Recomputer(ctx) if "publish" in roles else None
         # Notifications to subscribers (durable outbox; two notifiers never queue or send one twice).
         self.notifications = NotificationService(ctx) if "notify" in roles else None

@@ -17,7 +17,7 @@ from gridshare.core.settings import Settings, SettingsError
 from gridshare.core.settings import load_settings as settings_from
 
 if TYPE_CHECKING:  # `gridshare --help` should not have to import the store
-    from gridshare.server.context import AppContext
+    from gridshare.server.shared.context import AppContext
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,7 +49,7 @@ def admin_context(data_dir: Path | None) -> AppContext:
     """The existing store named by --data-dir (or the settings); a missing one is refused, not created."""
     from sqlalchemy.exc import OperationalError
 
-    from gridshare.server.bootstrap import StoreMissing, build_context, describe_store
+    from gridshare.server.shared.context import StoreMissing, build_context, describe_store
 
     settings = load_settings(data_dir=data_dir)
     try:

@@ -231,10 +231,6 @@ class Publisher:
         self._mutex = threading.Lock()
         self.epoch: int | None = None
 
-    @property
-    def holds(self) -> bool:
-        return self.epoch is not None
-
     def ensure(self) -> bool:
         """Hold the lock (taking it if free) and know our epoch; False while another instance publishes.
 

@@ -67,6 +67,48 @@ def current_set_id(session: Session) -> int | None:
     return session.execute(select(EnvelopePointer.set_id).where(EnvelopePointer.id == 1)).scalar_one_or_none()
 
 
+def next_created_s(session: Session, now_s: int) -> int:
+    """A new set's creation time: strictly newer than the set it replaces, so its blocks win every tie."""
+    previous = session.get(EnvelopeSetRecord, current_set_id(session) or 0)
+    return max(now_s, previous.created_s + 1) if previous is not None else now_s
+
+
+def current_end_s(session: Session) -> int | None:
+    """End of the current set's horizon (None when nothing is published)."""
+    row = session.execute(
+        select(EnvelopeSetRecord.start_s, EnvelopeSetRecord.n_intervals, EnvelopeSetRecord.interval_s)
+        .join(EnvelopePointer, EnvelopePointer.set_id == EnvelopeSetRecord.id)
+        .where(EnvelopePointer.id == 1)
+    ).first()
+    return None if row is None else int(row[0] + row[1] * row[2])
+
+
+def record_failed_run(
+    session: Session,
+    *,
+    network_id: int | None,
+    created_s: int,
+    interval_s: int,
+    policy: str,
+    reason: str,
+    detail: str,
+) -> None:
+    """A recomputation that published nothing, kept with the published sets so operators see it."""
+    session.add(
+        EnvelopeSetRecord(
+            network_id=network_id,
+            created_s=created_s,
+            start_s=0,
+            interval_s=interval_s,
+            n_intervals=0,
+            policy=policy,
+            reason=reason[:64],
+            status="failed",
+            detail={"error": detail[:2000]},
+        )
+    )
+
+
 def publish(
     session: Session,
     envelopes: EnvelopeSet,

@@ -8,12 +8,12 @@ import yaml
 from sqlalchemy import select
 
 from gridshare.certs.devpki import DevPki
+from gridshare.core.runtime import Runtime
 from gridshare.grid.agreements import Dynamic
 from gridshare.grid.examples import demo_feeder_path
-from gridshare.recompute.network_docs import store_network
-from gridshare.server.context import AppContext
 from gridshare.store.db import transaction
 from gridshare.store.models import ClientKind, NetworkModel, Site
+from gridshare.store.publication.network_docs import store_network
 from gridshare.store.queries.sites import create_site
 from gridshare.store.scope import ClientScope
 
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 DEMO_FILE = demo_feeder_path()
 
 
-def seed_demo(ctx: AppContext, pki: DevPki | None) -> None:
+def seed_demo(ctx: Runtime, pki: DevPki | None) -> None:
     """On an empty store: the demo feeder, and each dev device pre-registered at a dynamic demo site."""
     with ctx.sessions() as session:
         if session.execute(select(NetworkModel.id).limit(1)).first() is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from gridshare.server.cli_support import admin_context, data_dir_option
+from gridshare.process.cli_support import admin_context, data_dir_option
 
 #: Kept literal so `gridshare --help` does not import the store (ApiRole has the same values).
 ROLES = ("operator", "viewer")

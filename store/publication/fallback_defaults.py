@@ -20,13 +20,15 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from gridshare.recompute.fallback_plan import SafeDefault
-from gridshare.recompute.snapshot import OVERRIDE_PREFIX
-from gridshare.server.mrid import new_mrid
+from gridshare.core.mrid import new_mrid
+from gridshare.fallback.safe_default import SafeDefault
 from gridshare.store.db import bump_publication
 from gridshare.store.models import DefaultDerControl, DerProgram
 from gridshare.store.queries.controls import ControlValues, set_site_defaults
 from gridshare.store.runtime_settings import ServerSetting
+
+#: ServerSetting key prefix (then the store site id) of an operator's override of a site's safe default.
+OVERRIDE_PREFIX = "fallback.override."
 
 log = logging.getLogger("gridshare.fallback")
 

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 import numpy as np
 
 from gridshare.envelopes.compute import EnvelopeSet
+from gridshare.fallback.safe_default import SafeDefault
 from gridshare.grid.agreements import IntervalTimes, agreement_bounds
 from gridshare.grid.network import Site
-from gridshare.recompute.fallback_plan import SafeDefault
 
 POLICY = "fallback"
 

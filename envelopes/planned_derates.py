@@ -18,6 +18,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 import numpy as np
 
@@ -25,9 +26,17 @@ from gridshare.envelopes.compute import EnvelopeInfeasibility, EnvelopeSet, comp
 from gridshare.envelopes.constraint_series import ConstraintSeries, join_reports
 from gridshare.envelopes.forecast import Forecast
 from gridshare.envelopes.headroom import Direction
+from gridshare.grid.derates import Derate, apply_derates
 from gridshare.grid.netfile import NetworkFile
-from gridshare.recompute.inputs import apply_derates
-from gridshare.store.models import AssetDerate
+
+
+class PlannedDerate(Derate, Protocol):
+    """A derate with the period it covers (`until_s` None: until cleared); the store's rows have these."""
+
+    @property
+    def from_s(self) -> int: ...
+    @property
+    def until_s(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -36,7 +45,7 @@ class Stretch:
 
     first: int
     n: int
-    derates: tuple[AssetDerate, ...]
+    derates: tuple[PlannedDerate, ...]
 
 
 @dataclass(frozen=True)
@@ -50,7 +59,7 @@ class PlannedEnvelopes:
 
 
 def stretches(
-    derates: Sequence[AssetDerate], start_s: int, n_intervals: int, interval_s: int
+    derates: Sequence[PlannedDerate], start_s: int, n_intervals: int, interval_s: int
 ) -> list[Stretch]:
     """Split `n_intervals` from `start_s` wherever the derates covering an interval change."""
     if n_intervals <= 0:
@@ -72,7 +81,7 @@ def stretches(
 
 def compute_planned(
     nf: NetworkFile,
-    derates: Sequence[AssetDerate],
+    derates: Sequence[PlannedDerate],
     start: datetime,
     horizon_s: int,
     interval_s: int,

@@ -1,0 +1,33 @@
+"""Sites held at their fallback limits inside a dynamic computation: fixed flows at those limits.
+
+A site whose own data cannot be trusted keeps its fallback limits while the rest of the feeder stays
+dynamic; the engine computes everyone else's envelopes around it exporting or importing up to those
+limits (which is what it may do). Pure: network model in, network model out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+from gridshare.fallback.safe_default import SafeDefault
+from gridshare.grid.agreements import Limited
+from gridshare.grid.netfile import NetworkFile
+
+
+def hold_at_fallback(nf: NetworkFile, held: Mapping[str, SafeDefault]) -> NetworkFile:
+    """The network file with the `held` sites turned into fixed flows at their fallback limits."""
+    if not held:
+        return nf
+    sites = tuple(
+        replace(
+            s,
+            agreement=Limited(
+                export_kw=held[s.id].export_limit_w / 1000.0, import_kw=held[s.id].import_limit_w / 1000.0
+            ),
+        )
+        if s.id in held
+        else s
+        for s in nf.sites
+    )
+    return replace(nf, sites=sites)

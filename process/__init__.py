@@ -1,0 +1,1 @@
+"""Composes the running process: the device and operator listeners, the engine and the notifier."""
