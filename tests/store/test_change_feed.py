@@ -1,0 +1,211 @@
+"""Serving processes learn about publications from the change feed, not from a query per poll.
+
+Two servers on one PostgreSQL stand for two serving processes: a publication through one reaches the
+other's cached DERControlList promptly; while the other's listener is cut off it never answers from
+memory, and it recovers by itself. Per-key versions let a change on one network leave another
+network's cached bodies valid, on PostgreSQL (NOTIFY) and SQLite (data_version) alike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import Engine, event
+
+from gridshare.certs.devpki import DevPki
+from gridshare.server.shared.render_cache import RenderCache
+from gridshare.store.change_feed import (
+    ALL,
+    LISTENER_APPLICATION_NAME,
+    PgChangeFeed,
+    bump_change,
+    feed_of,
+    network_key,
+    open_change_feed,
+)
+from gridshare.store.db import bump_publication, make_engine, session_factory, transaction, upgrade
+from tests.support.engine import add_control, listing
+from tests.support.servers import T0, RunningServer, fresh_pg_database, running_server
+
+
+def _eventually(check: Callable[[], bool], what: str, within_s: float = 10.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within_s} s: {what}")
+        time.sleep(0.02)
+
+
+@contextmanager
+def _statements(engine: Engine) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+@contextmanager
+def _two_servers(pki: DevPki, tmp_path: Path) -> Iterator[tuple[RunningServer, RunningServer]]:
+    with fresh_pg_database() as url, ExitStack() as stack:
+        a = stack.enter_context(running_server(pki, url, tmp_path / "a"))
+        b = stack.enter_context(running_server(pki, url, tmp_path / "b"))
+        yield a, b
+
+
+def _feed(server: RunningServer) -> PgChangeFeed:
+    feed = feed_of(server.ctx.engine)
+    assert isinstance(feed, PgChangeFeed)
+    _eventually(feed.healthy, "the change feed is listening")
+    return feed
+
+
+def _limits(server: RunningServer, site_id: int) -> list[str]:
+    with server.client("device-1") as c:
+        return [limit for _, status, limit in listing(c, site_id) if status != "2"]
+
+
+@pytest.mark.postgres
+def test_a_publication_through_one_server_reaches_the_others_cache(pki: DevPki, tmp_path: Path) -> None:
+    with _two_servers(pki, tmp_path) as (a, b):
+        site_id = int(a.register("device-1").rsplit("/", 1)[1])
+        add_control(a, site_id, T0 + 600, 300, 5000)
+        feed = _feed(b)
+        assert _limits(b, site_id) == ["5000"]  # rendered by b and cached
+        with _statements(b.ctx.engine) as sql:
+            for _ in range(20):
+                assert _limits(b, site_id) == ["5000"]
+        assert sql == [], "a cached poll queried the database while the feed was healthy"
+        assert feed.healthy()
+
+        add_control(a, site_id, T0 + 1200, 300, 4000)  # published through a
+        _eventually(lambda: _limits(b, site_id) == ["5000", "4000"], "b serves a's publication")
+        with _statements(b.ctx.engine) as sql:
+            assert _limits(b, site_id) == ["5000", "4000"]
+        assert sql == []
+
+
+@pytest.mark.postgres
+def test_a_lost_listener_falls_back_to_reads_and_recovers(pki: DevPki, tmp_path: Path) -> None:
+    with _two_servers(pki, tmp_path) as (a, b):
+        site_id = int(a.register("device-1").rsplit("/", 1)[1])
+        add_control(a, site_id, T0 + 600, 300, 5000)
+        feed = _feed(b)
+        pid = feed.listener_pid()
+        assert _limits(b, site_id) == ["5000"]
+        feed.retry_after_s = 5.0  # hold the outage open long enough to poll through it
+        with a.ctx.engine.connect() as conn:
+            killed = conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+        assert killed
+        _eventually(lambda: not feed.healthy(), "the feed notices its listener is gone")
+
+        # During the outage every poll checks the store, and a publication shows at once.
+        add_control(a, site_id, T0 + 1200, 300, 4000)
+        with _statements(b.ctx.engine) as sql:
+            assert _limits(b, site_id) == ["5000", "4000"]
+        assert any("publication_counter" in s for s in sql), "the outage was served from memory"
+        add_control(a, site_id, T0 + 1800, 300, 3000)
+        assert _limits(b, site_id) == ["5000", "4000", "3000"]
+        assert not feed.healthy(), "the test meant to poll during the outage"
+
+        # It reconnects by itself, on a new backend, and is trusted again only then.
+        feed.retry_after_s = 0.05
+        _eventually(feed.healthy, "the feed listens again", within_s=15)
+        assert feed.listener_pid() not in (None, pid)
+        add_control(a, site_id, T0 + 2400, 300, 2000)
+        _eventually(lambda: _limits(b, site_id)[-1:] == ["2000"], "b serves a publication after recovery")
+        with _statements(b.ctx.engine) as sql:
+            assert _limits(b, site_id) == ["5000", "4000", "3000", "2000"]
+        assert sql == []
+
+
+@pytest.mark.postgres
+def test_listeners_are_visible_to_operators(pki: DevPki, tmp_path: Path) -> None:
+    with _two_servers(pki, tmp_path) as (a, b):
+        pids = {_feed(a).listener_pid(), _feed(b).listener_pid()}
+        with a.ctx.engine.connect() as conn:
+            listed = set(
+                conn.execute(
+                    sa.text(
+                        "SELECT pid FROM pg_stat_activity WHERE application_name = :name"
+                        " AND datname = current_database()"
+                    ),
+                    {"name": LISTENER_APPLICATION_NAME},
+                ).scalars()
+            )
+        assert pids == listed
+
+
+def test_a_change_to_one_network_leaves_another_networks_bodies_cached(database_url: str) -> None:
+    """Two engines on one store: one writes, the other serves from its own feed."""
+    writer, server = make_engine(database_url), make_engine(database_url)
+    upgrade(writer)
+    feed = open_change_feed(server)
+    assert feed is not None
+    try:
+        if isinstance(feed, PgChangeFeed):
+            _eventually(feed.healthy, "the change feed is listening")
+        sessions = session_factory(writer)
+        cache = RenderCache()
+        net_a, net_b = network_key("north-zone"), network_key("south-zone")
+        generation = feed.generation()
+        cache.put(
+            ("derc", "a"), generation, T0 + 3600, b"A", deps=(net_a,), dep_versions=feed.current((net_a,))
+        )
+        cache.put(
+            ("derc", "b"), generation, T0 + 3600, b"B", deps=(net_b,), dep_versions=feed.current((net_b,))
+        )
+
+        with transaction(sessions) as session:
+            bump_change(session, net_b)
+        _eventually(lambda: feed.current((net_b,)) == (1,), "the feed sees network B's change")
+        assert feed.generation() == generation, "a per-network change bumped the global counter"
+        assert cache.get(("derc", "a"), generation, T0, feed.current) == b"A"
+        assert cache.get(("derc", "b"), generation, T0, feed.current) is None
+
+        with transaction(sessions) as session:
+            bump_change(session, net_a)
+            bump_change(session, net_a)
+        _eventually(lambda: feed.current((net_a, net_b)) == (2, 1), "the feed sees network A's changes")
+        assert cache.get(("derc", "a"), generation, T0, feed.current) is None
+
+        with transaction(sessions) as session:
+            bump_publication(session)
+        _eventually(lambda: feed.current((ALL,)) == (generation + 1,), "the feed sees a publication")
+    finally:
+        feed.close()
+        writer.dispose()
+        server.dispose()
+
+
+def test_a_rolled_back_change_is_never_announced(database_url: str) -> None:
+    writer, server = make_engine(database_url), make_engine(database_url)
+    upgrade(writer)
+    feed = open_change_feed(server)
+    assert feed is not None
+    try:
+        if isinstance(feed, PgChangeFeed):
+            _eventually(feed.healthy, "the change feed is listening")
+        before = feed.current((ALL, network_key("x")))
+        with pytest.raises(RuntimeError), transaction(session_factory(writer)) as session:
+            bump_publication(session)
+            bump_change(session, network_key("x"))
+            raise RuntimeError("the publication fails")
+        with transaction(session_factory(writer)) as session:
+            bump_change(session, network_key("y"))  # a later commit: everything before it has arrived
+        _eventually(lambda: feed.current((network_key("y"),)) == (1,), "the feed sees the later commit")
+        assert feed.current((ALL, network_key("x"))) == before
+    finally:
+        feed.close()
+        writer.dispose()
+        server.dispose()

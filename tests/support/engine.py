@@ -1,0 +1,155 @@
+"""Builders for the engine suites: the controls a device reads after a run, fallback and site rows, derate
+fixtures shared by the recomputation, fallback and NMI tests."""
+
+from __future__ import annotations
+
+import httpx
+from lxml import etree
+from sqlalchemy import select
+
+from gridshare.core.mrid import new_mrid
+from gridshare.sim import wire
+from gridshare.sim.events import ControlBase, EventBook
+from gridshare.store.models import (
+    DerProgram,
+    Site,
+)
+from gridshare.store.queries.controls import ControlValues, create_control
+from tests.support.servers import RunningServer, xml_ok
+
+
+def device_controls(server: RunningServer, name: str = "device-1") -> list[dict[str, object]]:
+    me = server.pki.client(name)
+    with server.ctx.sessions() as s:
+        site = s.execute(select(Site).where(Site.lfdi == me.lfdi)).scalar_one()
+    with server.client(name) as c:
+        root = etree.fromstring(c.get(f"/edev/{site.id}/derp/1/derc", params={"l": 500}).content)
+    out = []
+    for ctl in root:
+        base = ctl.find("s:DERControlBase", NS)
+        out.append(
+            {
+                "mrid": ctl.findtext("s:mRID", namespaces=NS),
+                "start": int(ctl.findtext("s:interval/s:start", namespaces=NS)),
+                "duration": int(ctl.findtext("s:interval/s:duration", namespaces=NS)),
+                "status": int(ctl.findtext("s:EventStatus/s:currentStatus", namespaces=NS)),
+                "export": watts(base.find("c:opModExpLimW", NS)),
+                "import": watts(base.find("c:opModImpLimW", NS)),
+            }
+        )
+    return out
+
+
+HORIZON_S = 2 * 3600
+
+
+FEEDER = "demo-feeder"
+
+
+def site_row(server: RunningServer, name: str) -> Site:
+    with server.ctx.sessions() as s:
+        return s.execute(select(Site).where(Site.lfdi == server.pki.client(name).lfdi)).scalar_one()
+
+
+def active_controls(server: RunningServer, name: str) -> list[tuple[float | None, float | None]]:
+    """(export W, import W) of the device's controls in force now (status active)."""
+    site = site_row(server, name)
+    with server.client(name) as c:
+        root = etree.fromstring(c.get(f"/edev/{site.id}/derp/1/derc", params={"l": 100}).content)
+    return [
+        (
+            watts(ctl.find("s:DERControlBase/c:opModExpLimW", NS)),
+            watts(ctl.find("s:DERControlBase/c:opModImpLimW", NS)),
+        )
+        for ctl in root
+        if ctl.findtext("s:EventStatus/s:currentStatus", namespaces=NS) == "1"
+    ]
+
+
+def default_control(server: RunningServer, name: str) -> dict[str, float | str | None]:
+    site = site_row(server, name)
+    with server.client(name) as c:
+        root = etree.fromstring(c.get(f"/edev/{site.id}/derp/1/dderc").content)
+    base = root.find("s:DERControlBase", NS)
+    return {
+        "export": watts(base.find("c:opModExpLimW", NS)),
+        "import": watts(base.find("c:opModImpLimW", NS)),
+        "generation": watts(base.find("c:opModGenLimW", NS)),
+        "load": watts(base.find("c:opModLoadLimW", NS)),
+        "grad": int(root.findtext("s:setGradW", namespaces=NS)),
+        "description": root.findtext("s:description", namespaces=NS),
+    }
+
+
+def applied_controls(server: RunningServer) -> tuple[ControlBase, ControlBase]:
+    """(control in force now, control once communications are lost) as the device applies them."""
+    book = device_book(server)
+    return book.control_at(server.ctx.now_s()), book.control_at(server.ctx.now_s(), fallback=True)
+
+
+def der_links(c: httpx.Client, edev_href: str) -> dict[str, str]:
+    """Follow EndDevice -> DERListLink -> the one DER -> its four document links."""
+    edev = xml_ok(c.get(edev_href))
+    der_list = xml_ok(c.get(edev.find("s:DERListLink", NS).get("href")))
+    assert der_list.get("all") == "1" and der_list.get("results") == "1"
+    ders = der_list.findall("s:DER", NS)
+    assert len(ders) == 1
+    der = xml_ok(c.get(ders[0].get("href")))
+    return {name: der.find(f"s:{name}Link", NS).get("href") for name in DOCS}
+
+
+def add_control(server: RunningServer, site_id: int, start_s: int, duration_s: int, export_w: float) -> int:
+    with server.ctx.sessions() as s, s.begin():
+        program = s.execute(select(DerProgram).order_by(DerProgram.primacy)).scalars().first()
+        control = create_control(
+            s,
+            site=s.get(Site, site_id),
+            program=program,
+            mrid=new_mrid(0),
+            start_s=start_s,
+            duration_s=duration_s,
+            values=ControlValues(export_limit_w=export_w),
+            now_s=int(server.clock.now()),
+        )
+        return control.id
+
+
+def listing(c: httpx.Client, site_id: int, **params: int) -> list[tuple[str, str, str]]:
+    """(mRID, currentStatus, export limit) of each DERControl the device is sent."""
+    doc = xml_ok(c.get(f"/edev/{site_id}/derp/1/derc", params={"l": 10, **params}))
+    return [
+        (
+            el.findtext("s:mRID", namespaces=NS),
+            el.findtext("s:EventStatus/s:currentStatus", namespaces=NS),
+            el.findtext("s:DERControlBase/{https://csipaus.org/ns}opModExpLimW/s:value", namespaces=NS),
+        )
+        for el in doc.findall("s:DERControl", NS)
+    ]
+
+
+DEVICE = "device-1"  # bound by the demo to solar-farm-north
+NS = {"s": "urn:ieee:std:2030.5:ns", "c": "https://csipaus.org/ns"}
+
+
+def watts(el: etree._Element | None) -> float | None:
+    if el is None:
+        return None
+    return int(el.findtext("s:value", namespaces=NS)) * 10 ** int(el.findtext("s:multiplier", namespaces=NS))
+
+
+DOCS = ("DERCapability", "DERSettings", "DERStatus", "DERAvailability")
+
+
+def device_book(server: RunningServer) -> EventBook:
+    """What the device holds after one poll of its program's controls and default."""
+    site = site_row(server, DEVICE)
+    href = f"/edev/{site.id}/derp/1"
+    with server.client(DEVICE) as c:
+        program = wire.parse(c.get(href).content)
+        primacy = int(program.findtext("s:primacy", namespaces=wire.NS))
+        events = wire.controls(wire.parse(c.get(f"{href}/derc", params={"l": 100}).content), href, primacy)
+        default = wire.default_control(wire.parse(c.get(f"{href}/dderc").content))
+    book = EventBook(DEVICE)
+    book.set_default(href, primacy, default)
+    book.update_program(href, events, server.ctx.now_s())
+    return book
