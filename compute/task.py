@@ -134,7 +134,8 @@ class NetworkResult:
     network: str
     inputs_key: tuple[object, ...]
     planned: PlannedEnvelopes
-    compute_s: float  # engine time on the worker (forecast included)
+    compute_s: float  # engine time on the worker (forecast included), wall clock
+    cpu_s: float  # the same, in processor time of the worker's thread: what it costs, however loaded
     worker: str  # host:pid that computed it
     finished_s: float  # wall clock when the worker finished
 
@@ -250,7 +251,7 @@ def compute_network(task: NetworkTask) -> NetworkResult:
     ValueError (NetworkError names the field): the same input fails the same way anywhere, so callers
     do not retry it.
     """
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     start = datetime.fromtimestamp(task.start_s, UTC)
     forecast = task.forecast if task.forecast is not None else telemetry_forecast(task, start)
     planned = compute_planned(
@@ -271,6 +272,7 @@ def compute_network(task: NetworkTask) -> NetworkResult:
         inputs_key=task.inputs_key,
         planned=planned,
         compute_s=time.perf_counter() - t0,
+        cpu_s=time.thread_time() - c0,
         worker=f"{socket.gethostname()}:{os.getpid()}",
         finished_s=time.time(),
     )

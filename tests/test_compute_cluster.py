@@ -247,3 +247,12 @@ def test_the_in_process_cluster_reports_a_lost_worker_when_no_retry_is_left() ->
     assert isinstance(outcome, Failed), outcome
     assert outcome.kind == "worker lost"
     assert not hasattr(outcome, "result")
+
+
+def test_a_stored_derate_ships_as_plain_values() -> None:
+    from gridshare.store.models import AssetDerate
+
+    row = AssetDerate(asset="tx-2", factor=0.0, from_s=T0 + 60, until_s=None, created_s=T0, created_by="op")
+    derate = Derate.of(row)
+    assert derate == Derate("tx-2", 0.0, T0 + 60, None)
+    assert not derate.in_force(T0) and derate.in_force(T0 + 60) and derate.in_force(T0 + 10**9)
