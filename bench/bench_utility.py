@@ -99,7 +99,12 @@ def dask_cluster(n_workers: int, workdir: Path, env: dict[str, str] | None = Non
             [str(DASK), *args], cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}
         )
 
-    procs = [spawn("scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard")]
+    procs = [
+        spawn(
+            "scheduler", "--host", "127.0.0.1", "--port", str(port),
+            "--no-dashboard", "--dashboard-address", "127.0.0.1:0",  # its HTTP server: any free port
+        )
+    ]  # fmt: skip
     try:
         for i in range(n_workers):
             procs.append(

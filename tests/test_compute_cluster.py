@@ -97,7 +97,18 @@ def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         procs.append(
             subprocess.Popen(
-                [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                # its HTTP server (health, metrics) on loopback too, on any free port
+                [
+                    str(DASK),
+                    "scheduler",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--no-dashboard",
+                    "--dashboard-address",
+                    "127.0.0.1:0",
+                ],
                 cwd=tmp,
                 stdout=log,
                 stderr=subprocess.STDOUT,
