@@ -483,6 +483,22 @@ class Settings(BaseSettings):
         "EndDevice or assigned to its aggregator.",
     )
 
+    compute_scheduler_address: str | None = Field(
+        None,
+        description="A Dask scheduler (tcp://host:8786, started with `dask scheduler`) that runs the "
+        "per-network envelope computations on its workers. Unset: an in-process cluster of "
+        "compute_local_workers worker processes, no extra service (docs/utility-scale.md).",
+    )
+    compute_local_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Worker processes of the in-process compute cluster (no scheduler address).",
+    )
+    compute_connect_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="How long to wait for compute_scheduler_address to answer at start."
+    )
+
     @model_validator(mode="after")
     def _proxy_needs_trust(self) -> Settings:
         if self.behind_proxy and not self.trusted_proxies:
@@ -519,6 +535,21 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError(f"name at least one role of {', '.join(ALL_ROLES)}")
         return [role for role in ALL_ROLES if role in value]  # canonical order, no repeats
+
+    @field_validator("compute_scheduler_address")
+    @classmethod
+    def _scheduler_address(cls, value: str | None) -> str | None:
+        """tcp://host:port or tls://host:port, so a typo fails at start, not at the first recomputation."""
+        if value is None or not value.strip():
+            return None
+        text = value.strip()
+        scheme, sep, rest = text.partition("://")
+        host, colon, port = rest.rpartition(":")
+        if not sep or scheme not in ("tcp", "tls") or not colon or not host.strip("[]") or "/" in rest:
+            raise ValueError(f"{text!r} is not a Dask scheduler address like tcp://host:8786")
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"{text!r}: the port must be a number 1-65535, as in tcp://host:8786")
+        return text
 
     @field_validator("timezone")
     @classmethod

@@ -21,6 +21,7 @@ LAYERS: list[set[str]] = [
     {"envelopes"},
     {"fallback"},
     {"performance", "planning"},
+    {"compute"},
     {"store"},
     {"recompute"},
     {"server"},
