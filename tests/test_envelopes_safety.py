@@ -21,6 +21,7 @@ from gridshare.grid.agreements import Dynamic, Limited
 from gridshare.grid.examples import demo_feeder_path
 from gridshare.grid.netfile import load_network_file
 from gridshare.grid.network import Branch, Network, Node, Rating, Site
+from gridshare.grid.units import W_PER_KW as KW
 from tests.strategies import radial_networks, site_lists
 from tests.tree_walk import walk
 
@@ -47,13 +48,13 @@ def violations(network: Network, sites: list[Site], es: EnvelopeSet, fc: Forecas
                 inj[site.node] += sign * float(limits[t, s])
             flows, volts = walk(network, inj)
             for b in network.branches:
-                rating = None if b.rating is None else getattr(b.rating, f"{direction}_kw")
+                rating = None if b.rating is None else getattr(b.rating, f"{direction}_w")
                 name = f"thermal:{b.name}"
                 if rating is None or (direction, epoch, name) in reported:
                     continue
                 flow = sign * flows[b.name]
-                if flow > rating * 1000.0 * (1 + RTOL) + 1e-6:
-                    found.append(f"{direction} t={t} {name}: {flow:.1f} W > {rating * 1000:.1f} W")
+                if flow > rating * (1 + RTOL) + 1e-6:
+                    found.append(f"{direction} t={t} {name}: {flow:.1f} W > {rating:.1f} W")
             for n in network.nodes:
                 name = f"voltage:{n.name}"
                 if n.name in (root, *regulated) or (direction, epoch, name) in reported:
@@ -67,10 +68,9 @@ def violations(network: Network, sites: list[Site], es: EnvelopeSet, fc: Forecas
 
 
 def _profile_forecast(network: Network, sites: list[Site], start: datetime, n: int) -> Forecast:
-    specs = {s.id: ProfileSpec(s.pv_kw, s.load_kw, s.load_profile) for s in sites}
+    specs = {s.id: ProfileSpec(s.pv_w, s.load_w, s.load_profile) for s in sites}
     specs |= {
-        f"node:{node.name}": ProfileSpec(node.pv_kw, node.load_kw, node.load_profile)
-        for node in network.nodes
+        f"node:{node.name}": ProfileSpec(node.pv_w, node.load_w, node.load_profile) for node in network.nodes
     }
     return profile_forecast(
         specs,
@@ -104,9 +104,9 @@ def test_demo_feeder_envelopes_respect_every_rating_and_voltage_limit(policy: st
     assert es.export_limit_w[noon, farm].max() < 4_000_000
     for s, site in enumerate(sites):
         if isinstance(site.agreement, Dynamic):
-            assert np.all(es.export_limit_w[:, s] >= site.agreement.export_floor_kw * 1000 - 1e-6)
-            assert np.all(es.import_limit_w[:, s] >= site.agreement.import_floor_kw * 1000 - 1e-6)
-            assert np.all(es.export_limit_w[:, s] <= site.max_export_kw * 1000 + 1e-6)
+            assert np.all(es.export_limit_w[:, s] >= site.agreement.export_floor_w - 1e-6)
+            assert np.all(es.import_limit_w[:, s] >= site.agreement.import_floor_w - 1e-6)
+            assert np.all(es.export_limit_w[:, s] <= site.max_export_w + 1e-6)
 
 
 def test_demo_fixed_sites_are_held_at_their_agreed_limits() -> None:
@@ -160,9 +160,9 @@ def _upgrade(network: Network, index: int, factor: float) -> Network:
     """The same network with one branch's rating multiplied by `factor` in both directions."""
     b = network.branches[index]
     assert b.rating is not None
-    export_kw = None if b.rating.export_kw is None else b.rating.export_kw * factor
-    import_kw = None if b.rating.import_kw is None else b.rating.import_kw * factor
-    bigger = replace(b, rating=Rating(export_kw, import_kw))
+    export_w = None if b.rating.export_w is None else b.rating.export_w * factor
+    import_w = None if b.rating.import_w is None else b.rating.import_w * factor
+    bigger = replace(b, rating=Rating(export_w, import_w))
     return replace(network, branches=(*network.branches[:index], bigger, *network.branches[index + 1 :]))
 
 
@@ -219,9 +219,10 @@ def test_a_bigger_rating_never_lowers_the_max_total(
 
 def test_fixed_flows_that_overload_an_asset_are_reported_not_hidden() -> None:
     net = Network(
-        (Node("a"), Node("b")), (Branch("ab", "a", "b", r_ohm=1, base_kv=12.47, rating=Rating(100, 100)),)
+        (Node("a"), Node("b")),
+        (Branch("ab", "a", "b", r_ohm=1, base_kv=12.47, rating=Rating(100 * KW, 100 * KW)),),
     )
-    firm = Site("s", "b", Limited(export_kw=150), max_export_kw=150, max_import_kw=50)
+    firm = Site("s", "b", Limited(export_w=150 * KW), max_export_w=150 * KW, max_import_w=50 * KW)
     es = compute_envelopes(net, [firm], START, 600, 300)
     assert es.export_limit_w[:, 0].tolist() == [150_000, 150_000]  # its agreement, unchanged
     assert [(i.direction, i.constraint, i.excess) for i in es.infeasibilities] == [
