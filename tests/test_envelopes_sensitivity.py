@@ -10,8 +10,8 @@ import pytest
 from gridshare.envelopes.compute import compute_envelopes
 from gridshare.grid.agreements import Dynamic
 from gridshare.grid.network import Branch, Network, Node, Rating, Site
-from gridshare.grid.units import W_PER_KW as KW
 from gridshare.grid.sensitivity import flow_sensitivity, node_voltages_pu, voltage_sensitivity_pu_per_w
+from gridshare.grid.units import W_PER_KW as KW
 
 KV = 12.47
 V2 = (KV * 1000) ** 2  # 155,500,900 V^2
