@@ -61,8 +61,7 @@ def utility_tasks(
         nf = parse_network_document(doc, source=name)
         measured = datetime.fromtimestamp(now_s - 30, UTC)
         telemetry = {
-            s.id: Telemetry(measured, load_w=500.0 * s.load_kw, generation_w=600.0 * s.pv_kw)
-            for s in nf.sites
+            s.id: Telemetry(measured, load_w=0.5 * s.load_w, generation_w=0.6 * s.pv_w) for s in nf.sites
         }
         derates = (Derate("tx-1", 0.7, now_s - 600),) if k % 10 == 9 else ()
         tasks.append(

@@ -164,9 +164,7 @@ def hold_at_limits(nf: NetworkFile, held: Mapping[str, HeldLimits]) -> NetworkFi
     sites = tuple(
         replace(
             s,
-            agreement=Limited(
-                export_kw=held[s.id].export_limit_w / 1000.0, import_kw=held[s.id].import_limit_w / 1000.0
-            ),
+            agreement=Limited(export_w=held[s.id].export_limit_w, import_w=held[s.id].import_limit_w),
         )
         if s.id in held
         else s
@@ -186,7 +184,7 @@ def telemetry_forecast(task: NetworkTask, start: datetime) -> Forecast | None:
     now = [d for d in task.derates if d.in_force(task.now_s)]
     isolated = apply_derates(network, now).isolated_nodes
     specs = {
-        s.id: ProfileSpec(s.pv_kw, s.load_kw, s.load_profile)
+        s.id: ProfileSpec(s.pv_w, s.load_w, s.load_profile)
         for s in task.nf.sites
         if s.id in task.telemetry and s.node not in isolated
     }

@@ -122,9 +122,9 @@ def _forecast_series(
     forecasts: Forecast | None,
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], datetime]:
     """(load_w, generation_w) per id: from `forecasts` where it has the id, profiles otherwise."""
-    specs = {s.id: ProfileSpec(s.pv_kw, s.load_kw, s.load_profile) for s in sites}
+    specs = {s.id: ProfileSpec(s.pv_w, s.load_w, s.load_profile) for s in sites}
     specs.update(
-        {node_series_id(n.name): ProfileSpec(n.pv_kw, n.load_kw, n.load_profile) for n in network.nodes}
+        {node_series_id(n.name): ProfileSpec(n.pv_w, n.load_w, n.load_profile) for n in network.nodes}
     )
     try:
         profile = profile_forecast(
@@ -179,11 +179,9 @@ def _flexible_sites(
         ],
         dtype=float,
     )
-    steps = [s.max_step_kw for s, _ in flexible]
+    steps = [s.max_step_w for s, _ in flexible]
     max_step_w = (
-        None
-        if all(x is None for x in steps)
-        else np.array([np.inf if x is None else x * 1000.0 for x in steps])
+        None if all(x is None for x in steps) else np.array([np.inf if x is None else x for x in steps])
     )
     return FlexibleSites(
         site_ids=tuple(s.id for s, _ in flexible),
@@ -203,15 +201,15 @@ def _forecast_caps(
 ) -> dict[Direction, tuple[np.ndarray, np.ndarray, float]]:
     """Per direction: (flow each flexible site is forecast to want, whether it has a forecast, margin).
 
-    A site has an export forecast when it has generation (a `pv_kw` or a forecast series with some),
+    A site has an export forecast when it has generation (a `pv_w` or a forecast series with some),
     and an import forecast when it has load; without one it keeps its agreed cap.
     """
     if not flexible:
         return {}
     load = np.column_stack([series[s.id][0] for s, _ in flexible])
     gen = np.column_stack([series[s.id][1] for s, _ in flexible])
-    has_gen = np.array([s.pv_kw > 0 for s, _ in flexible]) | (gen.max(axis=0) > 0)
-    has_load = np.array([s.load_kw > 0 for s, _ in flexible]) | (load.max(axis=0) > 0)
+    has_gen = np.array([s.pv_w > 0 for s, _ in flexible]) | (gen.max(axis=0) > 0)
+    has_load = np.array([s.load_w > 0 for s, _ in flexible]) | (load.max(axis=0) > 0)
     return {"export": (gen - load, has_gen, margin), "import": (load - gen, has_load, margin)}
 
 
@@ -275,7 +273,7 @@ def compute_envelopes(
     times = IntervalTimes.build(epochs, network.timezone)
     n_int, n_nodes = len(epochs), len(network.nodes)
 
-    bounds = [agreement_bounds(s.agreement, times, s.max_export_kw, s.max_import_kw) for s in sites]
+    bounds = [agreement_bounds(s.agreement, times, s.max_export_w, s.max_import_w) for s in sites]
     series, issued_at = _forecast_series(network, sites, start, interval_s, epochs, forecasts)
 
     # Net export of everything not flexible, per node: uncontrolled customers at forecast, then

@@ -53,7 +53,7 @@ def solar_elevation_sin(epoch_s: np.ndarray, latitude_deg: float, longitude_deg:
 
 
 def pv_shape(epoch_s: np.ndarray, latitude_deg: float, longitude_deg: float) -> np.ndarray:
-    """Clear-sky PV output as a fraction of `pv_kw`, 1.0 at midsummer solar noon.
+    """Clear-sky PV output as a fraction of `pv_w`, 1.0 at midsummer solar noon.
 
     Output follows sin(elevation)^1.2 (air mass and incidence losses flatten mornings and evenings).
     """
@@ -138,10 +138,10 @@ class Forecast:
 
 @dataclass(frozen=True)
 class ProfileSpec:
-    """Profile parameters for one id: peaks in kW and the load shape's name."""
+    """Profile parameters for one id: peaks in W and the load shape's name."""
 
-    pv_kw: float = 0.0
-    load_kw: float = 0.0
+    pv_w: float = 0.0
+    load_w: float = 0.0
     load_profile: str = "residential"
 
 
@@ -170,8 +170,8 @@ def profile_forecast(
     gen_w = np.zeros((n_intervals, len(ids)))
     for i, name in enumerate(ids):
         spec = specs[name]
-        load_w[:, i] = spec.load_kw * 1000.0 * shapes[spec.load_profile]
-        gen_w[:, i] = spec.pv_kw * 1000.0 * pv
+        load_w[:, i] = spec.load_w * shapes[spec.load_profile]
+        gen_w[:, i] = spec.pv_w * pv
     return Forecast(
         issued_at=issued_at,
         start=start,

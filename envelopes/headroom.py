@@ -83,11 +83,10 @@ def build_direction_problem(
     tranches: list[float] = []
 
     for b, br in enumerate(network.branches):
-        rating_kw = None if br.rating is None else getattr(br.rating, f"{direction}_kw")
-        if rating_kw is None:
+        rating_w = None if br.rating is None else getattr(br.rating, f"{direction}_w")
+        if rating_w is None:
             continue
         flow = flows_w[:, b] if direction == "export" else -flows_w[:, b]
-        rating_w = rating_kw * 1000.0
         names.append(f"thermal:{br.name}")
         kinds.append("thermal")
         assets.append(br.name)
@@ -95,8 +94,8 @@ def build_direction_problem(
         rows.append(topo.on_path[b, site_nodes].astype(float))
         forecasts.append(flow)
         headrooms.append(rating_w - flow)
-        tranche_kw = getattr(br, f"tranche_{direction}_kw")
-        tranches.append(np.inf if tranche_kw is None else tranche_kw * 1000.0)
+        tranche_w = getattr(br, f"tranche_{direction}_w")
+        tranches.append(np.inf if tranche_w is None else tranche_w)
 
     for n, node in enumerate(network.nodes):
         bound = node.v_max_pu if direction == "export" else node.v_min_pu

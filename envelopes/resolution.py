@@ -14,6 +14,5 @@ def resolutions_w(sites: Sequence[Site], resolution_w: float, resolution_pct: fl
     new control every five minutes; 1 % of its size keeps the list short and the limit conservative.
     """
     return {
-        s.id: max(resolution_w, resolution_pct / 100 * 1000 * max(s.max_export_kw, s.max_import_kw))
-        for s in sites
+        s.id: max(resolution_w, resolution_pct / 100 * max(s.max_export_w, s.max_import_w)) for s in sites
     }

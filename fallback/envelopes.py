@@ -39,7 +39,7 @@ def fallback_envelope_set(
             export[:, j] = safe[site.id].export_limit_w
             imp[:, j] = safe[site.id].import_limit_w
         else:
-            bounds = agreement_bounds(site.agreement, times, site.max_export_kw, site.max_import_kw)
+            bounds = agreement_bounds(site.agreement, times, site.max_export_w, site.max_import_w)
             export[:, j], imp[:, j] = bounds.export_cap_w, bounds.import_cap_w
     return EnvelopeSet(
         site_ids=tuple(s.id for s in sites),

@@ -22,9 +22,7 @@ def hold_at_fallback(nf: NetworkFile, held: Mapping[str, SafeDefault]) -> Networ
     sites = tuple(
         replace(
             s,
-            agreement=Limited(
-                export_kw=held[s.id].export_limit_w / 1000.0, import_kw=held[s.id].import_limit_w / 1000.0
-            ),
+            agreement=Limited(export_w=held[s.id].export_limit_w, import_w=held[s.id].import_limit_w),
         )
         if s.id in held
         else s

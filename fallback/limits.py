@@ -207,7 +207,7 @@ def compute_fallback(
     topo = network.topology  # validates the network
     validate_sites(network, sites)
     flexible = [
-        (s, agreement_bounds(s.agreement, _ONE_INTERVAL, s.max_export_kw, s.max_import_kw))
+        (s, agreement_bounds(s.agreement, _ONE_INTERVAL, s.max_export_w, s.max_import_w))
         for s in sites
         if s.agreement.flexible
     ]

@@ -45,9 +45,7 @@ def site_rating_w(site: Site, rated_w: Mapping[str, float] | None = None) -> flo
     agreement lets it export or import; a ramp in percent of the rating, and a gross limit meant not
     to bind, must count the larger of the two.
     """
-    return max(
-        site.max_export_kw * 1000.0, site.max_import_kw * 1000.0, float((rated_w or {}).get(site.id, 0.0))
-    )
+    return max(site.max_export_w, site.max_import_w, float((rated_w or {}).get(site.id, 0.0)))
 
 
 @dataclass(frozen=True)

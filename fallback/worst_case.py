@@ -82,10 +82,10 @@ _ALL_TIMES = _every_month_hour_both_sides()
 def peak_agreed_w(site: Site) -> tuple[float, float]:
     """Highest export and import (W) the site's agreement ever allows, capped by its agreed maxima.
 
-    Uses the agreement's own `limits_kw`, so a new agreement kind needs no change here.
+    Uses the agreement's own `limits_w`, so a new agreement kind needs no change here.
     """
-    export_kw, import_kw = site.agreement.limits_kw(_ALL_TIMES, site.max_export_kw, site.max_import_kw)
-    return float(np.max(export_kw)) * 1000.0, float(np.max(import_kw)) * 1000.0
+    export_w, import_w = site.agreement.limits_w(_ALL_TIMES, site.max_export_w, site.max_import_w)
+    return float(np.max(export_w)), float(np.max(import_w))
 
 
 def background_injection_w(
@@ -97,7 +97,7 @@ def background_injection_w(
     pv_f = worst.export_pv_fraction if direction == "export" else worst.import_pv_fraction
     for n, node in enumerate(network.nodes):
         load_f = worst.export_load(node.load_profile) if direction == "export" else worst.import_load_fraction
-        out[0, n] = (node.pv_kw * pv_f - node.load_kw * load_f) * 1000.0
+        out[0, n] = node.pv_w * pv_f - node.load_w * load_f
     for site in sites:
         if site.agreement.flexible:
             continue

@@ -55,50 +55,44 @@ class AgreementRecord(Protocol):
     def queue_position(self) -> int | None: ...
 
 
-def _kw(value_w: float | None) -> float | None:
-    return None if value_w is None else value_w / 1000.0
+def _or(value_w: float | None, file_w: float) -> float:
+    """The record's maximum if it has one, else the network file's (both in W)."""
+    return file_w if value_w is None else value_w
 
 
-def _or(value_w: float | None, file_kw: float) -> float:
-    """The record's maximum in kW if it has one, else the network file's."""
-    return file_kw if value_w is None else value_w / 1000.0
-
-
-def _schedule_kw(points: Sequence[Mapping[str, Any]], key: str) -> np.ndarray | None:
-    """A 12 x 24 grid in kW; hours without a value are unlimited (the site maximum applies)."""
+def _schedule_w(points: Sequence[Mapping[str, Any]], key: str) -> np.ndarray | None:
+    """A 12 x 24 grid in W; hours without a value are unlimited (the site maximum applies)."""
     grid = np.full((MONTHS, HOURS), np.inf)
     given = False
     for p in points:
         value = p.get(key)
         if value is not None:
-            grid[int(p["month"]) - 1, int(p["hour"])] = float(value) / 1000.0
+            grid[int(p["month"]) - 1, int(p["hour"])] = float(value)
             given = True
     return grid if given else None
 
 
 def record_agreement(record: AgreementRecord) -> Agreement:
-    """The network model's agreement for an operator's record (stored in W, the model in kW)."""
+    """The network model's agreement for an operator's record (both in W: no conversion here)."""
     kind = str(record.kind)
     if kind == "limited":
-        return Limited(export_kw=_kw(record.export_limit_w), import_kw=_kw(record.import_limit_w))
+        return Limited(export_w=record.export_limit_w, import_w=record.import_limit_w)
     if kind == "dynamic":
         return Dynamic(
-            export_floor_kw=_kw(record.export_floor_w) or 0.0,
-            import_floor_kw=_kw(record.import_floor_w) or 0.0,
+            export_floor_w=record.export_floor_w or 0.0,
+            import_floor_w=record.import_floor_w or 0.0,
         )
     if kind == "scheduled":
         points = record.schedule or ()
-        return Scheduled(
-            export_kw=_schedule_kw(points, "export_w"), import_kw=_schedule_kw(points, "import_w")
-        )
+        return Scheduled(export_w=_schedule_w(points, "export_w"), import_w=_schedule_w(points, "import_w"))
     if kind == "staggered":
         # The staggered limits hold until `staggered_until_s`; the agreement's own limits after it.
         return Staggered(
             switch_at=datetime.fromtimestamp(record.staggered_until_s or 0, UTC),
-            before_export_kw=_kw(record.staggered_export_w),
-            before_import_kw=_kw(record.staggered_import_w),
-            after_export_kw=_kw(record.export_limit_w),
-            after_import_kw=_kw(record.import_limit_w),
+            before_export_w=record.staggered_export_w,
+            before_import_w=record.staggered_import_w,
+            after_export_w=record.export_limit_w,
+            after_import_w=record.import_limit_w,
         )
     return Firm()
 
@@ -117,8 +111,8 @@ def apply_agreement_records(nf: NetworkFile, by_nmi: Mapping[str, AgreementRecor
             replace(
                 s,
                 agreement=record_agreement(record),
-                max_export_kw=_or(record.max_export_w, s.max_export_kw),
-                max_import_kw=_or(record.max_import_w, s.max_import_kw),
+                max_export_w=_or(record.max_export_w, s.max_export_w),
+                max_import_w=_or(record.max_import_w, s.max_import_w),
                 queue_position=s.queue_position if record.queue_position is None else record.queue_position,
             )
         )

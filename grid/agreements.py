@@ -19,6 +19,7 @@ from typing import ClassVar
 import numpy as np
 
 from gridshare.grid.localtime import local_month_hour
+from gridshare.grid.units import W_PER_KW
 
 MONTHS = 12
 HOURS = 24
@@ -67,15 +68,21 @@ class AgreementBounds:
     flexible: bool
 
 
-def _cap(value_kw: float | None, max_kw: float) -> float:
+def _cap(value_w: float | None, max_w: float) -> float:
     """An agreed value never exceeds the site's agreed maximum; None means 'the maximum'."""
-    return max_kw if value_kw is None else min(value_kw, max_kw)
+    return max_w if value_w is None else min(value_w, max_w)
 
 
-def _check_kw(path: str, value: float | None) -> list[tuple[str, str]]:
-    if value is None or (math.isfinite(value) and value >= 0):
+def _kw(value_w: float) -> float:
+    """A value of the model (W) as the network file writes it (kW): problems name the file's fields."""
+    return value_w / W_PER_KW
+
+
+def _check(path: str, value_w: float | None) -> list[tuple[str, str]]:
+    """`path` is the network file's field (in kW), so the message quotes the value in kW."""
+    if value_w is None or (math.isfinite(value_w) and value_w >= 0):
         return []
-    return [(path, f"must be >= 0 kW, got {value}")]
+    return [(path, f"must be >= 0 kW, got {_kw(value_w)}")]
 
 
 @dataclass(frozen=True)
@@ -85,40 +92,39 @@ class Firm:
     kind: ClassVar[str] = "firm"
     flexible: ClassVar[bool] = False
 
-    def problems(self, max_export_kw: float, max_import_kw: float) -> list[tuple[str, str]]:
+    def problems(self, max_export_w: float, max_import_w: float) -> list[tuple[str, str]]:
         return []
 
-    def limits_kw(
-        self, times: IntervalTimes, max_export_kw: float, max_import_kw: float
+    def limits_w(
+        self, times: IntervalTimes, max_export_w: float, max_import_w: float
     ) -> tuple[np.ndarray, np.ndarray]:
         n = len(times)
-        return np.full(n, max_export_kw), np.full(n, max_import_kw)
+        return np.full(n, max_export_w), np.full(n, max_import_w)
 
 
 @dataclass(frozen=True)
 class Limited:
     """One export value and one import value (None = the site maximum)."""
 
-    export_kw: float | None = None
-    import_kw: float | None = None
+    export_w: float | None = None
+    import_w: float | None = None
     kind: ClassVar[str] = "limited"
     flexible: ClassVar[bool] = False
 
-    def problems(self, max_export_kw: float, max_import_kw: float) -> list[tuple[str, str]]:
-        return _check_kw("export_kw", self.export_kw) + _check_kw("import_kw", self.import_kw)
+    def problems(self, max_export_w: float, max_import_w: float) -> list[tuple[str, str]]:
+        return _check("export_kw", self.export_w) + _check("import_kw", self.import_w)
 
-    def limits_kw(
-        self, times: IntervalTimes, max_export_kw: float, max_import_kw: float
+    def limits_w(
+        self, times: IntervalTimes, max_export_w: float, max_import_w: float
     ) -> tuple[np.ndarray, np.ndarray]:
         n = len(times)
-        return np.full(n, _cap(self.export_kw, max_export_kw)), np.full(
-            n, _cap(self.import_kw, max_import_kw)
-        )
+        return np.full(n, _cap(self.export_w, max_export_w)), np.full(n, _cap(self.import_w, max_import_w))
 
 
 def schedule_grid(values: object) -> np.ndarray:
-    """Expand a schedule to 12 x 24 kW: scalar, 24 hourly values (every month), 12 monthly values,
-    12 lists of 24, or 288 values month-major. Raises ValueError saying which shapes are accepted.
+    """Expand a schedule to 12 x 24 values in its own unit (kW in the network file): a scalar,
+    24 hourly values (every month), 12 monthly values, 12 lists of 24, or 288 values month-major.
+    Raises ValueError saying which shapes are accepted.
     """
     try:
         arr = np.asarray(values, dtype=float)
@@ -145,33 +151,33 @@ def schedule_grid(values: object) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Scheduled:
-    """A limit per local month-hour (12 x 24 kW grid); None = the site maximum all year."""
+    """A limit per local month-hour (12 x 24 grid in W); None = the site maximum all year."""
 
-    export_kw: np.ndarray | None = None
-    import_kw: np.ndarray | None = None
+    export_w: np.ndarray | None = None
+    import_w: np.ndarray | None = None
     kind: ClassVar[str] = "scheduled"
     flexible: ClassVar[bool] = False
 
-    def problems(self, max_export_kw: float, max_import_kw: float) -> list[tuple[str, str]]:
+    def problems(self, max_export_w: float, max_import_w: float) -> list[tuple[str, str]]:
         found: list[tuple[str, str]] = []
-        for name in ("export_kw", "import_kw"):
+        for name in ("export_w", "import_w"):
             grid = getattr(self, name)
             if grid is not None and (np.shape(grid) != (MONTHS, HOURS) or np.any(np.asarray(grid) < 0)):
-                found.append((name, "must be a 12 x 24 grid of values >= 0 kW"))
+                found.append((name.replace("_w", "_kw"), "must be a 12 x 24 grid of values >= 0 kW"))
         return found
 
-    def limits_kw(
-        self, times: IntervalTimes, max_export_kw: float, max_import_kw: float
+    def limits_w(
+        self, times: IntervalTimes, max_export_w: float, max_import_w: float
     ) -> tuple[np.ndarray, np.ndarray]:
-        return self._lookup(self.export_kw, times, max_export_kw), self._lookup(
-            self.import_kw, times, max_import_kw
+        return self._lookup(self.export_w, times, max_export_w), self._lookup(
+            self.import_w, times, max_import_w
         )
 
     @staticmethod
-    def _lookup(grid: np.ndarray | None, times: IntervalTimes, max_kw: float) -> np.ndarray:
+    def _lookup(grid: np.ndarray | None, times: IntervalTimes, max_w: float) -> np.ndarray:
         if grid is None:
-            return np.full(len(times), max_kw)
-        return np.minimum(np.asarray(grid)[times.month - 1, times.hour], max_kw)
+            return np.full(len(times), max_w)
+        return np.minimum(np.asarray(grid)[times.month - 1, times.hour], max_w)
 
 
 @dataclass(frozen=True)
@@ -179,32 +185,33 @@ class Staggered:
     """A temporary limit until `switch_at` (e.g. an upgrade's completion), then a higher one."""
 
     switch_at: datetime
-    before_export_kw: float | None = None
-    before_import_kw: float | None = None
-    after_export_kw: float | None = None
-    after_import_kw: float | None = None
+    before_export_w: float | None = None
+    before_import_w: float | None = None
+    after_export_w: float | None = None
+    after_import_w: float | None = None
     kind: ClassVar[str] = "staggered"
     flexible: ClassVar[bool] = False
 
-    def problems(self, max_export_kw: float, max_import_kw: float) -> list[tuple[str, str]]:
+    def problems(self, max_export_w: float, max_import_w: float) -> list[tuple[str, str]]:
         found: list[tuple[str, str]] = []
-        for name in ("before_export_kw", "before_import_kw", "after_export_kw", "after_import_kw"):
-            found += _check_kw(
-                name.replace("_export", ".export").replace("_import", ".import"), getattr(self, name)
+        for name in ("before_export_w", "before_import_w", "after_export_w", "after_import_w"):
+            found += _check(
+                name.replace("_export", ".export").replace("_import", ".import").replace("_w", "_kw"),
+                getattr(self, name),
             )
         if self.switch_at.tzinfo is None:
             found.append(("switch_at", "needs a time zone"))
         return found
 
-    def limits_kw(
-        self, times: IntervalTimes, max_export_kw: float, max_import_kw: float
+    def limits_w(
+        self, times: IntervalTimes, max_export_w: float, max_import_w: float
     ) -> tuple[np.ndarray, np.ndarray]:
         after = times.epoch_s >= int(self.switch_at.timestamp())
         export = np.where(
-            after, _cap(self.after_export_kw, max_export_kw), _cap(self.before_export_kw, max_export_kw)
+            after, _cap(self.after_export_w, max_export_w), _cap(self.before_export_w, max_export_w)
         )
         imp = np.where(
-            after, _cap(self.after_import_kw, max_import_kw), _cap(self.before_import_kw, max_import_kw)
+            after, _cap(self.after_import_w, max_import_w), _cap(self.before_import_w, max_import_w)
         )
         return export.astype(float), imp.astype(float)
 
@@ -213,39 +220,39 @@ class Staggered:
 class Dynamic:
     """Managed by dynamic operating envelopes between a static floor and the site maxima.
 
-    `import_floor_kw` is the guaranteed base import a load keeps however congested the feeder is.
+    `import_floor_w` is the guaranteed base import a load keeps however congested the feeder is.
     """
 
-    export_floor_kw: float = 0.0
-    import_floor_kw: float = 0.0
+    export_floor_w: float = 0.0
+    import_floor_w: float = 0.0
     kind: ClassVar[str] = "dynamic"
     flexible: ClassVar[bool] = True
 
-    def problems(self, max_export_kw: float, max_import_kw: float) -> list[tuple[str, str]]:
-        found = _check_kw("export_floor_kw", self.export_floor_kw) + _check_kw(
-            "import_floor_kw", self.import_floor_kw
+    def problems(self, max_export_w: float, max_import_w: float) -> list[tuple[str, str]]:
+        found = _check("export_floor_kw", self.export_floor_w) + _check(
+            "import_floor_kw", self.import_floor_w
         )
-        if self.export_floor_kw > max_export_kw:
+        if self.export_floor_w > max_export_w:
             found.append(
                 (
                     "export_floor_kw",
-                    f"{self.export_floor_kw} kW exceeds the site's max_export_kw {max_export_kw}",
+                    f"{_kw(self.export_floor_w)} kW exceeds the site's max_export_kw {_kw(max_export_w)}",
                 )
             )
-        if self.import_floor_kw > max_import_kw:
+        if self.import_floor_w > max_import_w:
             found.append(
                 (
                     "import_floor_kw",
-                    f"{self.import_floor_kw} kW exceeds the site's max_import_kw {max_import_kw}",
+                    f"{_kw(self.import_floor_w)} kW exceeds the site's max_import_kw {_kw(max_import_w)}",
                 )
             )
         return found
 
-    def limits_kw(
-        self, times: IntervalTimes, max_export_kw: float, max_import_kw: float
+    def limits_w(
+        self, times: IntervalTimes, max_export_w: float, max_import_w: float
     ) -> tuple[np.ndarray, np.ndarray]:
         n = len(times)
-        return np.full(n, max_export_kw), np.full(n, max_import_kw)
+        return np.full(n, max_export_w), np.full(n, max_import_w)
 
 
 Agreement = Firm | Limited | Scheduled | Staggered | Dynamic
@@ -255,8 +262,8 @@ AGREEMENT_KINDS: dict[str, type] = {cls.kind: cls for cls in (Firm, Limited, Sch
 def agreement_bounds(
     agreement: Agreement,
     times: IntervalTimes | Sequence[datetime],
-    max_export_kw: float,
-    max_import_kw: float,
+    max_export_w: float,
+    max_import_w: float,
     tz: str = "UTC",
 ) -> AgreementBounds:
     """Floor and cap per direction for each interval, in W.
@@ -266,12 +273,12 @@ def agreement_bounds(
     """
     if not isinstance(times, IntervalTimes):
         times = IntervalTimes.build(times, tz)
-    export_kw, import_kw = agreement.limits_kw(times, max_export_kw, max_import_kw)
-    export_cap_w = np.asarray(export_kw, dtype=float) * 1000.0
-    import_cap_w = np.asarray(import_kw, dtype=float) * 1000.0
+    export_w, import_w = agreement.limits_w(times, max_export_w, max_import_w)
+    export_cap_w = np.asarray(export_w, dtype=float)
+    import_cap_w = np.asarray(import_w, dtype=float)
     if isinstance(agreement, Dynamic):
-        export_floor_w = np.minimum(np.full(len(times), agreement.export_floor_kw * 1000.0), export_cap_w)
-        import_floor_w = np.minimum(np.full(len(times), agreement.import_floor_kw * 1000.0), import_cap_w)
+        export_floor_w = np.minimum(np.full(len(times), agreement.export_floor_w), export_cap_w)
+        import_floor_w = np.minimum(np.full(len(times), agreement.import_floor_w), import_cap_w)
     else:
         export_floor_w, import_floor_w = export_cap_w.copy(), import_cap_w.copy()
     return AgreementBounds(

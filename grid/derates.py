@@ -68,8 +68,8 @@ def apply_derates(network: Network, derates: Sequence[Derate]) -> DeratedNetwork
             branches.append(b)
             continue
         scaled = Rating(
-            export_kw=None if b.rating.export_kw is None else b.rating.export_kw * f,
-            import_kw=None if b.rating.import_kw is None else b.rating.import_kw * f,
+            export_w=None if b.rating.export_w is None else b.rating.export_w * f,
+            import_w=None if b.rating.import_w is None else b.rating.import_w * f,
             source=f"{b.rating.source} derated x{f:g}",
         )
         branches.append(replace(b, rating=scaled))

@@ -3,6 +3,9 @@
 Every problem is reported with its path in the document (`network.branches[3].rating`), all
 at once, because the person reading the error is editing that file. The format is documented
 in docs/network-format.md.
+
+The file speaks kW (people write `max_export_kw: 5`); the model speaks W. This module is the one
+place that converts: `_w` on every power figure read, `rating_document` on the way back out.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ from gridshare.grid.network import (
     validate_network,
     validate_sites,
 )
-from gridshare.grid.presets import kw_for_amps, resolve_preset
+from gridshare.grid.presets import resolve_preset, w_for_amps
+from gridshare.grid.units import W_PER_KW
 
 _MISSING = object()
 
@@ -104,6 +108,24 @@ AGREEMENT_KEYS: dict[str, tuple[str, ...]] = {
     "staggered": ("type", "switch_at", "before", "after"),
     "dynamic": ("type", "export_floor_kw", "import_floor_kw"),
 }
+
+
+def _w(value_kw: float | None) -> float | None:
+    """A power figure of the file (kW) in the model's unit (W)."""
+    return None if value_kw is None else value_kw * W_PER_KW
+
+
+def _w0(value_kw: float) -> float:
+    """`_w` for a figure with a default (never None)."""
+    return value_kw * W_PER_KW
+
+
+def rating_document(rating: Rating | None) -> dict[str, float]:
+    """A Rating written back as the file's explicit `rating:` mapping, in kW (None: no rating)."""
+    if rating is None:
+        return {}
+    given = {"export_kw": rating.export_w, "import_kw": rating.import_w}
+    return {k: v / W_PER_KW for k, v in given.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -288,8 +310,8 @@ def _node(r: _Reader, raw: Any, path: str, v_min: float, v_max: float) -> Node:
         name=r.text(m, "name", path),
         v_min_pu=r.number(m, "v_min_pu", path, v_min) if m.get("v_min_pu", 0) is not None else None,
         v_max_pu=r.number(m, "v_max_pu", path, v_max) if m.get("v_max_pu", 0) is not None else None,
-        load_kw=r.number(m, "load_kw", path, 0.0, minimum=0),
-        pv_kw=r.number(m, "pv_kw", path, 0.0, minimum=0),
+        load_w=_w0(r.number(m, "load_kw", path, 0.0, minimum=0)),
+        pv_w=_w0(r.number(m, "pv_kw", path, 0.0, minimum=0)),
         load_profile=r.text(m, "load_profile", path, "residential"),
     )
 
@@ -311,8 +333,8 @@ def _branch(r: _Reader, raw: Any, path: str, pf: float) -> Branch:
         base_kv=base_kv,
         kind=kind,
         rating=rating,
-        tranche_export_kw=tranche_export,
-        tranche_import_kw=tranche_import,
+        tranche_export_w=_w(tranche_export),
+        tranche_import_w=_w(tranche_import),
         regulate_pu=r.number(m, "regulate_pu", path, None, positive=True),
     )
 
@@ -330,7 +352,7 @@ def _directional(r: _Reader, raw: Any, path: str) -> tuple[float | None, float |
 
 
 def _rating(r: _Reader, raw: Any, path: str, base_kv: float, pf: float) -> Rating | None:
-    """A preset name, or kW / kVA / amps for both directions or per direction."""
+    """A preset name, or kW / kVA / amps for both directions or per direction; the Rating is in W."""
     if raw is None:
         return None
     if isinstance(raw, str):
@@ -352,11 +374,15 @@ def _rating(r: _Reader, raw: Any, path: str, base_kv: float, pf: float) -> Ratin
         name = r.text(m, "preset", path)
         try:
             base = resolve_preset(name, base_kv, pf, f"{path}.preset")
-            values = {"export": base.export_kw, "import": base.import_kw}
+            values = {"export": base.export_w, "import": base.import_w}  # already in W
             source = name
         except NetworkError as exc:
             r.problems.extend(exc.problems)
-    to_kw = {"kw": lambda v: v, "kva": lambda v: v * pf, "amps": lambda v: kw_for_amps(v, base_kv, pf)}
+    to_w = {
+        "kw": lambda v: v * W_PER_KW,
+        "kva": lambda v: v * pf * W_PER_KW,
+        "amps": lambda v: w_for_amps(v, base_kv, pf),
+    }
     for direction in ("export", "import"):
         given = [
             k
@@ -369,11 +395,11 @@ def _rating(r: _Reader, raw: Any, path: str, base_kv: float, pf: float) -> Ratin
         if given:
             key = given[0]
             value = r.number(m, key, path, positive=True)
-            values[direction] = to_kw[key.split("_")[-1]](value)
+            values[direction] = to_w[key.split("_")[-1]](value)
     if values["export"] is None and values["import"] is None:
         r.fail(path, "gives no rating in either direction")
         return None
-    return Rating(export_kw=values["export"], import_kw=values["import"], source=source)
+    return Rating(export_w=values["export"], import_w=values["import"], source=source)
 
 
 def _site(r: _Reader, raw: Any, path: str, zone: ZoneInfo) -> Site:
@@ -390,14 +416,14 @@ def _site(r: _Reader, raw: Any, path: str, zone: ZoneInfo) -> Site:
         node=r.text(m, "node", path),
         nmi=r.text(m, "nmi", path, None),
         agreement=_agreement(r, m.get("agreement", _MISSING), f"{path}.agreement", zone),
-        max_export_kw=r.number(m, "max_export_kw", path, pv_kw, minimum=0),
-        max_import_kw=r.number(m, "max_import_kw", path, load_kw, minimum=0),
+        max_export_w=_w0(r.number(m, "max_export_kw", path, pv_kw, minimum=0)),
+        max_import_w=_w0(r.number(m, "max_import_kw", path, load_kw, minimum=0)),
         queue_position=queue,
         weight=r.number(m, "weight", path, None, positive=True),
-        pv_kw=pv_kw,
-        load_kw=load_kw,
+        pv_w=_w0(pv_kw),
+        load_w=_w0(load_kw),
         load_profile=r.text(fc, "load_profile", f"{path}.forecast", "residential"),
-        max_step_kw=r.number(m, "max_step_kw", path, None, positive=True),
+        max_step_w=_w(r.number(m, "max_step_kw", path, None, positive=True)),
         guarantee=_guarantee(r, m.get("curtailment_guarantee"), f"{path}.curtailment_guarantee"),
     )
 
@@ -438,12 +464,13 @@ def _agreement(r: _Reader, raw: Any, path: str, zone: ZoneInfo) -> Agreement:
         return Firm()
     if kind == "limited":
         return Limited(
-            r.number(m, "export_kw", path, None, minimum=0), r.number(m, "import_kw", path, None, minimum=0)
+            _w(r.number(m, "export_kw", path, None, minimum=0)),
+            _w(r.number(m, "import_kw", path, None, minimum=0)),
         )
     if kind == "dynamic":
         return Dynamic(
-            export_floor_kw=r.number(m, "export_floor_kw", path, 0.0, minimum=0),
-            import_floor_kw=r.number(m, "import_floor_kw", path, 0.0, minimum=0),
+            export_floor_w=_w0(r.number(m, "export_floor_kw", path, 0.0, minimum=0)),
+            import_floor_w=_w0(r.number(m, "import_floor_kw", path, 0.0, minimum=0)),
         )
     if kind == "scheduled":
         grids: dict[str, np.ndarray | None] = {}
@@ -452,20 +479,20 @@ def _agreement(r: _Reader, raw: Any, path: str, zone: ZoneInfo) -> Agreement:
                 grids[key] = None
                 continue
             try:
-                grids[key] = schedule_grid(m[key])
+                grids[key] = schedule_grid(m[key]) * W_PER_KW
             except ValueError as exc:
                 r.fail(f"{path}.{key}", str(exc))
                 grids[key] = None
-        return Scheduled(export_kw=grids["export_kw"], import_kw=grids["import_kw"])
+        return Scheduled(export_w=grids["export_kw"], import_w=grids["import_kw"])
     switch_at = _moment(r, m.get("switch_at", _MISSING), f"{path}.switch_at", zone)
     before = r.mapping(m.get("before", {}), f"{path}.before", ("export_kw", "import_kw"))
     after = r.mapping(m.get("after", {}), f"{path}.after", ("export_kw", "import_kw"))
     return Staggered(
         switch_at=switch_at,
-        before_export_kw=r.number(before, "export_kw", f"{path}.before", None, minimum=0),
-        before_import_kw=r.number(before, "import_kw", f"{path}.before", None, minimum=0),
-        after_export_kw=r.number(after, "export_kw", f"{path}.after", None, minimum=0),
-        after_import_kw=r.number(after, "import_kw", f"{path}.after", None, minimum=0),
+        before_export_w=_w(r.number(before, "export_kw", f"{path}.before", None, minimum=0)),
+        before_import_w=_w(r.number(before, "import_kw", f"{path}.before", None, minimum=0)),
+        after_export_w=_w(r.number(after, "export_kw", f"{path}.after", None, minimum=0)),
+        after_import_w=_w(r.number(after, "import_kw", f"{path}.after", None, minimum=0)),
     )
 
 

@@ -2,9 +2,11 @@
 
 A network is a tree rooted at the zone-substation transformer's source bus. Branches are
 transformers or lines; each may carry a thermal rating per direction, already converted to
-kW (see `presets.py` for kVA/amp conversions). Validation collects every problem it finds
-and names each by its path in the input (`branches[3].rating`), because a planner fixing a
-file wants the whole list at once, not one error per run.
+W (see `presets.py` for kVA/amp conversions). The whole model is in watts: the network file is
+written in kW for people and `netfile.py` converts once, on the way in and on the way back out.
+Validation collects every problem it finds and names each by its path in the input
+(`branches[3].rating`, the file's kW field names), because a planner fixing a file wants the
+whole list at once, not one error per run.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from functools import cached_property
 import numpy as np
 
 from gridshare.grid.agreements import Agreement, CurtailmentGuarantee
+from gridshare.grid.units import W_PER_KW
 
 DEFAULT_V_MIN_PU = 0.94
 DEFAULT_V_MAX_PU = 1.10
@@ -52,25 +55,25 @@ class NetworkError(ValueError):
 
 @dataclass(frozen=True)
 class Rating:
-    """Thermal limit of one asset in each direction, in kW (None = not constrained that way).
+    """Thermal limit of one asset in each direction, in W (None = not constrained that way).
 
     Export = reverse flow (towards the source); import = forward flow (towards customers).
     """
 
-    export_kw: float | None
-    import_kw: float | None
+    export_w: float | None
+    import_w: float | None
     source: str = "explicit"  # preset name or "explicit": shown in reports so limits can be traced
 
 
 @dataclass(frozen=True)
 class Node:
-    """A bus. `load_kw`/`pv_kw` are peaks of customers not modelled as sites (uncontrolled)."""
+    """A bus. `load_w`/`pv_w` are peaks of customers not modelled as sites (uncontrolled)."""
 
     name: str
     v_min_pu: float | None = DEFAULT_V_MIN_PU
     v_max_pu: float | None = DEFAULT_V_MAX_PU
-    load_kw: float = 0.0
-    pv_kw: float = 0.0
+    load_w: float = 0.0
+    pv_w: float = 0.0
     load_profile: str = "residential"
 
 
@@ -90,8 +93,8 @@ class Branch:
     base_kv: float = 12.47
     kind: str = "line"
     rating: Rating | None = None
-    tranche_export_kw: float | None = None
-    tranche_import_kw: float | None = None
+    tranche_export_w: float | None = None
+    tranche_import_w: float | None = None
     regulate_pu: float | None = None  # an on-load tap changer / regulator holds `to_node` at this voltage
 
 
@@ -102,15 +105,15 @@ class Site:
     id: str
     node: str
     agreement: Agreement
-    max_export_kw: float
-    max_import_kw: float
+    max_export_w: float
+    max_import_w: float
     nmi: str | None = None
     queue_position: int | None = None
     weight: float | None = None
-    pv_kw: float = 0.0
-    load_kw: float = 0.0
+    pv_w: float = 0.0
+    load_w: float = 0.0
     load_profile: str = "residential"
-    max_step_kw: float | None = None
+    max_step_w: float | None = None
     guarantee: CurtailmentGuarantee | None = None  # curtailment cap and compensation, if agreed
 
 
@@ -157,6 +160,16 @@ class Network:
         return [self.nodes[n].name for n in np.flatnonzero(self.topology.on_path[b])]
 
 
+def _kw(value_w: float) -> float:
+    """A model value (W) as the network file writes it (kW): problems name the file's fields."""
+    return value_w / W_PER_KW
+
+
+def _file_name(attr: str) -> str:
+    """The network file's name for a model field (`max_export_w` is `max_export_kw` there)."""
+    return attr[: -len("_w")] + "_kw"
+
+
 def _positive(value: float | None) -> bool:
     return value is not None and math.isfinite(value) and value > 0
 
@@ -188,10 +201,10 @@ def validate_network(network: Network) -> None:
             )
         if node.v_min_pu is not None and node.v_max_pu is not None and node.v_min_pu >= node.v_max_pu:
             problems.append(Problem(f"{p}.v_min_pu", f"must be below v_max_pu ({node.v_max_pu})"))
-        for attr in ("load_kw", "pv_kw"):
+        for attr in ("load_w", "pv_w"):
             value = getattr(node, attr)
             if not (math.isfinite(value) and value >= 0):
-                problems.append(Problem(f"{p}.{attr}", f"must be >= 0, got {value}"))
+                problems.append(Problem(f"{p}.{_file_name(attr)}", f"must be >= 0, got {_kw(value)}"))
     if not network.nodes:
         problems.append(Problem("nodes", "at least one node is required"))
 
@@ -232,20 +245,22 @@ def validate_network(network: Network) -> None:
         if not _positive(br.base_kv):
             problems.append(Problem(f"{p}.base_kv", f"must be > 0, got {br.base_kv}"))
         if br.rating is not None:
-            for direction in ("export_kw", "import_kw"):
+            for direction in ("export_w", "import_w"):
                 value = getattr(br.rating, direction)
                 if value is not None and not _positive(value):
-                    problems.append(Problem(f"{p}.rating.{direction}", f"must be > 0, got {value}"))
+                    problems.append(
+                        Problem(f"{p}.rating.{_file_name(direction)}", f"must be > 0, got {_kw(value)}")
+                    )
         if br.regulate_pu is not None and not (0.8 <= br.regulate_pu <= 1.2):
             problems.append(
                 Problem(
                     f"{p}.regulate_pu", f"must be a per-unit setpoint in [0.8, 1.2], got {br.regulate_pu}"
                 )
             )
-        for attr in ("tranche_export_kw", "tranche_import_kw"):
+        for attr in ("tranche_export_w", "tranche_import_w"):
             value = getattr(br, attr)
             if value is not None and not (math.isfinite(value) and value >= 0):
-                problems.append(Problem(f"{p}.{attr}", f"must be >= 0, got {value}"))
+                problems.append(Problem(f"{p}.{_file_name(attr)}", f"must be >= 0, got {_kw(value)}"))
 
     if not (0 < network.power_factor <= 1):
         problems.append(Problem("power_factor", f"must be in (0, 1], got {network.power_factor}"))
@@ -323,19 +338,19 @@ def validate_sites(network: Network, sites: Iterable[Site]) -> None:
             seen[site.id] = i
         if site.node not in names:
             problems.append(Problem(f"{p}.node", f"unknown node {site.node!r}"))
-        for attr in ("max_export_kw", "max_import_kw", "pv_kw", "load_kw"):
+        for attr in ("max_export_w", "max_import_w", "pv_w", "load_w"):
             value = getattr(site, attr)
             if not (math.isfinite(value) and value >= 0):
-                problems.append(Problem(f"{p}.{attr}", f"must be >= 0, got {value}"))
+                problems.append(Problem(f"{p}.{_file_name(attr)}", f"must be >= 0, got {_kw(value)}"))
         if site.weight is not None and not _positive(site.weight):
             problems.append(Problem(f"{p}.weight", f"must be > 0, got {site.weight}"))
         if site.queue_position is not None and site.queue_position < 0:
             problems.append(Problem(f"{p}.queue_position", f"must be >= 0, got {site.queue_position}"))
-        if site.max_step_kw is not None and not _positive(site.max_step_kw):
-            problems.append(Problem(f"{p}.max_step_kw", f"must be > 0, got {site.max_step_kw}"))
+        if site.max_step_w is not None and not _positive(site.max_step_w):
+            problems.append(Problem(f"{p}.max_step_kw", f"must be > 0, got {_kw(site.max_step_w)}"))
         problems.extend(
             Problem(f"{p}.agreement{'.' + sub if sub else ''}", message)
-            for sub, message in site.agreement.problems(site.max_export_kw, site.max_import_kw)
+            for sub, message in site.agreement.problems(site.max_export_w, site.max_import_w)
         )
     if problems:
         raise NetworkError(problems)

@@ -12,7 +12,7 @@ A network file may say `rating: dominion/12-16-20` instead of numbers. Figures c
 
 The document speaks only to reverse flow on transformers; for forward flow (import) we use
 the top (forced-cooled) nameplate rating, which is the transformer's maximum load rating.
-MVA figures are converted to kW at the network's assumed power factor.
+MVA figures are converted to W (the model's unit) at the network's assumed power factor.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 
 from gridshare.grid.network import NetworkError, Rating
+from gridshare.grid.units import W_PER_KW, W_PER_MW
 
 STANDARD_CIRCUIT_A = 600.0  # Dominion standard circuit maximum (2.4.1)
 AAC_477_A = 644.0  # Dominion 477 AAC conductor rating (2.4.1)
@@ -117,6 +118,11 @@ def kw_for_amps(amps: float, v_ll_kv: float, power_factor: float = 1.0) -> float
     return math.sqrt(3.0) * v_ll_kv * amps * power_factor
 
 
+def w_for_amps(amps: float, v_ll_kv: float, power_factor: float = 1.0) -> float:
+    """`kw_for_amps` in watts, for the model (which holds W)."""
+    return kw_for_amps(amps, v_ll_kv, power_factor) * W_PER_KW
+
+
 def typical_aggregate_der_mw(v_ll_kv: float) -> float:
     """Table 3 guidance for a circuit voltage; raises KeyError for voltages the table lacks."""
     for kv, mw in TYPICAL_AGGREGATE_DER_MW.items():
@@ -134,28 +140,28 @@ def _transformer(preset: str) -> TransformerPreset:
 
 
 def resolve_preset(name: str, base_kv: float, power_factor: float, path: str = "rating") -> Rating:
-    """Turn a preset name into a Rating in kW for a branch at `base_kv`.
+    """Turn a preset name into a Rating in W for a branch at `base_kv`.
 
     Raises NetworkError naming `path`, so a bad name in a file points at its line.
     """
     if name in TRANSFORMER_PRESETS:
         spec = TRANSFORMER_PRESETS[name]
         return Rating(
-            export_kw=spec.reverse_flow_mva * 1000.0 * power_factor,
-            import_kw=spec.top_mva * 1000.0 * power_factor,
+            export_w=spec.reverse_flow_mva * W_PER_MW * power_factor,
+            import_w=spec.top_mva * W_PER_MW * power_factor,
             source=name,
         )
     if name in CIRCUIT_PRESETS_A:
-        kw = kw_for_amps(CIRCUIT_PRESETS_A[name], base_kv, power_factor)
-        return Rating(export_kw=kw, import_kw=kw, source=name)
+        watts = w_for_amps(CIRCUIT_PRESETS_A[name], base_kv, power_factor)
+        return Rating(export_w=watts, import_w=watts, source=name)
     if name == AGGREGATE_DER_PRESET:
         try:
             export_mw = typical_aggregate_der_mw(base_kv)
         except KeyError as exc:
             raise NetworkError(f"{exc.args[0]}; set base_kv to one of those or give kW", path) from None
         return Rating(
-            export_kw=export_mw * 1000.0,
-            import_kw=kw_for_amps(STANDARD_CIRCUIT_A, base_kv, power_factor),
+            export_w=export_mw * W_PER_MW,
+            import_w=w_for_amps(STANDARD_CIRCUIT_A, base_kv, power_factor),
             source=name,
         )
     raise NetworkError(f"unknown preset {name!r} (known: {', '.join(preset_names())})", path)

@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from gridshare.grid.network import Network
+from gridshare.grid.units import V_PER_KV
 
 
 def branch_voltage_coefficient_pu_per_w(network: Network) -> np.ndarray:
@@ -22,7 +23,7 @@ def branch_voltage_coefficient_pu_per_w(network: Network) -> np.ndarray:
     tan_phi = math.tan(math.acos(network.power_factor))
     out = np.empty(len(network.branches))
     for b, br in enumerate(network.branches):
-        v_base_v = br.base_kv * 1000.0
+        v_base_v = br.base_kv * V_PER_KV
         out[b] = (br.r_ohm + br.x_ohm * tan_phi) / (v_base_v * v_base_v)
     return out
 

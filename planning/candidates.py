@@ -27,6 +27,7 @@ import yaml
 
 from gridshare.grid.agreements import Agreement, Dynamic, Firm, Limited
 from gridshare.grid.network import Network, Site
+from gridshare.grid.units import W_PER_KW
 from gridshare.planning.errors import CandidateError
 
 FIELDS = (
@@ -82,11 +83,11 @@ def candidate_from_fields(
         raise CandidateError(f"{floor} kW is above export_kw {size}", file, "export_floor_kw", line)
     agreement: Agreement
     if kind == "dynamic":
-        agreement = Dynamic(export_floor_kw=floor)
+        agreement = Dynamic(export_floor_w=floor * W_PER_KW)
     elif kind == "firm":
         agreement = Firm()
     elif kind == "limited":
-        agreement = Limited(export_kw=size)
+        agreement = Limited(export_w=size * W_PER_KW)
     else:
         raise CandidateError(f"{kind!r}: use dynamic, firm or limited", file, "agreement", line)
     queue_raw = raw.get("queue_position")
@@ -100,11 +101,11 @@ def candidate_from_fields(
         id=str(raw.get("id") or f"candidate-{index + 1}").strip(),
         node=node,
         agreement=agreement,
-        max_export_kw=size,
-        max_import_kw=_number(raw.get("import_kw"), "import_kw", file, line, 0.0),
+        max_export_w=size * W_PER_KW,
+        max_import_w=_number(raw.get("import_kw"), "import_kw", file, line, 0.0) * W_PER_KW,
         queue_position=queue,
-        pv_kw=size,
-        load_kw=_number(raw.get("load_kw"), "load_kw", file, line, 0.0),
+        pv_w=size * W_PER_KW,
+        load_w=_number(raw.get("load_kw"), "load_kw", file, line, 0.0) * W_PER_KW,
         load_profile=str(raw.get("load_profile") or "flat").strip(),
     )
     return Candidate(site, technology)

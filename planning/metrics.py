@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from gridshare.grid.localtime import utc_offsets_s
+from gridshare.grid.units import W_PER_KW
 from gridshare.planning.yearrun import EVENT_SHARE, YearRun
 
 WH_PER_MWH = 1e6
@@ -36,7 +37,7 @@ def _keys(run: YearRun) -> dict[str, Any]:
 
 
 def _threshold_w(run: YearRun) -> np.ndarray:
-    return np.maximum(run.size_kw * 1000.0 * EVENT_SHARE, 1.0)
+    return np.maximum(run.size_w * EVENT_SHARE, 1.0)
 
 
 def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +68,7 @@ def site_summary(run: YearRun) -> pd.DataFrame:
                 "site_id": site_id,
                 "node": run.site_nodes[s],
                 "dynamic": bool(run.flexible[s]),
-                "size_kw": float(run.size_kw[s]),
+                "size_kw": float(run.size_w[s]) / W_PER_KW,  # the CSV's unit
                 "energy_available_mwh": float(available[s]),
                 "energy_curtailed_mwh": float(lost[s]),
                 "curtailed_pct": float(100.0 * lost[s] / available[s]) if available[s] > 0 else 0.0,
@@ -75,7 +76,7 @@ def site_summary(run: YearRun) -> pd.DataFrame:
                 "events": len(lengths),
                 "mean_event_h": float(lengths_h.mean()) if len(lengths) else 0.0,
                 "longest_event_h": float(lengths_h.max()) if len(lengths) else 0.0,
-                "peak_curtailed_kw": float(curtailed[:, s].max() / 1000.0) if len(curtailed) else 0.0,
+                "peak_curtailed_kw": float(curtailed[:, s].max() / W_PER_KW) if len(curtailed) else 0.0,
                 "import_wanted_mwh": float(import_wanted[s]),
                 "import_refused_mwh": float(imp_refused[:, s].sum() * h / WH_PER_MWH),
             }
@@ -158,7 +159,7 @@ def duration_curve(run: YearRun, points: int = 400) -> pd.DataFrame:
         ranks = np.unique(np.linspace(0, nonzero - 1, min(points, nonzero)).astype(int))
         parts.append(
             pd.DataFrame(
-                {"site_id": site_id, "hours": (ranks + 1) * h, "curtailed_kw": ordered[ranks, s] / 1000.0}
+                {"site_id": site_id, "hours": (ranks + 1) * h, "curtailed_kw": ordered[ranks, s] / W_PER_KW}
             )
         )
     columns = ["site_id", "hours", "curtailed_kw"]

@@ -1,7 +1,7 @@
 """Profiles for a study: shapes (share of a peak) on a uniform time grid, and the forecast they make.
 
 A table has a `time` column and one column per shape. Every value is a share of a peak given
-elsewhere (a site's or node's `pv_kw` / `load_kw`), so one table serves any size of site:
+elsewhere (a site's or node's `pv_w` / `load_w`), so one table serves any size of site:
 
 * `pv`: the PV shape of every site and node without one of its own (also the default technology
   of candidate sites); any other technology is a column of its name (`wind`, `hydro`, ...);
@@ -304,10 +304,10 @@ class ProfileUse:
 
 @dataclass(frozen=True)
 class Peaks:
-    """What one id draws its series from: peaks in kW and the names of its shapes."""
+    """What one id draws its series from: peaks in W and the names of its shapes."""
 
-    pv_kw: float
-    load_kw: float
+    pv_w: float
+    load_w: float
     generation_shape: str = "pv"
     load_shape: str = "residential"
 
@@ -317,9 +317,9 @@ def study_peaks(
 ) -> dict[str, Peaks]:
     """Peaks of every site (by id) and every node's other customers (`node:<name>`)."""
     technology = technology or {}
-    out = {s.id: Peaks(s.pv_kw, s.load_kw, technology.get(s.id, "pv"), s.load_profile) for s in sites}
+    out = {s.id: Peaks(s.pv_w, s.load_w, technology.get(s.id, "pv"), s.load_profile) for s in sites}
     for node in network.nodes:
-        out[f"node:{node.name}"] = Peaks(node.pv_kw, node.load_kw, "pv", node.load_profile)
+        out[f"node:{node.name}"] = Peaks(node.pv_w, node.load_w, "pv", node.load_profile)
     return out
 
 
@@ -375,13 +375,13 @@ def study_forecast(
     gen_w = np.zeros((n, len(ids)))
     for j, ident in enumerate(ids):
         p = peaks[ident]
-        if p.pv_kw > 0:
+        if p.pv_w > 0:
             shape, how = pick(ident, "generation", f"pv:{ident}", p.generation_shape)
-            gen_w[:, j] = p.pv_kw * 1000.0 * shape
+            gen_w[:, j] = p.pv_w * shape
             use.generation[ident] = how
-        if p.load_kw > 0:
+        if p.load_w > 0:
             shape, how = pick(ident, "load", f"load:{ident}", p.load_shape)
-            load_w[:, j] = p.load_kw * 1000.0 * shape
+            load_w[:, j] = p.load_w * shape
             use.load[ident] = how
     use.unused_columns = sorted(set(shapes) - used)
     issued = datetime.fromtimestamp(int(epoch_s[0]), UTC) if n else datetime.now(UTC)

@@ -22,6 +22,7 @@ import pandas as pd
 
 from gridshare.grid.agreements import Dynamic
 from gridshare.grid.network import Site
+from gridshare.grid.units import W_PER_KW
 from gridshare.planning import metrics
 from gridshare.planning.candidates import Candidate
 from gridshare.planning.errors import StudyError
@@ -43,11 +44,11 @@ def _candidate(
         id=site_id,
         node=node,
         agreement=Dynamic(),
-        max_export_kw=size_kw,
-        max_import_kw=0.0,
+        max_export_w=size_kw * W_PER_KW,  # the planner searches in kW (its CSV and report's unit)
+        max_import_w=0.0,
         queue_position=queue,
-        pv_kw=size_kw,
-        load_kw=0.0,
+        pv_w=size_kw * W_PER_KW,
+        load_w=0.0,
         load_profile="flat",
     )
     return Candidate(site, technology)
@@ -110,14 +111,14 @@ def marginal_curtailment(
 
 
 def _path_ratings_kw(study: Study, node: str) -> list[float]:
-    """Export ratings of the branches between `node` and the source."""
+    """Export ratings (kW, the planner's search unit) of the branches between `node` and the source."""
     net = study.network
     topo = net.topology
     k = topo.node_index[node]
     return [
-        float(b.rating.export_kw)
+        float(b.rating.export_w) / W_PER_KW
         for i, b in enumerate(net.branches)
-        if b.rating is not None and b.rating.export_kw is not None and topo.on_path[i, k]
+        if b.rating is not None and b.rating.export_w is not None and topo.on_path[i, k]
     ]
 
 
@@ -207,8 +208,8 @@ def _tranche_max_kw(study: Study, constraint: str, members: Sequence[str]) -> fl
     kind, _, asset = constraint.partition(":")
     if kind == "thermal":
         branch = next(b for b in study.network.branches if b.name == asset)
-        if branch.rating is not None and branch.rating.export_kw is not None:
-            return 3.0 * float(branch.rating.export_kw)
+        if branch.rating is not None and branch.rating.export_w is not None:
+            return 3.0 * float(branch.rating.export_w) / W_PER_KW
     return _default_max_kw(study, members)
 
 

@@ -26,6 +26,7 @@ import pandas as pd
 
 from gridshare.allocation.rules import POLICIES
 from gridshare.grid.network import Network, Site
+from gridshare.grid.units import W_PER_KW
 from gridshare.planning import metrics
 from gridshare.planning.candidates import Candidate, check_candidates, parse_inline, read_candidates
 from gridshare.planning.errors import ProfileError, StudyError
@@ -310,7 +311,7 @@ class Study:
                 {
                     "id": c.site.id,
                     "node": c.site.node,
-                    "export_kw": c.site.max_export_kw,
+                    "export_kw": c.site.max_export_w / W_PER_KW,  # the study summary's unit
                     "technology": c.technology,
                 }
                 for c in self.candidates

@@ -67,7 +67,7 @@ class YearRun:
     label: str
     site_ids: tuple[str, ...]
     site_nodes: tuple[str, ...]
-    size_kw: np.ndarray  # (n,) agreed export capacity
+    size_w: np.ndarray  # (n,) agreed export capacity
     flexible: np.ndarray  # (n,) bool
     epoch_s: np.ndarray  # (T,)
     interval_s: int
@@ -133,7 +133,7 @@ def run_year(
     sites = list(grid.sites)
     n_int, n_sites = grid.n_intervals, len(sites)
     # A ramp limit chains intervals: such a study runs as one piece so no chain is cut.
-    ramped = any(s.max_step_kw is not None for s in sites)
+    ramped = any(s.max_step_w is not None for s in sites)
     chunk = n_int if ramped else CHUNK_INTERVALS
     export = np.empty((n_int, n_sites))
     imports = np.empty((n_int, n_sites))
@@ -176,7 +176,7 @@ def run_year(
         label=grid.label,
         site_ids=tuple(s.id for s in sites),
         site_nodes=tuple(s.node for s in sites),
-        size_kw=np.array([s.max_export_kw for s in sites], dtype=float),
+        size_w=np.array([s.max_export_w for s in sites], dtype=float),
         flexible=np.array([s.agreement.flexible for s in sites], dtype=bool),
         epoch_s=grid.epoch_s,
         interval_s=grid.interval_s,

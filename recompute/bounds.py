@@ -30,9 +30,9 @@ def rating_w(value: float | None) -> float | None:
     return w if math.isfinite(w) and 0 < w <= MAX_RATING_W else None
 
 
-def plausible_w(max_export_kw: float, max_import_kw: float, factor: float) -> float:
+def plausible_w(max_export_w: float, max_import_w: float, factor: float) -> float:
     """The largest net power (W) a site's reading may show: `factor` times its agreed maxima."""
-    return max(factor * 1000.0 * max(max_export_kw, max_import_kw), MIN_PLAUSIBLE_W)
+    return max(factor * max(max_export_w, max_import_w), MIN_PLAUSIBLE_W)
 
 
 def reading_w(value: int, power_of_ten: int) -> float | None:

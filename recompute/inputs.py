@@ -144,7 +144,7 @@ def latest_telemetry(
             watts,
             future_tolerance_s=future_tolerance_s,
             plausible_max_w=bounds.plausible_w(
-                network_site.max_export_kw, network_site.max_import_kw, plausible_factor
+                network_site.max_export_w, network_site.max_import_w, plausible_factor
             ),
         )
         if problem is not None:

@@ -164,7 +164,7 @@ class EnvelopeRun:
         isolated = inputs.derated.isolated_nodes
         by_id = {inputs.nmi_to_site_id[nmi]: t for nmi, t in inputs.telemetry.items()}
         specs = {
-            s.id: ProfileSpec(s.pv_kw, s.load_kw, s.load_profile)
+            s.id: ProfileSpec(s.pv_w, s.load_w, s.load_profile)
             for s in inputs.nf.sites
             if s.id in by_id and s.node not in isolated
         }

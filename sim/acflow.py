@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from gridshare.grid.network import Network, Site
+from gridshare.grid.units import V_PER_KV
 from gridshare.sim.powerflow import (
     Constraint,
     ConstraintCheck,
@@ -93,7 +94,7 @@ class AcGrid:
         self._tan_phi = math.tan(math.acos(network.power_factor))
         self._z_pu = np.array(
             [
-                complex(max(br.r_ohm, 0.0), br.x_ohm) * BASE_VA / (br.base_kv * 1e3) ** 2
+                complex(max(br.r_ohm, 0.0), br.x_ohm) * BASE_VA / (br.base_kv * V_PER_KV) ** 2
                 for br in network.branches
             ]
         )

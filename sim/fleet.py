@@ -16,13 +16,14 @@ import numpy as np
 
 from gridshare.grid.netfile import NetworkFile
 from gridshare.grid.network import Site
+from gridshare.grid.units import W_PER_KW
 from gridshare.sim.devices import Battery, EvCharger, PvInverter
 from gridshare.sim.scenario import BatterySpec, EvSpec, Scenario
 from gridshare.sim.site import SiteModel
 from gridshare.sim.weather import clear_sky_share, cloud_series, load_series, recorded_share, shifted
 
-#: Sites up to this PV and load (kW) count as households for the fleet's battery and EV shares.
-HOUSEHOLD_KW = 30.0
+#: Sites up to this PV and load (W) count as households for the fleet's battery and EV shares.
+HOUSEHOLD_W = 30_000.0
 
 
 @dataclass
@@ -98,16 +99,17 @@ def build_fleet(scenario: Scenario, nf: NetworkFile, times_s: np.ndarray) -> lis
         if not site.nmi:
             continue
         override = fleet_spec.sites.get(site.id)
-        pv_kw = override.pv_kw if override and override.pv_kw is not None else site.pv_kw
-        load_kw = override.load_kw if override and override.load_kw is not None else site.load_kw
+        # the scenario file's overrides are in kW (its unit, like the network file's); the model in W
+        pv_w = override.pv_kw * W_PER_KW if override and override.pv_kw is not None else site.pv_w
+        load_w = override.load_kw * W_PER_KW if override and override.load_kw is not None else site.load_w
         # Shares of batteries and EVs are drawn among households; larger sites get them only by override.
-        household = pv_kw <= HOUSEHOLD_KW and load_kw <= HOUSEHOLD_KW
+        household = pv_w <= HOUSEHOLD_W and load_w <= HOUSEHOLD_W
         draws = rng.random(3)
         battery = (
             _battery(override.battery)
             if override and override.battery
             else _battery(fleet_spec.battery)
-            if draws[0] < fleet_spec.battery_share and pv_kw > 0 and household
+            if draws[0] < fleet_spec.battery_share and pv_w > 0 and household
             else None
         )
         ev = (
@@ -122,13 +124,11 @@ def build_fleet(scenario: Scenario, nf: NetworkFile, times_s: np.ndarray) -> lis
             if override and override.non_compliant is not None
             else bool(draws[2] < fleet_spec.non_compliant_share)
         )
-        ramp = pv_kw * 1000 * fleet_spec.pv_ramp_pct_per_s / 100.0
-        model = SiteModel(pv=PvInverter(pv_kw * 1000, ramp) if pv_kw > 0 else None, battery=battery, ev=ev)
+        ramp = pv_w * fleet_spec.pv_ramp_pct_per_s / 100.0
+        model = SiteModel(pv=PvInverter(pv_w, ramp) if pv_w > 0 else None, battery=battery, ev=ev)
         shift = int(rng.integers(-5, 6) * 60 / step_s)
-        pv_w = pv_kw * 1000 * clear * shifted(clouds, shift) * rng.uniform(0.95, 1.0)
-        load = load_series(
-            times_s, net.timezone, load_kw * 1000, site.load_profile, fleet_spec.load_noise, rng
-        )
+        pv_series_w = pv_w * clear * shifted(clouds, shift) * rng.uniform(0.95, 1.0)
+        load = load_series(times_s, net.timezone, load_w, site.load_profile, fleet_spec.load_noise, rng)
         delay = (
             override.response_delay_s
             if override and override.response_delay_s is not None
@@ -139,7 +139,7 @@ def build_fleet(scenario: Scenario, nf: NetworkFile, times_s: np.ndarray) -> lis
                 spec=site,
                 model=model,
                 twin=copy.deepcopy(model) if non_compliant else None,
-                pv_available_w=pv_w,
+                pv_available_w=pv_series_w,
                 load_w=load,
                 response_delay_s=delay,
                 group=groups.get(site.id),

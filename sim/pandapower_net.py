@@ -178,7 +178,7 @@ class GivenNetGrid:
             why = ""
             if node.name in site_nodes:
                 why = f"site {site_nodes[node.name]}'s node {node.name!r}"
-            elif need_bg and (node.load_kw > 0 or node.pv_kw > 0):
+            elif need_bg and (node.load_w > 0 or node.pv_w > 0):
                 why = f"node {node.name!r} (customers that are not sites: load_kw/pv_kw)"
             if len(found) > 1:
                 problems.append(

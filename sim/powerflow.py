@@ -106,17 +106,13 @@ def constraint_list(network: Network) -> list[Constraint]:
     for b, br in enumerate(network.branches):
         if br.rating is None:
             continue
-        if br.rating.export_kw is not None:
+        if br.rating.export_w is not None:
             out.append(
-                Constraint(
-                    f"thermal:{br.name}:export", "thermal", br.name, "export", br.rating.export_kw * 1e3, b
-                )
+                Constraint(f"thermal:{br.name}:export", "thermal", br.name, "export", br.rating.export_w, b)
             )
-        if br.rating.import_kw is not None:
+        if br.rating.import_w is not None:
             out.append(
-                Constraint(
-                    f"thermal:{br.name}:import", "thermal", br.name, "import", br.rating.import_kw * 1e3, b
-                )
+                Constraint(f"thermal:{br.name}:import", "thermal", br.name, "import", br.rating.import_w, b)
             )
     for n, node in enumerate(network.nodes):
         if n == topo.root or n in regulated:
@@ -146,7 +142,7 @@ class Background:
     ) -> None:
         first = start_s - start_s % interval_s
         n = (end_s - first) // interval_s + 2
-        specs = {n_.name: ProfileSpec(n_.pv_kw, n_.load_kw, n_.load_profile) for n_ in network.nodes}
+        specs = {n_.name: ProfileSpec(n_.pv_w, n_.load_w, n_.load_profile) for n_ in network.nodes}
         fc = profile_forecast(
             specs,
             datetime.fromtimestamp(first, UTC),

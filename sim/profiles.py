@@ -21,10 +21,10 @@ def write_profiles(times_s: np.ndarray, sites: list[SimSite], path: Path) -> Pat
     """One row per step; shares rounded to 1e-6 (0.001 % of a site's peak)."""
     columns: list[tuple[str, np.ndarray]] = []
     for s in sites:
-        if s.spec.pv_kw > 0:
-            columns.append((f"pv:{s.id}", s.pv_available_w / (s.spec.pv_kw * 1000.0)))
-        if s.spec.load_kw > 0:
-            columns.append((f"load:{s.id}", s.load_w / (s.spec.load_kw * 1000.0)))
+        if s.spec.pv_w > 0:
+            columns.append((f"pv:{s.id}", s.pv_available_w / s.spec.pv_w))
+        if s.spec.load_w > 0:
+            columns.append((f"load:{s.id}", s.load_w / s.spec.load_w))
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["time", *(name for name, _ in columns)])

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.json_schema import JsonDict
 
+from gridshare.grid.units import W_PER_KW
 from gridshare.server.operator.schemas import MAX_EPOCH_S, Out, WriteBody
 
 Kw = Annotated[float, Field(ge=0, le=1e7)]
@@ -62,15 +63,15 @@ class RatingIn(WriteBody):
         for direction in ("export", "import"):
             if getattr(self, f"{direction}_w") is not None and getattr(self, f"{direction}_kw") is not None:
                 raise ValueError(f"give {direction}_w or {direction}_kw, not both")
-        if self.rating_kw("export") is None and self.rating_kw("import") is None:
+        if self.rating_w("export") is None and self.rating_w("import") is None:
             raise ValueError("give export_w, import_w or both")
         return self
 
-    def rating_kw(self, direction: str) -> float | None:
-        """The new rating in one direction in kW, the network document's unit, whichever name was used."""
+    def rating_w(self, direction: str) -> float | None:
+        """The new rating in one direction in W, whichever name was used (`_kw` is the deprecated alias)."""
         watts: float | None = getattr(self, f"{direction}_w")
         kw: float | None = getattr(self, f"{direction}_kw")
-        return kw if watts is None else watts / 1000.0
+        return watts if kw is None else kw * W_PER_KW
 
 
 class DerateIn(WriteBody):

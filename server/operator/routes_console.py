@@ -110,8 +110,8 @@ def network_sites(
                 nmi=s.nmi,
                 agreement=sites.describe_agreement(s),
                 agreement_kind=s.agreement.kind,
-                max_export_w=s.max_export_kw * 1000.0,
-                max_import_w=s.max_import_kw * 1000.0,
+                max_export_w=s.max_export_w,
+                max_import_w=s.max_import_w,
                 site_id=row.id if row else None,
                 contact_state=state,
             )

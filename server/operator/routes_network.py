@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from gridshare.grid.agreements import Dynamic
 from gridshare.grid.netfile import NetworkFile, parse_network_document
 from gridshare.grid.network import NetworkError
+from gridshare.grid.units import W_PER_KW
 from gridshare.recompute.inputs import RECOMPUTE_REQUEST
 from gridshare.server.operator.audit import Writer, writer
 from gridshare.server.operator.deps import Id, Paging, found, paging, read_session
@@ -56,10 +57,10 @@ def _summary(row: NetworkModel, nf: NetworkFile) -> NetworkOut:
                 kind=b.kind,
                 from_node=b.from_node,
                 to_node=b.to_node,
-                export_w=_w(b.rating.export_kw) if b.rating else None,
-                import_w=_w(b.rating.import_kw) if b.rating else None,
-                export_kw=b.rating.export_kw if b.rating else None,
-                import_kw=b.rating.import_kw if b.rating else None,
+                export_w=b.rating.export_w if b.rating else None,
+                import_w=b.rating.import_w if b.rating else None,
+                export_kw=_kw(b.rating.export_w) if b.rating else None,
+                import_kw=_kw(b.rating.import_w) if b.rating else None,
                 rating_source=b.rating.source if b.rating else "unrated",
             )
             for b in nf.network.branches
@@ -67,9 +68,9 @@ def _summary(row: NetworkModel, nf: NetworkFile) -> NetworkOut:
     )
 
 
-def _w(kw: float | None) -> float | None:
-    """The network document keeps kW (its file format); the API answers in W."""
-    return None if kw is None else kw * 1000.0
+def _kw(watts: float | None) -> float | None:
+    """The deprecated kW alias of a W figure in the API's answer."""
+    return None if watts is None else watts / W_PER_KW
 
 
 def _field_error(exc: NetworkError) -> FieldError:
@@ -135,9 +136,7 @@ def set_rating(asset: str, body: RatingIn, w: Writer = Depends(writer)) -> Netwo
     with w.transaction("network.rating", f"asset:{asset}") as change:
         current = found(active_document(change.session), "network")
         try:
-            document = with_rating(
-                current.document, asset, body.rating_kw("export"), body.rating_kw("import")
-            )
+            document = with_rating(current.document, asset, body.rating_w("export"), body.rating_w("import"))
         except KeyError:
             raise HTTPException(404, f"no asset named {asset!r} in the active network") from None
         try:

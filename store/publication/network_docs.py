@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from gridshare.grid.netfile import NetworkFile, parse_network_document
+from gridshare.grid.netfile import NetworkFile, parse_network_document, rating_document
+from gridshare.grid.network import Rating
 from gridshare.store.db import bump_publication
 from gridshare.store.models import NetworkModel
 
@@ -36,26 +37,29 @@ def store_network(
 
 
 def with_rating(
-    document: dict[str, Any], asset: str, export_kw: float | None, import_kw: float | None
+    document: dict[str, Any], asset: str, export_w: float | None, import_w: float | None
 ) -> dict[str, Any]:
     """A copy of the document with one branch's rating replaced; KeyError if there is no such branch.
 
-    A direction left out keeps its present value, resolved to kW from the parsed network, so the new
-    rating is explicit whatever form (preset, kVA, amps) the old one had.
+    A direction left out keeps its present value, resolved from the parsed network, so the new rating
+    is explicit whatever form (preset, kVA, amps) the old one had; it is written back in the
+    document's kW by `rating_document`, the file format's one way out.
     """
     current = parse_network_document(document).network
     branch_now = next((b for b in current.branches if b.name == asset), None)
     if branch_now is None:
         raise KeyError(asset)
     old = branch_now.rating
-    rating = {
-        "export_kw": export_kw if export_kw is not None else (old.export_kw if old else None),
-        "import_kw": import_kw if import_kw is not None else (old.import_kw if old else None),
-    }
+    rating = rating_document(
+        Rating(
+            export_w=export_w if export_w is not None else (old.export_w if old else None),
+            import_w=import_w if import_w is not None else (old.import_w if old else None),
+        )
+    )
     doc = json.loads(json.dumps(document))
     for branch in doc["network"]["branches"]:
         if branch.get("name") == asset:
-            branch["rating"] = {k: v for k, v in rating.items() if v is not None}
+            branch["rating"] = rating
     return doc
 
 

@@ -66,8 +66,8 @@ def test_demo_feeder_forecast_aware_is_safe_under_every_rule(policy: str) -> Non
     assert violations(nf.network, sites, es, fc) == []
     for s, site in enumerate(sites):
         if isinstance(site.agreement, Dynamic):
-            assert np.all(es.export_limit_w[:, s] >= site.agreement.export_floor_kw * 1000 - 1e-6)
-            assert np.all(es.export_limit_w[:, s] <= site.max_export_kw * 1000 + 1e-6)
+            assert np.all(es.export_limit_w[:, s] >= site.agreement.export_floor_w - 1e-6)
+            assert np.all(es.export_limit_w[:, s] <= site.max_export_w + 1e-6)
 
 
 def _with_site_forecasts(case: tuple[Network, list[Site], Forecast], draw_gen: list[float]) -> Forecast:
@@ -105,13 +105,11 @@ def test_forecast_aware_envelopes_never_overload_and_stay_within_forecast_plus_m
     for s, site in enumerate(sites):
         if not isinstance(site.agreement, Dynamic):
             continue
-        ceiling = np.maximum(
-            site_gen[:, s] + margin * site.max_export_kw * 1000, site.agreement.export_floor_kw * 1000
-        )
+        ceiling = np.maximum(site_gen[:, s] + margin * site.max_export_w, site.agreement.export_floor_w)
         known = site_gen[:, s].max() > 0
         if known:
             assert np.all(es.export_limit_w[:, s] <= ceiling + 1e-6 * max(1.0, float(ceiling.max())))
-        assert np.all(es.export_limit_w[:, s] <= site.max_export_kw * 1000 + 1e-6)
+        assert np.all(es.export_limit_w[:, s] <= site.max_export_w + 1e-6)
 
 
 @FAST

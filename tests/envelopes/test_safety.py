@@ -20,6 +20,7 @@ from gridshare.envelopes.forecast import Forecast
 from gridshare.grid.agreements import Dynamic, Limited
 from gridshare.grid.netfile import load_network_file
 from gridshare.grid.network import Branch, Network, Node, Rating, Site
+from gridshare.grid.units import W_PER_KW as KW
 from tests.support.envelope_cases import (
     DEMO,
     FAST,
@@ -50,9 +51,9 @@ def test_demo_feeder_envelopes_respect_every_rating_and_voltage_limit(policy: st
     assert es.export_limit_w[noon, farm].max() < 4_000_000
     for s, site in enumerate(sites):
         if isinstance(site.agreement, Dynamic):
-            assert np.all(es.export_limit_w[:, s] >= site.agreement.export_floor_kw * 1000 - 1e-6)
-            assert np.all(es.import_limit_w[:, s] >= site.agreement.import_floor_kw * 1000 - 1e-6)
-            assert np.all(es.export_limit_w[:, s] <= site.max_export_kw * 1000 + 1e-6)
+            assert np.all(es.export_limit_w[:, s] >= site.agreement.export_floor_w - 1e-6)
+            assert np.all(es.import_limit_w[:, s] >= site.agreement.import_floor_w - 1e-6)
+            assert np.all(es.export_limit_w[:, s] <= site.max_export_w + 1e-6)
 
 
 def test_demo_fixed_sites_are_held_at_their_agreed_limits() -> None:
@@ -85,9 +86,9 @@ def _upgrade(network: Network, index: int, factor: float) -> Network:
     """The same network with one branch's rating multiplied by `factor` in both directions."""
     b = network.branches[index]
     assert b.rating is not None
-    export_kw = None if b.rating.export_kw is None else b.rating.export_kw * factor
-    import_kw = None if b.rating.import_kw is None else b.rating.import_kw * factor
-    bigger = replace(b, rating=Rating(export_kw, import_kw))
+    export_w = None if b.rating.export_w is None else b.rating.export_w * factor
+    import_w = None if b.rating.import_w is None else b.rating.import_w * factor
+    bigger = replace(b, rating=Rating(export_w, import_w))
     return replace(network, branches=(*network.branches[:index], bigger, *network.branches[index + 1 :]))
 
 
@@ -144,9 +145,10 @@ def test_a_bigger_rating_never_lowers_the_max_total(
 
 def test_fixed_flows_that_overload_an_asset_are_reported_not_hidden() -> None:
     net = Network(
-        (Node("a"), Node("b")), (Branch("ab", "a", "b", r_ohm=1, base_kv=12.47, rating=Rating(100, 100)),)
+        (Node("a"), Node("b")),
+        (Branch("ab", "a", "b", r_ohm=1, base_kv=12.47, rating=Rating(100 * KW, 100 * KW)),),
     )
-    firm = Site("s", "b", Limited(export_kw=150), max_export_kw=150, max_import_kw=50)
+    firm = Site("s", "b", Limited(export_w=150 * KW), max_export_w=150 * KW, max_import_w=50 * KW)
     es = compute_envelopes(net, [firm], START, 600, 300)
     assert es.export_limit_w[:, 0].tolist() == [150_000, 150_000]  # its agreement, unchanged
     assert [(i.direction, i.constraint, i.excess) for i in es.infeasibilities] == [

@@ -23,6 +23,7 @@ from gridshare.grid.agreements import Dynamic, Firm, Limited, Scheduled, Stagger
 from gridshare.grid.examples import demo_feeder_path
 from gridshare.grid.netfile import load_network_file
 from gridshare.grid.network import Branch, Network, Node, Rating, Site
+from gridshare.grid.units import W_PER_KW as KW
 from tests.support.strategies import radial_networks, site_lists
 from tests.support.tree_walk import walk
 
@@ -32,21 +33,21 @@ RTOL = 1e-6
 
 def _fixed_peak_w(site: Site) -> tuple[float, float]:
     """The highest agreed export and import of a non-dynamic site, from its fields."""
-    a, mx, mi = site.agreement, site.max_export_kw, site.max_import_kw
+    a, mx, mi = site.agreement, site.max_export_w, site.max_import_w
     if isinstance(a, Firm):
-        return mx * 1e3, mi * 1e3
+        return mx, mi
     if isinstance(a, Limited):
-        return min(a.export_kw if a.export_kw is not None else mx, mx) * 1e3, min(
-            a.import_kw if a.import_kw is not None else mi, mi
-        ) * 1e3
+        return min(a.export_w if a.export_w is not None else mx, mx), min(
+            a.import_w if a.import_w is not None else mi, mi
+        )
     if isinstance(a, Scheduled):
-        e = mx if a.export_kw is None else min(float(np.max(a.export_kw)), mx)
-        i = mi if a.import_kw is None else min(float(np.max(a.import_kw)), mi)
-        return e * 1e3, i * 1e3
+        e = mx if a.export_w is None else min(float(np.max(a.export_w)), mx)
+        i = mi if a.import_w is None else min(float(np.max(a.import_w)), mi)
+        return e, i
     assert isinstance(a, Staggered)
-    e = max(min(v if v is not None else mx, mx) for v in (a.before_export_kw, a.after_export_kw))
-    i = max(min(v if v is not None else mi, mi) for v in (a.before_import_kw, a.after_import_kw))
-    return e * 1e3, i * 1e3
+    e = max(min(v if v is not None else mx, mx) for v in (a.before_export_w, a.after_export_w))
+    i = max(min(v if v is not None else mi, mi) for v in (a.before_import_w, a.after_import_w))
+    return e, i
 
 
 def worst_case_violations(
@@ -63,9 +64,9 @@ def worst_case_violations(
     for direction, sign in (("export", 1.0), ("import", -1.0)):
         fixed: dict[str, float] = {}
         for n in network.nodes:
-            load = n.load_kw * (min(LOAD_SHAPES[n.load_profile]) if direction == "export" else 1.0)
-            pv = n.pv_kw if direction == "export" else 0.0
-            fixed[n.name] = (pv - load) * 1e3
+            load = n.load_w * (min(LOAD_SHAPES[n.load_profile]) if direction == "export" else 1.0)
+            pv = n.pv_w if direction == "export" else 0.0
+            fixed[n.name] = pv - load
         for s in sites:
             if not isinstance(s.agreement, Dynamic):
                 e, i = _fixed_peak_w(s)
@@ -81,14 +82,12 @@ def worst_case_violations(
         flows, volts = walk(network, with_flex)
         flows_given, _ = walk(network, given_w)
         for b in network.branches:
-            rating = None if b.rating is None else getattr(b.rating, f"{direction}_kw")
+            rating = None if b.rating is None else getattr(b.rating, f"{direction}_w")
             if rating is None:
                 continue
-            limit = rating * 1e3 * (1 + RTOL) + 1e-6
+            limit = rating * (1 + RTOL) + 1e-6
             if sign * flows[b.name] > limit and (sign * flows0[b.name] <= limit or flows_given[b.name] > 0):
-                found.append(
-                    f"{direction} thermal:{b.name}: {sign * flows[b.name]:.1f} W > {rating * 1e3:.1f} W"
-                )
+                found.append(f"{direction} thermal:{b.name}: {sign * flows[b.name]:.1f} W > {rating:.1f} W")
         for n in network.nodes:
             if n.name == root or n.name in regulated:
                 continue
@@ -137,7 +136,8 @@ def test_margin_and_a_derate_only_lower_fallback_limits() -> None:
     for k, v in base.limits.items():
         assert tight.limits[k].export_w <= v.export_w and tight.limits[k].import_w <= v.import_w
     branches = tuple(
-        b if b.name != "zone-tx" else replace(b, rating=Rating(5000.0, 8000.0)) for b in nf.network.branches
+        b if b.name != "zone-tx" else replace(b, rating=Rating(5000.0 * KW, 8000.0 * KW))
+        for b in nf.network.branches
     )
     derated = compute_fallback(replace(nf.network, branches=branches), sites)
     assert derated.limits["solar-farm-north"].export_w < base.limits["solar-farm-north"].export_w
@@ -151,17 +151,17 @@ def test_fixed_sites_count_at_their_highest_agreed_limit() -> None:
 
 
 def test_floors_are_kept_where_the_worst_case_carries_them() -> None:
-    nodes = (Node("src", None, None), Node("a", v_max_pu=None, v_min_pu=None, pv_kw=50))
-    net = Network(nodes, (Branch("tx", "src", "a", rating=Rating(100.0, 100.0)),))
+    nodes = (Node("src", None, None), Node("a", v_max_pu=None, v_min_pu=None, pv_w=50 * KW))
+    net = Network(nodes, (Branch("tx", "src", "a", rating=Rating(100.0 * KW, 100.0 * KW)),))
     sites = [
-        Site("x", "a", Dynamic(export_floor_kw=30), 100, 10),
-        Site("y", "a", Dynamic(), 100, 10),
+        Site("x", "a", Dynamic(export_floor_w=30 * KW), 100 * KW, 10 * KW),
+        Site("y", "a", Dynamic(), 100 * KW, 10 * KW),
     ]
     fs = compute_fallback(net, sites)
     # 50 kW of room: x keeps its 30 kW floor and both share the remaining 20 kW pro-rata
     assert fs.limits["x"].export_w == 40_000 and fs.limits["y"].export_w == 10_000
     assert fs.limits["x"].export_floor_kept
-    crowded = compute_fallback(net, [*sites, Site("z", "a", Firm(), 40, 0)])  # 10 kW left: floor dropped
+    crowded = compute_fallback(net, [*sites, Site("z", "a", Firm(), 40 * KW, 0)])  # 10 kW left: floor dropped
     assert crowded.limits["x"].export_w + crowded.limits["y"].export_w <= 10_000
     assert not crowded.limits["x"].export_floor_kept
 
@@ -171,7 +171,7 @@ def test_ramp_keeps_simultaneous_voltage_change_within_the_rvc_limits() -> None:
     net = nf.network
     flex = [s for s in nf.sites if isinstance(s.agreement, Dynamic)]
     nodes = np.array([net.node_index[s.node] for s in flex])
-    rated = np.array([max(s.max_export_kw, s.max_import_kw) * 1e3 for s in flex])
+    rated = np.array([max(s.max_export_w, s.max_import_w) for s in flex])
     ramp = ramp_rates(net, nodes, rated)
     # independent check: every site ramps in the same direction at its rate for one second
     per_node = {s.node: 0.0 for s in flex}
@@ -227,7 +227,7 @@ def test_the_stated_worst_case_is_what_is_checked(case: tuple[Network, list[Site
     fs = compute_fallback(network, sites, worst_case=WorstCase())
     check = fs.checks["export"]
     pairs = _as_pairs(fs)
-    inj = {n.name: (n.pv_kw - n.load_kw * min(LOAD_SHAPES[n.load_profile])) * 1e3 for n in network.nodes}
+    inj = {n.name: (n.pv_w - n.load_w * min(LOAD_SHAPES[n.load_profile])) for n in network.nodes}
     for s in sites:
         inj[s.node] += pairs[s.id][0] if s.id in pairs else _fixed_peak_w(s)[0]
     flows, volts = walk(network, inj)

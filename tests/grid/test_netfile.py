@@ -61,8 +61,8 @@ def _error(doc: Any) -> str:
 def test_valid_document_loads_with_ratings_in_kw() -> None:
     nf = parse_network_document(_doc())
     zone, dt = nf.network.branches
-    assert zone.rating is not None and zone.rating.export_kw == pytest.approx(12_000 * 0.9)
-    assert dt.rating is not None and dt.rating.import_kw == pytest.approx(450)
+    assert zone.rating is not None and zone.rating.export_w / 1000 == pytest.approx(12_000 * 0.9)
+    assert dt.rating is not None and dt.rating.import_w / 1000 == pytest.approx(450)
     assert nf.network.nodes[2].v_max_pu == 1.08 and nf.network.nodes[2].v_min_pu == 0.94
     assert isinstance(nf.sites[0].agreement, Dynamic)
 
@@ -199,8 +199,8 @@ def test_agreements_parse_dates_and_schedules() -> None:
     a, b = parse_network_document(doc).sites
     assert isinstance(a.agreement, Staggered)
     assert a.agreement.switch_at.isoformat() == "2026-09-01T00:00:00-04:00"
-    assert isinstance(b.agreement, Scheduled) and b.agreement.import_kw is not None
-    assert b.agreement.import_kw[6, 13] == 13
+    assert isinstance(b.agreement, Scheduled) and b.agreement.import_w is not None
+    assert b.agreement.import_w[6, 13] / 1000 == 13
 
 
 def test_bad_yaml_reports_the_line(tmp_path: Path) -> None:

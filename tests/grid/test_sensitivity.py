@@ -11,6 +11,7 @@ from gridshare.envelopes.compute import compute_envelopes
 from gridshare.grid.agreements import Dynamic
 from gridshare.grid.network import Branch, Network, Node, Rating, Site
 from gridshare.grid.sensitivity import flow_sensitivity, node_voltages_pu, voltage_sensitivity_pu_per_w
+from gridshare.grid.units import W_PER_KW as KW
 
 KV = 12.47
 V2 = (KV * 1000) ** 2  # 155,500,900 V^2
@@ -74,10 +75,17 @@ def _voltage_limited_feeder(thermal_kw: float) -> tuple[Network, list[Site]]:
     net = Network(
         nodes=(Node("source"), Node("end", v_min_pu=0.95, v_max_pu=1.05)),
         branches=(
-            Branch("line", "source", "end", r_ohm=10.0, base_kv=KV, rating=Rating(thermal_kw, thermal_kw)),
+            Branch(
+                "line",
+                "source",
+                "end",
+                r_ohm=10.0,
+                base_kv=KV,
+                rating=Rating(thermal_kw * KW, thermal_kw * KW),
+            ),
         ),
     )
-    farm = Site("farm", "end", Dynamic(), max_export_kw=5_000, max_import_kw=5_000)
+    farm = Site("farm", "end", Dynamic(), max_export_w=5_000 * KW, max_import_w=5_000 * KW)
     return net, [farm]
 
 

@@ -45,10 +45,10 @@ def test_simbench_lv_grid_and_its_year_of_profiles(lv_study: Study) -> None:
     branch = next(b for b in net.branches if b.name == pp_line["name"])
     expected_kw = math.sqrt(3) * 0.4 * pp_line["max_i_ka"] * 1000 * 0.95
     assert branch.rating is not None
-    assert expected_kw - 0.001 <= branch.rating.export_kw <= expected_kw  # to the watt, never above
+    assert expected_kw - 0.001 <= branch.rating.export_w / 1000 <= expected_kw  # to the watt, never above
     # the transformer: sn_mva x pf, impedance referred to the LV side
     tx = next(b for b in net.branches if b.kind == "transformer")
-    assert tx.rating is not None and tx.rating.export_kw == pytest.approx(160 * 0.95)
+    assert tx.rating is not None and tx.rating.export_w / 1000 == pytest.approx(160 * 0.95)
     assert tx.base_kv == pytest.approx(0.4)
     # every site brings its own generation shape; every loaded node its own load shape
     assert {f"pv:{s.id}" for s in loaded.nf.sites} <= set(table.shapes)

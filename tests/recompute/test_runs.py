@@ -65,7 +65,7 @@ def test_published_controls_match_the_engine_and_cover_the_horizon(demo: Running
     settings = demo.ctx.settings
     step_w = max(
         settings.envelope_resolution_w,
-        settings.envelope_resolution_pct / 100 * 1000 * max(me.max_export_kw, me.max_import_kw),
+        settings.envelope_resolution_pct / 100 * max(me.max_export_w, me.max_import_w),
     )
     starts = np.array([int(t.timestamp()) for t in env.interval_starts])
     assert controls[0]["start"] == starts[0]

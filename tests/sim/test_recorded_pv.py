@@ -45,11 +45,11 @@ def test_sites_follow_the_recorded_series_without_simulated_clouds(tmp_path: Pat
     scenario = _scenario(tmp_path, {"file": "pv.csv"})
     nf = scenario.network_file()
     times = step_times(scenario.start_s(nf.network.timezone), scenario.duration_s, 300)
-    sites = [s for s in build_fleet(scenario, nf, times) if s.spec.pv_kw > 0]
+    sites = [s for s in build_fleet(scenario, nf, times) if s.spec.pv_w > 0]
     assert sites
     hour = (times - times[0]) / 3600.0  # the run starts at local midnight
     for s in sites:
-        share = s.pv_available_w / (s.spec.pv_kw * 1000)
+        share = s.pv_available_w / s.spec.pv_w
         assert share[hour < 6].max() == 0 and share[hour >= 18].max() == 0  # dark outside the record's day
         # up to a five-minute shift per site; the panel factor is between 0.95 and 1
         assert 0.8 * 0.95 - 1e-9 <= share[(hour >= 11.9) & (hour <= 12.1)].max() <= 0.8 + 1e-9
@@ -58,7 +58,7 @@ def test_sites_follow_the_recorded_series_without_simulated_clouds(tmp_path: Pat
     morning = (hour > 8) & (hour < 11)
     expected = np.interp(hour[morning], [6, 12], [0, 0.8])
     for s in sites:
-        ratio = s.pv_available_w[morning] / (s.spec.pv_kw * 1000) / np.maximum(expected, 1e-9)
+        ratio = s.pv_available_w[morning] / s.spec.pv_w / np.maximum(expected, 1e-9)
         assert ratio.max() <= 1.0 + 0.05 and ratio.min() >= 0.9  # only the shift and the panel factor
 
 

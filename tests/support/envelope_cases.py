@@ -37,13 +37,13 @@ def violations(network: Network, sites: list[Site], es: EnvelopeSet, fc: Forecas
                 inj[site.node] += sign * float(limits[t, s])
             flows, volts = walk(network, inj)
             for b in network.branches:
-                rating = None if b.rating is None else getattr(b.rating, f"{direction}_kw")
+                rating = None if b.rating is None else getattr(b.rating, f"{direction}_w")
                 name = f"thermal:{b.name}"
                 if rating is None or (direction, epoch, name) in reported:
                     continue
                 flow = sign * flows[b.name]
-                if flow > rating * 1000.0 * (1 + RTOL) + 1e-6:
-                    found.append(f"{direction} t={t} {name}: {flow:.1f} W > {rating * 1000:.1f} W")
+                if flow > rating * (1 + RTOL) + 1e-6:
+                    found.append(f"{direction} t={t} {name}: {flow:.1f} W > {rating:.1f} W")
             for n in network.nodes:
                 name = f"voltage:{n.name}"
                 if n.name in (root, *regulated) or (direction, epoch, name) in reported:
@@ -57,10 +57,9 @@ def violations(network: Network, sites: list[Site], es: EnvelopeSet, fc: Forecas
 
 
 def demo_profile_forecast(network: Network, sites: list[Site], start: datetime, n: int) -> Forecast:
-    specs = {s.id: ProfileSpec(s.pv_kw, s.load_kw, s.load_profile) for s in sites}
+    specs = {s.id: ProfileSpec(s.pv_w, s.load_w, s.load_profile) for s in sites}
     specs |= {
-        f"node:{node.name}": ProfileSpec(node.pv_kw, node.load_kw, node.load_profile)
-        for node in network.nodes
+        f"node:{node.name}": ProfileSpec(node.pv_w, node.load_w, node.load_profile) for node in network.nodes
     }
     return profile_forecast(
         specs,

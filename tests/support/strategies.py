@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from gridshare.envelopes.forecast import LOAD_SHAPES
 from gridshare.grid.agreements import Agreement, Dynamic, Firm, Limited
 from gridshare.grid.network import Branch, Network, Node, Rating, Site
+from gridshare.grid.units import W_PER_KW as KW  # figures are drawn in kW and scaled to the model's W
 
 #: A low-voltage and a medium-voltage level, so per-unit impedances span both.
 KVS = (0.416, 12.47)
@@ -35,12 +36,14 @@ def radial_networks(
         parent = draw(st.integers(0, i - 1))
         kv = draw(st.sampled_from(KVS))
         rating = (
-            Rating(draw(st.floats(50, 5_000)), draw(st.floats(50, 5_000))) if draw(st.booleans()) else None
+            Rating(draw(st.floats(50, 5_000)) * KW, draw(st.floats(50, 5_000)) * KW)
+            if draw(st.booleans())
+            else None
         )
         customers = (
             {
-                "load_kw": draw(st.floats(0, 800)),
-                "pv_kw": draw(st.floats(0, 800)),
+                "load_w": draw(st.floats(0, 800)) * KW,
+                "pv_w": draw(st.floats(0, 800)) * KW,
                 "load_profile": draw(st.sampled_from(PROFILES)),
             }
             if node_customers
@@ -88,21 +91,25 @@ def site_lists(
     sites = []
     for j in range(draw(st.integers(1, 6))):
         node = f"n{draw(st.integers(1, n_nodes - 1))}"
-        max_export, max_import = draw(st.floats(1, 2_000)), draw(st.floats(1, 2_000))
+        max_export, max_import = draw(st.floats(1, 2_000)) * KW, draw(st.floats(1, 2_000)) * KW
         kind = draw(st.integers(0, 5 if firm else 4))
         agreement: Agreement
         if kind == 0:
-            agreement = Limited(export_kw=draw(st.floats(0, 50)), import_kw=draw(st.floats(0, 50)))
+            agreement = Limited(export_w=draw(st.floats(0, 50)) * KW, import_w=draw(st.floats(0, 50)) * KW)
         elif firm and kind == 1:
             agreement = Firm()
         elif import_floors:
             agreement = Dynamic(
-                export_floor_kw=draw(st.floats(0, floor_share)) * max_export,
-                import_floor_kw=draw(st.floats(0, floor_share)) * max_import,
+                export_floor_w=draw(st.floats(0, floor_share)) * max_export,
+                import_floor_w=draw(st.floats(0, floor_share)) * max_import,
             )
         else:
-            agreement = Dynamic(export_floor_kw=draw(st.floats(0, floor_share)) * max_export)
-        extra = {"pv_kw": draw(st.floats(0, 50)), "load_kw": draw(st.floats(0, 50))} if own_customers else {}
+            agreement = Dynamic(export_floor_w=draw(st.floats(0, floor_share)) * max_export)
+        extra = (
+            {"pv_w": draw(st.floats(0, 50)) * KW, "load_w": draw(st.floats(0, 50)) * KW}
+            if own_customers
+            else {}
+        )
         sites.append(
             Site(
                 f"s{j}",

@@ -71,9 +71,9 @@ def constraints_report(
     nominal: dict[tuple[str, str], float] = {}
     for b in net.nf.network.branches:
         for direction in ("export", "import"):
-            kw = None if b.rating is None else getattr(b.rating, f"{direction}_kw")
-            if kw is not None:
-                nominal[(direction, f"thermal:{b.name}")] = kw * 1000.0
+            rating_w = None if b.rating is None else getattr(b.rating, f"{direction}_w")
+            if rating_w is not None:
+                nominal[(direction, f"thermal:{b.name}")] = rating_w
     return _view(net.name, stored, now_s, horizon_s, nominal)
 
 

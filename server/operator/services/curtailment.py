@@ -83,7 +83,7 @@ def site_ledger(
     timeline = LimitTimeline.build(spans, default_export, default_import)
     limit_export, limit_import = timeline.at(starts + interval_s // 2)
     profile = profile_forecast(
-        {nsite.id: ProfileSpec(nsite.pv_kw, nsite.load_kw, nsite.load_profile)},
+        {nsite.id: ProfileSpec(nsite.pv_w, nsite.load_w, nsite.load_profile)},
         datetime.fromtimestamp(int(starts[0]), UTC),
         interval_s,
         len(starts),
@@ -93,8 +93,8 @@ def site_ledger(
         issued_at=datetime.fromtimestamp(int(starts[0]), UTC),  # shapes only: its age is never read
     )
     net_w = profile.generation_w[:, 0] - profile.load_w[:, 0]
-    potential_export = np.clip(net_w, 0.0, nsite.max_export_kw * 1000.0)
-    potential_import = np.clip(-net_w, 0.0, nsite.max_import_kw * 1000.0)
+    potential_export = np.clip(net_w, 0.0, nsite.max_export_w)
+    potential_import = np.clip(-net_w, 0.0, nsite.max_import_w)
     measured = _interval_means(session, site.id, starts, interval_s)
     has = ~np.isnan(measured)
     finite_export = np.where(np.isfinite(limit_export), limit_export, np.inf)

@@ -14,6 +14,7 @@ from gridshare.grid.agreements import Dynamic
 from gridshare.grid.network import Network
 from gridshare.grid.network import Site as NetworkSite
 from gridshare.grid.sensitivity import voltage_sensitivity_pu_per_w
+from gridshare.grid.units import W_PER_KW
 from gridshare.server.operator.services.networks import NetworkRef, network_site_of
 from gridshare.store.console_models import DeviceContact
 from gridshare.store.envelope_blocks import decode_envelope
@@ -114,21 +115,26 @@ class SiteView:
     telemetry: TelemetryView | None
 
 
+def _kw(watts: float) -> float:
+    """A model figure (W) in kW, for the console's sentences."""
+    return watts / W_PER_KW
+
+
 def describe_agreement(site: NetworkSite | None) -> str:
     if site is None:
         return "not in any loaded network (no NMI match)"
     a = site.agreement
     text = {
-        "firm": f"firm: {site.max_export_kw:g} kW export, {site.max_import_kw:g} kW import",
+        "firm": f"firm: {_kw(site.max_export_w):g} kW export, {_kw(site.max_import_w):g} kW import",
         "limited": "limited to fixed values",
         "scheduled": "scheduled limits by month and hour",
         "staggered": "staggered: a lower limit until an upgrade date",
         "dynamic": "dynamic operating envelope",
     }.get(a.kind, a.kind)
     if isinstance(a, Dynamic):
-        floors = [f"export floor {a.export_floor_kw:g} kW"] if a.export_floor_kw else []
-        floors += [f"import floor {a.import_floor_kw:g} kW"] if a.import_floor_kw else []
-        text += f" up to {site.max_export_kw:g} kW export / {site.max_import_kw:g} kW import"
+        floors = [f"export floor {_kw(a.export_floor_w):g} kW"] if a.export_floor_w else []
+        floors += [f"import floor {_kw(a.import_floor_w):g} kW"] if a.import_floor_w else []
+        text += f" up to {_kw(site.max_export_w):g} kW export / {_kw(site.max_import_w):g} kW import"
         if floors:
             text += " (" + ", ".join(floors) + ")"
     if site.guarantee is not None:
@@ -260,13 +266,10 @@ def envelope_view(
                 names = {d: _set_by(net, nsite, report, start, d) for d in ("export", "import")}
                 step = max(
                     settings.envelope_resolution_w,
-                    settings.envelope_resolution_pct
-                    / 100
-                    * 1000
-                    * max(nsite.max_export_kw, nsite.max_import_kw),
+                    settings.envelope_resolution_pct / 100 * max(nsite.max_export_w, nsite.max_import_w),
                 )
-                export_by = _explain(names["export"], export_w, nsite.max_export_kw * 1000.0, step)
-                import_by = _explain(names["import"], import_w, nsite.max_import_kw * 1000.0, step)
+                export_by = _explain(names["export"], export_w, nsite.max_export_w, step)
+                import_by = _explain(names["import"], import_w, nsite.max_import_w, step)
         out.append(
             EnvelopeInterval(
                 start_s=start,
@@ -287,7 +290,7 @@ def _explain(binding: list[str], limit_w: float, max_w: float, step_w: float) ->
     if limit_w >= max_w - 1e-6:
         return "agreed maximum"
     if limit_w >= max_w - step_w and not binding:
-        return f"agreed maximum, rounded down to {step_w / 1000:g} kW steps"
+        return f"agreed maximum, rounded down to {step_w / W_PER_KW:g} kW steps"
     if binding:
         return ", ".join(binding[:2])
     return "its share of the feeder (floor or step limit)"
@@ -316,8 +319,8 @@ def site_view(
         node=nsite.node if nsite else None,
         agreement=describe_agreement(nsite),
         agreement_kind=nsite.agreement.kind if nsite else None,
-        max_export_w=nsite.max_export_kw * 1000.0 if nsite else None,
-        max_import_w=nsite.max_import_kw * 1000.0 if nsite else None,
+        max_export_w=nsite.max_export_w if nsite else None,
+        max_import_w=nsite.max_import_w if nsite else None,
         set_id=set_id,
         envelope=envelope,
         default=default_view(session, site),

@@ -347,11 +347,7 @@ async def derate_confirm(request: Request, login: Login = Depends(console_login)
     branch = next(b for b in net.nf.network.branches if b.name == body.asset)
     behind = set(net.nf.network.downstream_nodes(body.asset))
     affected = [s.id for s in net.nf.sites if s.node in behind]
-    rating = (
-        None
-        if branch.rating is None
-        else ((branch.rating.export_kw or 0.0) * 1000.0, (branch.rating.import_kw or 0.0) * 1000.0)
-    )
+    rating = None if branch.rating is None else (branch.rating.export_w or 0.0, branch.rating.import_w or 0.0)
     return render(
         request,
         "derate_confirm.html",
