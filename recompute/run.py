@@ -15,12 +15,16 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from gridshare.compute.cluster import ComputeCluster
+from gridshare.compute.outcome import Computed
+from gridshare.compute.task import Derate, NetworkTask
 from gridshare.envelopes.compute import compute_envelopes
 from gridshare.envelopes.forecast import Forecast, ProfileSpec, persistence_forecast, profile_forecast
 from gridshare.envelopes.planned_derates import PlannedEnvelopes, compute_planned
 from gridshare.envelopes.resolution import resolutions_w
 from gridshare.fallback.hold import hold_at_fallback
 from gridshare.fallback.safe_default import SafeDefault
+from gridshare.grid.netfile import NetworkFile
 from gridshare.recompute.budget import BudgetExceeded, BudgetRunner
 from gridshare.recompute.deadlines import Coverage
 from gridshare.recompute.failure import FallbackPolicy
@@ -43,6 +47,14 @@ log = logging.getLogger("gridshare.recompute")
 ForecastSource = Callable[[RunInputs, datetime, int, int], Forecast | None]
 
 
+class ClusterComputeFailed(RuntimeError):
+    """The network's task came back failed from the Dask cluster (timeout, worker lost, engine error)."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+
+
 def _constraints(fingerprint: tuple[object, ...]) -> tuple[object, ...]:
     """The part of the fingerprint envelopes depend on: network version, derates and the operator's
     agreements (not a request, not a device rating)."""
@@ -61,6 +73,13 @@ class EnvelopeRun:
         self.policy = policy
         self.budget = budget
         self.forecast_source = forecast_source
+        self._cluster: ComputeCluster | None = None
+
+    def close(self) -> None:
+        """Disconnect from the compute cluster, if this run used one."""
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
 
     def attempt(self, reason: str) -> Outcome:
         """Read, compute, publish; the caller holds the publisher lock and the run lock."""
@@ -124,24 +143,13 @@ class EnvelopeRun:
             return fail(inputs, plan, reason, "bad input", f"{type(exc).__name__}: {exc}")
         nf = hold_at_fallback(inputs.nf, held)
         try:
-            planned = self.budget.run(
-                lambda: compute_planned(
-                    nf,
-                    inputs.standing,
-                    start,
-                    settings.envelope_horizon_s,
-                    settings.envelope_interval_s,
-                    settings.allocation_policy,
-                    forecasts,
-                    engine=compute_envelopes,
-                    forecast_margin_fraction=(
-                        settings.forecast_margin_fraction if settings.forecast_aware_envelopes else None
-                    ),
-                ),
-                settings.recompute_budget_s,
-            )
+            planned = self._compute(nf, inputs, start, forecasts)
         except BudgetExceeded as exc:
             return fail(inputs, plan, reason, "overrun", str(exc))
+        except ClusterComputeFailed as exc:
+            log.error("envelope computation on the cluster failed (%s): %s", reason, exc)
+            kind = "overrun" if exc.kind == "timeout" else "engine error"
+            return fail(inputs, plan, reason, kind, f"compute cluster: {exc}")
         except Exception as exc:
             log.exception("envelope engine failed (%s)", reason)
             return fail(inputs, plan, reason, "engine error", f"{type(exc).__name__}: {exc}")
@@ -151,6 +159,50 @@ class EnvelopeRun:
         except Exception as exc:
             log.exception("publication (%s) failed; nothing of it was published", reason)
             return fail(inputs, plan, reason, "database", f"publication failed: {type(exc).__name__}: {exc}")
+
+    def _compute(
+        self, nf: NetworkFile, inputs: RunInputs, start: datetime, forecasts: Forecast | None
+    ) -> PlannedEnvelopes:
+        """The envelopes of one network: in this process, or as a task on the Dask cluster that
+        `compute_scheduler_address` names (docs/utility-scale.md). Either way the result is whole or
+        an exception; publication stays here, with the single publisher."""
+        settings = self.state.ctx.settings
+        margin = settings.forecast_margin_fraction if settings.forecast_aware_envelopes else None
+        if settings.compute_scheduler_address is None:
+            return self.budget.run(
+                lambda: compute_planned(
+                    nf,
+                    inputs.standing,
+                    start,
+                    settings.envelope_horizon_s,
+                    settings.envelope_interval_s,
+                    settings.allocation_policy,
+                    forecasts,
+                    engine=compute_envelopes,
+                    forecast_margin_fraction=margin,
+                ),
+                settings.recompute_budget_s,
+            )
+        task = NetworkTask(
+            network=nf.network.name,
+            nf=nf,
+            now_s=inputs.now_s,
+            start_s=int(start.timestamp()),
+            horizon_s=settings.envelope_horizon_s,
+            interval_s=settings.envelope_interval_s,
+            policy=settings.allocation_policy,
+            derates=tuple(Derate.of(d) for d in inputs.standing),
+            forecast=forecasts,
+            forecast_margin_fraction=margin,
+            inputs_key=inputs.fingerprint,
+            timeout_s=settings.recompute_budget_s,
+        )
+        if self._cluster is None:
+            self._cluster = ComputeCluster.from_settings(settings).start()
+        (outcome,) = self._cluster.compute([task])
+        if isinstance(outcome, Computed):
+            return outcome.result.planned
+        raise ClusterComputeFailed(outcome.kind, outcome.detail)
 
     def _forecast(self, inputs: RunInputs, start: datetime) -> Forecast | None:
         """An external forecast if a source is configured, else recent telemetry over profiles (or None)."""

@@ -230,4 +230,5 @@ class Recomputer:
         for thread in self._immediate:  # a run under way finishes before the lock is handed on
             thread.join()
         self._immediate = []
+        self.run.close()
         self.publisher.release()

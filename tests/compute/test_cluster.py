@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 
 from gridshare.compute.cluster import ComputeCluster, ComputeClusterUnavailable
 from gridshare.compute.outcome import Computed, Failed
@@ -28,7 +29,14 @@ from gridshare.compute.task import Derate, HeldLimits, NetworkResult, NetworkTas
 from gridshare.core.settings import Settings, SettingsError, load_settings
 from gridshare.envelopes.forecast import Telemetry
 from gridshare.grid.netfile import parse_network_document
+from gridshare.process.demo import seed_demo
+from gridshare.recompute.inputs import active_network
+from gridshare.recompute.scheduler import Recomputer
 from gridshare.sim.feeder import suburb_document
+from gridshare.store.db import transaction
+from gridshare.store.models import AssetDerate, Site
+from tests.support.engine import export_limits_w
+from tests.support.servers import RunningServer
 
 T0 = 1_782_900_000  # 2026-07-01T10:00Z
 START_S = T0 - T0 % 300
@@ -267,3 +275,58 @@ def test_a_stored_derate_ships_as_plain_values() -> None:
     derate = Derate.of(row)
     assert derate == Derate("tx-2", 0.0, T0 + 60, None)
     assert not derate.in_force(T0) and derate.in_force(T0 + 60) and derate.in_force(T0 + 10**9)
+
+
+# -- the running engine on the cluster ---------------------------------------------------------------
+
+
+def _outage_behind(server: RunningServer, name: str) -> None:
+    """An outage of the asset feeding `name`'s site, as the operator API stores it."""
+    site = server.ctx.sessions().execute(select(Site).where(Site.lfdi == server.pki.client(name).lfdi))
+    nmi = site.scalar_one().nmi
+    with server.ctx.sessions() as s:
+        _, nf = active_network(s)
+    node = next(x.node for x in nf.sites if x.nmi == nmi)
+    feeder = next(b.name for b in nf.network.branches if b.to_node == node)
+    with transaction(server.ctx.sessions) as s:
+        now_s = server.ctx.now_s()
+        s.add(AssetDerate(asset=feeder, factor=0.0, from_s=now_s, created_s=now_s, created_by="test"))
+
+
+def test_the_engine_publishes_what_the_cluster_computed(server: RunningServer, scheduler: str) -> None:
+    server.ctx.settings.envelope_horizon_s = 2 * 3600
+    seed_demo(server.ctx, server.pki)
+    server.ctx.settings.compute_scheduler_address = scheduler
+    engine = Recomputer(server.ctx)
+    try:
+        assert engine.run_once("on the cluster").status == "published"
+        on_cluster = export_limits_w(server, "device-1")
+        assert on_cluster and max(on_cluster) > 0
+        _outage_behind(server, "device-1")
+        assert engine.run_once("outage, on the cluster").status == "published"
+        assert set(export_limits_w(server, "device-1")) == {0}  # the outage reached the device
+    finally:
+        engine.stop()
+    # the same inputs computed in the publisher's process give the same limits
+    server.ctx.settings.compute_scheduler_address = None
+    local = Recomputer(server.ctx)
+    try:
+        assert local.run_once("in process").status == "published"
+        assert set(export_limits_w(server, "device-1")) == {0}
+    finally:
+        local.stop()
+
+
+def test_an_unreachable_cluster_puts_the_network_on_fallback_not_on_old_limits(server: RunningServer) -> None:
+    server.ctx.settings.envelope_horizon_s = 2 * 3600
+    seed_demo(server.ctx, server.pki)
+    server.ctx.settings.compute_connect_timeout_s = 2
+    server.ctx.settings.compute_scheduler_address = f"tcp://127.0.0.1:{free_port()}"
+    engine = Recomputer(server.ctx)
+    try:
+        outcome = engine.run_once("cluster down")
+    finally:
+        engine.stop()
+    assert outcome.status == "failed" and "ComputeClusterUnavailable" in outcome.detail, outcome
+    assert outcome.action == "fallback published", outcome
+    assert export_limits_w(server, "device-1"), "the device has fallback-valued limits, not nothing"

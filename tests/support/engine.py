@@ -153,3 +153,25 @@ def device_book(server: RunningServer) -> EventBook:
     book.set_default(href, primacy, default)
     book.update_program(href, events, server.ctx.now_s())
     return book
+
+
+def site_id_of(server: RunningServer, name: str) -> int:
+    me = server.pki.client(name)
+    with server.ctx.sessions() as s:
+        return s.execute(select(Site.id).where(Site.lfdi == me.lfdi)).scalar_one()
+
+
+def export_limits_w(server: RunningServer, name: str) -> list[float]:
+    """The opModExpLimW of every scheduled or active DERControl the device reads over mTLS."""
+    site_id = site_id_of(server, name)
+    with server.client(name) as c:
+        root = etree.fromstring(c.get(f"/edev/{site_id}/derp/1/derc", params={"l": 500}).content)
+    out = []
+    for ctl in root:
+        if int(ctl.findtext("s:EventStatus/s:currentStatus", namespaces=NS)) not in (0, 1):
+            continue  # cancelled or superseded by the newer set
+        el = ctl.find("s:DERControlBase/c:opModExpLimW", NS)
+        assert el is not None
+        value = int(el.findtext("s:value", namespaces=NS))
+        out.append(value * 10 ** int(el.findtext("s:multiplier", namespaces=NS)))
+    return out
