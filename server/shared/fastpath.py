@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import Engine
@@ -30,7 +31,14 @@ from gridshare.server.shared.metrics import PROCESS
 from gridshare.server.shared.request_unit import CACHEABLE, Cacheable
 from gridshare.server.shared.resources import Classifier
 from gridshare.server.wire import hrefs
-from gridshare.store.change_feed import ChangeFeed, Keys, Versions, change_versions, open_change_feed
+from gridshare.store.change_feed import (
+    ChangeFeed,
+    Keys,
+    PgChangeFeed,
+    Versions,
+    change_versions,
+    open_change_feed,
+)
 from gridshare.store.db import PUBLICATION
 
 #: The resources served from the response cache (once their route has declared a response cacheable).
@@ -124,7 +132,8 @@ class FastPath:
         # answered before it, so a client that writes and reads back never gets the earlier body.
         self._writes = 0
         self._synced_writes = 0
-        self._sync_lock: asyncio.Lock | None = None
+        self._sync_pending: tuple[int, asyncio.Future[bool]] | None = None
+        self._sync_thread = ThreadPoolExecutor(1, thread_name_prefix="gridshare-feed-sync")
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -171,20 +180,29 @@ class FastPath:
             self._keep(scope, request_key, sent)
 
     async def _caught_up(self) -> bool:
-        """True once the change feed reflects every write this process has answered (see __init__)."""
+        """True once the change feed reflects every write this process has answered (see __init__).
+
+        Only a feed that hears of commits asynchronously (PostgreSQL's NOTIFY) can lag; the round trip
+        runs on one thread of its own (never queued behind route handlers), and every request that
+        arrives while one is in flight and needs no later write waits for that same one.
+        """
         target = self._writes
-        if self._synced_writes >= target or self.changes is None:
+        if self._synced_writes >= target or not isinstance(self.changes, PgChangeFeed):
             return True
-        if self._sync_lock is None:
-            self._sync_lock = asyncio.Lock()
-        async with self._sync_lock:  # one round trip serves every request waiting meanwhile
-            if self._synced_writes >= target:
-                return True
-            target = self._writes
-            if not await asyncio.to_thread(self.changes.sync):
-                return False
-            self._synced_writes = max(self._synced_writes, target)
-            return True
+        while True:
+            pending = self._sync_pending
+            if pending is None:
+                covers = self._writes
+                future = asyncio.get_running_loop().run_in_executor(self._sync_thread, self.changes.sync)
+                self._sync_pending = pending = (covers, future)
+            covers, future = pending
+            ok = await future
+            if self._sync_pending is pending:
+                self._sync_pending = None
+                if ok:
+                    self._synced_writes = max(self._synced_writes, covers)
+            if covers >= target:
+                return bool(ok)
 
     def _done(self, resource: str, site_id: int | None, status: int, t0: float) -> None:
         self.metrics.observe(resource, status, time.perf_counter() - t0)
