@@ -128,8 +128,8 @@ class FastPath:
         self.classify = Classifier()
         self.metrics = PROCESS
         # Read-your-writes: writes answered by this process, and how many of them the feed has caught
-        # up with (ChangeFeed.sync). A cached answer waits until the feed has heard of every write
-        # answered before it, so a client that writes and reads back never gets the earlier body.
+        # up with (ChangeFeed.sync). A write's answer is sent only once the feed has heard of it, so a
+        # client that writes and then reads back is never answered with the body from before.
         self._writes = 0
         self._synced_writes = 0
         self._sync_pending: tuple[int, asyncio.Future[bool]] | None = None
@@ -144,7 +144,7 @@ class FastPath:
         request_key: tuple[object, ...] | None = None
         if scope["method"] in ("GET", "HEAD") and resource in CACHED:
             request_key = _request_key(scope, CACHED[resource], self.ctx.settings.list_limit_cap)
-            if request_key is not None and await self._caught_up():
+            if request_key is not None:
                 hit = self._cached(scope, request_key)
                 if hit is not None:
                     headers, body = hit
@@ -166,8 +166,9 @@ class FastPath:
         async def send_noting_status(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
-                if writes:  # committed (or refused) before its answer starts; counted before it is sent
+                if writes and message["status"] < 400:  # committed: answer once the feed has heard it
                     self._writes += 1
+                    await self._caught_up(self._writes)
             if request_key is not None:
                 sent.append(message)
             await send(message)
@@ -179,14 +180,13 @@ class FastPath:
         if request_key is not None and status[0] == 200:
             self._keep(scope, request_key, sent)
 
-    async def _caught_up(self) -> bool:
-        """True once the change feed reflects every write this process has answered (see __init__).
+    async def _caught_up(self, target: int) -> bool:
+        """True once the change feed reflects the first `target` writes this process answered.
 
         Only a feed that hears of commits asynchronously (PostgreSQL's NOTIFY) can lag; the round trip
-        runs on one thread of its own (never queued behind route handlers), and every request that
-        arrives while one is in flight and needs no later write waits for that same one.
+        runs on one thread of its own (never queued behind route handlers), and every write answered
+        while one is in flight waits for the next one, which covers them all.
         """
-        target = self._writes
         if self._synced_writes >= target or not isinstance(self.changes, PgChangeFeed):
             return True
         while True:
