@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Connection, Engine, event, select
+from sqlalchemy import Connection, Engine, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -46,6 +47,7 @@ LISTENER_APPLICATION_NAME = "gridshare-change-feed"
 ALL = "all"
 _PUBLICATION_ROW = 1
 
+_T = TypeVar("_T")
 Keys = tuple[str, ...]
 Versions = tuple[int, ...]
 
@@ -108,6 +110,10 @@ class ChangeFeed(Protocol):
 
     def generation(self) -> int: ...
 
+    def sync(self) -> bool:
+        """Return once every commit made before the call is reflected (False: not sure; read instead)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -121,15 +127,19 @@ class _DirectReads:
         self._engine = engine
         self._local = threading.local()
 
-    def current(self, keys: Keys) -> Versions:
+    def _connection(self) -> Connection:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self._local.conn = conn
+        return conn
+
+    def _on(self, work: Callable[[Connection], _T]) -> _T:
+        """`work` on this thread's connection, once more on a fresh one if the first has failed."""
         for attempt in (1, 2):
-            conn: Connection | None = getattr(self._local, "conn", None)
-            if conn is None:
-                conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-                self._local.conn = conn
+            conn = self._connection()
             try:
-                found = _read(conn, keys)
-                return tuple(found[k] for k in keys)
+                return work(conn)
             except Exception:
                 self._local.conn = None
                 conn.invalidate()
@@ -138,8 +148,20 @@ class _DirectReads:
                     raise
         raise AssertionError("unreachable")
 
+    def current(self, keys: Keys) -> Versions:
+        found = self._on(lambda conn: _read(conn, keys))
+        return tuple(found[k] for k in keys)
+
     def generation(self) -> int:
         return self.current((ALL,))[0]
+
+    def notify(self, payload: str) -> None:
+        """Send `payload` on the change channel (PostgreSQL), committed at once (autocommit)."""
+        notify = text("SELECT pg_notify(:channel, :payload)")
+        self._on(lambda conn: conn.execute(notify, {"channel": CHANNEL, "payload": payload}))
+
+    def sync(self) -> bool:
+        return True  # every call reads (or checks data_version): nothing to wait for
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -199,6 +221,9 @@ class SqliteChangeFeed:
     def generation(self) -> int:
         return self.current((ALL,))[0]
 
+    def sync(self) -> bool:
+        return True  # every call reads (or checks data_version): nothing to wait for
+
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
@@ -220,6 +245,11 @@ class PgChangeFeed:
         self._stop = threading.Event()
         self._listener_pid: int | None = None
         self.reconnects = 0
+        # sync(): tokens this feed sent through the channel and the last one the listener heard back.
+        self._sync_key = f"sync:{os.getpid()}:{id(self)}"
+        self._sync_sent = 0
+        self._sync_heard = 0
+        self._sync_heard_changed = threading.Condition(self._lock)
         #: Wait before the first reconnection attempt (doubling up to 2 s while attempts fail).
         self.retry_after_s = 0.05
         self._thread = threading.Thread(target=self._run, name="gridshare-change-feed", daemon=True)
@@ -237,6 +267,35 @@ class PgChangeFeed:
 
     def generation(self) -> int:
         return self.current((ALL,))[0]
+
+    def sync(self) -> bool:
+        """Wait until the listener has applied every commit made before this call.
+
+        A writer's NOTIFY reaches the listener a moment after its commit; a client that writes and
+        reads back at once could otherwise be answered from the moment before. PostgreSQL delivers
+        notifications in commit order, so once a token sent now comes back, every earlier commit's
+        notification has been applied. False (listener in doubt or too slow): callers must not trust
+        the cache for this answer.
+        """
+        if not self.healthy():
+            return True  # current() reads the database itself until the listener is back
+        with self._lock:
+            self._sync_sent += 1
+            token = self._sync_sent
+        try:
+            self._fallback.notify(f"{self._sync_key} {token}")
+        except Exception:
+            return False
+        deadline = time.monotonic() + self._stale_after_s
+        with self._sync_heard_changed:
+            while self._sync_heard < token:
+                left = deadline - time.monotonic()
+                if not self.healthy():
+                    return True  # in doubt: current() reads the database until the listener is back
+                if left <= 0:
+                    return False
+                self._sync_heard_changed.wait(left)
+        return True
 
     def listener_pid(self) -> int | None:
         """The listening backend's pid (for operators and the outage tests)."""
@@ -266,6 +325,7 @@ class PgChangeFeed:
     def _unsure(self) -> None:
         with self._lock:
             self._confirmed_at = -math.inf
+            self._sync_heard_changed.notify_all()
         self._listener_pid = None
 
     def _listen(self) -> None:
@@ -312,6 +372,12 @@ class PgChangeFeed:
             return
         version = int(raw)
         with self._lock:
+            self._confirmed_at = time.monotonic()
+            if key.startswith("sync:"):  # a sync() token, ours or another process's: no version
+                if key == self._sync_key and version > self._sync_heard:
+                    self._sync_heard = version
+                    self._sync_heard_changed.notify_all()
+                return
             if version > self._versions.get(key, -1):  # never backwards (a late duplicate)
                 self._versions[key] = version
             self._confirmed_at = time.monotonic()

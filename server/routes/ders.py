@@ -6,14 +6,21 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
 from gridshare.server.shared.paging import Page, page
-from gridshare.server.shared.request_unit import Id, read_unit, read_xml, write_unit, xml
+from gridshare.server.shared.request_unit import Id, Unit, read_unit, read_xml, write_unit, xml
 from gridshare.server.wire import decode, encode, hrefs
+from gridshare.store.change_feed import site_key
 from gridshare.store.queries.programs import first_program_id
 from gridshare.store.queries.sites import get_der, list_ders
 
 router = APIRouter()
 
 DOCS = encode.DER_DOCS  # path segment -> root element name
+
+
+def _cacheable(u: Unit, site_id: int) -> None:
+    """DER rows change with the client's PUTs, which bump `site:<id>` (migration 0010), not `all`."""
+    u.depends_on(site_key(site_id))  # before anything is read
+    u.cacheable()
 
 
 def _doc_name(doc: str) -> str:
@@ -25,6 +32,7 @@ def _doc_name(doc: str) -> str:
 @router.api_route(hrefs.DER_LIST_T.path, methods=["GET", "HEAD"])
 def der_list(request: Request, site_id: Id, p: Page = Depends(page)) -> Response:
     with read_unit(request) as u:
+        _cacheable(u, site_id)
         site = u.site(site_id)
         total, ders = list_ders(u.session, site, start=p.start, limit=p.limit)
         program_id = first_program_id(u.session)
@@ -37,6 +45,7 @@ def der_list(request: Request, site_id: Id, p: Page = Depends(page)) -> Response
 @router.api_route(hrefs.DER_T.path, methods=["GET", "HEAD"])
 def der(request: Request, site_id: Id, der_index: Id) -> Response:
     with read_unit(request) as u:
+        _cacheable(u, site_id)
         d = get_der(u.session, u.site(site_id), der_index)
         if d is None:
             raise HTTPException(404, "no such DER")
@@ -47,6 +56,7 @@ def der(request: Request, site_id: Id, der_index: Id) -> Response:
 def der_document(request: Request, site_id: Id, der_index: Id, doc: str) -> Response:
     name = _doc_name(doc)
     with read_unit(request) as u:
+        _cacheable(u, site_id)
         d = get_der(u.session, u.site(site_id), der_index)
         stored = None if d is None else getattr(d, f"{_column(doc)}_xml")
         if stored is None:

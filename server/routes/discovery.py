@@ -17,8 +17,9 @@ router = APIRouter()
 @router.api_route(hrefs.DCAP_T.path, methods=["GET", "HEAD"])
 def device_capability(request: Request) -> Response:
     with read_unit(request) as u:
+        u.depends_on_visible_sites()  # the MirrorUsagePoint count changes with device reports
         edev_count = count_sites(u.session, u.scope) + (1 if u.scope.is_aggregator else 0)
-        return xml(
+        response = xml(
             encode.device_capability(
                 u.poll_rate("dcap"),
                 u.ctx.self_identity is not None,
@@ -26,6 +27,8 @@ def device_capability(request: Request) -> Response:
                 count_mups(u.session, u.scope),
             )
         )
+        u.cacheable()
+        return response
 
 
 @router.api_route(hrefs.TIME_T.path, methods=["GET", "HEAD"])
@@ -33,6 +36,8 @@ def time_resource(request: Request) -> Response:
     with read_unit(request) as u:
         now_s = u.now_s()
         fields = time_fields(now_s, u.ctx.settings.timezone)
+        # The same body for every admitted client, true for the second it names.
+        u.cacheable(valid_from_s=now_s, valid_until_s=now_s + 1, shared=True)
         return xml(
             encode.time_resource(
                 now_s,

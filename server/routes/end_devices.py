@@ -42,6 +42,14 @@ def valid_nmi(nmi: str) -> bool:
     return len(nmi) == 10 or int(nmi[10]) == nmi_checksum(nmi[:10])
 
 
+def _cacheable(u: Unit, *, virtual: bool) -> None:
+    """Registration state changes only with publishing writes; /edev/0 is dated now (this second)."""
+    if virtual:
+        u.cacheable(valid_from_s=u.now_s(), valid_until_s=u.now_s() + 1)
+    else:
+        u.cacheable()
+
+
 def _virtual_aggregator_device(u: Unit) -> Site:
     """The aggregator's own EndDevice at /edev/0, built from its certificate (never stored)."""
     return Site(
@@ -60,6 +68,7 @@ def _virtual_aggregator_device(u: Unit) -> Site:
 def end_device_list(request: Request, p: Page = Depends(page)) -> Response:
     with read_unit(request) as u:
         virtual = 1 if u.scope.is_aggregator else 0
+        _cacheable(u, virtual=bool(virtual))
         start = max(p.start - virtual, 0)
         limit = p.limit - (1 if virtual and p.start == 0 and p.limit > 0 else 0)
         total, sites = list_sites(
@@ -83,7 +92,9 @@ def end_device_list(request: Request, p: Page = Depends(page)) -> Response:
 @router.api_route(hrefs.EDEV_T.path, methods=["GET", "HEAD"])
 def end_device(request: Request, site_id: Id) -> Response:
     with read_unit(request) as u:
-        if site_id == hrefs.AGGREGATOR_EDEV_ID and u.scope.is_aggregator:
+        virtual = site_id == hrefs.AGGREGATOR_EDEV_ID and u.scope.is_aggregator
+        _cacheable(u, virtual=virtual)
+        if virtual:
             return xml(encode.end_device(None, _virtual_aggregator_device(u), virtual=True))
         return xml(encode.end_device(None, u.site(site_id)))
 
@@ -137,12 +148,14 @@ async def register_end_device(request: Request) -> Response:
 @router.api_route(hrefs.REGISTRATION_T.path, methods=["GET", "HEAD"])
 def registration(request: Request, site_id: Id) -> Response:
     with read_unit(request) as u:
+        u.cacheable()
         return xml(encode.registration(u.site(site_id), u.poll_rate("edev")))
 
 
 @router.api_route(hrefs.CONNECTION_POINT_T.path, methods=["GET", "HEAD"])
 def connection_point(request: Request, site_id: Id) -> Response:
     with read_unit(request) as u:
+        u.cacheable()
         return xml(encode.connection_point(u.site(site_id)))
 
 

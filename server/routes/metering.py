@@ -26,6 +26,8 @@ def _site_of(u: Unit, mup: MirrorUsagePoint) -> Site:
 @router.api_route(hrefs.MUP_LIST_T.path, methods=["GET", "HEAD"])
 def mup_list(request: Request, p: Page = Depends(page)) -> Response:
     with read_unit(request) as u:
+        u.depends_on_visible_sites()  # mirrors change with device reports (migration 0010 bumps)
+        u.cacheable()
         total, mups = q.list_mups(u.session, u.scope, start=p.start, limit=p.limit)
         el = encode.list_root("MirrorUsagePointList", hrefs.MUP_LIST, total, len(mups), u.poll_rate("mup"))
         for mup in mups:
@@ -36,6 +38,8 @@ def mup_list(request: Request, p: Page = Depends(page)) -> Response:
 @router.api_route(hrefs.MUP_T.path, methods=["GET", "HEAD"])
 def mup(request: Request, mup_id: Id) -> Response:
     with read_unit(request) as u:
+        u.depends_on_visible_sites()
+        u.cacheable()
         found = q.get_mup(u.session, u.scope, mup_id)
         if found is None:
             raise HTTPException(404, "no such MirrorUsagePoint")

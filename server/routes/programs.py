@@ -18,9 +18,11 @@ from gridshare.store.queries import programs as q
 router = APIRouter()
 
 
-def _states(u: Unit, site: Site, program_id: int, now_s: float) -> list[ControlState]:
-    """Every control of the site in the program (operator's and envelope blocks) with its status now."""
-    return derive_states(q.program_controls(u.session, site, program_id, now_s, u.ctx.settings.pen), now_s)
+def _states(u: Unit, site: Site, program_id: int, now_s: float) -> tuple[list[ControlState], float]:
+    """Every control of the site in the program (operator's and envelope blocks) with its status now,
+    and when the next status changes (what a body showing them is cached until)."""
+    controls = q.program_controls(u.session, site, program_id, now_s, u.ctx.settings.pen)
+    return derive_states(controls, now_s), next_change_s(controls, now_s)
 
 
 def _program(u: Unit, program_id: int) -> DerProgram:
@@ -33,6 +35,7 @@ def _program(u: Unit, program_id: int) -> DerProgram:
 @router.api_route(hrefs.FSA_LIST_T.path, methods=["GET", "HEAD"])
 def fsa_list(request: Request, site_id: Id, p: Page = Depends(page)) -> Response:
     with read_unit(request) as u:
+        u.cacheable()
         u.site(site_id)
         total, fsas = q.list_fsas(u.session, start=p.start, limit=p.limit)
         el = encode.list_root(
@@ -51,6 +54,7 @@ def fsa_list(request: Request, site_id: Id, p: Page = Depends(page)) -> Response
 @router.api_route(hrefs.FSA_T.path, methods=["GET", "HEAD"])
 def fsa(request: Request, site_id: Id, fsa_id: Id) -> Response:
     with read_unit(request) as u:
+        u.cacheable()
         u.site(site_id)
         f = q.get_fsa(u.session, fsa_id)
         if f is None:
@@ -74,9 +78,12 @@ def program_list(request: Request, site_id: Id, fsa_id: Id, p: Page = Depends(pa
             subscribable=encode.SUBSCRIBABLE,
         )
         now_s = u.now_s()
+        valid_until_s = float("inf")
         for program in programs:
-            live = _states(u, site, program.id, now_s)
+            live, until_s = _states(u, site, program.id, now_s)
+            valid_until_s = min(valid_until_s, until_s)
             encode.der_program(el, site_id, program, len(live), q.count_curves(u.session, program.id))
+        u.cacheable(valid_until_s=valid_until_s)  # a control starting or ending changes the counts
         return xml(el)
 
 
@@ -86,19 +93,17 @@ def program(request: Request, site_id: Id, program_id: Id) -> Response:
         site = u.site(site_id)
         prog = _program(u, program_id)
         now_s = u.now_s()
-        live = _states(u, site, prog.id, now_s)
+        live, valid_until_s = _states(u, site, prog.id, now_s)
+        u.cacheable(valid_until_s=valid_until_s)
         return xml(encode.der_program(None, site_id, prog, len(live), q.count_curves(u.session, prog.id)))
 
 
 @router.api_route(hrefs.DERC_LIST_T.path, methods=["GET", "HEAD"])
 def control_list(request: Request, site_id: Id, program_id: Id, p: Page = Depends(page)) -> Response:
-    """The hot path: every device polls it. Served from the render cache until something changes."""
+    """The hot path: every device polls it. Cached by the fast path until something changes; a
+    status transition is re-spliced from the cached fragments, without the database."""
     with read_unit(request) as u:
-        key = ("derc", u.scope.lfdi, site_id, program_id, p.start, p.limit, p.after_s)
         now_s = u.ctx.clock.now()
-        cached = u.ctx.cache.get(key, u.generation, now_s)
-        if cached is not None:
-            return xml(cached)
         site = u.site(site_id)
         _program(u, program_id)
         controls = q.program_controls(u.session, site, program_id, now_s, u.ctx.settings.pen)
@@ -107,11 +112,10 @@ def control_list(request: Request, site_id: Id, program_id: Id, p: Page = Depend
         built = _SplicedList.build(href, states, program_id, p)
         if built is not None:
             spliced, body = built
-            u.ctx.cache.put(key, u.generation, next_change_s(controls, now_s), body, spliced.refresh)
+            u.cacheable(valid_until_s=next_change_s(controls, now_s), refresh=spliced.refresh)
             return xml(body)
-        body = _control_list_body(href, states, program_id, p)
-        u.ctx.cache.put(key, u.generation, next_change_s(controls, now_s), body)
-        return xml(body)
+        u.cacheable(valid_until_s=next_change_s(controls, now_s))
+        return xml(_control_list_body(href, states, program_id, p))
 
 
 def _control_list_body(href: str, states: list[ControlState], program_id: int, p: Page) -> bytes:
@@ -242,11 +246,11 @@ def control(request: Request, site_id: Id, program_id: Id, control_id: str) -> R
     with read_unit(request) as u:
         site = u.site(site_id)
         now_s = u.ctx.clock.now()
-        found = next(
-            (st for st in _states(u, site, program_id, now_s) if str(st.control.id) == control_id), None
-        )
+        states, valid_until_s = _states(u, site, program_id, now_s)
+        found = next((st for st in states if str(st.control.id) == control_id), None)
         if found is None:
             raise HTTPException(404, "no such DERControl (or it has ended)")
+        u.cacheable(valid_until_s=valid_until_s)
         return xml(encode.der_control(None, found, program_id))
 
 
@@ -256,7 +260,9 @@ def active_control_list(request: Request, site_id: Id, program_id: Id, p: Page =
         site = u.site(site_id)
         _program(u, program_id)
         now_s = u.ctx.clock.now()
-        active = [s for s in _states(u, site, program_id, now_s) if s.status == ACTIVE]
+        states, valid_until_s = _states(u, site, program_id, now_s)
+        active = [s for s in states if s.status == ACTIVE]
+        u.cacheable(valid_until_s=valid_until_s)
         el = encode.der_control_list(
             hrefs.active_derc_list(site_id, program_id),
             active[p.start : p.start + p.limit],
@@ -274,12 +280,14 @@ def default_control(request: Request, site_id: Id, program_id: Id) -> Response:
         d = q.default_control(u.session, site, program_id)
         if d is None:
             raise HTTPException(404, "no DefaultDERControl for this program")
+        u.cacheable()
         return xml(encode.default_der_control(site_id, d))
 
 
 @router.api_route(hrefs.CURVE_LIST_T.path, methods=["GET", "HEAD"])
 def curve_list(request: Request, site_id: Id, program_id: Id, p: Page = Depends(page)) -> Response:
     with read_unit(request) as u:
+        u.cacheable()
         u.site(site_id)
         _program(u, program_id)
         total, curves = q.list_curves(u.session, program_id, start=p.start, limit=p.limit)
@@ -292,6 +300,7 @@ def curve_list(request: Request, site_id: Id, program_id: Id, p: Page = Depends(
 @router.api_route(hrefs.CURVE_T.path, methods=["GET", "HEAD"])
 def curve(request: Request, site_id: Id, program_id: Id, curve_id: Id) -> Response:
     with read_unit(request) as u:
+        u.cacheable()
         u.site(site_id)
         c = q.get_curve(u.session, program_id, curve_id)
         if c is None:

@@ -1,10 +1,14 @@
-"""A raw-ASGI front for the polling hot path: cached DERControlList bodies without the framework.
+"""A raw-ASGI front for the device conversation: cached responses without the framework.
 
-Devices poll their DERControlList far more often than it changes. When the render cache holds a
-current body for this client, generation and status time, it is sent straight from here; anything
-else (a miss, another resource, a refused client) goes to the FastAPI application unchanged. The
-same checks apply on both paths: peer certificate -> scope for the current generation -> cache key.
-A cached list whose controls changed status since it was rendered is re-spliced in memory (see
+Devices poll their resources far more often than those change. Each read route the devices use in
+their normal cycle declares its response cacheable (`Unit.cacheable`, server/shared/request_unit.py):
+which client it is for, the change keys and clock window it is true for. This front keeps such
+responses, keyed by (URI template, path parameters, paging s/l/a, client scope), and answers GET and
+HEAD from them while they are current; anything else (a miss, a write, another resource, a refused
+client) goes to the FastAPI application unchanged. The same checks apply on both paths: peer
+certificate -> scope for the current generation -> cache key; a client whose scope is not resolved
+for the current generation (new, changed, revoked) always reaches the application. A cached
+DERControlList whose controls changed status since it was rendered is re-spliced in memory (see
 server/shared/render_cache.py), so block boundaries are answered here too, without the database.
 
 Every request is also counted here, whichever path answers it: per-resource requests and latency
@@ -13,8 +17,10 @@ Every request is also counted here, whichever path answers it: per-resource requ
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import Engine
@@ -22,13 +28,46 @@ from sqlalchemy import Engine
 from gridshare.server.shared.context import AppContext
 from gridshare.server.shared.identity import peer_pem
 from gridshare.server.shared.metrics import PROCESS
+from gridshare.server.shared.request_unit import CACHEABLE, Cacheable
 from gridshare.server.shared.resources import Classifier
 from gridshare.server.wire import hrefs
-from gridshare.server.wire.xmlio import MEDIA_TYPE
-from gridshare.store.change_feed import ChangeFeed, open_change_feed
+from gridshare.store.change_feed import (
+    ChangeFeed,
+    Keys,
+    PgChangeFeed,
+    Versions,
+    change_versions,
+    open_change_feed,
+)
 from gridshare.store.db import PUBLICATION
 
-_HEADERS = [(b"content-type", MEDIA_TYPE.encode())]
+#: The resources served from the response cache (once their route has declared a response cacheable).
+CACHED: dict[str, hrefs.Href] = {
+    h.resource: h
+    for h in (
+        hrefs.DCAP_T,
+        hrefs.TIME_T,
+        hrefs.EDEV_LIST_T,
+        hrefs.EDEV_T,
+        hrefs.REGISTRATION_T,
+        hrefs.CONNECTION_POINT_T,
+        hrefs.FSA_LIST_T,
+        hrefs.FSA_T,
+        hrefs.DERP_LIST_T,
+        hrefs.DERP_T,
+        hrefs.DERC_LIST_T,
+        hrefs.DERC_T,
+        hrefs.ACTIVE_DERC_LIST_T,
+        hrefs.DEFAULT_DERC_T,
+        hrefs.CURVE_LIST_T,
+        hrefs.CURVE_T,
+        hrefs.DER_LIST_T,
+        hrefs.DER_T,
+        hrefs.MUP_LIST_T,
+        hrefs.MUP_T,
+    )
+}
+CACHED.update({name: hrefs.DER_DOC_T for name in hrefs.DER_DOCS.values()})
 
 
 class GenerationReader:
@@ -88,6 +127,13 @@ class FastPath:
         self.changes: ChangeFeed | None = open_change_feed(ctx.engine) if ctx.settings.change_feed else None
         self.classify = Classifier()
         self.metrics = PROCESS
+        # Read-your-writes: writes answered by this process, and how many of them the feed has caught
+        # up with (ChangeFeed.sync). A write's answer is sent only once the feed has heard of it, so a
+        # client that writes and then reads back is never answered with the body from before.
+        self._writes = 0
+        self._synced_writes = 0
+        self._sync_pending: tuple[int, asyncio.Future[bool]] | None = None
+        self._sync_thread = ThreadPoolExecutor(1, thread_name_prefix="gridshare-feed-sync")
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -95,50 +141,127 @@ class FastPath:
             return
         t0 = time.perf_counter()
         resource, site_id = self.classify(scope["path"])
-        if resource == "DERControlList" and scope["method"] in ("GET", "HEAD"):
-            body = self._cached(scope)
-            if body is not None:
-                headers = [*_HEADERS, (b"content-length", str(len(body)).encode())]
-                await send({"type": "http.response.start", "status": 200, "headers": headers})
-                await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
-                self.metrics.cache["hit"] += 1
-                self._done(resource, site_id, 200, t0)
-                return
-            self.metrics.cache["miss"] += 1
+        request_key: tuple[object, ...] | None = None
+        if scope["method"] in ("GET", "HEAD") and resource in CACHED:
+            request_key = _request_key(scope, CACHED[resource], self.ctx.settings.list_limit_cap)
+            if request_key is not None:
+                hit = self._cached(scope, request_key)
+                if hit is not None:
+                    headers, body = hit
+                    await send({"type": "http.response.start", "status": 200, "headers": list(headers)})
+                    await send(
+                        {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+                    )
+                    if resource == "DERControlList":  # the metric is gridshare_derc_cache_requests
+                        self.metrics.cache["hit"] += 1
+                    self._done(resource, site_id, 200, t0)
+                    return
+                if resource == "DERControlList":
+                    self.metrics.cache["miss"] += 1
         status = [500]
+        sent: list[Any] = []
+
+        writes = scope["method"] not in ("GET", "HEAD")
 
         async def send_noting_status(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                if writes and message["status"] < 400:  # committed: answer once the feed has heard it
+                    self._writes += 1
+                    await self._caught_up(self._writes)
+            if request_key is not None:
+                sent.append(message)
             await send(message)
 
         try:
             await self.app(scope, receive, send_noting_status)
         finally:
             self._done(resource, site_id, status[0], t0)
+        if request_key is not None and status[0] == 200:
+            self._keep(scope, request_key, sent)
+
+    async def _caught_up(self, target: int) -> bool:
+        """True once the change feed reflects the first `target` writes this process answered.
+
+        Only a feed that hears of commits asynchronously (PostgreSQL's NOTIFY) can lag; the round trip
+        runs on one thread of its own (never queued behind route handlers), and every write answered
+        while one is in flight waits for the next one, which covers them all.
+        """
+        if self._synced_writes >= target or not isinstance(self.changes, PgChangeFeed):
+            return True
+        while True:
+            pending = self._sync_pending
+            if pending is None:
+                covers = self._writes
+                future = asyncio.get_running_loop().run_in_executor(self._sync_thread, self.changes.sync)
+                self._sync_pending = pending = (covers, future)
+            covers, future = pending
+            ok = await future
+            if self._sync_pending is pending:
+                self._sync_pending = None
+                if ok:
+                    self._synced_writes = max(self._synced_writes, covers)
+            if covers >= target:
+                return bool(ok)
 
     def _done(self, resource: str, site_id: int | None, status: int, t0: float) -> None:
         self.metrics.observe(resource, status, time.perf_counter() - t0)
         if site_id is not None and status < 400:
             self.ctx.contacts.record(site_id, resource, self.ctx.clock.now(), resource == "DERControlList")
 
-    def _cached(self, scope: dict[str, Any]) -> bytes | None:
-        match = hrefs.DERC_LIST_T.match(scope["path"])
-        if match is None:
-            return None
-        paging = _query(scope.get("query_string", b""))
-        if paging is None:
-            return None
+    def _versions(self, keys: Keys) -> Versions:
+        if self.changes is not None:
+            return self.changes.current(keys)
+        with self.ctx.sessions() as session:  # no feed (in-memory database, feed off): read them
+            found = change_versions(session, keys)
+        return tuple(found[k] for k in keys)
+
+    def _cached(self, scope: dict[str, Any], request_key: tuple[object, ...]) -> tuple[Any, bytes] | None:
+        """(headers, body) if this client may be sent a current cached response for this request."""
         pem = peer_pem(scope, self.ctx.settings)
         if pem is None:
             return None
         changes = self.changes
         generation = changes.generation() if changes is not None else self.generations.read()
         client = self.ctx.scopes.get(pem, generation)
-        if client is None:
+        if client is None:  # not resolved at this generation: new, changed or revoked; ask the app
             return None
-        start, limit, after = paging
-        limit = min(limit, self.ctx.settings.list_limit_cap)
-        key = ("derc", client.lfdi, int(match["site_id"]), int(match["program_id"]), start, limit, after)
-        versions = changes.current if changes is not None else None
-        return self.ctx.cache.get(key, generation, self.ctx.clock.now(), versions)
+        now_s = self.ctx.clock.now()
+        cache = self.ctx.cache
+        entry = cache.lookup((*request_key, client), generation, now_s, self._versions)
+        if entry is None:  # a body every admitted client shares (Time)
+            entry = cache.lookup((*request_key, None), generation, now_s, self._versions)
+        return None if entry is None else (entry.headers, entry.body)
+
+    def _keep(self, scope: dict[str, Any], request_key: tuple[object, ...], sent: list[Any]) -> None:
+        """Cache the response the application just sent, if its route declared it cacheable."""
+        marker = scope.get(CACHEABLE)
+        if not isinstance(marker, Cacheable) or not sent or sent[0]["type"] != "http.response.start":
+            return
+        body = b"".join(m.get("body", b"") for m in sent[1:] if m["type"] == "http.response.body")
+        headers = tuple((bytes(k), bytes(v)) for k, v in sent[0]["headers"])
+        if (b"content-length", str(len(body)).encode()) not in headers or any(
+            m.get("more_body") for m in sent[1:]
+        ):
+            return  # not one complete body (a HEAD answered without one): nothing to replay
+        self.ctx.cache.put(
+            (*request_key, marker.client),
+            marker.generation,
+            marker.valid_until_s,
+            body,
+            marker.refresh,
+            marker.deps,
+            marker.dep_versions,
+            valid_from_s=marker.valid_from_s,
+            headers=headers,
+        )
+
+
+def _request_key(scope: dict[str, Any], href: hrefs.Href, list_limit_cap: int) -> tuple[object, ...] | None:
+    """(template, path parameters, s, l, a) naming what was asked, or None if not cacheable as asked."""
+    params = href.match(scope["path"])
+    paging = _query(scope.get("query_string", b""))
+    if params is None or paging is None:
+        return None
+    start, limit, after = paging
+    return (href.path, *params.values(), start, min(limit, list_limit_cap), after)

@@ -1,13 +1,19 @@
-"""What every route shares: one unit of work with its scope, XML responses, and capped body reading."""
+"""What every route shares: one unit of work with its scope, XML responses, and capped body reading.
+
+A read route may also declare its answer cacheable (`Unit.cacheable`): the polling fast path
+(server/shared/fastpath.py) then keeps the response it sent and answers the same request from the same
+client from memory until something the body depends on changes or its validity window ends.
+"""
 
 from __future__ import annotations
 
+import math
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Annotated
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 from fastapi import HTTPException, Path, Request
 from fastapi.responses import Response
@@ -17,17 +23,39 @@ from sqlalchemy.orm import Session
 
 from gridshare.server.shared.context import AppContext
 from gridshare.server.shared.identity import peer_pem, resolve_scope
+from gridshare.server.shared.render_cache import Refresh
 from gridshare.server.wire.xmlio import MEDIA_TYPE, WireError, parse_body, to_bytes
+from gridshare.store.change_feed import change_versions, site_key
 from gridshare.store.db import bump_activity, bump_publication, publication_value
 from gridshare.store.models import Site
 from gridshare.store.queries.runtime_settings import poll_rate_overrides
-from gridshare.store.queries.sites import get_site
+from gridshare.store.queries.sites import get_site, visible_site_ids
 from gridshare.store.scope import ClientScope
 
 #: Database ids are 32-bit signed integers: a larger (or negative) id in a path names nothing, so it
 #: answers 404 from path validation instead of reaching the driver (PostgreSQL refuses it with an error).
 MAX_ID = 2**31 - 1
 Id = Annotated[int, Path(ge=0, le=MAX_ID)]
+
+
+#: The ASGI scope key under which a route leaves its `Cacheable` for the fast path.
+CACHEABLE = "gridshare.cacheable"
+#: More change keys than this per body and the body is not cached (checking them would cost more).
+MAX_DEPS = 64
+
+
+@dataclass(frozen=True)
+class Cacheable:
+    """What the fast path needs to keep a response: whose it is and until when it stays true."""
+
+    #: The scope it was rendered for; None: the same body for every client that passes the checks.
+    client: ClientScope | None
+    generation: int
+    valid_from_s: float
+    valid_until_s: float
+    deps: tuple[str, ...]
+    dep_versions: tuple[int, ...]
+    refresh: Refresh | None
 
 
 @dataclass
@@ -38,9 +66,58 @@ class Unit:
     session: Session
     scope: ClientScope
     generation: int
+    asgi: MutableMapping[str, Any] | None = None
+    deps: list[str] = field(default_factory=list)
+    dep_versions: list[int] = field(default_factory=list)
+    too_many_deps: bool = False
 
     def now_s(self) -> int:
         return self.ctx.now_s()
+
+    def depends_on(self, *keys: str) -> None:
+        """Record change keys (besides `all`) the body depends on; call it *before* reading the data.
+
+        Versions read first can only be older than the data read after them, so a write landing in
+        between makes the entry look stale (a re-render), never makes a stale body look current.
+        """
+        new = [k for k in keys if k not in self.deps]
+        if new:
+            found = change_versions(self.session, new)
+            self.deps.extend(new)
+            self.dep_versions.extend(found[k] for k in new)
+
+    def depends_on_visible_sites(self) -> None:
+        """Depend on every site this client sees (its MirrorUsagePoints, its DERs); call it first."""
+        ids = visible_site_ids(self.session, self.scope, limit=MAX_DEPS + 1)
+        if len(ids) > MAX_DEPS:
+            self.too_many_deps = True  # an aggregator with a fleet: rendered per request, as before
+        else:
+            self.depends_on(*(site_key(i) for i in ids))
+
+    def cacheable(
+        self,
+        *,
+        valid_until_s: float = math.inf,
+        valid_from_s: float = -math.inf,
+        shared: bool = False,
+        refresh: Refresh | None = None,
+    ) -> None:
+        """Let the fast path keep this response (status 200 only) for this client, or for all (`shared`).
+
+        Everything the body shows must be covered: the publication generation (always), the keys
+        given to `depends_on`, and the clock window [valid_from_s, valid_until_s).
+        """
+        if self.asgi is None or self.too_many_deps or len(self.deps) > MAX_DEPS:
+            return
+        self.asgi[CACHEABLE] = Cacheable(
+            None if shared else self.scope,
+            self.generation,
+            valid_from_s,
+            valid_until_s,
+            tuple(self.deps),
+            tuple(self.dep_versions),
+            refresh,
+        )
 
     def site(self, site_id: int) -> Site:
         site = get_site(self.session, self.scope, site_id)
@@ -89,7 +166,7 @@ def read_unit(request: Request) -> Iterator[Unit]:
     ctx = context(request)
     with ctx.sessions() as session:
         generation = publication_value(session)
-        yield Unit(ctx, session, _scope(ctx, session, request, generation), generation)
+        yield Unit(ctx, session, _scope(ctx, session, request, generation), generation, request.scope)
 
 
 @contextmanager

@@ -15,6 +15,13 @@ def count_sites(session: Session, scope: ClientScope) -> int:
     return int(session.execute(select(func.count(Site.id)).where(scope.site_filter())).scalar_one())
 
 
+def visible_site_ids(session: Session, scope: ClientScope, *, limit: int) -> list[int]:
+    """Ids of the sites this client may see, at most `limit` of them (what its cached bodies watch)."""
+    return list(
+        session.execute(select(Site.id).where(scope.site_filter()).order_by(Site.id).limit(limit)).scalars()
+    )
+
+
 def list_sites(
     session: Session, scope: ClientScope, *, start: int, limit: int, changed_after_s: int | None
 ) -> tuple[int, list[Site]]:
