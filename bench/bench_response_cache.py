@@ -20,15 +20,15 @@ from pathlib import Path
 
 from gridshare.certs.devpki import create_dev_pki
 from gridshare.server.shared.render_cache import RenderCache
-from tests.conftest import fresh_pg_database, running_server
-from tests.test_response_cache import _device_with_everything
+from tests.support.engine import device_with_everything
+from tests.support.servers import fresh_pg_database, running_server
 
 
 def measure(database_url: str, tmp: Path, n: int) -> dict[str, tuple[float, float]]:
     tmp.mkdir(parents=True, exist_ok=True)
     pki = create_dev_pki(tmp / "pki", devices=1, aggregators=1)
     with running_server(pki, database_url, tmp) as server:
-        _, _, paths = _device_with_everything(server)
+        _, _, paths = device_with_everything(server)
         found: dict[str, tuple[float, float]] = {}
         with server.client("device-1", validate=False) as c:
             for path in paths:

@@ -8,11 +8,8 @@ to exactly the bytes a fresh render gives.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from lxml import etree
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from gridshare.server.shared.render_cache import RenderCache
 from gridshare.store.db import activity_value, publication_value
@@ -30,7 +27,7 @@ from tests.support.bodies import (
     mirror_usage_point,
     response,
 )
-from tests.support.engine import add_control, listing
+from tests.support.engine import add_control, listing, statements
 from tests.support.servers import T0, RunningServer, xml_ok
 
 NS = {"s": "urn:ieee:std:2030.5:ns"}
@@ -39,21 +36,6 @@ NS = {"s": "urn:ieee:std:2030.5:ns"}
 def _counters(server: RunningServer) -> tuple[int, int]:
     with server.ctx.sessions() as s:
         return publication_value(s), activity_value(s)
-
-
-@contextmanager
-def _statements(server: RunningServer) -> Iterator[list[str]]:
-    """SQL the application runs through its engine while the block runs."""
-    seen: list[str] = []
-
-    def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
-        seen.append(statement)
-
-    event.listen(server.ctx.engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(server.ctx.engine, "before_cursor_execute", record)
 
 
 def test_device_reports_keep_cached_lists_and_still_count_as_activity(server: RunningServer) -> None:
@@ -83,7 +65,7 @@ def test_device_reports_keep_cached_lists_and_still_count_as_activity(server: Ru
             mup_href = mup_href or r.headers["location"]
             assert _counters(server) == (publication, activity + 1), path
             activity += 1
-            with _statements(server) as sql:
+            with statements(server) as sql:
                 assert listing(c, site_id) == before, path
             assert sql == [], f"the poll after {path} was not answered from the cache"
 
@@ -124,7 +106,7 @@ def test_status_transitions_are_rendered_from_memory_exactly_as_from_the_store(s
             xml_ok(c.get(f"/edev/{site_id}/derp/1/derc", params=params))
         for step_s in (0, 295, 150, 155, 300, 300, 300, 600):
             server.clock.advance(step_s)
-            with _statements(server) as sql:
+            with statements(server) as sql:
                 spliced = [c.get(f"/edev/{site_id}/derp/1/derc", params=p).content for p in pages]
             assert sql == [], "a status transition needed the store"
             server.ctx.cache = RenderCache()  # what the store gives now

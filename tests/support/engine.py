@@ -3,9 +3,12 @@ fixtures shared by the recomputation, fallback and NMI tests."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import httpx
 from lxml import etree
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from gridshare.core.mrid import new_mrid
 from gridshare.sim import wire
@@ -15,7 +18,14 @@ from gridshare.store.models import (
     Site,
 )
 from gridshare.store.queries.controls import ControlValues, create_control
-from tests.support.servers import RunningServer, xml_ok
+from tests.support.bodies import (
+    SEP_XML,
+    connection_point,
+    der_capability,
+    der_settings,
+    mirror_usage_point,
+)
+from tests.support.servers import T0, RunningServer, xml_ok
 
 
 def device_controls(server: RunningServer, name: str = "device-1") -> list[dict[str, object]]:
@@ -175,3 +185,63 @@ def export_limits_w(server: RunningServer, name: str) -> list[float]:
         value = int(el.findtext("s:value", namespaces=NS))
         out.append(value * 10 ** int(el.findtext("s:multiplier", namespaces=NS)))
     return out
+
+
+@contextmanager
+def statements(server: RunningServer) -> Iterator[list[str]]:
+    """SQL the application runs through its engine while the block runs."""
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        seen.append(statement)
+
+    event.listen(server.ctx.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(server.ctx.engine, "before_cursor_execute", record)
+
+
+def device_with_everything(server: RunningServer, name: str = "device-1") -> tuple[int, int, list[str]]:
+    """A registered device with a control, an NMI, DER documents and a mirror; (site, control, paths)."""
+    me = server.pki.client(name)
+    site_id = int(server.register(name).rsplit("/", 1)[1])
+    control_id = add_control(server, site_id, T0 - 60, 600, 5000)
+    add_control(server, site_id, T0 + 600, 300, 4000)
+    with server.client(name) as c:
+        for method, path, body in (
+            ("PUT", f"/edev/{site_id}/cp", connection_point("4102345678")),
+            ("PUT", f"/edev/{site_id}/der/1/dercap", der_capability(66, 2)),
+            ("PUT", f"/edev/{site_id}/der/1/derg", der_settings(4600, T0)),
+            ("POST", "/mup", mirror_usage_point("11" * 16, me.lfdi, "22" * 16, T0 - 300, 1234)),
+        ):
+            r = c.request(method, path, content=body, headers=SEP_XML)
+            assert r.status_code in (201, 204), (path, r.text)
+        mup = r.headers["location"]
+        fsa = xml_ok(c.get(f"/edev/{site_id}/fsa")).find("s:FunctionSetAssignments", NS)
+        fsa_id = int(fsa.get("href").rsplit("/", 1)[1])
+        derp = xml_ok(c.get(f"/edev/{site_id}/fsa/{fsa_id}/derp")).find("s:DERProgram", NS)
+        program = derp.get("href")
+    paths = [
+        "/dcap",
+        "/tm",
+        "/edev",
+        f"/edev/{site_id}",
+        f"/edev/{site_id}/rg",
+        f"/edev/{site_id}/cp",
+        f"/edev/{site_id}/fsa",
+        f"/edev/{site_id}/fsa/{fsa_id}",
+        f"/edev/{site_id}/fsa/{fsa_id}/derp",
+        program,
+        f"{program}/derc",
+        f"{program}/derc/{control_id}",
+        f"{program}/actderc",
+        f"{program}/dc",
+        f"/edev/{site_id}/der",
+        f"/edev/{site_id}/der/1",
+        f"/edev/{site_id}/der/1/dercap",
+        f"/edev/{site_id}/der/1/derg",
+        "/mup",
+        mup,
+    ]
+    return site_id, control_id, paths

@@ -15,64 +15,18 @@ from gridshare.server.shared.render_cache import RenderCache
 from gridshare.store.change_feed import feed_of
 from gridshare.store.models import ClientKind, DerControl
 from gridshare.store.queries.identity import register_certificate, revoke_certificate
-from tests.bodies import (
+from tests.support.bodies import (
     SEP_XML,
     connection_point,
-    der_capability,
     der_settings,
     meter_reading,
     mirror_usage_point,
 )
-from tests.conftest import T0, RunningServer, xml_ok
-from tests.test_cache_generations import _add_control, _statements
-from tests.test_operator_support import OPERATOR, running_operator_api
+from tests.support.engine import device_with_everything, statements
+from tests.support.operator_api import OPERATOR, running_operator_api
+from tests.support.servers import T0, RunningServer, xml_ok
 
 NS = {"s": "urn:ieee:std:2030.5:ns", "c": "https://csipaus.org/ns"}
-
-
-def _device_with_everything(server: RunningServer, name: str = "device-1") -> tuple[int, int, list[str]]:
-    """A registered device with a control, an NMI, DER documents and a mirror; (site, control, paths)."""
-    me = server.pki.client(name)
-    site_id = int(server.register(name).rsplit("/", 1)[1])
-    control_id = _add_control(server, site_id, T0 - 60, 600, 5000)
-    _add_control(server, site_id, T0 + 600, 300, 4000)
-    with server.client(name) as c:
-        for method, path, body in (
-            ("PUT", f"/edev/{site_id}/cp", connection_point("4102345678")),
-            ("PUT", f"/edev/{site_id}/der/1/dercap", der_capability(66, 2)),
-            ("PUT", f"/edev/{site_id}/der/1/derg", der_settings(4600, T0)),
-            ("POST", "/mup", mirror_usage_point("11" * 16, me.lfdi, "22" * 16, T0 - 300, 1234)),
-        ):
-            r = c.request(method, path, content=body, headers=SEP_XML)
-            assert r.status_code in (201, 204), (path, r.text)
-        mup = r.headers["location"]
-        fsa = xml_ok(c.get(f"/edev/{site_id}/fsa")).find("s:FunctionSetAssignments", NS)
-        fsa_id = int(fsa.get("href").rsplit("/", 1)[1])
-        derp = xml_ok(c.get(f"/edev/{site_id}/fsa/{fsa_id}/derp")).find("s:DERProgram", NS)
-        program = derp.get("href")
-    paths = [
-        "/dcap",
-        "/tm",
-        "/edev",
-        f"/edev/{site_id}",
-        f"/edev/{site_id}/rg",
-        f"/edev/{site_id}/cp",
-        f"/edev/{site_id}/fsa",
-        f"/edev/{site_id}/fsa/{fsa_id}",
-        f"/edev/{site_id}/fsa/{fsa_id}/derp",
-        program,
-        f"{program}/derc",
-        f"{program}/derc/{control_id}",
-        f"{program}/actderc",
-        f"{program}/dc",
-        f"/edev/{site_id}/der",
-        f"/edev/{site_id}/der/1",
-        f"/edev/{site_id}/der/1/dercap",
-        f"/edev/{site_id}/der/1/derg",
-        "/mup",
-        mup,
-    ]
-    return site_id, control_id, paths
 
 
 def _delivered(server: RunningServer) -> None:
@@ -89,12 +43,12 @@ def _answer(c: httpx.Client, method: str, path: str, **params: int) -> tuple[int
 
 
 def test_every_resource_of_the_cycle_is_answered_from_the_cache_as_rendered(server: RunningServer) -> None:
-    _, _, paths = _device_with_everything(server)
+    _, _, paths = device_with_everything(server)
     with server.client("device-1") as c:
         rendered = {p: _answer(c, "GET", p) for p in paths}
         for p, (status, _, _) in rendered.items():
             assert status == 200, p
-        with _statements(server) as sql:
+        with statements(server) as sql:
             again = {p: _answer(c, "GET", p) for p in paths}
             heads = {p: _answer(c, "HEAD", p) for p in paths}
         assert sql == [], "a repeated poll reached the database"
@@ -111,14 +65,14 @@ def test_head_first_fills_the_entry_get_answers_from(server: RunningServer) -> N
     with server.client("device-1") as c:
         status, head_headers, body = _answer(c, "HEAD", f"/edev/{site_id}")
         assert (status, body) == (200, b"")
-        with _statements(server) as sql:
+        with statements(server) as sql:
             status, headers, body = _answer(c, "GET", f"/edev/{site_id}")
         assert sql == [] and status == 200 and headers == head_headers
         assert int(headers["content-length"]) == len(body) > 0
 
 
 def test_another_client_never_gets_a_cached_body(server: RunningServer) -> None:
-    site_id, _, paths = _device_with_everything(server)
+    site_id, _, paths = device_with_everything(server)
     server.register("device-2")
     with server.client("device-1") as one, server.client("device-2") as two:
         mine = {p: _answer(one, "GET", p) for p in paths}
@@ -133,7 +87,7 @@ def test_another_client_never_gets_a_cached_body(server: RunningServer) -> None:
 
 
 def test_a_revoked_certificate_is_refused_a_cached_body(server: RunningServer) -> None:
-    _, _, paths = _device_with_everything(server)
+    _, _, paths = device_with_everything(server)
     me = server.pki.client("device-1")
     with server.ctx.sessions() as s, s.begin():  # the operator lists its certificate
         now_s = int(server.clock.now())
@@ -158,7 +112,7 @@ def _text(c: httpx.Client, path: str, xpath: str) -> str | None:
 
 
 def test_writes_show_on_the_next_get(server: RunningServer) -> None:
-    site_id, _, paths = _device_with_everything(server)
+    site_id, _, paths = device_with_everything(server)
     me = server.pki.client("device-1")
     program = next(p for p in paths if "/derp/" in p and p.count("/") == 4)
     with server.client("device-1") as c:
@@ -209,7 +163,7 @@ def test_writes_show_on_the_next_get(server: RunningServer) -> None:
 
 
 def test_time_and_control_status_are_never_served_past_their_horizon(server: RunningServer) -> None:
-    _, control_id, paths = _device_with_everything(server)
+    _, control_id, paths = device_with_everything(server)
     program = next(p for p in paths if "/derp/" in p and p.count("/") == 4)
     with server.client("device-1") as c:
         assert _text(c, "/tm", "s:currentTime") == str(T0)
@@ -227,7 +181,7 @@ def test_time_and_control_status_are_never_served_past_their_horizon(server: Run
 
 
 def test_paging_parameters_are_distinct_entries(server: RunningServer) -> None:
-    _, _, paths = _device_with_everything(server)
+    _, _, paths = device_with_everything(server)
     program = next(p for p in paths if "/derp/" in p and p.count("/") == 4)
     pages = [{}, {"l": 10}, {"s": 1, "l": 10}, {"a": T0 + 600, "l": 10}, {"l": 0}]
     with server.client("device-1") as c:
