@@ -11,19 +11,23 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 
+import httpx
 import pytest
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gridshare.certs.devpki import DevPki
 from gridshare.server.mrid import new_mrid
 from gridshare.server.wire import hrefs
+from gridshare.store import db
 from gridshare.store.db import make_engine, publication_value, session_factory, upgrade
 from gridshare.store.group_commit import GroupCommitWriter, WriterStopped
 from gridshare.store.models import MirrorMeterReading, Response, TelemetryReading
 from tests.bodies import SEP_XML, connection_point, end_device, meter_reading, mirror_usage_point, response
-from tests.conftest import T0, RunningServer
+from tests.conftest import T0, RunningServer, fresh_pg_database, running_server
 from tests.test_responses_and_logs import _create_control
 
 MUP_MRID = "5A1E0000000000000000000000000001"
@@ -297,3 +301,46 @@ def test_an_idle_writer_keeps_no_thread(store: Engine) -> None:
     writer.close()
     with session_factory(store)() as s:
         assert s.execute(select(func.count(TelemetryReading.id))).scalar_one() == 2
+
+
+# PostgreSQL: no ping on every checkout, yet a dead pooled connection costs at most a retried request.
+
+
+def _kill_server_backends(server: RunningServer) -> int:
+    """Terminate the server's pooled PostgreSQL connections (not its change-feed listener)."""
+    killer = make_engine(server.ctx.settings.database_url)
+    try:
+        with killer.connect() as conn:
+            pids = conn.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND pid <> pg_backend_pid() AND application_name <> 'gridshare-change-feed'"
+                )
+            ).scalars()
+            kill = text("SELECT pg_terminate_backend(:p)")
+            return sum(bool(conn.execute(kill, {"p": p}).scalar()) for p in list(pids))
+    finally:
+        killer.dispose()
+
+
+def _reregister(server: RunningServer, c: httpx.Client) -> int:
+    me = server.pki.client("device-1")
+    return c.post("/edev", content=end_device(me.sfdi, me.lfdi), headers=SEP_XML).status_code
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("idle", [False, True], ids=["busy", "idle"])
+def test_a_dead_pooled_connection_is_retried_not_a_500(
+    pki: DevPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, idle: bool
+) -> None:
+    if idle:  # every connection counts as idle: checked at checkout, so nobody sees the failure
+        monkeypatch.setattr(db, "_PG_PING_IDLE_S", 0.0)
+    with fresh_pg_database() as url, running_server(pki, url, tmp_path) as server:
+        server.register("device-1")
+        with server.client("device-1") as c:
+            assert _reregister(server, c) == 409
+            assert _kill_server_backends(server) >= 1
+            first = _reregister(server, c)
+            # in use recently, so not pinged: the failed statement drops the pool and asks for a retry
+            assert first == (409 if idle else 503)
+            assert [_reregister(server, c) for _ in range(3)] == [409, 409, 409]
