@@ -78,6 +78,9 @@ class GroupCommitWriter:
     def submit(self, apply: Callable[[Session], T]) -> Future[T]:
         """Queue `apply` to run in the next batch's transaction; the future resolves after the commit."""
         future: Future[T] = Future()
+        # Running from the start: a waiter that goes away (the client hung up) cannot cancel a job its
+        # batch may already have committed, and the writer never meets a cancelled future.
+        future.set_running_or_notify_cancel()
         with self._cond:
             if self._closed:
                 future.set_exception(WriterStopped("the store's writer is stopped"))

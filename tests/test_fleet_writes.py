@@ -344,3 +344,22 @@ def test_a_dead_pooled_connection_is_retried_not_a_500(
             # in use recently, so not pinged: the failed statement drops the pool and asks for a retry
             assert first == (409 if idle else 503)
             assert [_reregister(server, c) for _ in range(3)] == [409, 409, 409]
+
+
+def test_a_waiter_that_gives_up_cannot_cancel_a_write(store: Engine) -> None:
+    mmr_id = _mmr_id(store)
+    writer = GroupCommitWriter(session_factory(store))
+    gate, entered = threading.Event(), threading.Event()
+    try:
+        held = writer.submit(_held(gate, entered))
+        assert entered.wait(30)
+        abandoned = writer.submit(_insert(mmr_id, 1))
+        kept = writer.submit(_insert(mmr_id, 2))
+        assert not abandoned.cancel()  # as asyncio does for a request whose client hung up
+        gate.set()
+        assert held.result(30) == "held"
+        assert [abandoned.result(30), kept.result(30)] == [1, 2]
+    finally:
+        gate.set()
+        writer.close()
+    assert _stored_values(store) == {1, 2}
