@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from lxml import etree
 from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
 
 from gridshare.certs.identity import LFDI_HEX_DIGITS, is_valid_sfdi, sfdi_from_lfdi
 from gridshare.server.shared.paging import Page, page
@@ -94,6 +95,10 @@ async def register_end_device(request: Request) -> Response:
     body = decode.end_device(await read_xml(request, "EndDevice"))
     if not is_valid_sfdi(body.sfdi):
         raise HTTPException(400, "sFDI check digit is wrong")
+    return await run_in_threadpool(_register, request, body)
+
+
+def _register(request: Request, body: decode.EndDeviceIn) -> Response:
     # A returning device (the common case after an outage) is answered from a read: no write
     # transaction, no publication. Only a registration that may create a site takes the write path,
     # which checks again (another request may have registered it meanwhile).
@@ -166,6 +171,14 @@ async def set_connection_point(request: Request, site_id: Id) -> Response:
         raise InvalidValues(
             400, "connectionPointId must be an NMI: 10 letters or digits, optionally its checksum digit"
         )
+    await run_in_threadpool(_bind_nmi, request, site_id, nmi)
+    if request.method == "POST":
+        return created(hrefs.connection_point(site_id))
+    # Location as after a POST: clients (the CSIP-AUS conformance client) re-read the resource from it.
+    return Response(status_code=204, headers={"Location": hrefs.connection_point(site_id)})
+
+
+def _bind_nmi(request: Request, site_id: int, nmi: str) -> None:
     with read_unit(request) as u:
         site = u.site(site_id)
         # Its own NMI again (a returning device re-sends it): nothing changes, so nothing is written or
@@ -190,7 +203,3 @@ async def set_connection_point(request: Request, site_id: Id) -> Response:
                 except IntegrityError:
                     # Another EndDevice claimed it in a transaction that committed first (the unique index).
                     raise InvalidValues(409, f"NMI {nmi} was just bound to another EndDevice") from None
-    if request.method == "POST":
-        return created(hrefs.connection_point(site_id))
-    # Location as after a POST: clients (the CSIP-AUS conformance client) re-read the resource from it.
-    return Response(status_code=204, headers={"Location": hrefs.connection_point(site_id)})

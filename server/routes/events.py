@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from gridshare.server.shared.batched_writes import commit_report
 from gridshare.server.shared.paging import Page, page
@@ -30,6 +31,20 @@ async def post_response(request: Request) -> Response:
     body = decode.response(await read_xml(request, "Response", "DERControlResponse"))
     if body.status is None or body.status not in KNOWN_RESPONSE_STATUS:
         raise HTTPException(400, "Response.status is missing or not a DERControl response status")
+    fields = await run_in_threadpool(_checked_response, request, body)
+
+    def store(session: Session) -> int:
+        row = ResponseRow(**fields)
+        session.add(row)
+        session.flush()
+        return row.id
+
+    # Checked above, so only the insert waits for the report writer's next commit.
+    return created(hrefs.response(await commit_report(request, store)))
+
+
+def _checked_response(request: Request, body: decode.ResponseIn) -> dict[str, Any]:
+    """The Response row's fields, once its device and subject are checked against the caller's scope."""
     with read_unit(request) as u:
         site = site_by_lfdi(u.session, u.scope, body.end_device_lfdi)
         if site is None:
@@ -41,7 +56,7 @@ async def post_response(request: Request) -> Response:
         if control is None and envelope_block is None:
             raise HTTPException(400, "subject is not a DERControl sent to this EndDevice")
         now_s = u.now_s()
-        fields: dict[str, Any] = {
+        return {
             "site_id": site.id,
             "control_id": control.id if control is not None else None,
             "subject_mrid": body.subject_mrid,
@@ -49,15 +64,6 @@ async def post_response(request: Request) -> Response:
             "created_s": body.created_s or now_s,
             "received_s": now_s,
         }
-
-    def store(session: Session) -> int:
-        row = ResponseRow(**fields)
-        session.add(row)
-        session.flush()
-        return row.id
-
-    # Checked above, so only the insert waits for the report writer's next commit.
-    return created(hrefs.response(await commit_report(request, store)))
 
 
 @router.api_route(hrefs.RESPONSE_LIST_T.path, methods=["GET", "HEAD"])

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from gridshare.server.routes.device_time import check_device_time
 from gridshare.server.shared.batched_writes import commit_report
@@ -90,15 +91,29 @@ async def create_mup(request: Request) -> Response:
 async def post_readings(request: Request, mup_id: Id) -> Response:
     """Readings for an existing MirrorUsagePoint (a MirrorMeterReading or a MirrorMeterReadingList)."""
     readings = decode.meter_readings(await read_xml(request, "MirrorMeterReading", "MirrorMeterReadingList"))
+    # Store reads happen on a worker thread (as in every sync route): a PostgreSQL round trip must not
+    # hold up the event loop, which serves every other device's connection.
+    rows = await run_in_threadpool(_checked_rows, request, mup_id, readings)
+    if rows is None:
+        return await run_in_threadpool(_store_in_own_transaction, request, mup_id, readings)
+    # The steady state: every MirrorMeterReading exists as sent, so the report is only new rows.
+    await commit_report(request, partial(_insert_readings, rows=rows))
+    return created(hrefs.mup(mup_id))
+
+
+def _checked_rows(
+    request: Request, mup_id: int, readings: list[decode.MeterReadingIn]
+) -> list[dict[str, int | None]] | None:
     with read_unit(request) as u:
         found = q.get_mup(u.session, u.scope, mup_id)
         if found is None:
             raise HTTPException(404, "no such MirrorUsagePoint")
-        rows = _rows_for_known_readings(u, found, readings)
-    if rows is not None:
-        # The steady state: every MirrorMeterReading exists as sent, so the report is only new rows.
-        await commit_report(request, partial(_insert_readings, rows=rows))
-        return created(hrefs.mup(mup_id))
+        return _rows_for_known_readings(u, found, readings)
+
+
+def _store_in_own_transaction(
+    request: Request, mup_id: int, readings: list[decode.MeterReadingIn]
+) -> Response:
     with write_unit(request, publishes=False) as u:
         found = q.get_mup(u.session, u.scope, mup_id)
         if found is None:
