@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
@@ -105,10 +106,10 @@ def _checked_rows(
     request: Request, mup_id: int, readings: list[decode.MeterReadingIn]
 ) -> list[dict[str, int | None]] | None:
     with read_unit(request) as u:
-        found = q.get_mup(u.session, u.scope, mup_id)
-        if found is None:
+        known = q.visible_meter_readings(u.session, u.scope, mup_id)
+        if known is None:
             raise HTTPException(404, "no such MirrorUsagePoint")
-        return _rows_for_known_readings(u, found, readings)
+        return _rows_for_known_readings(u, known, readings)
 
 
 def _store_in_own_transaction(
@@ -133,7 +134,7 @@ def delete_mup(request: Request, mup_id: Id) -> Response:
 
 
 def _rows_for_known_readings(
-    u: Unit, mup: MirrorUsagePoint, readings: list[decode.MeterReadingIn]
+    u: Unit, known: dict[str, tuple[int, dict[str, Any]]], readings: list[decode.MeterReadingIn]
 ) -> list[dict[str, int | None]] | None:
     """The telemetry rows of a report, checked; None if it creates or retypes a MirrorMeterReading.
 
@@ -147,13 +148,15 @@ def _rows_for_known_readings(
             check_device_time(
                 f"MirrorMeterReading {incoming.mrid} {r.time_field}", r.time_s, now_s, u.ctx.settings
             )
-        mmr = q.meter_reading(u.session, mup, incoming.mrid)
-        if mmr is None or (incoming.reading_type and incoming.reading_type != mmr.reading_type):
+        if incoming.mrid not in known:
             return None
-        power_of_ten = int(mmr.reading_type.get("powerOfTenMultiplier", 0))
+        mmr_id, reading_type = known[incoming.mrid]
+        if incoming.reading_type and incoming.reading_type != reading_type:
+            return None
+        power_of_ten = int(reading_type.get("powerOfTenMultiplier", 0))
         rows.extend(
             {
-                "mmr_id": mmr.id,
+                "mmr_id": mmr_id,
                 "time_s": r.time_s,
                 "duration_s": r.duration_s,
                 "value": r.value,
