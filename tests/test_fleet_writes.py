@@ -7,7 +7,11 @@ that registers again, or re-sends the NMI it already has, writes and publishes n
 
 from __future__ import annotations
 
+import os
+import signal
+import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -27,7 +31,8 @@ from gridshare.store.db import make_engine, publication_value, session_factory, 
 from gridshare.store.group_commit import GroupCommitWriter, WriterStopped
 from gridshare.store.models import MirrorMeterReading, Response, TelemetryReading
 from tests.bodies import SEP_XML, connection_point, end_device, meter_reading, mirror_usage_point, response
-from tests.conftest import T0, RunningServer, fresh_pg_database, running_server
+from tests.conftest import T0, RunningServer, free_port, fresh_pg_database, running_server
+from tests.processes import GRIDSHARE, clean_env, start, wait_until
 from tests.test_responses_and_logs import _create_control
 
 MUP_MRID = "5A1E0000000000000000000000000001"
@@ -363,3 +368,83 @@ def test_a_waiter_that_gives_up_cannot_cancel_a_write(store: Engine) -> None:
         gate.set()
         writer.close()
     assert _stored_values(store) == {1, 2}
+
+
+# A real `gridshare serve` killed mid-stream: every reading it answered 201 survived the kill.
+
+
+def _device_tls(pki: DevPki, name: str) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(pki.ca_path))
+    cert = pki.client(name)
+    ctx.load_cert_chain(str(cert.cert_path), str(cert.key_path))
+    return ctx
+
+
+def test_every_reading_answered_201_survives_a_kill(pki: DevPki, database_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    env = clean_env(
+        data_dir=str(tmp_path / "data"),
+        database_url=database_url,
+        port=str(port),
+        operator_port=str(free_port()),
+        tls_ca_file=str(pki.ca_path),
+        tls_cert_file=str(pki.server_cert_path),
+        tls_key_file=str(pki.server_key_path),
+    )
+    proc = start("gridshare", [str(GRIDSHARE), "serve", "--workers", "1"], env, tmp_path / "logs", tmp_path)
+    base = f"https://127.0.0.1:{port}"
+    names = ["device-1", "device-2", "device-3"]
+    try:
+        tls = {name: _device_tls(pki, name) for name in names}
+        wait_until(
+            lambda: httpx.get(f"{base}/dcap", verify=tls["device-1"], timeout=2).status_code == 200,
+            "serve",
+            [proc],
+        )
+        now_s = int(time.time())
+        mups = {}
+        for name in names:
+            me = pki.client(name)
+            with httpx.Client(base_url=base, verify=tls[name], timeout=10) as c:
+                assert (
+                    c.post("/edev", content=end_device(me.sfdi, me.lfdi), headers=SEP_XML).status_code == 201
+                )
+                body = mirror_usage_point(_mmr_mrid(name)[::-1], me.lfdi, _mmr_mrid(name), now_s - 60, 1)
+                r = c.post("/mup", content=body, headers=SEP_XML)
+                assert r.status_code == 201, r.text
+                mups[name] = r.headers["location"]
+        accepted: list[int] = []
+        enough = threading.Event()
+
+        def post_until_killed(name: str) -> None:
+            device = names.index(name)
+            with httpx.Client(base_url=base, verify=tls[name], timeout=10) as c:
+                for k in range(100_000):
+                    value = 1_000_000 * (device + 1) + k
+                    body = meter_reading(_mmr_mrid(name), now_s - k % 600, value)
+                    try:
+                        r = c.post(mups[name], content=body, headers=SEP_XML)
+                    except httpx.HTTPError:
+                        return  # the server is gone
+                    if r.status_code == 201:
+                        accepted.append(value)
+                        if len(accepted) >= 150:
+                            enough.set()
+
+        posters = [threading.Thread(target=post_until_killed, args=(name,)) for name in names]
+        for t in posters:
+            t.start()
+        assert enough.wait(120), proc.tail()
+        os.kill(proc.pid, signal.SIGKILL)  # no shutdown: whatever was queued or mid-commit is lost
+        for t in posters:
+            t.join(30)
+    finally:
+        proc.stop()
+    engine = make_engine(database_url)
+    try:
+        stored = _stored_values(engine)
+    finally:
+        engine.dispose()
+    answered = set(accepted)
+    assert len(answered) >= 150
+    assert answered <= stored, f"{len(answered - stored)} readings answered 201 are not in the store"
