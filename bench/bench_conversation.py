@@ -647,7 +647,7 @@ def gridshare_runs(
         proc = start_server(settings, port, workers, {"GRIDSHARE_OPERATOR_PORT": str(port + 1)})
         try:
             wait_ready(f"https://127.0.0.1:{port}/dcap", device_tls(ca, devices[0]), proc)
-            meter = CpuMeter(proc.pid, args.profile, f"{store.lower()}-{workers}w")
+            meter = CpuMeter(proc.pid, args.profile, f"{store.lower()}-{workers}w", args.profile_phase)
             with console.status(f"GridShare, {store}, {workers} worker(s)"):
                 plans, phases, cap = asyncio.run(
                     run_phases(
@@ -996,6 +996,9 @@ def main() -> None:
     parser.add_argument("--no-nginx", action="store_true")
     parser.add_argument(
         "--profile", type=Path, help="record py-spy profiles of the server's returning phase here"
+    )
+    parser.add_argument(
+        "--profile-phase", default="returning", choices=PHASES, help="the phase --profile records"
     )
     parser.add_argument("--envoy-url", help="e.g. https://127.0.0.1:8443 (envoy behind an mTLS front)")
     parser.add_argument("--envoy-ca")

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gridshare.server.routes import ders as der_routes
@@ -78,6 +78,18 @@ def create_app(ctx: AppContext) -> FastAPI:
         # transaction has rolled back). Each one found is a missing check at the door.
         log.warning("request refused by the database (value out of range): %s", exc.orig)
         return _error(400, "a value is out of range for this server")
+
+    @app.exception_handler(OperationalError)
+    async def store_unavailable(_request: Request, exc: OperationalError) -> Response:
+        if exc.connection_invalidated:
+            # The pooled connection had died (PostgreSQL restarted): the pool has dropped it and the
+            # next request connects afresh, so the client is told to try again, not that it failed.
+            log.warning("store connection lost, answered 503: %s", exc.orig)
+            return PlainTextResponse(
+                "store connection lost; retry", status_code=503, headers={"Retry-After": "1"}
+            )
+        log.error("store error", exc_info=exc)
+        return PlainTextResponse("Internal Server Error", status_code=500)
 
     return app
 

@@ -16,6 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, event, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -59,7 +60,38 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    engine = create_engine(url, pool_size=10, max_overflow=10, pool_recycle=_PG_RECYCLE_S)
+    _ping_when_idle(engine)
+    return engine
+
+
+#: A pooled PostgreSQL connection unused for longer than this is pinged when checked out again; one
+#: in steady use is not (pinging every checkout, SQLAlchemy's `pool_pre_ping`, cost a round trip per
+#: request). A connection that died while in use fails its statement and SQLAlchemy then invalidates
+#: it and every older pooled connection, so the next checkout connects afresh.
+_PG_PING_IDLE_S = 10.0
+#: Connections older than this are replaced at checkout (server-side idle timeouts, memory growth).
+_PG_RECYCLE_S = 1800
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _mark_idle(_dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+        record.info["idle_since_s"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry, _proxy: object) -> None:
+        idle_since_s = record.info.get("idle_since_s")
+        if idle_since_s is None or time.monotonic() - idle_since_s < _PG_PING_IDLE_S:
+            return
+        try:
+            cur = dbapi_conn.cursor()
+            cur.execute("SELECT 1")
+            cur.close()
+            dbapi_conn.rollback()
+        except Exception as exc:
+            # The pool discards this connection and checks out another (SQLAlchemy retries 3 times).
+            raise DisconnectionError(f"pooled connection is dead: {exc}") from exc
 
 
 def alembic_config(url: str) -> Config:

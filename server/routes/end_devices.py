@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from lxml import etree
 from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
 
 from gridshare.certs.identity import LFDI_HEX_DIGITS, is_valid_sfdi, sfdi_from_lfdi
 from gridshare.server.shared.paging import Page, page
@@ -105,44 +106,56 @@ async def register_end_device(request: Request) -> Response:
     body = decode.end_device(await read_xml(request, "EndDevice"))
     if not is_valid_sfdi(body.sfdi):
         raise HTTPException(400, "sFDI check digit is wrong")
+    return await run_in_threadpool(_register, request, body)
+
+
+def _register(request: Request, body: decode.EndDeviceIn) -> Response:
+    # A returning device (the common case after an outage) is answered from a read: no write
+    # transaction, no publication. Only a registration that may create a site takes the write path,
+    # which checks again (another request may have registered it meanwhile).
+    with read_unit(request) as u:
+        _registration_lookup(u, body)
     with write_unit(request) as u:
-        scope = u.scope
-        lfdi = body.lfdi
-        if not scope.is_aggregator:
-            if lfdi is not None and lfdi != scope.lfdi:
-                raise HTTPException(400, "lFDI does not match the client certificate")
-            if body.sfdi != scope.sfdi:
-                raise HTTPException(400, "sFDI does not match the client certificate")
-            lfdi = scope.lfdi
-        elif lfdi is None:
-            raise HTTPException(400, "an aggregator must give the lFDI of the device it registers")
-        elif len(lfdi) != LFDI_HEX_DIGITS:
-            raise HTTPException(400, f"lFDI must be {LFDI_HEX_DIGITS} hex digits (160 bits), got {len(lfdi)}")
-        elif lfdi == scope.lfdi:
-            raise HTTPException(
-                400, f"the aggregator's own EndDevice is {hrefs.edev(hrefs.AGGREGATOR_EDEV_ID)}"
-            )
-        if sfdi_from_lfdi(lfdi) != body.sfdi:
-            raise HTTPException(400, "sFDI is not derived from the lFDI")
-        site = site_by_lfdi(u.session, scope, lfdi)
-        if site is None:
-            site = create_site(
-                u.session,
-                scope,
-                lfdi=lfdi,
-                sfdi=body.sfdi,
-                device_category=body.device_category,
-                post_rate_s=body.post_rate_s,
-                pin=u.ctx.settings.default_registration_pin,
-                now_s=u.now_s(),
-            )
-        else:
-            # A second registration of one lFDI is refused (CSIP-AUS S-ALL-51); Location names the
-            # EndDevice that exists, so the client can use it.
-            raise HTTPException(
-                409, "an EndDevice with this lFDI is registered", headers={"Location": hrefs.edev(site.id)}
-            )
+        lfdi = _registration_lookup(u, body)
+        site = create_site(
+            u.session,
+            u.scope,
+            lfdi=lfdi,
+            sfdi=body.sfdi,
+            device_category=body.device_category,
+            post_rate_s=body.post_rate_s,
+            pin=u.ctx.settings.default_registration_pin,
+            now_s=u.now_s(),
+        )
         return created(hrefs.edev(site.id))
+
+
+def _registration_lookup(u: Unit, body: decode.EndDeviceIn) -> str:
+    """The lFDI a registration names, checked against the caller; 409 + Location if it is registered."""
+    scope = u.scope
+    lfdi = body.lfdi
+    if not scope.is_aggregator:
+        if lfdi is not None and lfdi != scope.lfdi:
+            raise HTTPException(400, "lFDI does not match the client certificate")
+        if body.sfdi != scope.sfdi:
+            raise HTTPException(400, "sFDI does not match the client certificate")
+        lfdi = scope.lfdi
+    elif lfdi is None:
+        raise HTTPException(400, "an aggregator must give the lFDI of the device it registers")
+    elif len(lfdi) != LFDI_HEX_DIGITS:
+        raise HTTPException(400, f"lFDI must be {LFDI_HEX_DIGITS} hex digits (160 bits), got {len(lfdi)}")
+    elif lfdi == scope.lfdi:
+        raise HTTPException(400, f"the aggregator's own EndDevice is {hrefs.edev(hrefs.AGGREGATOR_EDEV_ID)}")
+    if sfdi_from_lfdi(lfdi) != body.sfdi:
+        raise HTTPException(400, "sFDI is not derived from the lFDI")
+    site = site_by_lfdi(u.session, scope, lfdi)
+    if site is not None:
+        # A second registration of one lFDI is refused (CSIP-AUS S-ALL-51); Location names the
+        # EndDevice that exists, so the client can use it.
+        raise HTTPException(
+            409, "an EndDevice with this lFDI is registered", headers={"Location": hrefs.edev(site.id)}
+        )
+    return lfdi
 
 
 @router.api_route(hrefs.REGISTRATION_T.path, methods=["GET", "HEAD"])
@@ -171,21 +184,35 @@ async def set_connection_point(request: Request, site_id: Id) -> Response:
         raise InvalidValues(
             400, "connectionPointId must be an NMI: 10 letters or digits, optionally its checksum digit"
         )
-    with write_unit(request) as u:
-        site = u.site(site_id)
-        reason = client_claim_problem(u.session, u.scope, site, nmi, u.ctx.settings.nmi_claims)
-        if reason is not None:
-            raise InvalidValues(409, reason)
-        # Its own NMI in another spelling (case, checksum digit) keeps the spelling it is bound by.
-        if site.nmi is None or canonical_nmi(site.nmi) != canonical_nmi(nmi):
-            site.nmi = nmi
-            site.changed_s = u.now_s()
-            try:
-                u.session.flush()
-            except IntegrityError:
-                # Another EndDevice claimed it in a transaction that committed first (the unique index).
-                raise InvalidValues(409, f"NMI {nmi} was just bound to another EndDevice") from None
+    await run_in_threadpool(_bind_nmi, request, site_id, nmi)
     if request.method == "POST":
         return created(hrefs.connection_point(site_id))
     # Location as after a POST: clients (the CSIP-AUS conformance client) re-read the resource from it.
     return Response(status_code=204, headers={"Location": hrefs.connection_point(site_id)})
+
+
+def _bind_nmi(request: Request, site_id: int, nmi: str) -> None:
+    with read_unit(request) as u:
+        site = u.site(site_id)
+        # Its own NMI again (a returning device re-sends it): nothing changes, so nothing is written or
+        # published and every cached body and client scope stays valid. The claim rules still apply.
+        unchanged = site.nmi is not None and canonical_nmi(site.nmi) == canonical_nmi(nmi)
+        if unchanged:
+            reason = client_claim_problem(u.session, u.scope, site, nmi, u.ctx.settings.nmi_claims)
+            if reason is not None:
+                raise InvalidValues(409, reason)
+    if not unchanged:
+        with write_unit(request) as u:
+            site = u.site(site_id)
+            reason = client_claim_problem(u.session, u.scope, site, nmi, u.ctx.settings.nmi_claims)
+            if reason is not None:
+                raise InvalidValues(409, reason)
+            # Its own NMI in another spelling (case, checksum digit) keeps the spelling it is bound by.
+            if site.nmi is None or canonical_nmi(site.nmi) != canonical_nmi(nmi):
+                site.nmi = nmi
+                site.changed_s = u.now_s()
+                try:
+                    u.session.flush()
+                except IntegrityError:
+                    # Another EndDevice claimed it in a transaction that committed first (the unique index).
+                    raise InvalidValues(409, f"NMI {nmi} was just bound to another EndDevice") from None

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
+from gridshare.server.shared.batched_writes import commit_report
 from gridshare.server.shared.paging import Page, page
 from gridshare.server.shared.request_unit import Id, created, read_unit, read_xml, write_unit, xml
 from gridshare.server.wire import decode, encode, hrefs
@@ -26,7 +31,21 @@ async def post_response(request: Request) -> Response:
     body = decode.response(await read_xml(request, "Response", "DERControlResponse"))
     if body.status is None or body.status not in KNOWN_RESPONSE_STATUS:
         raise HTTPException(400, "Response.status is missing or not a DERControl response status")
-    with write_unit(request, publishes=False) as u:
+    fields = await run_in_threadpool(_checked_response, request, body)
+
+    def store(session: Session) -> int:
+        row = ResponseRow(**fields)
+        session.add(row)
+        session.flush()
+        return row.id
+
+    # Checked above, so only the insert waits for the report writer's next commit.
+    return created(hrefs.response(await commit_report(request, store)))
+
+
+def _checked_response(request: Request, body: decode.ResponseIn) -> dict[str, Any]:
+    """The Response row's fields, once its device and subject are checked against the caller's scope."""
+    with read_unit(request) as u:
         site = site_by_lfdi(u.session, u.scope, body.end_device_lfdi)
         if site is None:
             raise HTTPException(400, "endDeviceLFDI is not an EndDevice of this client")
@@ -37,17 +56,14 @@ async def post_response(request: Request) -> Response:
         if control is None and envelope_block is None:
             raise HTTPException(400, "subject is not a DERControl sent to this EndDevice")
         now_s = u.now_s()
-        row = ResponseRow(
-            site_id=site.id,
-            control_id=control.id if control is not None else None,
-            subject_mrid=body.subject_mrid,
-            status=body.status,
-            created_s=body.created_s or now_s,
-            received_s=now_s,
-        )
-        u.session.add(row)
-        u.session.flush()
-        return created(hrefs.response(row.id))
+        return {
+            "site_id": site.id,
+            "control_id": control.id if control is not None else None,
+            "subject_mrid": body.subject_mrid,
+            "status": body.status,
+            "created_s": body.created_s or now_s,
+            "received_s": now_s,
+        }
 
 
 @router.api_route(hrefs.RESPONSE_LIST_T.path, methods=["GET", "HEAD"])

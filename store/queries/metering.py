@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
@@ -31,6 +33,30 @@ def list_mups(
 
 def get_mup(session: Session, scope: ClientScope, mup_id: int) -> MirrorUsagePoint | None:
     return session.execute(_visible(scope).where(MirrorUsagePoint.id == mup_id)).scalar_one_or_none()
+
+
+def visible_meter_readings(
+    session: Session, scope: ClientScope, mup_id: int
+) -> dict[str, tuple[int, dict[str, Any]]] | None:
+    """mRID -> (id, ReadingType) of each MirrorMeterReading of a mirror the client may see; None if not.
+
+    One query and no ORM objects: it runs for every report a fleet posts (`get_mup` then
+    `meter_reading` per reading were two queries and an entity load each).
+    """
+    rows = session.execute(
+        select(
+            MirrorUsagePoint.id,
+            MirrorMeterReading.id,
+            MirrorMeterReading.mrid,
+            MirrorMeterReading.reading_type,
+        )
+        .join(Site, Site.id == MirrorUsagePoint.site_id)
+        .outerjoin(MirrorMeterReading, MirrorMeterReading.mup_id == MirrorUsagePoint.id)
+        .where(scope.site_filter(), MirrorUsagePoint.id == mup_id)
+    ).all()
+    if not rows:
+        return None
+    return {mrid: (mmr_id, reading_type) for _, mmr_id, mrid, reading_type in rows if mmr_id is not None}
 
 
 def mup_by_mrid(session: Session, site: Site, mrid: str) -> MirrorUsagePoint | None:

@@ -33,10 +33,6 @@ def api(demo: RunningServer) -> Iterator[OperatorApi]:
         yield running
 
 
-
-
-
-
 def test_an_operator_written_agreement_changes_the_published_envelope(
     demo: RunningServer, api: OperatorApi
 ) -> None:

@@ -4,35 +4,13 @@ from __future__ import annotations
 
 import httpx
 from lxml import etree
-from sqlalchemy import select
 
 from gridshare.core.mrid import new_mrid
-from gridshare.store.models import DerProgram, Site
-from gridshare.store.queries.controls import ControlValues, create_control
 from tests.support.bodies import SEP_XML, log_event, response
+from tests.support.engine import control_for_site
 from tests.support.servers import T0, RunningServer, xml_ok
 
 NS = {"s": "urn:ieee:std:2030.5:ns"}
-
-
-def _create_control(server: RunningServer, lfdi: str) -> str:
-    """An operator's DERControl for the site with `lfdi`, starting in a minute; returns its mRID."""
-    mrid = new_mrid(0)
-    with server.ctx.sessions() as s, s.begin():
-        program = s.execute(select(DerProgram).order_by(DerProgram.id)).scalars().first()
-        site = s.execute(select(Site).where(Site.lfdi == lfdi)).scalar_one()
-        create_control(
-            s,
-            site=site,
-            program=program,
-            mrid=mrid,
-            start_s=T0 + 60,
-            duration_s=1800,
-            values=ControlValues(export_limit_w=2000),
-            now_s=T0,
-            response_required=3,
-        )
-    return mrid
 
 
 def _find_control(c: httpx.Client, edev_href: str, mrid: str) -> etree._Element:
@@ -53,7 +31,7 @@ def test_device_responds_to_its_control(server: RunningServer) -> None:
     me, other = server.pki.client("device-1"), server.pki.client("device-2")
     loc = server.register("device-1")
     server.register("device-2")
-    mrid = _create_control(server, me.lfdi)
+    mrid = control_for_site(server, me.lfdi)
     with server.client("device-1") as c:
         reply_to = _find_control(c, loc, mrid).get("replyTo")
         assert reply_to

@@ -13,10 +13,7 @@ from sqlalchemy import event, select
 from gridshare.core.mrid import new_mrid
 from gridshare.sim import wire
 from gridshare.sim.events import ControlBase, EventBook
-from gridshare.store.models import (
-    DerProgram,
-    Site,
-)
+from gridshare.store.models import DerProgram, Site
 from gridshare.store.queries.controls import ControlValues, create_control
 from tests.support.bodies import (
     SEP_XML,
@@ -245,3 +242,23 @@ def device_with_everything(server: RunningServer, name: str = "device-1") -> tup
         mup,
     ]
     return site_id, control_id, paths
+
+
+def control_for_site(server: RunningServer, lfdi: str) -> str:
+    """An operator's DERControl for the site with `lfdi`, starting in a minute; returns its mRID."""
+    mrid = new_mrid(0)
+    with server.ctx.sessions() as s, s.begin():
+        program = s.execute(select(DerProgram).order_by(DerProgram.id)).scalars().first()
+        site = s.execute(select(Site).where(Site.lfdi == lfdi)).scalar_one()
+        create_control(
+            s,
+            site=site,
+            program=program,
+            mrid=mrid,
+            start_s=T0 + 60,
+            duration_s=1800,
+            values=ControlValues(export_limit_w=2000),
+            now_s=T0,
+            response_required=3,
+        )
+    return mrid
