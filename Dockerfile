@@ -6,7 +6,7 @@
 #
 # Mount /data for the SQLite store and the dev PKI, or set GRIDSHARE_DATABASE_URL and the
 # GRIDSHARE_TLS_* files for production. Behind nginx with several serving processes and one publisher:
-# deploy/compose.yaml (`serve --roles ...`, docs/deployment.md). tests/test_wheel.py builds, installs
+# deploy/compose.yaml (`serve --roles ...`, docs/deployment.md). tests/product/test_wheel.py builds, installs
 # and serves the same wheel.
 
 # --- build: the wheel, from the source tree ---

@@ -62,7 +62,7 @@ NOT_SETTINGS = frozenset(
         "GRIDSHARE_OPERATOR_TOKEN",
         "GRIDSHARE_OPERATOR_TOKEN_FILE",
         "GRIDSHARE_INTEROP_HOME",  # tests/interop/run.sh
-        "GRIDSHARE_CHROMIUM",  # tests/test_console_browser.py
+        "GRIDSHARE_CHROMIUM",  # tests/server/operator/test_console_browser.py
         "GRIDSHARE_SCREENSHOTS",
         "GRIDSHARE_METRICS_DIR",  # server/shared/metrics.py: set by the parent for its serving workers
         # deploy/nginx/gridshare.conf.template and deploy/compose.yaml

@@ -1,6 +1,6 @@
 """The IEEE 2030.5 / CSIP-AUS endpoint: TLS identity, access scope, routes and the wire format.
 
-Layers, lowest first; a package imports only the ones below it (tests/test_server_layers.py checks):
+Layers, lowest first; a package imports only the ones below it (tests/server/test_layers.py checks):
 
 - `wire/`: the 2030.5 wire format alone: XML in and out (lxml), the one URI table (`hrefs`), the
   encoder (which reads its inputs by shape, `wire/shapes.py`) and decoder. Nothing from the store or
