@@ -177,10 +177,15 @@ class AdvisoryLock:
                 conn.invalidate()  # close the session itself: its advisory locks go with it
 
     def release(self) -> None:
+        """Unlock before closing: closing alone ends the session asynchronously (the backend exits a
+        moment later), and a standby asking in that moment would be refused."""
+        if self._held and self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
         self._drop()
 
     def dispose(self) -> None:
-        self._drop()
+        self.release()
         self._engine.dispose()
 
 
