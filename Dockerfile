@@ -24,6 +24,7 @@ COPY server ./server
 COPY allocation ./allocation
 COPY envelopes ./envelopes
 COPY fallback ./fallback
+COPY compute ./compute
 COPY recompute ./recompute
 COPY sim ./sim
 COPY planning ./planning
