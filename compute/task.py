@@ -25,13 +25,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from gridshare.envelopes.compute import compute_envelopes
-from gridshare.envelopes.forecast import (
-    Forecast,
-    ProfileSpec,
-    Telemetry,
-    persistence_forecast,
-    profile_forecast,
-)
+from gridshare.envelopes.forecast import Forecast, Telemetry, telemetry_over_profiles
 from gridshare.envelopes.planned_derates import PlannedEnvelopes, compute_planned
 from gridshare.grid.agreements import Limited
 from gridshare.grid.derates import apply_derates
@@ -178,27 +172,17 @@ def telemetry_forecast(task: NetworkTask, start: datetime) -> Forecast | None:
 
     Sites cut off by an outage now get no forecast: they carry no flow.
     """
-    if not task.telemetry:
-        return None
-    network = task.nf.network
     now = [d for d in task.derates if d.in_force(task.now_s)]
-    isolated = apply_derates(network, now).isolated_nodes
-    specs = {
-        s.id: ProfileSpec(s.pv_w, s.load_w, s.load_profile)
-        for s in task.nf.sites
-        if s.id in task.telemetry and s.node not in isolated
-    }
-    base = profile_forecast(
-        specs,
+    return telemetry_over_profiles(
+        task.nf.network,
+        task.nf.sites,
+        task.telemetry,
+        apply_derates(task.nf.network, now).isolated_nodes,
         start,
         task.interval_s,
         task.n_intervals,
-        tz=network.timezone,
-        latitude_deg=network.latitude_deg,
-        longitude_deg=network.longitude_deg,
         issued_at=datetime.fromtimestamp(task.now_s, UTC),
     )
-    return persistence_forecast(base, {k: v for k, v in task.telemetry.items() if k in specs})
 
 
 def check_complete(task: NetworkTask, result: NetworkResult) -> None:

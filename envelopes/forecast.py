@@ -16,6 +16,7 @@ from datetime import datetime
 import numpy as np
 
 from gridshare.grid.localtime import local_fractional_hours
+from gridshare.grid.network import Network, Site
 
 # Hourly load shapes (fraction of peak) by local hour, 00:00..23:00; interpolated linearly.
 # Residential: overnight trough, a morning shoulder and the evening peak around 18:00-19:00.
@@ -230,3 +231,39 @@ def persistence_forecast(
         load_w=load,
         generation_w=gen,
     )
+
+
+def telemetry_over_profiles(
+    network: Network,
+    sites: Sequence[Site],
+    telemetry: Mapping[str, Telemetry],
+    isolated_nodes: frozenset[str],
+    start: datetime,
+    interval_s: int,
+    n_intervals: int,
+    issued_at: datetime,
+) -> Forecast | None:
+    """The engine's own forecast: each reporting site's latest telemetry carried forward over its
+    profile (None without telemetry). Sites cut off by an outage now get none: they carry no flow.
+
+    One definition for the recomputation and for a network computed on a worker (compute/task.py),
+    so the two give the same envelopes for the same inputs.
+    """
+    if not telemetry:
+        return None
+    specs = {
+        s.id: ProfileSpec(s.pv_w, s.load_w, s.load_profile)
+        for s in sites
+        if s.id in telemetry and s.node not in isolated_nodes
+    }
+    base = profile_forecast(
+        specs,
+        start,
+        interval_s,
+        n_intervals,
+        tz=network.timezone,
+        latitude_deg=network.latitude_deg,
+        longitude_deg=network.longitude_deg,
+        issued_at=issued_at,
+    )
+    return persistence_forecast(base, {k: v for k, v in telemetry.items() if k in specs})

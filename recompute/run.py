@@ -19,7 +19,7 @@ from gridshare.compute.cluster import ComputeCluster
 from gridshare.compute.outcome import Computed
 from gridshare.compute.task import Derate, NetworkTask
 from gridshare.envelopes.compute import compute_envelopes
-from gridshare.envelopes.forecast import Forecast, ProfileSpec, persistence_forecast, profile_forecast
+from gridshare.envelopes.forecast import Forecast, telemetry_over_profiles
 from gridshare.envelopes.planned_derates import PlannedEnvelopes, compute_planned
 from gridshare.envelopes.resolution import resolutions_w
 from gridshare.fallback.hold import hold_at_fallback
@@ -210,27 +210,17 @@ class EnvelopeRun:
         n = settings.envelope_horizon_s // settings.envelope_interval_s
         if self.forecast_source is not None:
             return self.forecast_source(inputs, start, settings.envelope_interval_s, n)
-        if not inputs.telemetry:
-            return None
-        network = inputs.derated.network
-        isolated = inputs.derated.isolated_nodes
         by_id = {inputs.nmi_to_site_id[nmi]: t for nmi, t in inputs.telemetry.items()}
-        specs = {
-            s.id: ProfileSpec(s.pv_w, s.load_w, s.load_profile)
-            for s in inputs.nf.sites
-            if s.id in by_id and s.node not in isolated
-        }
-        base = profile_forecast(
-            specs,
+        return telemetry_over_profiles(
+            inputs.derated.network,
+            inputs.nf.sites,
+            by_id,
+            inputs.derated.isolated_nodes,
             start,
             settings.envelope_interval_s,
             n,
-            tz=network.timezone,
-            latitude_deg=network.latitude_deg,
-            longitude_deg=network.longitude_deg,
             issued_at=datetime.fromtimestamp(inputs.now_s, UTC),
         )
-        return persistence_forecast(base, {k: v for k, v in by_id.items() if k in specs})
 
     def _publish(
         self,
