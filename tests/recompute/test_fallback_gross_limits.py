@@ -18,9 +18,9 @@ from gridshare.recompute.inputs import active_network
 from gridshare.recompute.scheduler import Recomputer
 from gridshare.store.db import transaction
 from gridshare.store.envelope_blocks import decode_blocks
-from gridshare.store.models import AssetDerate, Site, SiteEnvelope
+from gridshare.store.models import AssetDerate, SiteEnvelope
 from tests.support.bodies import SEP_XML, der_capability
-from tests.support.engine import applied_controls, der_links, device_book
+from tests.support.engine import applied_controls, der_links, device_book, site_row
 from tests.support.servers import RunningServer
 
 DEVICE = "device-1"  # bound by the demo to solar-farm-north: agreed 4000 kW export, 100 kW import
@@ -33,13 +33,8 @@ def demo(server: RunningServer) -> Iterator[RunningServer]:
     yield server
 
 
-def site_row(server: RunningServer, name: str = DEVICE) -> Site:
-    with server.ctx.sessions() as s:
-        return s.execute(select(Site).where(Site.lfdi == server.pki.client(name).lfdi)).scalar_one()
-
-
 def _report_rating(server: RunningServer, value: int, multiplier: int) -> None:
-    site = site_row(server)
+    site = site_row(server, DEVICE)
     with server.client(DEVICE) as c:
         links = der_links(c, f"/edev/{site.id}")
         r = c.put(links["DERCapability"], content=der_capability(value, multiplier), headers=SEP_XML)
