@@ -61,7 +61,7 @@ from gridshare.store.models import (
     SiteEnvelope,
 )
 from gridshare.store.publication.envelopes import current_set_id
-from gridshare.store.publication.network_docs import store_network
+from gridshare.store.publication.network_docs import active_names, store_network
 from gridshare.store.queries.seed import seed_baseline
 from gridshare.store.queries.sites import create_site
 from gridshare.store.scope import ClientScope
@@ -228,7 +228,8 @@ class Oracle:
     def __init__(self, url: str, settings: Settings, device_sites: dict[str, str]) -> None:
         engine = make_engine(url)
         with session_factory(engine)() as session:
-            base = read_constraints(session, int(time.time()))
+            names = active_names(session)
+            base = read_constraints(session, int(time.time()), names[0]) if names else None
         engine.dispose()
         if base is None:
             raise SystemExit("no network in the store")
@@ -490,7 +491,8 @@ def current_set_coherent(url: str, horizon_s: int) -> str:
     engine = make_engine(url)
     try:
         with session_factory(engine)() as session:
-            set_id = current_set_id(session)
+            names = active_names(session)
+            set_id = current_set_id(session, names[0]) if names else None
             record = session.get(EnvelopeSetRecord, set_id) if set_id is not None else None
             if record is None or record.status != "published":
                 return f"NO (pointer at {set_id})"

@@ -42,7 +42,7 @@ class DeadlineWatch:
         state.coverage = None
         try:
             with state.ctx.sessions() as session:
-                state.coverage = published_coverage(session)
+                state.coverage = published_coverage(session, state.network)
         except Exception:
             log.exception("could not read what the published envelopes cover; every change counts as pending")
         self.discover()
@@ -57,11 +57,11 @@ class DeadlineWatch:
             return []
         try:
             with state.ctx.sessions() as session:
-                marks = newest_marks(session)
+                marks = newest_marks(session, state.network)
                 coverage = state.coverage
                 if coverage is not None and marks.union(coverage) == coverage:
                     return []
-                changes = uncovered_changes(session, coverage)
+                changes = uncovered_changes(session, state.network, coverage)
         except Exception:
             log.exception("could not look for unpublished changes")
             return []
@@ -103,7 +103,7 @@ class DeadlineWatch:
         try:
             now_s = ctx.now_s()
             with ctx.sessions() as session:
-                inputs = read_constraints(session, now_s)
+                inputs = read_constraints(session, now_s, state.network)
             if inputs is None:
                 return False
             baseline = state.coverage
@@ -158,7 +158,7 @@ class DeadlineWatch:
         ctx = self.state.ctx
         try:
             with ctx.sessions() as session:
-                inputs = read_constraints(session, ctx.now_s())
+                inputs = read_constraints(session, ctx.now_s(), self.state.network)
             if inputs is not None:
                 self.policy.fallback_plan(inputs)
         except Exception:

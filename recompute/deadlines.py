@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from gridshare.recompute.inputs import of_network
 from gridshare.store.models import AssetDerate, EnvelopePointer, EnvelopeSetRecord, NetworkModel
 
 #: The deadline path starts this share of `derate_deadline_s` early, so that its fallback publication
@@ -90,7 +91,7 @@ def _int(value: object) -> int:
     return int(value) if isinstance(value, int | float) else 0
 
 
-def published_coverage(session: Session) -> Coverage | None:
+def published_coverage(session: Session, network: str) -> Coverage | None:
     """What the current set covers; None when nothing is published.
 
     Sets published before coverage was recorded count as covering their network and every derate
@@ -99,7 +100,7 @@ def published_coverage(session: Session) -> Coverage | None:
     record = session.execute(
         select(EnvelopeSetRecord)
         .join(EnvelopePointer, EnvelopePointer.set_id == EnvelopeSetRecord.id)
-        .where(EnvelopePointer.id == 1)
+        .where(EnvelopePointer.network == network)
     ).scalar_one_or_none()
     if record is None:
         return None
@@ -112,21 +113,23 @@ def published_coverage(session: Session) -> Coverage | None:
         select(
             func.max(AssetDerate.id).filter(AssetDerate.created_s <= record.created_s),
             func.count(AssetDerate.id).filter(AssetDerate.cleared_s <= record.created_s),
-        )
+        ).where(of_network(network))
     ).one()
     return Coverage(_int(record.network_id), _int(derate), _int(cleared))
 
 
-def newest_marks(session: Session) -> Coverage:
-    """The newest network version and derate in the store, and how many derates are cleared."""
-    network = session.execute(select(func.max(NetworkModel.id))).scalar_one()
+def newest_marks(session: Session, network: str) -> Coverage:
+    """The network's newest version and derate in the store, and how many of its derates are cleared."""
+    version = session.execute(
+        select(func.max(NetworkModel.id)).where(NetworkModel.name == network)
+    ).scalar_one()
     derate, cleared = session.execute(
-        select(func.max(AssetDerate.id), func.count(AssetDerate.cleared_s))
+        select(func.max(AssetDerate.id), func.count(AssetDerate.cleared_s)).where(of_network(network))
     ).one()
-    return Coverage(_int(network), _int(derate), _int(cleared))
+    return Coverage(_int(version), _int(derate), _int(cleared))
 
 
-def uncovered_changes(session: Session, coverage: Coverage | None) -> list[Change]:
+def uncovered_changes(session: Session, network: str, coverage: Coverage | None) -> list[Change]:
     """Network versions, derates (not cleared since) and clears beyond `coverage`.
 
     Clears are told apart by their order (cleared_s, then id): the ones past the `cleared` count
@@ -136,16 +139,18 @@ def uncovered_changes(session: Session, coverage: Coverage | None) -> list[Chang
     derate_from = coverage.derate_id if coverage is not None else 0
     cleared_from = coverage.cleared if coverage is not None else 0
     networks = session.execute(
-        select(NetworkModel.id, NetworkModel.loaded_s).where(NetworkModel.id > network_from)
+        select(NetworkModel.id, NetworkModel.loaded_s).where(
+            NetworkModel.name == network, NetworkModel.id > network_from
+        )
     ).all()
     derates = session.execute(
         select(AssetDerate.id, AssetDerate.created_s, AssetDerate.asset, AssetDerate.factor).where(
-            AssetDerate.id > derate_from, AssetDerate.cleared_s.is_(None)
+            of_network(network), AssetDerate.id > derate_from, AssetDerate.cleared_s.is_(None)
         )
     ).all()
     clears = session.execute(
         select(AssetDerate.cleared_s, AssetDerate.asset)
-        .where(AssetDerate.cleared_s.is_not(None))
+        .where(of_network(network), AssetDerate.cleared_s.is_not(None))
         .order_by(AssetDerate.cleared_s, AssetDerate.id)
         .offset(cleared_from)
     ).all()

@@ -74,7 +74,7 @@ class FallbackPolicy:
         wanted = fallback_fingerprint(inputs, settings, inputs.defaults_marker)
         try:
             with ctx.sessions() as session:
-                stored = stored_fingerprint(session)
+                stored = stored_fingerprint(session, self.state.network)
         except Exception:
             log.exception("could not read the fallback fingerprint; recomputing the defaults")
             stored = None
@@ -93,12 +93,18 @@ class FallbackPolicy:
                 changed = 0
                 if self.state.publisher.fence(session):
                     changed = write_defaults(
-                        session, inputs.program, plan.dynamic_store_sites(inputs), now_s, settings.pen
+                        session,
+                        inputs.program,
+                        plan.dynamic_store_sites(inputs),
+                        now_s,
+                        settings.pen,
+                        self.state.network,
                     )
                     # Our own write moves the marker: record the digest with the marker as it now is.
                     marker = defaults_marker(session, inputs.program.id)
                     store_fingerprint(
                         session,
+                        self.state.network,
                         fallback_fingerprint(inputs, settings, marker),
                         now_s,
                         network_id=inputs.model.id,
@@ -192,7 +198,7 @@ class FallbackPolicy:
         """End of the current set's horizon (None when nothing is published or the store is unreadable)."""
         try:
             with self.state.ctx.sessions() as session:
-                return current_end_s(session)
+                return current_end_s(session, self.state.network)
         except Exception:
             return None
 
@@ -222,7 +228,7 @@ class FallbackPolicy:
                 return None
             record = EnvelopeSetRecord(
                 network_id=inputs.model.id,
-                created_s=next_created_s(session, now_s),
+                created_s=next_created_s(session, self.state.network, now_s),
                 start_s=start_s,
                 interval_s=interval_s,
                 n_intervals=envelopes.n_intervals,
@@ -248,6 +254,7 @@ class FallbackPolicy:
                 carry_others=only is not None,
                 gross=gross_limits(inputs, plan),
                 history_days=settings.limit_history_days,
+                network=self.state.network,
             )
             record.detail = {
                 "fallback": True,

@@ -37,17 +37,24 @@ UOM_W, FORWARD, REVERSE = 38, 1, 19
 RECOMPUTE_REQUEST = "recompute_requested_s"
 
 
-def active_network(session: Session) -> tuple[NetworkModel, NetworkFile] | None:
-    row = active_document(session)
+def of_network(network: str) -> Any:
+    """Derates of this network's assets (and rows from before networks were named, wherever their
+    asset exists): asset names are unique only within a network."""
+    return (AssetDerate.network == network) | AssetDerate.network.is_(None)
+
+
+def active_network(session: Session, network: str) -> tuple[NetworkModel, NetworkFile] | None:
+    row = active_document(session, network)
     if row is None:
         return None
     return row, parse_network_document(row.document, source=f"network #{row.id} ({row.name})")
 
 
-def active_derates(session: Session, at_s: int) -> list[AssetDerate]:
+def active_derates(session: Session, at_s: int, network: str) -> list[AssetDerate]:
     return list(
         session.execute(
             select(AssetDerate).where(
+                of_network(network),
                 AssetDerate.cleared_s.is_(None),
                 AssetDerate.from_s <= at_s,
                 (AssetDerate.until_s.is_(None)) | (AssetDerate.until_s > at_s),
@@ -216,27 +223,55 @@ def agreements_fingerprint(session: Session) -> str:
     return hashlib.sha256(repr(basis).encode()).hexdigest()
 
 
-def inputs_fingerprint(session: Session) -> tuple[object, ...]:
-    """Changes whenever a network is loaded, a derate is added or cleared, a recomputation is requested,
-    a device reports another rating, or the operator changes a connection agreement.
+def inputs_fingerprint(session: Session, network: str) -> tuple[object, ...]:
+    """Changes whenever this network is loaded, a derate of it is added or cleared, a recomputation is
+    requested, a device reports another rating, or the operator changes a connection agreement.
 
     The first three entries and the last (the operator's agreements) are the constraints envelopes
     depend on (`run._constraints`); a new rating changes the defaults and the envelopes' gross limits,
     not what the network can carry.
     """
-    network = session.execute(select(func.max(NetworkModel.id))).scalar_one()
-    derates = session.execute(select(func.max(AssetDerate.id), func.count(AssetDerate.cleared_s))).one()
-    requested = session.get(ServerSetting, RECOMPUTE_REQUEST)
-    return (
-        network,
-        *derates,
-        requested.value if requested else None,
-        device_ratings_fingerprint(session),
-        agreements_fingerprint(session),
+    return inputs_fingerprints(session, [network])[network]
+
+
+def inputs_fingerprints(session: Session, networks: list[str]) -> dict[str, tuple[object, ...]]:
+    """`inputs_fingerprint` of every network named, in a fixed number of queries however many there
+    are (the watch looks at all of them every `change_poll_s`)."""
+    versions = dict(
+        session.execute(
+            select(NetworkModel.name, func.max(NetworkModel.id))
+            .where(NetworkModel.name.in_(networks))
+            .group_by(NetworkModel.name)
+        ).all()
     )
+    derates: dict[str | None, tuple[int, int]] = {
+        net: (int(top or 0), int(cleared or 0))
+        for net, top, cleared in session.execute(
+            select(AssetDerate.network, func.max(AssetDerate.id), func.count(AssetDerate.cleared_s)).group_by(
+                AssetDerate.network
+            )
+        ).all()
+    }
+    requested = session.get(ServerSetting, RECOMPUTE_REQUEST)
+    ratings = device_ratings_fingerprint(session)
+    agreements = agreements_fingerprint(session)
+    unnamed_top, unnamed_cleared = derates.get(None, (0, 0))
+    out: dict[str, tuple[object, ...]] = {}
+    for name in networks:
+        top, cleared = derates.get(name, (0, 0))
+        both_top = max(top, unnamed_top) or None
+        out[name] = (
+            versions.get(name),
+            both_top,
+            cleared + unnamed_cleared,
+            requested.value if requested else None,
+            ratings,
+            agreements,
+        )
+    return out
 
 
-def standing_derates(session: Session, at_s: int) -> list[AssetDerate]:
+def standing_derates(session: Session, at_s: int, network: str) -> list[AssetDerate]:
     """Derates in force now or scheduled for later (not cleared, not expired).
 
     Fallback limits count them all: a device may sit on its default through the start of a planned
@@ -245,6 +280,7 @@ def standing_derates(session: Session, at_s: int) -> list[AssetDerate]:
     return list(
         session.execute(
             select(AssetDerate).where(
+                of_network(network),
                 AssetDerate.cleared_s.is_(None),
                 (AssetDerate.until_s.is_(None)) | (AssetDerate.until_s > at_s),
             )

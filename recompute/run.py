@@ -68,15 +68,18 @@ class EnvelopeRun:
         policy: FallbackPolicy,
         budget: BudgetRunner,
         forecast_source: ForecastSource | None = None,
+        cluster: Callable[[], ComputeCluster] | None = None,
     ) -> None:
         self.state = state
         self.policy = policy
         self.budget = budget
         self.forecast_source = forecast_source
+        #: the compute cluster every network's run shares (recompute/scheduler.py); None: one of its own
+        self._shared_cluster = cluster
         self._cluster: ComputeCluster | None = None
 
     def close(self) -> None:
-        """Disconnect from the compute cluster, if this run used one."""
+        """Disconnect from the compute cluster, if this run started one of its own."""
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
@@ -88,16 +91,18 @@ class EnvelopeRun:
         try:
             now_s = ctx.now_s()
             with ctx.sessions() as session:
-                inputs = read_constraints(session, now_s)
+                inputs = read_constraints(session, now_s, self.state.network)
                 self.state.inputs_seen = (
-                    inputs.fingerprint if inputs is not None else inputs_fingerprint(session)
+                    inputs.fingerprint
+                    if inputs is not None
+                    else inputs_fingerprint(session, self.state.network)
                 )
         except Exception as exc:
             log.exception("recomputation (%s) could not read the network and derates", reason)
             return policy.fail(None, None, reason, "database", f"{type(exc).__name__}: {exc}")
         if inputs is None:
-            log.info("recomputation (%s) skipped: no network loaded", reason)
-            return Outcome("skipped", reason, detail="no network loaded")
+            log.info("recomputation (%s) of %s skipped: no such network loaded", reason, self.state.network)
+            return Outcome("skipped", reason, detail=f"network {self.state.network} is not loaded")
         self.state.feeder = inputs.feeder
         try:
             with ctx.sessions() as session:
@@ -197,9 +202,13 @@ class EnvelopeRun:
             inputs_key=inputs.fingerprint,
             timeout_s=settings.recompute_budget_s,
         )
-        if self._cluster is None:
-            self._cluster = ComputeCluster.from_settings(settings).start()
-        (outcome,) = self._cluster.compute([task])
+        if self._shared_cluster is not None:
+            cluster = self._shared_cluster()
+        else:
+            if self._cluster is None:
+                self._cluster = ComputeCluster.from_settings(settings).start()
+            cluster = self._cluster
+        (outcome,) = cluster.compute([task])
         if isinstance(outcome, Computed):
             return outcome.result.planned
         raise ClusterComputeFailed(outcome.kind, outcome.detail)
@@ -241,12 +250,14 @@ class EnvelopeRun:
             if not publisher.fence(session):
                 log.info("recomputation (%s) not published: another instance is the publisher", reason)
                 return Outcome("skipped", reason, detail="another instance is the publisher")
-            if _constraints(inputs_fingerprint(session)) != _constraints(inputs.fingerprint):
+            if _constraints(inputs_fingerprint(session, self.state.network)) != _constraints(
+                inputs.fingerprint
+            ):
                 log.info("recomputation (%s) not published: a constraint changed while it ran", reason)
                 return Outcome("skipped", reason, detail="a constraint changed during the computation")
             record = EnvelopeSetRecord(
                 network_id=inputs.model.id,
-                created_s=next_created_s(session, now_s),
+                created_s=next_created_s(session, self.state.network, now_s),
                 start_s=int(start.timestamp()),
                 interval_s=settings.envelope_interval_s,
                 n_intervals=envelopes.n_intervals,
@@ -281,6 +292,7 @@ class EnvelopeRun:
                 gross=gross,
                 series=planned.series,
                 history_days=settings.limit_history_days,
+                network=self.state.network,
             )
             publish_s = time.perf_counter() - t1
             binding = planned.binding

@@ -1,7 +1,10 @@
 """The envelope engine's schedule: a run every `recompute_interval_s`, on operator changes, and deadlines.
 
-A run (recompute/run.py) starts now and then every `recompute_interval_s` on the engine's clock, and
-the watch starts one as soon as an operator changes a constraint. Runs never overlap in one process,
+The store holds many networks; each is recomputed and published on its own (recompute/network_engine.py):
+a change to network B recomputes B only, and a failure on B puts B's sites on fallback and leaves A
+alone. A run (recompute/run.py) of every network starts now and then every `recompute_interval_s` on
+the engine's clock, and the watch starts one for a network as soon as an operator changes one of its
+constraints. Runs never overlap in one process,
 and only the holder of the publisher lock (store/publication/lease.py) computes or publishes: a
 standby instance tries for the lock every `publisher_poll_s` and takes over within about that long
 of the publisher's death, and every publication is fenced, so two instances never publish at once.
@@ -21,17 +24,17 @@ import threading
 import time
 from collections.abc import Callable
 
+from gridshare.compute.cluster import ComputeCluster
 from gridshare.core.runtime import Runtime
 from gridshare.recompute.budget import BudgetRunner
-from gridshare.recompute.deadline_watch import DeadlineWatch
 from gridshare.recompute.deadlines import Change
 from gridshare.recompute.expiry import check_expiry
-from gridshare.recompute.failure import FallbackPolicy
-from gridshare.recompute.inputs import inputs_fingerprint
+from gridshare.recompute.inputs import inputs_fingerprints
+from gridshare.recompute.network_engine import NetworkEngine
 from gridshare.recompute.outcome import Outcome
-from gridshare.recompute.run import EnvelopeRun, ForecastSource
-from gridshare.recompute.state import EngineState
+from gridshare.recompute.run import ForecastSource
 from gridshare.store.publication.lease import Publisher, holder_name
+from gridshare.store.publication.network_docs import active_names
 from gridshare.store.publication.status import StatusBoard
 
 log = logging.getLogger("gridshare.recompute")
@@ -85,7 +88,8 @@ class Repeating:
 
 
 class Recomputer:
-    """The engine in one process: holds the right to publish, and runs, watches and ticks on schedule."""
+    """The engine in one process: holds the right to publish, and runs, watches and ticks every network
+    on schedule. One publisher lock covers all networks, so each network has exactly one publisher."""
 
     def __init__(
         self, ctx: Runtime, holder: str | None = None, forecast_source: ForecastSource | None = None
@@ -94,17 +98,65 @@ class Recomputer:
         self.holder = holder or holder_name()
         self.status = StatusBoard(ctx.sessions)
         self.publisher = Publisher(ctx.engine, ctx.sessions, self.holder, ctx.now_s)
-        self.state = EngineState(ctx, self.publisher, self.status)
-        self.policy = FallbackPolicy(self.state)
-        self.deadlines = DeadlineWatch(self.state, self.policy)
         self._budget = BudgetRunner()
-        self.run = EnvelopeRun(self.state, self.policy, self._budget, forecast_source)
+        self._forecast_source = forecast_source
+        self._engines: dict[str, NetworkEngine] = {}
+        self._engines_lock = threading.Lock()
+        self._cluster: ComputeCluster | None = None
+        self._cluster_lock = threading.Lock()
         self._run_lock = threading.Lock()
         self._jobs: list[Repeating] = []
         self._immediate: list[threading.Thread] = []  # runs started on taking over as publisher
         self._ticker: threading.Thread | None = None
         self._stopping = threading.Event()
         self._next_discovery = 0.0  # monotonic: when the ticker next looks for unpublished changes
+
+    # -- the networks ------------------------------------------------------------------------------
+    def networks(self) -> dict[str, NetworkEngine]:
+        """One engine per network in service, as the store says now (the known ones if it cannot)."""
+        try:
+            with self.ctx.sessions() as session:
+                names = active_names(session)
+        except Exception:
+            log.exception("could not read which networks are in service")
+            with self._engines_lock:
+                return dict(self._engines)
+        with self._engines_lock:
+            for name in names:
+                if name not in self._engines:
+                    engine = NetworkEngine(
+                        self.ctx,
+                        name,
+                        self.publisher,
+                        self.status,
+                        self._budget,
+                        self._forecast_source,
+                        self._shared_cluster,
+                    )
+                    if self.publisher.epoch is not None:
+                        engine.deadlines.took_over()
+                    self._engines[name] = engine
+            for gone in set(self._engines) - set(names):
+                log.info("network %s is no longer in service: not recomputed any more", gone)
+                del self._engines[gone]
+            return dict(self._engines)
+
+    def network(self, name: str) -> NetworkEngine:
+        """The engine of network `name` (KeyError: not in service)."""
+        return self.networks()[name]
+
+    @property
+    def policy(self) -> object:
+        """The failure policy of the only network (for a single-feeder store)."""
+        (only,) = self.networks().values()
+        return only.policy
+
+    def _shared_cluster(self) -> ComputeCluster:
+        """The Dask cluster every network's computation goes to (connected on first use)."""
+        with self._cluster_lock:
+            if self._cluster is None:
+                self._cluster = ComputeCluster.from_settings(self.ctx.settings).start()
+            return self._cluster
 
     # -- the right to publish ----------------------------------------------------------------------
     def ensure_publisher(self) -> bool:
@@ -113,32 +165,47 @@ class Recomputer:
         if not self.publisher.ensure():
             return False
         if self.publisher.epoch != was:
-            self.deadlines.took_over()
+            for engine in self.networks().values():
+                engine.deadlines.took_over()
         return True
 
     # -- one run -----------------------------------------------------------------------------------
-    def run_once(self, reason: str = "scheduled") -> Outcome:
-        with self._run_lock:
-            return self._attempt(reason)
+    def run_once(self, reason: str = "scheduled", network: str | None = None) -> Outcome:
+        """Recompute and publish every network (or the one named); one network's failure stops no other.
 
-    def _attempt(self, reason: str) -> Outcome:
+        Returns the network's outcome, or for several, one that is published only if all were.
+        """
+        with self._run_lock:
+            return self._attempt(reason, None if network is None else [network])
+
+    def _attempt(self, reason: str, names: list[str] | None) -> Outcome:
         if not self.ensure_publisher():
             log.debug("recomputation (%s) not run: another instance is the publisher", reason)
             return Outcome("skipped", reason, detail="another instance is the publisher")
-        log.debug("recomputation (%s) started", reason)
-        # A change already past its deadline (a publisher that just took over from a dead one) gets its
-        # fallback first: a full recomputation would compete with it for the processor.
-        self.deadlines.check_deadlines()
-        return self.run.attempt(reason)
+        engines = self.networks()
+        chosen = sorted(engines) if names is None else [n for n in names if n in engines]
+        if not chosen:
+            log.info("recomputation (%s) skipped: no network loaded", reason)
+            return Outcome("skipped", reason, detail="no network loaded")
+        outcomes: dict[str, Outcome] = {}
+        for name in chosen:
+            engine = engines[name]
+            log.debug("recomputation (%s) of %s started", reason, name)
+            # A change already past its deadline (a publisher that just took over from a dead one) gets
+            # its fallback first: a full recomputation would compete with it for the processor.
+            engine.deadlines.check_deadlines()
+            outcomes[name] = engine.run.attempt(reason)
+        return combined(reason, outcomes)
 
     # -- derates: recompute at once, fallback by a deadline ------------------------------------------
     def discover(self) -> list[Change]:
         """Give every change the published envelopes do not cover yet its deadline; returns new ones."""
-        return self.deadlines.discover()
+        return [c for engine in self.networks().values() for c in engine.deadlines.discover()]
 
     def check_deadlines(self) -> bool:
         """Publish fallback for changes past their deadline (on the engine's clock); True if it did."""
-        return self.deadlines.check_deadlines()
+        published = [engine.deadlines.check_deadlines() for engine in self.networks().values()]
+        return any(published)
 
     # -- scheduling --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -156,8 +223,8 @@ class Recomputer:
         self._ticker = threading.Thread(target=self._tick_loop, name="recompute-ticker", daemon=True)
         self._ticker.start()
         log.info(
-            "recomputation every %d s (and within %d s of an operator change) over %d h at %d-minute "
-            "intervals (%s); on failure: %s",
+            "recomputation of every network every %d s (and within %d s of an operator change) over %d h "
+            "at %d-minute intervals (%s); on failure: %s",
             settings.recompute_interval_s,
             settings.change_poll_s,
             settings.envelope_horizon_s // 3600,
@@ -167,33 +234,45 @@ class Recomputer:
         )
 
     def watch(self) -> None:
-        """Recompute as soon as an operator changes the network, a rating or a derate, or asks for it.
+        """Recompute a network as soon as an operator changes it, a rating or a derate of it, or asks.
 
-        Polling a fingerprint of those tables works across processes and servers sharing the database.
-        A run already in progress is not waited for: it will not publish (its constraints are outdated),
-        the next tick recomputes, and the deadline covers the time in between.
+        Polling fingerprints of those tables (a fixed number of queries for all networks) works across
+        processes and servers sharing the database. A run already in progress is not waited for: it
+        will not publish (its constraints are outdated), the next tick recomputes, and the deadline
+        covers the time in between.
         """
+        engines = self.networks()
         with self.ctx.sessions() as session:
-            seen = inputs_fingerprint(session)
-        check_expiry(self.state, self.ctx.now_s())
-        if self.state.inputs_seen is None or seen == self.state.inputs_seen:
+            seen = inputs_fingerprints(session, sorted(engines))
+        now_s = self.ctx.now_s()
+        changed = []
+        for name, engine in engines.items():
+            check_expiry(engine.state, now_s)
+            before = engine.state.inputs_seen
+            if seen.get(name) != before:  # None: a network new to this process, never run here
+                changed.append(name)
+        if not changed:
             return
-        self.deadlines.discover()
+        for name in changed:
+            engines[name].deadlines.discover()
         if not self._run_lock.acquire(blocking=False):
             return
         try:
-            self._attempt("constraint changed")
+            self._attempt("constraint changed", changed)
         finally:
             self._run_lock.release()
 
     def tick(self) -> None:
         """One look at the deadlines (and, every `change_poll_s`, for new changes to give one)."""
         wall = time.monotonic()
+        engines = self.networks()
         if wall >= self._next_discovery:
             self._next_discovery = wall + self.ctx.settings.change_poll_s
-            if self.deadlines.discover() and not self.deadlines.check_deadlines():
-                self.deadlines.prepare_fallback()
-        self.deadlines.check_deadlines()
+            for engine in engines.values():
+                if engine.deadlines.discover() and not engine.deadlines.check_deadlines():
+                    engine.deadlines.prepare_fallback()
+        for engine in engines.values():
+            engine.deadlines.check_deadlines()
 
     def _tick_loop(self) -> None:
         """Takeover and deadlines, in a thread of their own: no running computation can delay them."""
@@ -230,5 +309,29 @@ class Recomputer:
         for thread in self._immediate:  # a run under way finishes before the lock is handed on
             thread.join()
         self._immediate = []
-        self.run.close()
+        with self._engines_lock:
+            for engine in self._engines.values():
+                engine.run.close()
+        with self._cluster_lock:
+            if self._cluster is not None:
+                self._cluster.close()
+                self._cluster = None
         self.publisher.release()
+
+
+def combined(reason: str, outcomes: dict[str, Outcome]) -> Outcome:
+    """One network's outcome as it is; several: published only if every network published."""
+    if len(outcomes) == 1:
+        return next(iter(outcomes.values()))
+    bad = {name: o for name, o in outcomes.items() if o.status != "published"}
+    if not bad:
+        return Outcome(
+            "published",
+            reason,
+            detail=f"{len(outcomes)} networks published",
+            compute_s=sum(o.compute_s for o in outcomes.values()),
+            publish_s=sum(o.publish_s for o in outcomes.values()),
+        )
+    worst = "failed" if any(o.status == "failed" for o in bad.values()) else "skipped"
+    detail = "; ".join(f"{name}: {o.status} ({o.detail})" for name, o in sorted(bad.items()))
+    return Outcome(worst, reason, detail=detail[:2000])

@@ -83,15 +83,16 @@ def defaults_marker(session: Session, program_id: int) -> tuple[object, ...]:
     return (int(count or 0), int(versions or 0), int(overrides or 0))
 
 
-def read_constraints(session: Session, now_s: int) -> RunInputs | None:
-    """Network, derates, registered sites, ratings and program, without telemetry. None: no network."""
-    fingerprint = inputs_fingerprint(session)
-    loaded = active_network(session)
+def read_constraints(session: Session, now_s: int, network: str) -> RunInputs | None:
+    """Network, derates, registered sites, ratings and program, without telemetry. None: no such
+    network (never loaded, or retired)."""
+    fingerprint = inputs_fingerprint(session, network)
+    loaded = active_network(session, network)
     if loaded is None:
         return None
     model, nf = loaded
-    derated = apply_derates(nf.network, active_derates(session, now_s))
-    standing = standing_derates(session, now_s)
+    derated = apply_derates(nf.network, active_derates(session, now_s, network))
+    standing = standing_derates(session, now_s, network)
     nmi_to_site_id = {s.nmi: s.id for s in nf.sites if s.nmi}
     store_sites = registered_sites(session, set(nmi_to_site_id))
     # The operator's agreement of a registered site wins over the network file's (grid/agreement_records.py).

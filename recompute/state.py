@@ -1,7 +1,9 @@
-"""What the engine's jobs share within one process: the runtime, the right to publish, what is covered.
+"""What the engine's jobs for one network share within one process: the runtime, the right to
+publish, what is covered.
 
-The scheduler, a run, the failure policy and the deadline watch each hold this one object, so what one
-of them learns (a set was published and covers these changes; the feeder is this one) the others see.
+A run, the failure policy and the deadline watch of one network each hold this one object, so what one
+of them learns (a set was published and covers these changes) the others see. Every network has its
+own (recompute/scheduler.py); the publisher lock and the status board are shared by all.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ class EngineState:
     ctx: Runtime
     publisher: Publisher
     status: StatusBoard
+    #: the network (by name) these jobs recompute and publish
+    network: str
     deadlines: DeadlineBook = field(default_factory=DeadlineBook)
     #: what the current published set covers (None: unknown, so every change counts as pending)
     coverage: Coverage | None = None
-    #: the feeder of the active network, once a run has read it
+    #: the feeder's name for status and logs (the network's name)
     feeder: str | None = None
     #: the constraints' fingerprint the last run read (the watch recomputes when it moves)
     inputs_seen: tuple[object, ...] | None = None

@@ -57,6 +57,11 @@ def network_key(name: str) -> str:
     return f"net:{name}"
 
 
+#: Bumped with every envelope publication of any network, for whoever watches all of them (the
+#: subscription notifier); device caches depend on their own network's key instead.
+ENVELOPES = "envelopes"
+
+
 def site_key(site_id: int) -> str:
     """The change key of one site (its controls, its binding to a network node)."""
     return f"site:{site_id}"
@@ -79,6 +84,24 @@ def bump_change(session: Session, key: str) -> None:
         index_elements=[ChangeVersion.key], set_={"version": ChangeVersion.version + 1}
     )
     session.execute(stmt)
+
+
+def bump_changes(session: Session, keys: Iterable[str]) -> None:
+    """`bump_change` for several keys in one statement per key batch (a publication's moved sites)."""
+    rows = [{"key": k, "version": 1} for k in dict.fromkeys(keys)]
+    for key in rows:
+        if key["key"] == ALL or " " in str(key["key"]):
+            raise ValueError(f"not a per-key change key: {key['key']!r}")
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(ChangeVersion)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[ChangeVersion.key], set_={"version": ChangeVersion.version + 1}
+    )
+    for i in range(0, len(rows), 1000):
+        session.execute(stmt, rows[i : i + 1000])
 
 
 def change_versions(session: Session, keys: Iterable[str]) -> dict[str, int]:

@@ -23,7 +23,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 import gridshare.store.access_models
 import gridshare.store.console_models
 import gridshare.store.runtime_settings  # noqa: F401  (so does the run-time settings table)
-from gridshare.store.models import EnvelopePointer, PublicationCounter, PublisherLease
+from gridshare.store.models import PublicationCounter, PublisherLease
 
 log = logging.getLogger(__name__)
 
@@ -211,8 +211,6 @@ def _upgrade(engine: Engine) -> SchemaChange:
                 session.add(PublicationCounter(id=counter, value=0))
         if session.get(PublisherLease, 1) is None:
             session.add(PublisherLease(id=1, holder="", epoch=0, acquired_s=0))
-        if session.get(EnvelopePointer, 1) is None:
-            session.add(EnvelopePointer(id=1, set_id=None))
     return SchemaChange(before, schema_revision(engine))
 
 

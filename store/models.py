@@ -413,22 +413,34 @@ class ChangeVersion(Base):
 
 
 class NetworkModel(Base):
-    """A network file (docs/network-format.md) as loaded by an operator; the newest active one is used."""
+    """One version of a network file (docs/network-format.md) as loaded by an operator.
+
+    A network is known by its name; its newest active row is its current version. Retiring a network
+    deactivates its rows and stamps `retired_s` (store/publication/network_docs.py).
+    """
 
     __tablename__ = "network_model"
+    __table_args__ = (Index("ix_network_model_name_active", "name", "active"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
     document: Mapped[dict[str, Any]] = mapped_column(JSON)
     loaded_s: Mapped[int] = mapped_column(BigInteger)
     loaded_by: Mapped[str] = mapped_column(String(64))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    retired_s: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class AssetDerate(Base):
-    """An operator's derate (factor < 1) or outage (factor 0) of a network asset, for a period."""
+    """An operator's derate (factor < 1) or outage (factor 0) of a network asset, for a period.
+
+    `network` names the network whose asset it is (asset names are unique only within a network);
+    None is a row from before networks were named, applied wherever its asset exists.
+    """
 
     __tablename__ = "asset_derate"
+    __table_args__ = (Index("ix_asset_derate_network", "network"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    network: Mapped[str | None] = mapped_column(String(64))
     asset: Mapped[str] = mapped_column(String(64))
     factor: Mapped[float] = mapped_column(Float)
     reason: Mapped[str] = mapped_column(String(200), default="")
@@ -466,10 +478,13 @@ class SiteEnvelope(Base):
 
 
 class EnvelopePointer(Base):
-    """Which envelope set devices see. Switching it is the single write that publishes a new set."""
+    """Which envelope set the devices of one network see. Switching it is the single write that
+    publishes that network's new set; each network has its own, so networks publish independently."""
 
     __tablename__ = "envelope_pointer"
+    __table_args__ = (Index("uq_envelope_pointer_network", "network", unique=True),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    network: Mapped[str | None] = mapped_column(String(64))
     set_id: Mapped[int | None] = mapped_column(ForeignKey("envelope_set.id", ondelete="SET NULL"))
 
 

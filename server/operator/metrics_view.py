@@ -29,6 +29,7 @@ from gridshare.server.operator.services.sites import LATE, NEVER, POLLING, PRESU
 from gridshare.server.shared.context import AppContext
 from gridshare.server.shared.metrics import device_metric_families
 from gridshare.store.models import EnvelopeSetRecord, NetworkModel, NotificationOutbox
+from gridshare.store.publication.envelopes import current_sets
 from gridshare.store.publication.status import STATES, effective, read_statuses
 from gridshare.store.queries.console import current_set, set_counts
 from gridshare.store.queries.notification_views import outbox_summary
@@ -104,11 +105,10 @@ class StoreCollector(Collector):
                 "Age of the envelope set devices see now.",
                 labels=["network"],
             )
-            record = current_set(session)
-            if record is not None:
-                age.add_metric(
-                    [names.get(record.network_id or -1, "unknown")], max(0, now - record.created_s)
-                )
+            for network in current_sets(session):
+                record = current_set(session, network)
+                if record is not None:
+                    age.add_metric([network], max(0, now - record.created_s))
             out.append(age)
             state = GaugeMetricFamily(
                 "gridshare_feeder_state",

@@ -82,6 +82,14 @@ class DerateIn(WriteBody):
     """
 
     asset: Annotated[str, Field(min_length=1, max_length=64)]
+    network: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=64,
+            description="The network whose asset it is; may be left out while only one network is loaded.",
+        ),
+    ] = None
     factor: Annotated[float, Field(ge=0, lt=1, description="0 = outage; must be below 1 to derate.")]
     reason: Annotated[str, Field(max_length=200)] = ""
     from_s: EpochS | None = None
@@ -99,6 +107,7 @@ class DerateIn(WriteBody):
 class DerateOut(Out):
     id: int
     asset: str
+    network: str | None
     factor: float
     reason: str
     from_s: int

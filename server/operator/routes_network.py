@@ -33,7 +33,7 @@ from gridshare.server.operator.network_schemas import (
 from gridshare.server.operator.schemas import Page
 from gridshare.server.operator.services import derates
 from gridshare.store.models import AssetDerate, EnvelopeSetRecord, NetworkModel
-from gridshare.store.publication.network_docs import active_document, store_network, with_rating
+from gridshare.store.publication.network_docs import active_names, sole_network, store_network, with_rating
 from gridshare.store.queries.paging import page_of
 from gridshare.store.queries.runtime_settings import set_setting
 
@@ -113,28 +113,43 @@ async def _document(request: Request) -> Any:
     },
 )
 async def load_network(request: Request, w: Writer = Depends(writer)) -> NetworkOut:
-    """Replace the active network (the old one is kept, inactive); envelopes are recomputed on it."""
+    """Make this the only network in service (the single-feeder API: other networks are retired; the
+    old version is kept, inactive); envelopes are recomputed on it. `/networks/{name}` adds networks."""
     document = await _document(request)
     with w.transaction("network.load") as change:
         try:
-            row, nf = store_network(change.session, document, w.caller.name, change.now_s)
+            row, nf = store_network(
+                change.session, document, w.caller.name, change.now_s, replace_others=True
+            )
         except NetworkError as exc:
             raise _field_error(exc) from None
+        except ValueError as exc:  # the name (store.publication.network_docs.check_name)
+            raise FieldError(("body", "name"), str(exc)) from None
         change.target, change.details = f"network:{row.id}", {"name": row.name, "sites": len(nf.sites)}
         return _summary(row, nf)
 
 
 @router.get("/network", response_model=NetworkOut)
 def get_network(session: Session = Depends(read_session)) -> NetworkOut:
-    row = found(active_document(session), "network (load one with PUT /network)")
+    row = _sole(session)
     return _summary(row, parse_network_document(row.document))
+
+
+def _sole(session: Session) -> NetworkModel:
+    """The network of the single-feeder endpoints: 409 when several are loaded (name one instead)."""
+    names = active_names(session)
+    if len(names) > 1:
+        raise HTTPException(
+            409, f"{len(names)} networks are loaded: use /networks/{{name}} (one of {', '.join(names[:5])})"
+        )
+    return found(sole_network(session), "network (load one with PUT /network)")
 
 
 @router.put("/network/assets/{asset}/rating", response_model=NetworkOut)
 def set_rating(asset: str, body: RatingIn, w: Writer = Depends(writer)) -> NetworkOut:
     """A new rating (e.g. after an upgrade) as a new version of the network."""
     with w.transaction("network.rating", f"asset:{asset}") as change:
-        current = found(active_document(change.session), "network")
+        current = _sole(change.session)
         try:
             document = with_rating(current.document, asset, body.rating_w("export"), body.rating_w("import"))
         except KeyError:

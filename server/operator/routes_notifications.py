@@ -10,6 +10,7 @@ from gridshare.server.operator.audit import Writer, writer
 from gridshare.server.operator.auth import context
 from gridshare.server.operator.deps import Id, Paging, found, paging, read_session
 from gridshare.server.operator.schemas import NotificationOut, NotificationStatusOut, Page, SubscriptionOut
+from gridshare.store.change_feed import ENVELOPES, change_versions
 from gridshare.store.db import activity_value, publication_value
 from gridshare.store.models import Subscription
 from gridshare.store.queries.notification_views import (
@@ -87,8 +88,12 @@ def remove_subscription(subscription_id: Id, w: Writer = Depends(writer)) -> Res
 def notification_status(request: Request, session: Session = Depends(read_session)) -> NotificationStatusOut:
     """Caught up = the notifier has scanned the latest change and no notification is about to be sent
     (ones waiting for a retry after a failure do not count): the moment to look at a subscriber."""
-    # Both counters only grow and the notifier's marks never pass them: equal sums = caught up on both.
-    changes = publication_value(session) + activity_value(session)
+    # The counters only grow and the notifier's marks never pass them: equal sums = caught up on all.
+    changes = (
+        publication_value(session)
+        + activity_value(session)
+        + change_versions(session, [ENVELOPES])[ENVELOPES]
+    )
     marks = seen(session)
     summary = outbox_summary(session, context(request).now_s())
     scanned = None if marks is None else sum(marks)

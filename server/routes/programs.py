@@ -21,6 +21,7 @@ router = APIRouter()
 def _states(u: Unit, site: Site, program_id: int, now_s: float) -> tuple[list[ControlState], float]:
     """Every control of the site in the program (operator's and envelope blocks) with its status now,
     and when the next status changes (what a body showing them is cached until)."""
+    u.depends_on_envelope(site.id)
     controls = q.program_controls(u.session, site, program_id, now_s, u.ctx.settings.pen)
     return derive_states(controls, now_s), next_change_s(controls, now_s)
 
@@ -106,6 +107,7 @@ def control_list(request: Request, site_id: Id, program_id: Id, p: Page = Depend
         now_s = u.ctx.clock.now()
         site = u.site(site_id)
         _program(u, program_id)
+        u.depends_on_envelope(site.id)
         controls = q.program_controls(u.session, site, program_id, now_s, u.ctx.settings.pen)
         states = derive_states(controls, now_s)
         href = hrefs.derc_list(site_id, program_id)

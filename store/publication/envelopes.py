@@ -1,8 +1,14 @@
 """Publish an envelope set: one blob of blocks per site, switched in by a single pointer update.
 
-Everything happens in the caller's transaction: the new set's rows, the pointer switch, the
-publication-counter bump, and pruning sets older than the one it replaces. A device therefore sees
-the old set or the new set, never a mix; the replaced set stays one round for readers mid-request.
+Each network has its own pointer (store.models.EnvelopePointer), so networks publish independently.
+Everything happens in the caller's transaction: the new set's rows, the pointer switch, the change-key
+bumps, and pruning the network's sets older than the one it replaces. A device therefore sees the old
+set or the new set, never a mix; the replaced set stays one round for readers mid-request.
+
+A site belongs to one network's set at a time: a site the new set holds is removed from any other
+network's current set in the same transaction (a switching change), so its next publication comes
+from its new network, never from both. Only the network's own change key is bumped (and the keys of
+sites entering or leaving it): devices of other networks keep their cached DERControlLists.
 
 Every block must end, and no later than `latest_end_s`: a server that stops publishing then leaves
 devices on their DefaultDERControl within one horizon. A block that fails the check aborts the
@@ -19,18 +25,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from gridshare.envelopes.blocks import BLOCK_DTYPE, carry_forward, in_force
 from gridshare.envelopes.compute import EnvelopeSet
 from gridshare.envelopes.constraint_series import ConstraintSeries
 from gridshare.envelopes.headroom import Direction
+from gridshare.store.change_feed import ENVELOPES, bump_changes, network_key, site_key
 from gridshare.store.console_models import ConstraintReportRecord, LimitHistory
 from gridshare.store.constraint_blobs import encode_series
-from gridshare.store.db import bump_publication
 from gridshare.store.envelope_blocks import GrossLimits, decode_envelope, encode_blocks
-from gridshare.store.models import EnvelopePointer, EnvelopeSetRecord, Site, SiteEnvelope
+from gridshare.store.models import EnvelopePointer, EnvelopeSetRecord, NetworkModel, Site, SiteEnvelope
 
 #: Constraint reports kept: the current set's and the one before (a fallback set has none of its own).
 REPORTS_KEPT = 2
@@ -63,24 +69,70 @@ def check_finite(blocks: np.ndarray, latest_end_s: int | None, site_id: int) -> 
         )
 
 
-def current_set_id(session: Session) -> int | None:
-    return session.execute(select(EnvelopePointer.set_id).where(EnvelopePointer.id == 1)).scalar_one_or_none()
+def current_set_id(session: Session, network: str) -> int | None:
+    """The set the devices of `network` see now (None: nothing published for it)."""
+    return session.execute(
+        select(EnvelopePointer.set_id).where(EnvelopePointer.network == network)
+    ).scalar_one_or_none()
 
 
-def next_created_s(session: Session, now_s: int) -> int:
-    """A new set's creation time: strictly newer than the set it replaces, so its blocks win every tie."""
-    previous = session.get(EnvelopeSetRecord, current_set_id(session) or 0)
-    return max(now_s, previous.created_s + 1) if previous is not None else now_s
+def current_sets(session: Session) -> dict[str, int]:
+    """Every network's current set id, by network name."""
+    rows = session.execute(
+        select(EnvelopePointer.network, EnvelopePointer.set_id).where(EnvelopePointer.set_id.is_not(None))
+    )
+    return {str(name): int(set_id) for name, set_id in rows if name is not None and set_id is not None}
 
 
-def current_end_s(session: Session) -> int | None:
-    """End of the current set's horizon (None when nothing is published)."""
+def next_created_s(session: Session, network: str, now_s: int) -> int:
+    """A new set's creation time: strictly newer than the set it replaces, so its blocks win every tie
+    (and newer than any other network's current set, so a site moving in sees a newer event)."""
+    newest = session.execute(
+        select(func.max(EnvelopeSetRecord.created_s)).join(
+            EnvelopePointer, EnvelopePointer.set_id == EnvelopeSetRecord.id
+        )
+    ).scalar_one_or_none()
+    return max(now_s, int(newest) + 1) if newest is not None else now_s
+
+
+def current_end_s(session: Session, network: str) -> int | None:
+    """End of the network's current set's horizon (None when nothing is published)."""
     row = session.execute(
         select(EnvelopeSetRecord.start_s, EnvelopeSetRecord.n_intervals, EnvelopeSetRecord.interval_s)
         .join(EnvelopePointer, EnvelopePointer.set_id == EnvelopeSetRecord.id)
-        .where(EnvelopePointer.id == 1)
+        .where(EnvelopePointer.network == network)
     ).first()
     return None if row is None else int(row[0] + row[1] * row[2])
+
+
+def _switch_pointer(session: Session, network: str, set_id: int) -> None:
+    """Point `network` at `set_id`; its first publication creates its pointer (one publisher: no race)."""
+    moved = session.execute(
+        update(EnvelopePointer).where(EnvelopePointer.network == network).values(set_id=set_id)
+    ).rowcount  # type: ignore[attr-defined]
+    if not moved:
+        session.add(EnvelopePointer(network=network, set_id=set_id))
+        session.flush()
+
+
+def _take_sites(session: Session, network: str, site_ids: set[int]) -> set[int]:
+    """Remove these sites from other networks' current sets (they moved here); returns the networks'
+    keys to bump with the sites'. A device never sees a site's envelope from two networks."""
+    if not site_ids:
+        return set()
+    others = {name: set_id for name, set_id in current_sets(session).items() if name != network}
+    if not others:
+        return set()
+    held = session.execute(
+        select(SiteEnvelope.set_id, SiteEnvelope.site_id).where(
+            SiteEnvelope.set_id.in_(others.values()), SiteEnvelope.site_id.in_(site_ids)
+        )
+    ).all()
+    for set_id, site_id in held:
+        session.execute(
+            delete(SiteEnvelope).where(SiteEnvelope.set_id == set_id, SiteEnvelope.site_id == site_id)
+        )
+    return {int(site_id) for _, site_id in held}
 
 
 def record_failed_run(
@@ -123,8 +175,10 @@ def publish(
     gross: Mapping[str, GrossLimits] | None = None,
     series: Mapping[Direction, ConstraintSeries] | None = None,
     history_days: int | None = None,
+    network: str,
 ) -> PublishSummary:
-    """Write `envelopes` for every network site id in `sites` as set `record` and make it current.
+    """Write `envelopes` for every network site id in `sites` as set `record` and make it the current
+    set of `network`.
 
     `resolution_w` is the rounding step per network site id (limits round down to it, so equal
     neighbours merge). Sites in `cut_off` sit behind an outage: zero export and import for the horizon.
@@ -135,7 +189,7 @@ def publish(
     set for operators). The limits the replaced set had in force since it was published go to
     `limit_history` (kept `history_days`), so compliance and curtailment can be judged later.
     """
-    previous_id = current_set_id(session)
+    previous_id = current_set_id(session, network)
     previous: dict[int, tuple[np.ndarray, GrossLimits | None]] = {}
     blobs: dict[int, bytes] = {}
     if previous_id is not None:
@@ -185,19 +239,33 @@ def publish(
             for site_id, blob in blobs.items()
             if site_id not in written
         ]
+    new_ids = {int(r["site_id"]) for r in rows}  # type: ignore[call-overload]
+    moved_in = _take_sites(session, network, new_ids - set(previous))
     if rows:
         session.execute(insert(SiteEnvelope), rows)
     if previous_id is not None:
         record_history(session, previous_id, previous, now_s, history_days)
     if series is not None:
-        record_series(session, record.id, series)
-    session.execute(update(EnvelopePointer).where(EnvelopePointer.id == 1).values(set_id=record.id))
+        record_series(session, record.id, network, series)
+    _switch_pointer(session, network, record.id)
     keep = [record.id] + ([previous_id] if previous_id is not None else [])
-    stale = select(EnvelopeSetRecord.id).where(
-        EnvelopeSetRecord.status == "published", EnvelopeSetRecord.id.not_in(keep)
+    stale = (
+        select(EnvelopeSetRecord.id)
+        .join(NetworkModel, NetworkModel.id == EnvelopeSetRecord.network_id)
+        .where(
+            NetworkModel.name == network,
+            EnvelopeSetRecord.status == "published",
+            EnvelopeSetRecord.id.not_in(keep),
+            EnvelopeSetRecord.id.not_in(
+                select(EnvelopePointer.set_id).where(EnvelopePointer.set_id.is_not(None))
+            ),
+        )
     )
     session.execute(delete(SiteEnvelope).where(SiteEnvelope.set_id.in_(stale)))
-    bump_publication(session)
+    # Sites entering or leaving this network's set (and, for moved sites, their old network) change
+    # which network a device's body depends on: their own keys say so (request_unit.depends_on_envelope).
+    changed_sites = (new_ids ^ set(previous)) | moved_in
+    bump_changes(session, [network_key(network), ENVELOPES, *(site_key(i) for i in sorted(changed_sites))])
     return PublishSummary(n_written, n_blocks, n_new)
 
 
@@ -236,14 +304,26 @@ def record_history(
         session.execute(delete(LimitHistory).where(LimitHistory.start_s < now_s - keep_days * 86400))
 
 
-def record_series(session: Session, set_id: int, series: Mapping[Direction, ConstraintSeries]) -> None:
-    """Keep the engine's constraint report with its set; drop all but the newest few."""
+def record_series(
+    session: Session, set_id: int, network: str, series: Mapping[Direction, ConstraintSeries]
+) -> None:
+    """Keep the engine's constraint report with its set; drop all but the network's newest few."""
     session.add(ConstraintReportRecord(set_id=set_id, report=encode_series(dict(series))))
     session.flush()
+    mine = (
+        select(EnvelopeSetRecord.id)
+        .join(NetworkModel, NetworkModel.id == EnvelopeSetRecord.network_id)
+        .where(NetworkModel.name == network)
+    )
     kept = (
         select(ConstraintReportRecord.set_id)
+        .where(ConstraintReportRecord.set_id.in_(mine))
         .order_by(ConstraintReportRecord.set_id.desc())
         .limit(REPORTS_KEPT)
     )
     keep = [int(x) for x in session.execute(kept).scalars()]
-    session.execute(delete(ConstraintReportRecord).where(ConstraintReportRecord.set_id.not_in(keep)))
+    session.execute(
+        delete(ConstraintReportRecord).where(
+            ConstraintReportRecord.set_id.in_(mine), ConstraintReportRecord.set_id.not_in(keep)
+        )
+    )

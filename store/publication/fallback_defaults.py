@@ -50,17 +50,22 @@ def all_safe_defaults(session: Session) -> dict[int, SafeDefault]:
     return {int(r.key[len(SAFE_PREFIX) :]): SafeDefault.from_json(r.value) for r in rows}
 
 
-def stored_fingerprint(session: Session) -> str | None:
-    row = session.get(ServerSetting, FINGERPRINT_KEY)
+def _fingerprint_key(network: str) -> str:
+    return f"{FINGERPRINT_KEY}.{network}"
+
+
+def stored_fingerprint(session: Session, network: str) -> str | None:
+    row = session.get(ServerSetting, _fingerprint_key(network))
     return None if row is None else str(row.value.get("fingerprint"))
 
 
-def store_fingerprint(session: Session, fingerprint: str, now_s: int, **about: object) -> None:
-    """Record what the defaults now published were computed from, in the transaction that wrote them."""
+def store_fingerprint(session: Session, network: str, fingerprint: str, now_s: int, **about: object) -> None:
+    """Record what the network's defaults now published were computed from, in the transaction that
+    wrote them."""
     value = {"fingerprint": fingerprint, **about}
-    row = session.get(ServerSetting, FINGERPRINT_KEY)
+    row = session.get(ServerSetting, _fingerprint_key(network))
     if row is None:
-        session.add(ServerSetting(key=FINGERPRINT_KEY, value=value, changed_s=now_s))
+        session.add(ServerSetting(key=_fingerprint_key(network), value=value, changed_s=now_s))
     else:
         row.value, row.changed_s = value, now_s
     session.flush()
@@ -123,17 +128,24 @@ def clamped(safe: SafeDefault, row: DefaultDerControl) -> SafeDefault:
     return SafeDefault(safe.network_site_id, explain=safe.explain, **out)  # type: ignore[arg-type]
 
 
-def write_safe_values(session: Session, safe: dict[int, SafeDefault], now_s: int) -> tuple[int, list[int]]:
-    """Store the computed values; returns (rows changed, site ids whose values are gone)."""
+def write_safe_values(
+    session: Session, safe: dict[int, SafeDefault], now_s: int, network: str
+) -> tuple[int, list[int]]:
+    """Store the network's computed values; returns (rows changed, its site ids whose values are gone).
+
+    Each value names its network, so one network's run never removes another's (a value from before
+    networks were named counts as the running network's, and is rewritten by its own network's run).
+    """
     current = {
         int(r.key[len(SAFE_PREFIX) :]): r
         for r in session.execute(
             select(ServerSetting).where(ServerSetting.key.startswith(SAFE_PREFIX))
         ).scalars()
+        if r.value.get("network") in (network, None) or int(r.key[len(SAFE_PREFIX) :]) in safe
     }
     changed = 0
     for site_id, value in safe.items():
-        doc = value.as_json()
+        doc = {**value.as_json(), "network": network}
         row = current.get(site_id)
         if row is None:
             session.add(ServerSetting(key=f"{SAFE_PREFIX}{site_id}", value=doc, changed_s=now_s))
@@ -148,10 +160,11 @@ def write_safe_values(session: Session, safe: dict[int, SafeDefault], now_s: int
 
 
 def write_defaults(
-    session: Session, program: DerProgram, safe: dict[int, SafeDefault], now_s: int, pen: int
+    session: Session, program: DerProgram, safe: dict[int, SafeDefault], now_s: int, pen: int, network: str
 ) -> int:
-    """Bring every dynamic site's own default in `program` in line with the rules above; rows changed."""
-    changed, gone = write_safe_values(session, safe, now_s)
+    """Bring every dynamic site of `network` its own default in `program` in line with the rules above;
+    rows changed."""
+    changed, gone = write_safe_values(session, safe, now_s, network)
     if gone:
         # A site that is no longer dynamic (or no longer on the network) falls back to the program default.
         session.execute(

@@ -43,11 +43,12 @@ def contacts(session: Session, site_ids: Iterable[int] | None = None) -> dict[in
     return {c.site_id: c for c in session.execute(query).scalars()}
 
 
-def current_set(session: Session) -> EnvelopeSetRecord | None:
+def current_set(session: Session, network: str) -> EnvelopeSetRecord | None:
+    """The set the devices of `network` see now."""
     return session.execute(
         select(EnvelopeSetRecord)
         .join(EnvelopePointer, EnvelopePointer.set_id == EnvelopeSetRecord.id)
-        .where(EnvelopePointer.id == 1)
+        .where(EnvelopePointer.network == network)
     ).scalar_one_or_none()
 
 
@@ -57,7 +58,9 @@ def current_blocks(session: Session, site_id: int) -> tuple[EnvelopeSetRecord, n
         select(EnvelopeSetRecord, SiteEnvelope.blocks)
         .join(EnvelopePointer, EnvelopePointer.set_id == EnvelopeSetRecord.id)
         .join(SiteEnvelope, SiteEnvelope.set_id == EnvelopeSetRecord.id)
-        .where(EnvelopePointer.id == 1, SiteEnvelope.site_id == site_id)
+        .where(SiteEnvelope.site_id == site_id)
+        .order_by(EnvelopeSetRecord.created_s.desc())
+        .limit(1)
     ).first()
     if found is None:
         return None

@@ -67,12 +67,28 @@ def current_envelope(session: Session, site: Site) -> tuple[int, list[Block], Gr
         select(EnvelopeSetRecord.program_id, SiteEnvelope.blocks)
         .join(EnvelopePointer, EnvelopePointer.set_id == EnvelopeSetRecord.id)
         .join(SiteEnvelope, SiteEnvelope.set_id == EnvelopeSetRecord.id)
-        .where(EnvelopePointer.id == 1, SiteEnvelope.site_id == site.id)
+        .where(SiteEnvelope.site_id == site.id)
+        .order_by(EnvelopeSetRecord.created_s.desc())  # one network's set holds a site (publish moves it)
+        .limit(1)
     ).first()
     if row is None or row[0] is None:
         return None
     blocks, gross = decode_envelope(row[1])
     return int(row[0]), to_blocks(blocks), gross
+
+
+def envelope_network(session: Session, site_id: int) -> str | None:
+    """The network whose current set holds this site's envelope (None: no network publishes for it).
+
+    A body showing the envelope depends on that network's change key: a publication elsewhere leaves
+    it cached (server/shared/request_unit.py `depends_on_envelope`).
+    """
+    return session.execute(
+        select(EnvelopePointer.network)
+        .join(SiteEnvelope, SiteEnvelope.set_id == EnvelopePointer.set_id)
+        .where(SiteEnvelope.site_id == site_id)
+        .limit(1)
+    ).scalar_one_or_none()
 
 
 def _control(site: Site, program_id: int, b: Block, gross: GrossLimits | None, mrid: str) -> EnvelopeControl:

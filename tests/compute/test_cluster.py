@@ -35,7 +35,7 @@ from gridshare.recompute.scheduler import Recomputer
 from gridshare.sim.feeder import suburb_document
 from gridshare.store.db import transaction
 from gridshare.store.models import AssetDerate, Site
-from tests.support.engine import export_limits_w
+from tests.support.engine import FEEDER, export_limits_w
 from tests.support.servers import RunningServer
 
 T0 = 1_782_900_000  # 2026-07-01T10:00Z
@@ -285,7 +285,7 @@ def _outage_behind(server: RunningServer, name: str) -> None:
     site = server.ctx.sessions().execute(select(Site).where(Site.lfdi == server.pki.client(name).lfdi))
     nmi = site.scalar_one().nmi
     with server.ctx.sessions() as s:
-        _, nf = active_network(s)
+        _, nf = active_network(s, FEEDER)
     node = next(x.node for x in nf.sites if x.nmi == nmi)
     feeder = next(b.name for b in nf.network.branches if b.to_node == node)
     with transaction(server.ctx.sessions) as s:

@@ -226,7 +226,7 @@ def test_a_publisher_that_lost_its_right_publishes_nothing(demo: RunningServer) 
     b = Recomputer(demo.ctx, holder="instance-b")
     assert b.run_once("b").status == "skipped"  # a holds the lock: b does not even compute
     with demo.ctx.sessions() as s:
-        set_before = current_set_id(s)
+        set_before = current_set_id(s, FEEDER)
     # Another instance took over (a's lock lost without a noticing, e.g. a partitioned host): the epoch
     # moves on, and a's next publication must fail inside its own transaction.
     with transaction(demo.ctx.sessions) as s:
@@ -235,7 +235,7 @@ def test_a_publisher_that_lost_its_right_publishes_nothing(demo: RunningServer) 
     outcome = a.run_once("stale publisher")
     assert outcome.status == "skipped" and "another instance" in outcome.detail
     with demo.ctx.sessions() as s:
-        assert current_set_id(s) == set_before
+        assert current_set_id(s, FEEDER) == set_before
         holder = s.get(PublisherLease, 1)
         assert holder is not None and holder.holder == "instance-c"
     a.stop()

@@ -20,7 +20,7 @@ from gridshare.store.db import transaction
 from gridshare.store.envelope_blocks import decode_blocks
 from gridshare.store.models import AssetDerate, SiteEnvelope
 from tests.support.bodies import SEP_XML, der_capability
-from tests.support.engine import applied_controls, der_links, device_book, site_row
+from tests.support.engine import FEEDER, applied_controls, der_links, device_book, site_row
 from tests.support.servers import RunningServer
 
 DEVICE = "device-1"  # bound by the demo to solar-farm-north: agreed 4000 kW export, 100 kW import
@@ -79,7 +79,7 @@ def test_fallback_valued_envelopes_keep_the_defaults_gross_limits(
 
 def test_sites_behind_an_outage_get_zero_gross_limits(demo: RunningServer) -> None:
     with demo.ctx.sessions() as s:
-        _, nf = active_network(s)
+        _, nf = active_network(s, FEEDER)
     network_site = next(x for x in nf.sites if x.id == "solar-farm-north")
     feeding = next(b for b in nf.network.branches if b.to_node == network_site.node)
     with transaction(demo.ctx.sessions) as s:

@@ -18,7 +18,7 @@ from gridshare.store.db import transaction
 from gridshare.store.models import AssetDerate, DefaultDerControl, EnvelopeSetRecord
 from gridshare.store.publication.fallback_defaults import ENGINE_DESCRIPTION
 from tests.support.bodies import SEP_XML, der_capability
-from tests.support.engine import applied_controls, default_control, der_links, site_row
+from tests.support.engine import FEEDER, applied_controls, default_control, der_links, site_row
 from tests.support.servers import RunningServer
 
 DEVICE = "device-1"  # solar-farm-north in the demo feeder
@@ -98,7 +98,7 @@ def test_a_new_margin_or_a_planned_derate_refreshes_the_defaults(
     wider = default_control(demo, DEVICE)
     assert plans == [1] and 0 < wider["export"] < before["export"]
     with demo.ctx.sessions() as s:
-        _, nf = active_network(s)
+        _, nf = active_network(s, FEEDER)
     assert "zone-tx" in {b.name for b in nf.network.branches}
     # The zone transformer sets solar-farm-north's fallback (docs/fallback.md): halve it from tomorrow.
     with transaction(demo.ctx.sessions) as s:
@@ -144,7 +144,7 @@ def test_a_device_reporting_a_new_rating_refreshes_its_default_through_the_watch
     engine.watch()  # one poll of the change watcher, no operator action
     assert _sets(demo) == runs + 1
     with demo.ctx.sessions() as s:
-        _, nf = active_network(s)
+        _, nf = active_network(s, FEEDER)
     expected = compute_fallback(
         nf.network,
         list(nf.sites),

@@ -81,7 +81,7 @@ def _broken_engine(*_args: object, **_kwargs: object) -> None:
 def test_every_dynamic_device_gets_its_computed_fallback_as_its_default(demo: RunningServer) -> None:
     assert Recomputer(demo.ctx).run_once("first").status == "published"
     with demo.ctx.sessions() as s:
-        _, nf = active_network(s)
+        _, nf = active_network(s, FEEDER)
     settings = demo.ctx.settings
     expected = compute_fallback(
         nf.network, list(nf.sites), margin_fraction=settings.fallback_margin_fraction
@@ -181,7 +181,7 @@ def test_stale_forecast_is_never_published(demo: RunningServer) -> None:
     outcome = engine.run_once("stale")
     assert outcome.status == "failed" and outcome.detail.startswith("stale forecast")
     with demo.ctx.sessions() as s:
-        assert current_set_id(s) is None  # nothing published at all
+        assert current_set_id(s, FEEDER) is None  # nothing published at all
     assert active_controls(demo, "device-1") == []
     assert default_control(demo, "device-1")["description"] == ENGINE_DESCRIPTION  # the safety net is there
 
@@ -209,7 +209,7 @@ def test_database_failure_mid_publication_leaves_nothing_half_published(
     engine.run_once("good")
     before = _controls(demo, "device-2")
     with demo.ctx.sessions() as s:
-        set_before = current_set_id(s)
+        set_before = current_set_id(s, FEEDER)
     real, calls = publish_module.encode_blocks, []
 
     def fail_on_the_second_site(blocks: np.ndarray, gross: GrossLimits | None = None) -> bytes:
@@ -224,7 +224,7 @@ def test_database_failure_mid_publication_leaves_nothing_half_published(
     assert outcome.status == "failed" and outcome.detail.startswith("database")
     assert len(calls) == 4  # the dynamic set and then the fallback set both failed part-way
     with demo.ctx.sessions() as s:
-        assert current_set_id(s) == set_before
+        assert current_set_id(s, FEEDER) == set_before
         assert s.query(SiteEnvelope).filter(SiteEnvelope.set_id != set_before).count() == 0
     assert _statuses(demo) == ["published", "failed"]
     status = engine.status.get(FEEDER)

@@ -14,7 +14,7 @@ from gridshare.recompute.inputs import active_network
 from gridshare.recompute.scheduler import Recomputer
 from gridshare.store.db import transaction
 from gridshare.store.models import AssetDerate
-from tests.support.engine import default_control, device_controls
+from tests.support.engine import FEEDER, default_control, device_controls
 from tests.support.servers import RunningServer
 
 DEVICE = "device-1"  # solar-farm-north in the demo feeder
@@ -53,7 +53,7 @@ def _outage(server: RunningServer, asset: str, from_s: int, until_s: int | None)
 
 def test_an_outage_two_hours_ahead_zeroes_only_the_intervals_it_covers(demo: RunningServer) -> None:
     with demo.ctx.sessions() as s:
-        _, nf = active_network(s)
+        _, nf = active_network(s, FEEDER)
     node = next(x.node for x in nf.sites if x.id == "solar-farm-north")
     feeding = next(b.name for b in nf.network.branches if b.to_node == node)
     engine = Recomputer(demo.ctx)

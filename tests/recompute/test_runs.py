@@ -20,7 +20,7 @@ from gridshare.store.db import transaction
 from gridshare.store.models import AssetDerate, EnvelopeSetRecord, Site, SiteEnvelope
 from gridshare.store.publication import envelopes as publish_module
 from gridshare.store.publication.envelopes import current_set_id
-from tests.support.engine import device_controls
+from tests.support.engine import FEEDER, device_controls
 from tests.support.servers import RunningServer
 
 NS = {"s": "urn:ieee:std:2030.5:ns", "c": "https://csipaus.org/ns"}
@@ -44,7 +44,7 @@ def _device_site(server: RunningServer, name: str = "device-1") -> tuple[Site, s
     me = server.pki.client(name)
     with server.ctx.sessions() as s:
         site = s.execute(select(Site).where(Site.lfdi == me.lfdi)).scalar_one()
-        _, nf = active_network(s)
+        _, nf = active_network(s, FEEDER)
     return site, next(x.id for x in nf.sites if x.nmi == site.nmi)
 
 
@@ -56,7 +56,7 @@ def test_published_controls_match_the_engine_and_cover_the_horizon(demo: Running
     # recompute the same envelopes independently of the publisher and compare what the device got
     _site, network_site_id = _device_site(demo)
     with demo.ctx.sessions() as s:
-        _, nf = active_network(s)
+        _, nf = active_network(s, FEEDER)
     now_s = int(demo.clock.now())
     start = datetime.fromtimestamp(now_s - now_s % 300, UTC)
     env = compute_envelopes(nf.network, nf.sites, start, 6 * 3600, 300, "pro-rata")
@@ -94,7 +94,7 @@ def test_republishing_the_same_envelopes_changes_nothing_a_device_sees(demo: Run
 def test_derate_lowers_the_limits_of_sites_behind_the_asset(demo: RunningServer) -> None:
     _site, network_site_id = _device_site(demo)
     with demo.ctx.sessions() as s:
-        _, nf = active_network(s)
+        _, nf = active_network(s, FEEDER)
     node = next(x.node for x in nf.sites if x.id == network_site_id)
     feeding = next(b.name for b in nf.network.branches if b.to_node == node)
     engine = Recomputer(demo.ctx)
@@ -140,17 +140,17 @@ def test_a_failure_while_publishing_leaves_the_old_set_whole(demo: RunningServer
     engine.run_once("good")
     before = device_controls(demo)
     with demo.ctx.sessions() as s:
-        set_before = current_set_id(s)
+        set_before = current_set_id(s, FEEDER)
 
-    def broken(session):  # type: ignore[no-untyped-def]
+    def broken(session, keys):  # type: ignore[no-untyped-def]
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(publish_module, "bump_publication", broken)
+    monkeypatch.setattr(publish_module, "bump_changes", broken)
     demo.clock.advance(3600)  # a new horizon: the publisher would change rows
     outcome = engine.run_once("doomed")
     assert outcome.status == "failed"
     with demo.ctx.sessions() as s:
-        assert current_set_id(s) == set_before
+        assert current_set_id(s, FEEDER) == set_before
         assert s.query(SiteEnvelope).filter(SiteEnvelope.set_id != set_before).count() == 0
         assert [
             r.status for r in s.execute(select(EnvelopeSetRecord).order_by(EnvelopeSetRecord.id)).scalars()

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from gridshare.grid.netfile import NetworkFile, parse_network_document
 from gridshare.grid.network import Site as NetworkSite
 from gridshare.store.models import AssetDerate, NetworkModel, Site
-from gridshare.store.publication.network_docs import active_document
+from gridshare.store.publication.network_docs import active_document, active_networks
 
 
 @dataclass(frozen=True)
@@ -52,12 +52,13 @@ def _parsed(model: NetworkModel) -> NetworkFile:
 
 
 def list_networks(session: Session) -> list[NetworkRef]:
-    model = active_document(session)
-    return [] if model is None else [NetworkRef(model, _parsed(model))]
+    """Every network in service, by name."""
+    return [NetworkRef(model, _parsed(model)) for model in active_networks(session)]
 
 
 def network_named(session: Session, name: str) -> NetworkRef | None:
-    return next((n for n in list_networks(session) if n.name == name), None)
+    model = active_document(session, name)
+    return None if model is None else NetworkRef(model, _parsed(model))
 
 
 def registered_sites(session: Session, net: NetworkRef) -> dict[str, Site]:

@@ -20,7 +20,14 @@ from gridshare.store.console_models import DeviceContact
 from gridshare.store.envelope_blocks import decode_envelope
 from gridshare.store.models import DefaultDerControl, Site, SiteEnvelope
 from gridshare.store.publication.fallback_defaults import override_for, safe_default_for
-from gridshare.store.queries.console import StoredReport, current_set, is_fallback, latest_report, net_power
+from gridshare.store.queries.console import (
+    StoredReport,
+    current_blocks,
+    current_set,
+    is_fallback,
+    latest_report,
+    net_power,
+)
 from gridshare.store.queries.programs import default_control, first_program_id
 from gridshare.store.queries.runtime_settings import poll_rate_overrides
 
@@ -229,9 +236,11 @@ def envelope_view(
     now_s: int,
 ) -> tuple[int | None, list[EnvelopeInterval]]:
     """The published envelope from now on, one row per envelope interval, with what set each limit."""
-    record = current_set(session)
-    if record is None:
-        return None, []
+    found = current_blocks(session, site.id)
+    if found is None:
+        record = current_set(session, net.model.name) if net is not None else None
+        return (record.id if record is not None else None), []
+    record = found[0]
     blob = session.get(SiteEnvelope, (record.id, site.id))
     if blob is None:
         return record.id, []
