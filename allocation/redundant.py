@@ -61,9 +61,9 @@ def _nested_groups(support: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], l
     A group's own number is among its supersets (rows with equal supports cover each other); a group
     with an empty support set has none (no site loads it, so no row covers it).
     """
-    packed = np.packbits(support, axis=1)
-    _, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)
-    group = np.asarray(inverse).reshape(-1)
+    seen: dict[bytes, int] = {}  # a hash per packed row: sorting them (np.unique) costs more
+    group = np.array([seen.setdefault(row.tobytes(), len(seen)) for row in np.packbits(support, axis=1)])
+    first = np.unique(group, return_index=True)[1]  # a row of each group
     order = np.argsort(group, kind="stable")
     members = np.split(order, np.flatnonzero(np.diff(group[order])) + 1)
     sets = support[first]  # (u, n): one row per distinct support set
@@ -102,18 +102,24 @@ def _covered(s: np.ndarray, h_t: np.ndarray, i: int, sites: np.ndarray, candidat
     """Whether some candidate row k (support holding row i's) covers row i in every interval.
 
     Candidates are first screened on one site's ratio: a is at least that ratio, so where the ratio
-    times a non-negative h_k already exceeds h_i, a times it does too (rounding is monotone). Only
-    the survivors pay for the ratio over all of row i's sites.
+    times a non-negative h_k already exceeds h_i, a times it does too (rounding is monotone). The
+    screen looks at row i's tightest interval first, then at all; only the survivors pay for the
+    ratio over all of row i's sites.
     """
     s_i = s[i, sites]
     h_i = h_t[i][None, :]
     probe = sites[int(np.argmax(s_i))]
+    tight = int(np.argmin(h_t[i])) if h_t.shape[1] else None
     step = max(1, CHUNK_ELEMENTS // max(sites.size, h_t.shape[1], 1))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
         for lo in range(0, candidates.size, step):
             rows = candidates[lo : lo + step]
-            h_k = h_t[rows]
             low = (s[i, probe] / s[rows, probe]) * (1 + RATIO_MARGIN)
+            if tight is not None:
+                h_tight = h_t[rows, tight]
+                alive = ~((h_tight >= 0) & (low * h_tight > h_i[0, tight]))
+                rows, low = rows[alive], low[alive]
+            h_k = h_t[rows]
             alive = ~np.any((h_k >= 0) & (low[:, None] * h_k > h_i), axis=1)
             if not alive.any():
                 continue
