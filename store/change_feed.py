@@ -57,6 +57,12 @@ def network_key(name: str) -> str:
     return f"net:{name}"
 
 
+def envelope_site_key(site_id: int) -> str:
+    """The change key of which network publishes one site's envelope: bumped only when a publication
+    takes the site into or out of a network's set, not by the device's own reports (`site_key` is)."""
+    return f"env:{site_id}"
+
+
 #: Bumped with every envelope publication of any network, for whoever watches all of them (the
 #: subscription notifier); device caches depend on their own network's key instead.
 ENVELOPES = "envelopes"

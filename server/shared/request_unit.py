@@ -25,7 +25,7 @@ from gridshare.server.shared.context import AppContext
 from gridshare.server.shared.identity import peer_pem, resolve_scope
 from gridshare.server.shared.render_cache import Refresh
 from gridshare.server.wire.xmlio import MEDIA_TYPE, WireError, parse_body, to_bytes
-from gridshare.store.change_feed import change_versions, feed_of, network_key, site_key
+from gridshare.store.change_feed import change_versions, envelope_site_key, feed_of, network_key, site_key
 from gridshare.store.db import bump_activity, bump_publication, publication_value
 from gridshare.store.models import Site
 from gridshare.store.queries.envelopes import envelope_network
@@ -90,11 +90,12 @@ class Unit:
     def depends_on_envelope(self, site_id: int) -> None:
         """Depend on this site's published envelope; call it before reading the controls.
 
-        The site key first (a publication moving the site into or out of a network bumps it), then the
-        key of the network that publishes for it now: another network's publication leaves the body
-        cached, a publication of its own network or a move re-renders it.
+        The site's envelope key first (a publication moving the site into or out of a network bumps
+        it; the device's own reports do not), then the key of the network that publishes for it now:
+        another network's publication leaves the body cached, one of its own network or a move
+        re-renders it.
         """
-        self.depends_on(site_key(site_id))
+        self.depends_on(envelope_site_key(site_id))
         network = envelope_network(self.session, site_id)
         if network is not None:
             self.depends_on(network_key(network))

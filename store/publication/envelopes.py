@@ -32,7 +32,7 @@ from gridshare.envelopes.blocks import BLOCK_DTYPE, carry_forward, in_force
 from gridshare.envelopes.compute import EnvelopeSet
 from gridshare.envelopes.constraint_series import ConstraintSeries
 from gridshare.envelopes.headroom import Direction
-from gridshare.store.change_feed import ENVELOPES, bump_changes, network_key, site_key
+from gridshare.store.change_feed import ENVELOPES, bump_changes, envelope_site_key, network_key
 from gridshare.store.console_models import ConstraintReportRecord, LimitHistory
 from gridshare.store.constraint_blobs import encode_series
 from gridshare.store.envelope_blocks import GrossLimits, decode_envelope, encode_blocks
@@ -265,7 +265,9 @@ def publish(
     # Sites entering or leaving this network's set (and, for moved sites, their old network) change
     # which network a device's body depends on: their own keys say so (request_unit.depends_on_envelope).
     changed_sites = (new_ids ^ set(previous)) | moved_in
-    bump_changes(session, [network_key(network), ENVELOPES, *(site_key(i) for i in sorted(changed_sites))])
+    bump_changes(
+        session, [network_key(network), ENVELOPES, *(envelope_site_key(i) for i in sorted(changed_sites))]
+    )
     return PublishSummary(n_written, n_blocks, n_new)
 
 
