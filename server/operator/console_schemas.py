@@ -75,12 +75,14 @@ class DevicesOut(BaseModel):
 
 class NetworkSummaryOut(BaseModel):
     name: str
-    network_id: int
+    network_id: int = Field(description="the id of the network's current version")
     timezone: str
-    loaded_s: int
+    loaded_s: int = Field(description="when its current version was loaded")
     loaded_by: str
     sites: int
     dynamic_sites: int
+    registered_sites: int = Field(description="its sites an EndDevice is bound to (by NMI)")
+    current_set_id: int | None = Field(description="the envelope set its devices see now")
     state: str = Field(description="dynamic | stale | fallback | unknown: what devices run on now")
     state_since_s: int | None
     state_reason: str

@@ -28,6 +28,8 @@ def summary_out(s: NetworkSummary) -> NetworkSummaryOut:
         loaded_by=s.loaded_by,
         sites=s.sites,
         dynamic_sites=s.dynamic_sites,
+        registered_sites=s.registered_sites,
+        current_set_id=s.current_set_id,
         state=s.state,
         state_since_s=s.state_since_s,
         state_reason=s.state_reason,

@@ -32,6 +32,7 @@ from gridshare.store.models import EnvelopeSetRecord, NetworkModel, Notification
 from gridshare.store.publication.envelopes import current_sets
 from gridshare.store.publication.status import STATES, effective, read_statuses
 from gridshare.store.queries.console import current_set, set_counts
+from gridshare.store.queries.networks import last_recomputation
 from gridshare.store.queries.notification_views import outbox_summary
 
 SCRAPE_CACHE_S = 10.0
@@ -55,31 +56,28 @@ class StoreCollector(Collector):
         ctx.contacts.flush(ctx.sessions)
         out: list[Metric] = []
         with ctx.sessions() as session:
+            # Labelled by network name: a network's versions (ratings, moved sites) count as one.
             names = dict(session.execute(select(NetworkModel.id, NetworkModel.name)).all())
             runs = CounterMetricFamily(
                 "gridshare_recomputations",
                 "Envelope recomputations recorded, by network and outcome (published, skipped, failed).",
                 labels=["network", "status"],
             )
+            counts_by_name: dict[tuple[str, str], int] = {}
             for network_id, status, count in set_counts(session):
-                runs.add_metric(
-                    [names.get(network_id, "unknown") if network_id else "unknown", status], count
-                )
+                key = (names.get(network_id, "unknown") if network_id else "unknown", status)
+                counts_by_name[key] = counts_by_name.get(key, 0) + count
+            for (name, status), count in sorted(counts_by_name.items()):
+                runs.add_metric([name, status], count)
             out.append(runs)
             duration = GaugeMetricFamily(
                 "gridshare_recomputation_duration_seconds",
                 "Compute and publish time of the newest published recomputation, by network.",
                 labels=["network", "phase"],
             )
-            for network_id, name in names.items():
-                last = session.execute(
-                    select(EnvelopeSetRecord.detail)
-                    .where(
-                        EnvelopeSetRecord.network_id == network_id, EnvelopeSetRecord.status == "published"
-                    )
-                    .order_by(EnvelopeSetRecord.id.desc())
-                    .limit(1)
-                ).scalar_one_or_none()
+            for name in sorted(set(names.values())):
+                newest = last_recomputation(session, name, "published")
+                last = newest.detail if newest is not None else None
                 if last and "compute_s" in last:
                     duration.add_metric([name, "compute"], float(last["compute_s"]))
                     duration.add_metric([name, "publish"], float(last.get("publish_s", 0.0)))
@@ -89,6 +87,7 @@ class StoreCollector(Collector):
                 "When each outcome last happened, by network (Unix time).",
                 labels=["network", "status"],
             )
+            latest: dict[tuple[str, str], int] = {}
             for network_id, status, at_s in session.execute(
                 select(
                     EnvelopeSetRecord.network_id,
@@ -96,9 +95,10 @@ class StoreCollector(Collector):
                     func.max(EnvelopeSetRecord.created_s),
                 ).group_by(EnvelopeSetRecord.network_id, EnvelopeSetRecord.status)
             ).all():
-                last_run.add_metric(
-                    [names.get(network_id, "unknown") if network_id else "unknown", status], at_s
-                )
+                key = (names.get(network_id, "unknown") if network_id else "unknown", status)
+                latest[key] = max(latest.get(key, 0), int(at_s))
+            for (name, status), at_s in sorted(latest.items()):
+                last_run.add_metric([name, status], at_s)
             out.append(last_run)
             age = GaugeMetricFamily(
                 "gridshare_publication_age_seconds",

@@ -36,7 +36,7 @@ class AssetOut(BaseModel):
 
 
 class NetworkOut(BaseModel):
-    id: int
+    id: int = Field(description="the id of this version of the network (each load or rating is one)")
     name: str
     loaded_s: int
     loaded_by: str
@@ -44,6 +44,10 @@ class NetworkOut(BaseModel):
     sites: int
     dynamic_sites: int
     assets: list[AssetOut]
+    moved_sites: dict[str, str] = Field(
+        default_factory=dict,
+        description="NMI -> the network it left: sites this load moved here (`move_sites=true`)",
+    )
 
 
 class RatingIn(WriteBody):
@@ -121,6 +125,7 @@ class EnvelopeSetOut(Out):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
+    network: str | None = Field(None, description="the network it was computed on (None: not known)")
     created_s: int
     start_s: int
     interval_s: int

@@ -6,6 +6,7 @@ The operator server shares the `server` fixture's AppContext (clock, engine, cac
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -93,3 +94,16 @@ def assert_field_error(r: httpx.Response, *loc_tail: Any) -> None:
     tails = [e["loc"][-len(loc_tail) :] for e in errors]
     assert list(loc_tail) in tails, (loc_tail, errors)
     assert all(e["msg"] for e in errors)
+
+
+def console_login(api: OperatorApi, name: str) -> tuple[httpx.Client, str]:
+    """A browser-like client logged in to the console as `name`, and its CSRF token."""
+    c = httpx.Client(base_url=api.base_url, timeout=10)
+    form = c.get("/console/login").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form)[1]  # type: ignore[index]
+    r = c.post("/console/login", data={"csrf": csrf, "token": api.tokens[name], "next": "/console/"})
+    assert r.status_code == 303 and r.headers["location"] == "/console/", r.text
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    page = c.get("/console/").text
+    return c, re.search(r'name="csrf-token" content="([^"]+)"', page)[1]  # type: ignore[index]

@@ -1,7 +1,7 @@
-"""The networks the store holds, by name: today one (the active network document); designed for many.
+"""The networks the store holds, by name: each network's current version, parsed once.
 
-Everything about "a network" goes through `network_named`, so when the store holds several networks
-(each with its own name) only this module changes.
+Everything about "a network" goes through `network_named` or `list_networks`; an NMI belongs to one
+network in service at a time (store.publication.network_docs), so a site is found in at most one.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from gridshare.grid.netfile import NetworkFile, parse_network_document
 from gridshare.grid.network import Site as NetworkSite
@@ -38,16 +38,26 @@ class NetworkRef:
         return frozenset(b.name for b in self.nf.network.branches)
 
 
-_PARSED: dict[int, NetworkFile] = {}
+VersionKey = tuple[str, int]
+_PARSED: dict[VersionKey, NetworkFile] = {}
+
+
+def version_key(model: NetworkModel) -> VersionKey:
+    """A stored network version, across databases: a version id is unique only within its database
+    (one process may hold several stores, as the tests do)."""
+    session = object_session(model)
+    bind = session.get_bind() if session is not None else None
+    return (str(bind.engine.url) if bind is not None else "", model.id)
 
 
 def _parsed(model: NetworkModel) -> NetworkFile:
     """Network documents never change once stored (a change is a new version), so parse each once."""
-    nf = _PARSED.get(model.id)
+    key = version_key(model)
+    nf = _PARSED.get(key)
     if nf is None:
         if len(_PARSED) > 16:
             _PARSED.clear()
-        nf = _PARSED[model.id] = parse_network_document(model.document, source=f"network #{model.id}")
+        nf = _PARSED[key] = parse_network_document(model.document, source=f"network #{model.id}")
     return nf
 
 
@@ -85,7 +95,10 @@ def network_site_of(session: Session, site: Site) -> tuple[NetworkRef, NetworkSi
 
 
 def derates(session: Session, net: NetworkRef, now_s: int) -> tuple[list[AssetDerate], list[AssetDerate]]:
-    """(in force now, planned) derates and outages on this network's assets, not cleared or ended."""
+    """(in force now, planned) derates and outages on this network's assets, not cleared or ended.
+
+    Asset names are unique only within a network: a derate counts here when it names this network, or
+    (a row from before networks were named) names none and its asset is one of this network's."""
     rows = session.execute(
         select(AssetDerate)
         .where(
@@ -94,5 +107,5 @@ def derates(session: Session, net: NetworkRef, now_s: int) -> tuple[list[AssetDe
         )
         .order_by(AssetDerate.from_s, AssetDerate.id)
     ).scalars()
-    mine = [d for d in rows if d.asset in net.branch_names]
+    mine = [d for d in rows if d.network == net.name or (d.network is None and d.asset in net.branch_names)]
     return [d for d in mine if d.from_s <= now_s], [d for d in mine if d.from_s > now_s]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gridshare.core.settings import Settings
@@ -23,9 +22,11 @@ from gridshare.server.operator.services.sites import (
     contact_view,
     derc_poll_rate_s,
 )
-from gridshare.store.models import AssetDerate, EnvelopeSetRecord
+from gridshare.store.models import AssetDerate
+from gridshare.store.publication.envelopes import current_set_id
 from gridshare.store.publication.status import effective, read_statuses
 from gridshare.store.queries.console import contacts
+from gridshare.store.queries.networks import last_recomputation
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class NetworkSummary:
     loaded_by: str
     sites: int
     dynamic_sites: int
+    registered_sites: int  # its sites an EndDevice is bound to (by NMI)
+    current_set_id: int | None  # the envelope set its devices see now
     state: str  # dynamic | stale | fallback | unknown (never computed)
     state_since_s: int | None
     state_reason: str
@@ -71,18 +74,10 @@ def summary(
 ) -> NetworkSummary:
     status = next((s for s in read_statuses(session) if s.feeder == net.name), None)
     now_status = effective(status, now_s) if status is not None else None
-    last = session.execute(
-        select(EnvelopeSetRecord)
-        .where((EnvelopeSetRecord.network_id == net.model.id) | EnvelopeSetRecord.network_id.is_(None))
-        .order_by(EnvelopeSetRecord.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    published = session.execute(
-        select(EnvelopeSetRecord.created_s)
-        .where(EnvelopeSetRecord.network_id == net.model.id, EnvelopeSetRecord.status == "published")
-        .order_by(EnvelopeSetRecord.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
+    # Any version of the network: a rating change or a moved site is a new version, same network.
+    last = last_recomputation(session, net.name)
+    newest_published = last_recomputation(session, net.name, "published")
+    published = newest_published.created_s if newest_published is not None else None
     bound = registered_sites(session, net)
     seen = contacts(session, [s.id for s in bound.values()])
     advertised = derc_poll_rate_s(session, settings)
@@ -100,6 +95,8 @@ def summary(
         loaded_by=net.model.loaded_by,
         sites=len(net.nf.sites),
         dynamic_sites=sum(1 for s in net.nf.sites if s.agreement.flexible),
+        registered_sites=len(bound),
+        current_set_id=current_set_id(session, net.name),
         state=now_status.state if now_status else "unknown",
         state_since_s=now_status.since_s if now_status else None,
         state_reason=now_status.reason if now_status else "no recomputation has run on this network yet",

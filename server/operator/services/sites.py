@@ -15,7 +15,7 @@ from gridshare.grid.network import Network
 from gridshare.grid.network import Site as NetworkSite
 from gridshare.grid.sensitivity import voltage_sensitivity_pu_per_w
 from gridshare.grid.units import W_PER_KW
-from gridshare.server.operator.services.networks import NetworkRef, network_site_of
+from gridshare.server.operator.services.networks import NetworkRef, VersionKey, network_site_of, version_key
 from gridshare.store.console_models import DeviceContact
 from gridshare.store.envelope_blocks import decode_envelope
 from gridshare.store.models import DefaultDerControl, Site, SiteEnvelope
@@ -180,17 +180,17 @@ def default_view(session: Session, site: Site) -> DefaultView:
     )
 
 
-_SENSITIVITIES: dict[int, tuple[np.ndarray, np.ndarray, dict[str, int]]] = {}
+_SENSITIVITIES: dict[VersionKey, tuple[np.ndarray, np.ndarray, dict[str, int]]] = {}
 
 
-def _sensitivities(network_id: int, network: Network) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+def _sensitivities(version: VersionKey, network: Network) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """Which branches carry a node's injection and how it moves each voltage (per stored network version)."""
-    found = _SENSITIVITIES.get(network_id)
+    found = _SENSITIVITIES.get(version)
     if found is None:
         if len(_SENSITIVITIES) > 8:
             _SENSITIVITIES.clear()
         branch = {b.name: i for i, b in enumerate(network.branches)}
-        found = _SENSITIVITIES[network_id] = (
+        found = _SENSITIVITIES[version] = (
             network.topology.on_path,
             voltage_sensitivity_pu_per_w(network),
             branch,
@@ -208,7 +208,7 @@ def _set_by(
     t = (start_s - report.start_s) // report.interval_s
     if t < 0 or t >= series.n_intervals:
         return []
-    on_path, volt, branch = _sensitivities(net.model.id, net.nf.network)
+    on_path, volt, branch = _sensitivities(version_key(net.model), net.nf.network)
     node = net.nf.network.topology.node_index[nsite.node]
     node_of = net.nf.network.topology.node_index
     found: list[tuple[int, float, str]] = []

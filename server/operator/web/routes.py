@@ -28,7 +28,12 @@ from gridshare.server.operator.auth import SESSION_COOKIE, context
 from gridshare.server.operator.errors import FieldError
 from gridshare.server.operator.network_schemas import DerateIn
 from gridshare.server.operator.services import compliance, curtailment, derates, fleet, overview
-from gridshare.server.operator.services.networks import list_networks, network_named, registered_sites
+from gridshare.server.operator.services.networks import (
+    NetworkRef,
+    list_networks,
+    network_named,
+    registered_sites,
+)
 from gridshare.server.operator.web import pages
 from gridshare.server.operator.web.session import (
     LOGIN_CSRF_COOKIE,
@@ -44,6 +49,7 @@ from gridshare.store.console_models import DeviceContact
 from gridshare.store.db import activity_value, publication_value
 from gridshare.store.models import AssetDerate, EnvelopeSetRecord, Site
 from gridshare.store.queries.access import audit_page
+from gridshare.store.queries.networks import derates_of, envelope_sets, names_by_version
 from gridshare.store.queries.notification_views import outbox_summary, subscriptions_page
 from gridshare.store.runtime_settings import ServerSetting
 
@@ -180,11 +186,16 @@ def overview_page(request: Request, login: Login = Depends(console_login)) -> HT
     with _session(request) as session:
         summaries = overview.overview(session, ctx.settings, ctx.now_s())
         rows = fleet.fleet(session, ctx.settings, ctx.now_s())
-        recent = session.execute(
-            select(EnvelopeSetRecord).order_by(EnvelopeSetRecord.id.desc()).limit(8)
-        ).scalars()
-        recent_list = list(recent)
-    return render(request, "overview.html", login, summaries=summaries, fleet=rows, recent=recent_list)
+        recent = list(session.execute(envelope_sets().limit(8)).scalars())
+        recent_names = names_by_version(session, (r.network_id for r in recent))
+    return render(
+        request,
+        "overview.html",
+        login,
+        summaries=summaries,
+        fleet=rows,
+        recent=[(r, recent_names.get(r.network_id or -1, "")) for r in recent],
+    )
 
 
 @router.get("/networks/{name}", response_class=HTMLResponse)
@@ -281,13 +292,36 @@ def subscriptions(request: Request, login: Login = Depends(console_login)) -> HT
 
 
 @router.get("/derates", response_class=HTMLResponse)
-def derate_list(request: Request, asset: str = "", login: Login = Depends(console_login)) -> HTMLResponse:
+def derate_list(
+    request: Request, asset: str = "", network: str = "", login: Login = Depends(console_login)
+) -> HTMLResponse:
     ctx = context(request)
     with _session(request) as session:
-        rows = list(session.execute(select(AssetDerate).order_by(AssetDerate.id.desc()).limit(100)).scalars())
+        rows = list(session.execute(derates_of().limit(100)).scalars())
         nets = list_networks(session)
-    assets = sorted({b.name for n in nets for b in n.nf.network.branches})
-    return render(request, "derates.html", login, rows=rows, assets=assets, asset=asset, now=ctx.now_s())
+    # Asset names are unique only within a network: the form picks a (network, asset) pair.
+    assets = [(n.name, b.name) for n in nets for b in sorted(n.nf.network.branches, key=lambda b: b.name)]
+    return render(
+        request,
+        "derates.html",
+        login,
+        rows=rows,
+        assets=assets,
+        asset=asset,
+        network=network,
+        several=len(nets) > 1,
+        now=ctx.now_s(),
+    )
+
+
+def _target(form: dict[str, str]) -> tuple[str | None, str]:
+    """(network, asset) the form names: `target` is "network/asset" (a network name has no "/");
+    a form with `asset` alone (one network loaded) leaves the network to the store."""
+    target = form.get("target", "")
+    if "/" in target:
+        network, asset = target.split("/", 1)
+        return network or None, asset
+    return form.get("network") or None, form.get("asset", "")
 
 
 def _derate_body(form: dict[str, str], now_s: int) -> DerateIn:
@@ -305,9 +339,11 @@ def _derate_body(form: dict[str, str], now_s: int) -> DerateIn:
         until_s = (from_s or now_s) + int(float(hours) * 3600) if hours else None
     except ValueError:
         raise FieldError(("hours",), "start and duration are hours, e.g. 1.5") from None
+    network, asset = _target(form)
     try:
         return DerateIn(
-            asset=form.get("asset", ""),
+            asset=asset,
+            network=network,
             factor=pct / 100.0,
             reason=form.get("reason", ""),
             from_s=from_s,
@@ -323,6 +359,21 @@ def _derate_body(form: dict[str, str], now_s: int) -> DerateIn:
         raise FieldError((field,), first["msg"]) from None
 
 
+def _network_of(nets: list[NetworkRef], body: DerateIn) -> NetworkRef | str:
+    """The network whose asset the derate names, or why there is none (unknown, or ambiguous)."""
+    if body.network is not None:
+        net = next((n for n in nets if n.name == body.network), None)
+        if net is None:
+            return f"no network named {body.network!r} is in service"
+        return net if body.asset in net.branch_names else f"no asset named {body.asset!r} in {net.name}"
+    having = [n for n in nets if body.asset in n.branch_names]
+    if not having:
+        return f"no asset named {body.asset!r}"
+    if len(having) > 1:
+        return f"{body.asset!r} is in {', '.join(n.name for n in having)}: pick the network's asset"
+    return having[0]
+
+
 @router.post("/derates/confirm", response_class=HTMLResponse)
 async def derate_confirm(request: Request, login: Login = Depends(console_login)) -> HTMLResponse:
     form = await _form(request)
@@ -333,17 +384,9 @@ async def derate_confirm(request: Request, login: Login = Depends(console_login)
     except FieldError as exc:
         return render(request, "error.html", login, 422, message=exc.errors[0][1], back="/console/derates")
     with _session(request) as session:
-        nets = list_networks(session)
-    net = next((n for n in nets if body.asset in n.branch_names), None)
-    if net is None:
-        return render(
-            request,
-            "error.html",
-            login,
-            422,
-            message=f"no asset named {body.asset!r}",
-            back="/console/derates",
-        )
+        net = _network_of(list_networks(session), body)
+    if isinstance(net, str):
+        return render(request, "error.html", login, 422, message=net, back="/console/derates")
     branch = next(b for b in net.nf.network.branches if b.name == body.asset)
     behind = set(net.nf.network.downstream_nodes(body.asset))
     affected = [s.id for s in net.nf.sites if s.node in behind]
@@ -365,9 +408,11 @@ async def derate_create(request: Request, login: Login = Depends(console_login))
     form = await _form(request)
     check_write(request, login, form.get("csrf", ""))
     ctx = context(request)
+    network, asset = _target(form)
     try:
         body = DerateIn(
-            asset=form.get("asset", ""),
+            asset=asset,
+            network=network,
             factor=float(form.get("factor", "")),
             reason=form.get("reason", ""),
             from_s=int(form["from_s"]) if form.get("from_s") else None,
@@ -383,13 +428,17 @@ async def derate_create(request: Request, login: Login = Depends(console_login))
             back="/console/derates",
         )
     w = Writer(ctx, login.caller, "POST", "/console/derates")
-    with w.transaction("derate.add", f"asset:{body.asset}") as change:
-        row = derates.add_derate(change, body, login.caller.name)
-        change.details = {**change.details, "via": "console"}
-    with _session(request) as session:
-        net = next((n for n in list_networks(session) if body.asset in n.branch_names), None)
-    target = f"/console/networks/{quote(net.name)}?asset={quote(body.asset)}" if net else "/console/derates"
-    return RedirectResponse(f"{target}{'&' if '?' in target else '?'}done=derate-{row.id}", status_code=303)
+    try:
+        with w.transaction("derate.add", f"asset:{body.asset}") as change:
+            row = derates.add_derate(change, body, login.caller.name)
+            change.details = {**change.details, "via": "console"}
+    except FieldError as exc:  # e.g. the network was retired between the two pages
+        return render(request, "error.html", login, 422, message=exc.errors[0][1], back="/console/derates")
+    target = f"/console/networks/{quote(row.network)}?asset={quote(body.asset)}" if row.network else None
+    return RedirectResponse(
+        f"{target}&done=derate-{row.id}" if target else f"/console/derates?done=derate-{row.id}",
+        status_code=303,
+    )
 
 
 @router.get("/derates/{derate_id}/clear", response_class=HTMLResponse)

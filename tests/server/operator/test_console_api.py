@@ -15,7 +15,7 @@ from gridshare.process.demo import seed_demo
 from gridshare.recompute.scheduler import Recomputer
 from gridshare.store.models import Site
 from tests.support.bodies import SEP_XML, meter_reading, mirror_usage_point
-from tests.support.operator_api import OPERATOR, VIEWER, OperatorApi, running_operator_api
+from tests.support.operator_api import OPERATOR, VIEWER, OperatorApi, console_login, running_operator_api
 from tests.support.servers import RunningServer
 
 NET = "demo-feeder"
@@ -186,20 +186,8 @@ def test_curtailment_ledger_settles_against_the_guarantee(demo: Demo) -> None:
     assert mine and mine[-1].endswith(",USD")
 
 
-def _login(api: OperatorApi, name: str) -> tuple[httpx.Client, str]:
-    c = httpx.Client(base_url=api.base_url, timeout=10)
-    form = c.get("/console/login").text
-    csrf = re.search(r'name="csrf" value="([^"]+)"', form)[1]  # type: ignore[index]
-    r = c.post("/console/login", data={"csrf": csrf, "token": api.tokens[name], "next": "/console/"})
-    assert r.status_code == 303 and r.headers["location"] == "/console/"
-    cookie = r.headers["set-cookie"]
-    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
-    page = c.get("/console/").text
-    return c, re.search(r'name="csrf-token" content="([^"]+)"', page)[1]  # type: ignore[index]
-
-
 def test_console_login_guards_every_write_with_csrf(demo: Demo) -> None:
-    c, csrf = _login(demo.api, OPERATOR)
+    c, csrf = console_login(demo.api, OPERATOR)
     try:
         assert c.get("/networks").status_code == 200  # the session cookie reads the JSON API too
         body = {"asset": "dt-11", "factor": 0.5}
@@ -218,7 +206,7 @@ def test_console_login_guards_every_write_with_csrf(demo: Demo) -> None:
         assert c.get("/console/").status_code == 303  # back to the login form
     finally:
         c.close()
-    viewer, viewer_csrf = _login(demo.api, VIEWER)
+    viewer, viewer_csrf = console_login(demo.api, VIEWER)
     try:
         refused = viewer.post(
             "/derates", json={"asset": "dt-11", "factor": 0.5}, headers={"x-csrf-token": viewer_csrf}

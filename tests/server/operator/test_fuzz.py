@@ -69,6 +69,7 @@ def _seed(server: RunningServer, api: OperatorApi) -> dict[str, Any]:
         "derate_id": derate_id,
         "aggregator_id": aggregator_id,
         "asset": "dt-11",
+        "name": "demo-feeder",  # the network of /networks/{name}/...
     }
 
 
