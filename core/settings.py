@@ -486,14 +486,23 @@ class Settings(BaseSettings):
     compute_scheduler_address: str | None = Field(
         None,
         description="A Dask scheduler (tcp://host:8786, started with `dask scheduler`) that runs the "
-        "per-network envelope computations on its workers. Unset: an in-process cluster of "
-        "compute_local_workers worker processes, no extra service (docs/utility-scale.md).",
+        "per-network envelope computations on its workers. Unset: computed in the publisher's own "
+        "process, or with compute_local_workers > 1 on an in-process Dask cluster of that many worker "
+        "processes; no extra service either way (docs/utility-scale.md).",
     )
     compute_local_workers: int = Field(
         1,
         ge=1,
         le=64,
-        description="Worker processes of the in-process compute cluster (no scheduler address).",
+        description="Worker processes of the in-process compute cluster (no scheduler address); 1 "
+        "computes in the publisher's process without Dask.",
+    )
+    compute_parallel_networks: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="Networks computed at once on the Dask cluster (each publishes as soon as it is "
+        "done); more than the workers keeps every worker busy.",
     )
     compute_connect_timeout_s: float = Field(
         10.0, gt=0, le=300, description="How long to wait for compute_scheduler_address to answer at start."

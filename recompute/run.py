@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from gridshare.compute.cluster import ComputeCluster
 from gridshare.compute.outcome import Computed
 from gridshare.compute.task import Derate, NetworkTask
+from gridshare.core.settings import Settings
 from gridshare.envelopes.compute import compute_envelopes
 from gridshare.envelopes.forecast import Forecast, telemetry_over_profiles
 from gridshare.envelopes.planned_derates import PlannedEnvelopes, compute_planned
@@ -45,6 +46,11 @@ log = logging.getLogger("gridshare.recompute")
 
 #: An external forecast (e.g. weather-driven) for the run's horizon: (inputs, start, interval_s, n_intervals).
 ForecastSource = Callable[[RunInputs, datetime, int, int], Forecast | None]
+
+
+def uses_cluster(settings: Settings) -> bool:
+    """Whether networks are computed on Dask: a scheduler is named, or local worker processes asked for."""
+    return settings.compute_scheduler_address is not None or settings.compute_local_workers > 1
 
 
 class ClusterComputeFailed(RuntimeError):
@@ -173,7 +179,7 @@ class EnvelopeRun:
         an exception; publication stays here, with the single publisher."""
         settings = self.state.ctx.settings
         margin = settings.forecast_margin_fraction if settings.forecast_aware_envelopes else None
-        if settings.compute_scheduler_address is None:
+        if not uses_cluster(settings):
             return self.budget.run(
                 lambda: compute_planned(
                     nf,

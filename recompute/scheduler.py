@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from gridshare.compute.cluster import ComputeCluster
 from gridshare.core.runtime import Runtime
@@ -32,7 +33,7 @@ from gridshare.recompute.expiry import check_expiry
 from gridshare.recompute.inputs import inputs_fingerprints
 from gridshare.recompute.network_engine import NetworkEngine
 from gridshare.recompute.outcome import Outcome
-from gridshare.recompute.run import ForecastSource
+from gridshare.recompute.run import ForecastSource, uses_cluster
 from gridshare.store.publication.lease import Publisher, holder_name
 from gridshare.store.publication.network_docs import active_names
 from gridshare.store.publication.status import StatusBoard
@@ -187,14 +188,22 @@ class Recomputer:
         if not chosen:
             log.info("recomputation (%s) skipped: no network loaded", reason)
             return Outcome("skipped", reason, detail="no network loaded")
-        outcomes: dict[str, Outcome] = {}
-        for name in chosen:
+
+        def one(name: str) -> Outcome:
             engine = engines[name]
             log.debug("recomputation (%s) of %s started", reason, name)
             # A change already past its deadline (a publisher that just took over from a dead one) gets
             # its fallback first: a full recomputation would compete with it for the processor.
             engine.deadlines.check_deadlines()
-            outcomes[name] = engine.run.attempt(reason)
+            return engine.run.attempt(reason)
+
+        parallel = min(len(chosen), self.ctx.settings.compute_parallel_networks)
+        if not uses_cluster(self.ctx.settings) or parallel < 2:
+            return combined(reason, {name: one(name) for name in chosen})
+        # On a cluster, networks compute side by side: each waits for its own task in a thread here and
+        # publishes as soon as it is back (publications still take turns on the publisher's lease row).
+        with ThreadPoolExecutor(parallel, thread_name_prefix="recompute-net") as pool:
+            outcomes = dict(zip(chosen, pool.map(one, chosen), strict=True))
         return combined(reason, outcomes)
 
     # -- derates: recompute at once, fallback by a deadline ------------------------------------------
