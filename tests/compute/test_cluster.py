@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from sqlalchemy import select
 
 from gridshare.compute.cluster import ComputeCluster, ComputeClusterUnavailable
@@ -29,12 +30,15 @@ from gridshare.compute.task import Derate, HeldLimits, NetworkResult, NetworkTas
 from gridshare.core.settings import Settings, SettingsError, load_settings
 from gridshare.envelopes.forecast import Telemetry
 from gridshare.grid.netfile import parse_network_document
-from gridshare.process.demo import seed_demo
+from gridshare.process.demo import DEMO_FILE, seed_demo
 from gridshare.recompute.inputs import active_network
 from gridshare.recompute.scheduler import Recomputer
 from gridshare.sim.feeder import suburb_document
 from gridshare.store.db import transaction
 from gridshare.store.models import AssetDerate, Site
+from gridshare.store.publication.envelopes import current_set_id
+from gridshare.store.publication.network_docs import store_network
+from gridshare.store.publication.status import read_statuses
 from tests.support.engine import FEEDER, export_limits_w
 from tests.support.servers import RunningServer
 
@@ -330,3 +334,39 @@ def test_an_unreachable_cluster_puts_the_network_on_fallback_not_on_old_limits(s
     assert outcome.status == "failed" and "ComputeClusterUnavailable" in outcome.detail, outcome
     assert outcome.action == "fallback published", outcome
     assert export_limits_w(server, "device-1"), "the device has fallback-valued limits, not nothing"
+
+
+def test_many_networks_compute_on_the_cluster_side_by_side_and_each_publishes(
+    server: RunningServer, scheduler: str
+) -> None:
+    """The demo feeder and three more networks (copies with their own NMIs): all go to the cluster in
+    one run, each is published as its own set, and an outage on one reaches that network's devices."""
+    server.ctx.settings.envelope_horizon_s = 2 * 3600
+    seed_demo(server.ctx, server.pki)
+    names = [f"zone-{k}" for k in range(3)]
+    with transaction(server.ctx.sessions) as s:
+        for k, name in enumerate(names):
+            doc = yaml.safe_load(DEMO_FILE.read_text())
+            doc["name"] = name
+            for site in doc["sites"]:
+                if site.get("nmi"):
+                    site["nmi"] = f"Z{k}{site['nmi']}"[:32]
+            store_network(s, doc, "test", server.ctx.now_s())
+    server.ctx.settings.compute_scheduler_address = scheduler
+    engine = Recomputer(server.ctx)
+    try:
+        outcome = engine.run_once("four networks on the cluster")
+        assert outcome.status == "published", outcome.detail
+        with server.ctx.sessions() as s:
+            sets = {name: current_set_id(s, name) for name in [FEEDER, *names]}
+            statuses = {st.feeder: st.state for st in read_statuses(s)}
+        assert all(sets.values()) and len(set(sets.values())) == 4, sets
+        assert statuses == dict.fromkeys([FEEDER, *names], "dynamic")
+        before = {name: set_id for name, set_id in sets.items() if name != FEEDER}
+        _outage_behind(server, "device-1")  # on the demo feeder
+        assert engine.run_once("outage", network=FEEDER).status == "published"
+        assert set(export_limits_w(server, "device-1")) == {0}
+        with server.ctx.sessions() as s:
+            assert {name: current_set_id(s, name) for name in names} == before  # the others untouched
+    finally:
+        engine.stop()
