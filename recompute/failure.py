@@ -20,6 +20,7 @@ from gridshare.recompute.outcome import Outcome
 from gridshare.recompute.site_limits import gross_limits, split_sites
 from gridshare.recompute.snapshot import RunInputs, defaults_marker
 from gridshare.recompute.state import EngineState
+from gridshare.store.change_feed import wait_until_heard
 from gridshare.store.db import transaction
 from gridshare.store.models import EnvelopeSetRecord
 from gridshare.store.publication.envelopes import current_end_s, next_created_s, publish, record_failed_run
@@ -265,6 +266,7 @@ class FallbackPolicy:
             }
             if only is not None:  # the other sites keep their dynamic blocks
                 record.detail["fallback_site_ids"] = sorted(s.id for s in [*sites.values(), *cut_off])
+        wait_until_heard(ctx.engine)
         self.state.covered(Coverage.of(inputs.fingerprint))
         log.warning("fallback envelopes published (%s): set %d, %d sites", reason, record.id, summary.sites)
         return record.id, summary.sites, start_s + envelopes.n_intervals * interval_s

@@ -36,6 +36,7 @@ from gridshare.recompute.outcome import Outcome
 from gridshare.recompute.site_limits import gross_limits, split_sites
 from gridshare.recompute.snapshot import RunInputs, read_constraints, read_measurements
 from gridshare.recompute.state import EngineState
+from gridshare.store.change_feed import wait_until_heard
 from gridshare.store.db import transaction
 from gridshare.store.envelope_blocks import GrossLimits
 from gridshare.store.models import EnvelopeSetRecord
@@ -316,6 +317,7 @@ class EnvelopeRun:
             }
             if held:
                 record.detail["held_at_fallback"] = {k: inputs.untrusted[k] for k in held}
+        wait_until_heard(ctx.engine)  # this process's device caches know of the set before we report it
         self.state.covered(Coverage.of(inputs.fingerprint))
         until_s = int(start.timestamp()) + envelopes.n_intervals * envelopes.interval_s
         self._report_published(inputs, record.id, reason, until_s, held)

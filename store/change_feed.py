@@ -447,6 +447,14 @@ def open_change_feed(engine: Engine) -> ChangeFeed | None:
     return feed
 
 
+def wait_until_heard(engine: Engine) -> None:
+    """After a commit: return once this process's feed has heard of it (PostgreSQL's NOTIFY arrives a
+    moment after the commit), so a reader in this process right after the writer's answer sees it."""
+    feed = feed_of(engine)
+    if feed is not None:
+        feed.sync()
+
+
 def feed_of(engine: Engine) -> ChangeFeed | None:
     """The feed a serving process opened on `engine`, if any."""
     return _FEEDS.get(engine)

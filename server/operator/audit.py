@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from gridshare.server.operator.auth import Caller, context, require_operator
 from gridshare.server.shared.context import AppContext
+from gridshare.store.change_feed import wait_until_heard
 from gridshare.store.db import bump_publication, transaction
 from gridshare.store.queries.access import add_audit
 
@@ -57,6 +58,9 @@ class Writer:
             )
             # Every operator write may change what a client sees; the bump makes caches re-read.
             bump_publication(session)
+        # Answer only once this process's device caches have heard of the commit (PostgreSQL's NOTIFY
+        # arrives a moment after it): a device polling right after the operator's 2xx sees the change.
+        wait_until_heard(self.ctx.engine)
 
 
 def writer(request: Request, caller: Caller = Depends(require_operator)) -> Writer:
