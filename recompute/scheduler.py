@@ -232,8 +232,8 @@ class Recomputer:
         self._ticker = threading.Thread(target=self._tick_loop, name="recompute-ticker", daemon=True)
         self._ticker.start()
         log.info(
-            "recomputation of every network every %d s (and within %d s of an operator change) over %d h "
-            "at %d-minute intervals (%s); on failure: %s",
+            "recomputation every %d s for every network (and within %d s of an operator change to one) "
+            "over %d h at %d-minute intervals (%s); on failure: %s",
             settings.recompute_interval_s,
             settings.change_poll_s,
             settings.envelope_horizon_s // 3600,

@@ -111,7 +111,6 @@ class DerateIn(WriteBody):
 class DerateOut(Out):
     id: int
     asset: str
-    network: str | None
     factor: float
     reason: str
     from_s: int
@@ -119,6 +118,7 @@ class DerateOut(Out):
     created_s: int
     created_by: str
     cleared_s: int | None
+    network: str | None
 
 
 class EnvelopeSetOut(Out):
