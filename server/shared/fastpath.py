@@ -152,12 +152,10 @@ class FastPath:
                     await send(
                         {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
                     )
-                    if resource == "DERControlList":  # the metric is gridshare_derc_cache_requests
-                        self.metrics.cache["hit"] += 1
+                    self.metrics.cache_result(resource, hit=True)
                     self._done(resource, site_id, 200, t0)
                     return
-                if resource == "DERControlList":
-                    self.metrics.cache["miss"] += 1
+                self.metrics.cache_result(resource, hit=False)
         status = [500]
         sent: list[Any] = []
 

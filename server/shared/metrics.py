@@ -38,6 +38,16 @@ class DeviceMetrics:
         #: resource -> [count per bucket (last: above the largest bound)..., sum of seconds]
         self.latency: dict[str, list[float]] = {}
         self.cache = {"hit": 0, "miss": 0}
+        #: resource -> [hits, misses] of the response cache, for every resource it keeps
+        self.resource_cache: dict[str, list[int]] = {}
+
+    def cache_result(self, resource: str, hit: bool) -> None:
+        tally = self.resource_cache.get(resource)
+        if tally is None:
+            tally = self.resource_cache[resource] = [0, 0]
+        tally[0 if hit else 1] += 1
+        if resource == "DERControlList":  # also gridshare_derc_cache_requests, as before
+            self.cache["hit" if hit else "miss"] += 1
 
     def observe(self, resource: str, status: int, seconds: float) -> None:
         codes = self.requests.get(resource)
@@ -56,6 +66,7 @@ class DeviceMetrics:
             "requests": {r: dict(c) for r, c in list(self.requests.items())},
             "latency": {r: list(t) for r, t in list(self.latency.items())},
             "cache": dict(self.cache),
+            "resource_cache": {r: list(t) for r, t in list(self.resource_cache.items())},
         }
 
 
@@ -115,6 +126,7 @@ def device_metric_families() -> Iterator[Metric]:
     requests: dict[tuple[str, str], float] = {}
     latency: dict[str, list[float]] = {}
     cache = {"hit": 0.0, "miss": 0.0}
+    by_resource: dict[str, list[float]] = {}
     for snap in _all_snapshots():
         for resource, codes in snap.get("requests", {}).items():  # type: ignore[attr-defined]
             for code, n in codes.items():
@@ -125,6 +137,10 @@ def device_metric_families() -> Iterator[Metric]:
                 total[i] += v
         for k, v in snap.get("cache", {}).items():  # type: ignore[attr-defined]
             cache[k] = cache.get(k, 0.0) + v
+        for resource, (hit, miss) in snap.get("resource_cache", {}).items():  # type: ignore[attr-defined]
+            total = by_resource.setdefault(resource, [0.0, 0.0])
+            total[0] += hit
+            total[1] += miss
     family = CounterMetricFamily(
         "gridshare_device_requests",
         "Requests answered on the CSIP-AUS port, by IEEE 2030.5 resource and HTTP status.",
@@ -153,3 +169,13 @@ def device_metric_families() -> Iterator[Metric]:
     for k in ("hit", "miss"):
         hits.add_metric([k], cache.get(k, 0.0))
     yield hits
+    per_resource = CounterMetricFamily(
+        "gridshare_cache_requests",
+        "Device GETs of cacheable resources answered from the response cache (hit) or by the "
+        "application (miss), by IEEE 2030.5 resource.",
+        labels=["resource", "result"],
+    )
+    for resource, (hit, miss) in sorted(by_resource.items()):
+        per_resource.add_metric([resource, "hit"], hit)
+        per_resource.add_metric([resource, "miss"], miss)
+    yield per_resource

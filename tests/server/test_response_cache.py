@@ -11,6 +11,7 @@ import httpx
 from lxml import etree
 from sqlalchemy import select
 
+from gridshare.server.shared.metrics import device_metric_families
 from gridshare.server.shared.render_cache import RenderCache
 from gridshare.store.change_feed import feed_of
 from gridshare.store.models import ClientKind, DerControl
@@ -196,3 +197,24 @@ def test_paging_parameters_are_distinct_entries(server: RunningServer) -> None:
     with server.ctx.sessions() as s:
         assert s.execute(select(DerControl)).scalars().first() is not None
     assert etree.fromstring(bodies[1]).get("results") is not None
+
+
+def _cache_counts() -> dict[tuple[str, str], float]:
+    family = next(f for f in device_metric_families() if f.name == "gridshare_cache_requests")
+    return {(s.labels["resource"], s.labels["result"]): s.value for s in family.samples}
+
+
+def test_hits_and_misses_are_counted_per_resource_for_operators(server: RunningServer) -> None:
+    site_id, _, _ = device_with_everything(server)
+    before = _cache_counts()
+    with server.client("device-1") as c:
+        for _ in range(3):
+            xml_ok(c.get("/dcap"))
+            xml_ok(c.get(f"/edev/{site_id}"))
+
+    def grew(resource: str, result: str) -> float:
+        return _cache_counts().get((resource, result), 0.0) - before.get((resource, result), 0.0)
+
+    # three polls of each: the first renders (a miss), the next two are answered from memory
+    assert grew("DeviceCapability", "hit") == 2 and grew("DeviceCapability", "miss") == 1
+    assert grew("EndDevice", "hit") == 2 and grew("EndDevice", "miss") == 1
