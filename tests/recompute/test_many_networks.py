@@ -170,3 +170,27 @@ def test_a_retired_network_publishes_nothing_and_is_not_recomputed(two: RunningS
     assert engine.run_once("after").status == "published"
     assert set(engine.networks()) == {FEEDER}
     assert _sets(two)[EAST] is None
+
+
+def test_a_network_left_without_sites_by_a_move_is_still_recomputed_cleanly(two: RunningServer) -> None:
+    """A switching change can take every site of a network away: it keeps publishing (nothing to carry)
+    rather than failing, and the sites publish from their new network."""
+    with two.ctx.sessions() as s:
+        demo = active_document(s, FEEDER)
+        assert demo is not None
+        every_nmi = [x["nmi"] for x in demo.document["sites"] if x.get("nmi")]
+    doc = _east_document()
+    doc["sites"] = [
+        *doc["sites"],
+        *[dict(x, id=f"moved-{i}") for i, x in enumerate(demo.document["sites"]) if x.get("nmi")],
+    ]  # type: ignore[list-item]
+    with transaction(two.ctx.sessions) as s:
+        store_network(s, doc, "ops", two.ctx.now_s(), move_sites=True)
+    with two.ctx.sessions() as s:
+        left = active_document(s, FEEDER)
+        assert left is not None and not [x for x in left.document["sites"] if x.get("nmi") in every_nmi]
+    outcome = Recomputer(two.ctx).run_once("after the move")
+    assert outcome.status == "published", outcome.detail
+    site = site_row(two, DEVICE)
+    with two.ctx.sessions() as s:
+        assert envelope_network(s, site.id) == EAST
