@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gridshare.store.db import transaction
-from gridshare.store.queries.runtime_settings import set_setting
+from gridshare.store.queries.runtime_settings import store_setting
 from gridshare.store.runtime_settings import ServerSetting
 
 log = logging.getLogger("gridshare.feeder")
@@ -138,7 +138,9 @@ class StatusBoard:
             return status
         try:
             with transaction(self._sessions) as session:
-                set_setting(session, KEY_PREFIX + feeder, asdict(status), now_s)
+                # operator-facing only: a publication's status must not invalidate every device's cached
+                # bodies (the console's refresh marker watches these rows' changed_s)
+                store_setting(session, KEY_PREFIX + feeder, asdict(status), now_s)
         except Exception as exc:  # the engine's state must not depend on the database it reports on
             log.error("could not store the status of feeder %s: %s", feeder, exc)
         return status

@@ -32,6 +32,13 @@ def get_setting(session: Session, key: str) -> Any:
 
 def set_setting(session: Session, key: str, value: Any, now_s: int) -> None:
     """Store (or with None, remove) an override; clients see it on their next request."""
+    store_setting(session, key, value, now_s)
+    bump_publication(session)
+
+
+def store_setting(session: Session, key: str, value: Any, now_s: int) -> None:
+    """Store (or with None, remove) a row no device sees (the engine's feeder status): no publication
+    bump, so writing it leaves every cached device body valid."""
     row = session.get(ServerSetting, key)
     if value is None:
         if row is not None:
@@ -41,7 +48,6 @@ def set_setting(session: Session, key: str, value: Any, now_s: int) -> None:
     else:
         row.value, row.changed_s = value, now_s
     session.flush()
-    bump_publication(session)
 
 
 def poll_rate_overrides(session: Session) -> dict[str, int]:

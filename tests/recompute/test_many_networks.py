@@ -17,7 +17,7 @@ from gridshare.process.demo import DEMO_FILE, seed_demo
 from gridshare.recompute.run import RunInputs
 from gridshare.recompute.scheduler import Recomputer
 from gridshare.store.change_feed import change_versions, envelope_site_key, network_key
-from gridshare.store.db import transaction
+from gridshare.store.db import publication_value, transaction
 from gridshare.store.models import AssetDerate, SiteEnvelope
 from gridshare.store.publication.envelopes import current_set_id
 from gridshare.store.publication.network_docs import (
@@ -104,6 +104,21 @@ def test_a_derate_on_one_network_recomputes_that_network_only(two: RunningServer
     assert after[FEEDER] == before[FEEDER], "the demo feeder was left alone"
     # devices on the demo feeder keep their cached bodies: nothing they depend on moved
     assert _key(two, network_key(FEEDER)) == demo_key
+    assert device_controls(two, DEVICE) == body_before
+
+
+def test_a_publication_of_one_network_leaves_every_other_devices_cached_body_valid(
+    two: RunningServer,
+) -> None:
+    engine = Recomputer(two.ctx)
+    assert engine.run_once("first").status == "published"
+    body_before = device_controls(two, DEVICE)
+    with two.ctx.sessions() as s:
+        generation = publication_value(s)  # what every cached body is checked against on each poll
+    for _ in range(2):  # the second republication changes only its set id in east's feeder status
+        assert engine.run_once("again", network=EAST).status == "published"
+    with two.ctx.sessions() as s:
+        assert publication_value(s) == generation, "east's publication invalidated the demo devices' caches"
     assert device_controls(two, DEVICE) == body_before
 
 
