@@ -89,7 +89,7 @@ class FallbackPolicy:
         if unchanged or inputs.program is None:
             return plan
         try:
-            with transaction(ctx.sessions) as session:
+            with self.state.publisher.publishing, transaction(ctx.sessions) as session:
                 now_s = ctx.now_s()
                 changed = 0
                 if self.state.publisher.fence(session):
@@ -102,7 +102,9 @@ class FallbackPolicy:
                         self.state.network,
                     )
                     # Our own write moves the marker: record the digest with the marker as it now is.
-                    marker = defaults_marker(session, inputs.program.id)
+                    marker = defaults_marker(
+                        session, inputs.program.id, sorted(s.id for s in inputs.store_sites.values())
+                    )
                     store_fingerprint(
                         session,
                         self.state.network,
@@ -223,7 +225,7 @@ class FallbackPolicy:
         )
         sites, cut_off = split_sites(inputs, plan.isolated_nodes, only)
         log.debug("%s: publishing fallback envelopes", reason)
-        with transaction(ctx.sessions) as session:
+        with self.state.publisher.publishing, transaction(ctx.sessions) as session:
             if not publisher.fence(session):
                 log.info("fallback envelopes not published: another instance is the publisher")
                 return None

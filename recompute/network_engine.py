@@ -7,6 +7,7 @@ are shared by all of them (recompute/scheduler.py).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from gridshare.compute.cluster import ComputeCluster
@@ -38,3 +39,5 @@ class NetworkEngine:
         self.policy = FallbackPolicy(self.state)
         self.deadlines = DeadlineWatch(self.state, self.policy)
         self.run = EnvelopeRun(self.state, self.policy, budget, forecast_source, cluster)
+        #: One run of this network at a time (the schedule and the watch may both want one)
+        self.lock = threading.Lock()

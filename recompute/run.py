@@ -253,7 +253,7 @@ class EnvelopeRun:
         now_s = inputs.now_s
         t1 = time.perf_counter()
         log.debug("recomputation (%s): publishing", reason)
-        with transaction(ctx.sessions) as session:
+        with publisher.publishing, transaction(ctx.sessions) as session:
             if not publisher.fence(session):
                 log.info("recomputation (%s) not published: another instance is the publisher", reason)
                 return Outcome("skipped", reason, detail="another instance is the publisher")

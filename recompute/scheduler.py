@@ -179,7 +179,9 @@ class Recomputer:
         with self._run_lock:
             return self._attempt(reason, None if network is None else [network])
 
-    def _attempt(self, reason: str, names: list[str] | None) -> Outcome:
+    def _attempt(self, reason: str, names: list[str] | None, *, wait: bool = True) -> Outcome:
+        """Run the networks named (all: None). `wait` False: a network whose run is under way is left
+        to that run (which publishes the newest inputs or is voided by them and repeated)."""
         if not self.ensure_publisher():
             log.debug("recomputation (%s) not run: another instance is the publisher", reason)
             return Outcome("skipped", reason, detail="another instance is the publisher")
@@ -191,11 +193,16 @@ class Recomputer:
 
         def one(name: str) -> Outcome:
             engine = engines[name]
-            log.debug("recomputation (%s) of %s started", reason, name)
-            # A change already past its deadline (a publisher that just took over from a dead one) gets
-            # its fallback first: a full recomputation would compete with it for the processor.
-            engine.deadlines.check_deadlines()
-            return engine.run.attempt(reason)
+            if not engine.lock.acquire(blocking=wait):
+                return Outcome("skipped", reason, detail=f"a run of {name} is under way")
+            try:
+                log.debug("recomputation (%s) of %s started", reason, name)
+                # A change already past its deadline (a publisher that just took over from a dead one)
+                # gets its fallback first: a full recomputation would compete with it for the processor.
+                engine.deadlines.check_deadlines()
+                return engine.run.attempt(reason)
+            finally:
+                engine.lock.release()
 
         parallel = min(len(chosen), self.ctx.settings.compute_parallel_networks)
         if not uses_cluster(self.ctx.settings) or parallel < 2:
@@ -246,9 +253,10 @@ class Recomputer:
         """Recompute a network as soon as an operator changes it, a rating or a derate of it, or asks.
 
         Polling fingerprints of those tables (a fixed number of queries for all networks) works across
-        processes and servers sharing the database. A run already in progress is not waited for: it
-        will not publish (its constraints are outdated), the next tick recomputes, and the deadline
-        covers the time in between.
+        processes and servers sharing the database. A scheduled run of every network under way does
+        not hold the change back: the changed network runs now, beside it. A run of that same network
+        under way is not waited for: it will not publish (its constraints are outdated), the next
+        look recomputes, and the deadline covers the time in between.
         """
         engines = self.networks()
         with self.ctx.sessions() as session:
@@ -264,12 +272,7 @@ class Recomputer:
             return
         for name in changed:
             engines[name].deadlines.discover()
-        if not self._run_lock.acquire(blocking=False):
-            return
-        try:
-            self._attempt("constraint changed", changed)
-        finally:
-            self._run_lock.release()
+        self._attempt("constraint changed", changed, wait=False)
 
     def tick(self) -> None:
         """One look at the deadlines (and, every `change_poll_s`, for new changes to give one)."""

@@ -66,19 +66,25 @@ class RunInputs:
         return {s.nmi: s.id for s in self.nf.sites if s.nmi}
 
 
-def defaults_marker(session: Session, program_id: int) -> tuple[object, ...]:
-    """Changes whenever anyone writes or deletes a site's default in the program, or an override.
+def defaults_marker(session: Session, program_id: int, site_ids: list[int]) -> tuple[object, ...]:
+    """Changes whenever anyone writes or deletes the default of one of these sites (one network's) in
+    the program, or an override of one.
 
     Every write of a DefaultDerControl bumps its version, so (count, sum of versions) moves on any
-    write, the engine's own included.
+    write, the engine's own included. Only the network's own sites count: another network's defaults
+    being written must not make this network's fallback limits look out of date.
     """
+    if not site_ids:
+        return (0, 0, 0)
     count, versions = session.execute(
         select(func.count(DefaultDerControl.id), func.sum(DefaultDerControl.version)).where(
-            DefaultDerControl.program_id == program_id, DefaultDerControl.site_id.is_not(None)
+            DefaultDerControl.program_id == program_id, DefaultDerControl.site_id.in_(site_ids)
         )
     ).one()
     overrides = session.execute(
-        select(func.count(ServerSetting.key)).where(ServerSetting.key.startswith(OVERRIDE_PREFIX))
+        select(func.count(ServerSetting.key)).where(
+            ServerSetting.key.in_([f"{OVERRIDE_PREFIX}{i}" for i in site_ids])
+        )
     ).scalar_one()
     return (int(count or 0), int(versions or 0), int(overrides or 0))
 
@@ -104,7 +110,11 @@ def read_constraints(session: Session, now_s: int, network: str) -> RunInputs | 
     program = (
         session.execute(select(DerProgram).order_by(DerProgram.primacy, DerProgram.id)).scalars().first()
     )
-    marker = defaults_marker(session, program.id) if program is not None else ()
+    marker = (
+        defaults_marker(session, program.id, sorted(s.id for s in store_sites.values()))
+        if program is not None
+        else ()
+    )
     return RunInputs(
         now_s=now_s,
         fingerprint=fingerprint,

@@ -234,6 +234,9 @@ class Publisher:
         self._lock = lock_for(engine)
         self._now_s = now_s  # () -> int, the injectable clock
         self._mutex = threading.Lock()
+        #: One publication at a time from this process: networks computed side by side take turns here
+        #: rather than queueing on the database's write lock (SQLite's would time out under many).
+        self.publishing = threading.Lock()
         self.epoch: int | None = None
 
     def ensure(self) -> bool:
