@@ -21,7 +21,7 @@ from gridshare.grid.netfile import NetworkFile, parse_network_document
 from gridshare.grid.network import NetworkError
 from gridshare.grid.units import W_PER_KW
 from gridshare.recompute.inputs import RECOMPUTE_REQUEST
-from gridshare.server.operator.audit import Writer, writer
+from gridshare.server.operator.audit import Change, Writer, writer
 from gridshare.server.operator.deps import Id, Paging, found, paging, read_session
 from gridshare.server.operator.errors import FieldError
 from gridshare.server.operator.network_schemas import (
@@ -167,16 +167,23 @@ def set_rating(asset: str, body: RatingIn, w: Writer = Depends(writer)) -> Netwo
     """A new rating (e.g. after an upgrade) as a new version of the network."""
     with w.transaction("network.rating", f"asset:{asset}") as change:
         current = _sole(change.session)
-        try:
-            document = with_rating(current.document, asset, body.rating_w("export"), body.rating_w("import"))
-        except KeyError:
-            raise HTTPException(404, f"no asset named {asset!r} in the active network") from None
-        try:
-            row, nf = store_network(change.session, document, w.caller.name, change.now_s)
-        except NetworkError as exc:
-            raise _field_error(exc) from None
         change.details = body.model_dump(exclude_none=True)
-        return _summary(row, nf)
+        return _rerated(change, current, asset, body, w.caller.name, "the active network")
+
+
+def _rerated(
+    change: Change, current: NetworkModel, asset: str, body: RatingIn, actor: str, where: str
+) -> NetworkOut:
+    """Store a new version of `current` with `asset` re-rated; 404 naming `where` if it has no such asset."""
+    try:
+        document = with_rating(current.document, asset, body.rating_w("export"), body.rating_w("import"))
+    except KeyError:
+        raise HTTPException(404, f"no asset named {asset!r} in {where}") from None
+    try:
+        row, nf = store_network(change.session, document, actor, change.now_s)
+    except NetworkError as exc:
+        raise _field_error(exc) from None
+    return _summary(row, nf)
 
 
 @router.post("/derates", status_code=201, response_model=DerateOut)
@@ -344,16 +351,8 @@ def set_network_rating(name: Name, asset: str, body: RatingIn, w: Writer = Depen
     """A new rating (e.g. after an upgrade) of one asset of network `name`, as a new version of it."""
     with w.transaction("network.rating", f"network:{name}/asset:{asset}") as change:
         current = _in_service(change.session, name)
-        try:
-            document = with_rating(current.document, asset, body.rating_w("export"), body.rating_w("import"))
-        except KeyError:
-            raise HTTPException(404, f"no asset named {asset!r} in network {name}") from None
-        try:
-            row, nf = store_network(change.session, document, w.caller.name, change.now_s)
-        except NetworkError as exc:
-            raise _field_error(exc) from None
         change.details = {"network": name, **body.model_dump(exclude_none=True)}
-        return _summary(row, nf)
+        return _rerated(change, current, asset, body, w.caller.name, f"network {name}")
 
 
 @router.get("/networks/{name}/derates", response_model=Page[DerateOut])
