@@ -231,7 +231,7 @@ class FallbackPolicy:
                 return None
             record = EnvelopeSetRecord(
                 network_id=inputs.model.id,
-                created_s=next_created_s(session, self.state.network, now_s),
+                created_s=next_created_s(session, now_s),
                 start_s=start_s,
                 interval_s=interval_s,
                 n_intervals=envelopes.n_intervals,

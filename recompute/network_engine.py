@@ -32,7 +32,7 @@ class NetworkEngine:
         status: StatusBoard,
         budget: BudgetRunner,
         forecast_source: ForecastSource | None,
-        cluster: Callable[[], ComputeCluster] | None,
+        cluster: Callable[[], ComputeCluster],
     ) -> None:
         self.name = name
         self.state = EngineState(ctx, publisher, status, network=name, feeder=name)

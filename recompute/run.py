@@ -74,22 +74,15 @@ class EnvelopeRun:
         state: EngineState,
         policy: FallbackPolicy,
         budget: BudgetRunner,
-        forecast_source: ForecastSource | None = None,
-        cluster: Callable[[], ComputeCluster] | None = None,
+        forecast_source: ForecastSource | None,
+        cluster: Callable[[], ComputeCluster],
     ) -> None:
         self.state = state
         self.policy = policy
         self.budget = budget
         self.forecast_source = forecast_source
-        #: the compute cluster every network's run shares (recompute/scheduler.py); None: one of its own
-        self._shared_cluster = cluster
-        self._cluster: ComputeCluster | None = None
-
-    def close(self) -> None:
-        """Disconnect from the compute cluster, if this run started one of its own."""
-        if self._cluster is not None:
-            self._cluster.close()
-            self._cluster = None
+        #: the compute cluster every network's run shares, connected on first use (recompute/scheduler.py)
+        self._cluster = cluster
 
     def attempt(self, reason: str) -> Outcome:
         """Read, compute, publish; the caller holds the publisher lock and the run lock."""
@@ -209,13 +202,7 @@ class EnvelopeRun:
             inputs_key=inputs.fingerprint,
             timeout_s=settings.recompute_budget_s,
         )
-        if self._shared_cluster is not None:
-            cluster = self._shared_cluster()
-        else:
-            if self._cluster is None:
-                self._cluster = ComputeCluster.from_settings(settings).start()
-            cluster = self._cluster
-        (outcome,) = cluster.compute([task])
+        (outcome,) = self._cluster().compute([task])
         if isinstance(outcome, Computed):
             return outcome.result.planned
         raise ClusterComputeFailed(outcome.kind, outcome.detail)
@@ -264,7 +251,7 @@ class EnvelopeRun:
                 return Outcome("skipped", reason, detail="a constraint changed during the computation")
             record = EnvelopeSetRecord(
                 network_id=inputs.model.id,
-                created_s=next_created_s(session, self.state.network, now_s),
+                created_s=next_created_s(session, now_s),
                 start_s=int(start.timestamp()),
                 interval_s=settings.envelope_interval_s,
                 n_intervals=envelopes.n_intervals,

@@ -30,6 +30,7 @@ from gridshare.core.runtime import Runtime
 from gridshare.recompute.budget import BudgetRunner
 from gridshare.recompute.deadlines import Change
 from gridshare.recompute.expiry import check_expiry
+from gridshare.recompute.failure import FallbackPolicy
 from gridshare.recompute.inputs import inputs_fingerprints
 from gridshare.recompute.network_engine import NetworkEngine
 from gridshare.recompute.outcome import Outcome
@@ -147,7 +148,7 @@ class Recomputer:
         return self.networks()[name]
 
     @property
-    def policy(self) -> object:
+    def policy(self) -> FallbackPolicy:
         """The failure policy of the only network (for a single-feeder store)."""
         (only,) = self.networks().values()
         return only.policy
@@ -321,9 +322,6 @@ class Recomputer:
         for thread in self._immediate:  # a run under way finishes before the lock is handed on
             thread.join()
         self._immediate = []
-        with self._engines_lock:
-            for engine in self._engines.values():
-                engine.run.close()
         with self._cluster_lock:
             if self._cluster is not None:
                 self._cluster.close()

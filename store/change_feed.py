@@ -81,19 +81,11 @@ def bump_change(session: Session, key: str) -> None:
     `bump_publication` to this only once every body and scope its change affects declares the key
     (and whatever else watches the publication counter, such as the subscription notifier, watches it).
     """
-    if key == ALL or " " in key:
-        raise ValueError(f"not a per-key change key: {key!r}")
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(ChangeVersion).values(key=key, version=1)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[ChangeVersion.key], set_={"version": ChangeVersion.version + 1}
-    )
-    session.execute(stmt)
+    bump_changes(session, [key])
 
 
 def bump_changes(session: Session, keys: Iterable[str]) -> None:
-    """`bump_change` for several keys in one statement per key batch (a publication's moved sites)."""
+    """`bump_change` for several keys, in one statement per thousand (a publication's moved sites)."""
     rows = [{"key": k, "version": 1} for k in dict.fromkeys(keys)]
     for key in rows:
         if key["key"] == ALL or " " in str(key["key"]):

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from gridshare.envelopes.blocks import BLOCK_DTYPE, carry_forward, in_force
@@ -84,7 +84,7 @@ def current_sets(session: Session) -> dict[str, int]:
     return {str(name): int(set_id) for name, set_id in rows if name is not None and set_id is not None}
 
 
-def next_created_s(session: Session, network: str, now_s: int) -> int:
+def next_created_s(session: Session, now_s: int) -> int:
     """A new set's creation time: strictly newer than the set it replaces, so its blocks win every tie
     (and newer than any other network's current set, so a site moving in sees a newer event)."""
     newest = session.execute(
@@ -116,23 +116,27 @@ def _switch_pointer(session: Session, network: str, set_id: int) -> None:
 
 
 def _take_sites(session: Session, network: str, site_ids: set[int]) -> set[int]:
-    """Remove these sites from other networks' current sets (they moved here); returns the networks'
-    keys to bump with the sites'. A device never sees a site's envelope from two networks."""
+    """Remove these sites from other networks' current sets (they moved here); returns the ones that
+    were there. A device never sees a site's envelope from two networks."""
     if not site_ids:
         return set()
     others = {name: set_id for name, set_id in current_sets(session).items() if name != network}
     if not others:
         return set()
-    held = session.execute(
-        select(SiteEnvelope.set_id, SiteEnvelope.site_id).where(
-            SiteEnvelope.set_id.in_(others.values()), SiteEnvelope.site_id.in_(site_ids)
-        )
-    ).all()
-    for set_id, site_id in held:
-        session.execute(
-            delete(SiteEnvelope).where(SiteEnvelope.set_id == set_id, SiteEnvelope.site_id == site_id)
-        )
-    return {int(site_id) for _, site_id in held}
+    elsewhere = (SiteEnvelope.set_id.in_(others.values()), SiteEnvelope.site_id.in_(site_ids))
+    held = {int(i) for i in session.execute(select(SiteEnvelope.site_id).where(*elsewhere)).scalars()}
+    if held:
+        session.execute(delete(SiteEnvelope).where(*elsewhere))
+    return held
+
+
+def _sets_of(network: str) -> Select[int]:
+    """The ids of every set computed on any version of `network`."""
+    return (
+        select(EnvelopeSetRecord.id)
+        .join(NetworkModel, NetworkModel.id == EnvelopeSetRecord.network_id)
+        .where(NetworkModel.name == network)
+    )
 
 
 def record_failed_run(
@@ -249,21 +253,16 @@ def publish(
         record_series(session, record.id, network, series)
     _switch_pointer(session, network, record.id)
     keep = [record.id] + ([previous_id] if previous_id is not None else [])
-    stale = (
-        select(EnvelopeSetRecord.id)
-        .join(NetworkModel, NetworkModel.id == EnvelopeSetRecord.network_id)
-        .where(
-            NetworkModel.name == network,
-            EnvelopeSetRecord.status == "published",
-            EnvelopeSetRecord.id.not_in(keep),
-            EnvelopeSetRecord.id.not_in(
-                select(EnvelopePointer.set_id).where(EnvelopePointer.set_id.is_not(None))
-            ),
-        )
+    stale = _sets_of(network).where(
+        EnvelopeSetRecord.status == "published",
+        EnvelopeSetRecord.id.not_in(keep),
+        EnvelopeSetRecord.id.not_in(
+            select(EnvelopePointer.set_id).where(EnvelopePointer.set_id.is_not(None))
+        ),
     )
     session.execute(delete(SiteEnvelope).where(SiteEnvelope.set_id.in_(stale)))
-    # Sites entering or leaving this network's set (and, for moved sites, their old network) change
-    # which network a device's body depends on: their own keys say so (request_unit.depends_on_envelope).
+    # Sites entering or leaving this network's set (moved ones included) change which network a
+    # device's body depends on: their own keys say so (request_unit.depends_on_envelope).
     changed_sites = (new_ids ^ set(previous)) | moved_in
     bump_changes(
         session, [network_key(network), ENVELOPES, *(envelope_site_key(i) for i in sorted(changed_sites))]
@@ -312,11 +311,7 @@ def record_series(
     """Keep the engine's constraint report with its set; drop all but the network's newest few."""
     session.add(ConstraintReportRecord(set_id=set_id, report=encode_series(dict(series))))
     session.flush()
-    mine = (
-        select(EnvelopeSetRecord.id)
-        .join(NetworkModel, NetworkModel.id == EnvelopeSetRecord.network_id)
-        .where(NetworkModel.name == network)
-    )
+    mine = _sets_of(network)
     kept = (
         select(ConstraintReportRecord.set_id)
         .where(ConstraintReportRecord.set_id.in_(mine))
