@@ -46,6 +46,8 @@ LISTENER_APPLICATION_NAME = "gridshare-change-feed"
 #: The key of the global publication counter (`publication_counter` row 1).
 ALL = "all"
 _PUBLICATION_ROW = 1
+#: publication_counter row counting change-key writes on SQLite (migration 0012).
+_KEY_CHANGES_ROW = 3
 
 _T = TypeVar("_T")
 Keys = tuple[str, ...]
@@ -192,24 +194,46 @@ class _DirectReads:
 
 
 class SqliteChangeFeed:
-    """Versions re-read only when `PRAGMA data_version` says another connection committed."""
+    """Versions re-read only when `PRAGMA data_version` says another connection committed.
+
+    Most commits are device reports, which bump no change key: each thread also remembers the count of
+    change-key writes (`publication_counter` row 3, kept by migration 0012's triggers) and, when only
+    the data version moved, re-reads the publication counter and that count in one statement, keeping
+    every key version it knows if the count is unchanged.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self._path = str(engine.url.database)
         self._local = threading.local()
 
     def _state(self) -> tuple[sqlite3.Connection, dict[str, int]]:
-        conn = getattr(self._local, "conn", None)
+        local = self._local
+        conn = getattr(local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self._path, check_same_thread=False, timeout=30, isolation_level=None)
-            self._local.conn = conn
-            self._local.seen = None
-            self._local.versions = {}
+            local.conn = conn
+            local.seen = None
+            local.key_changes = None
+            local.versions = {}
         seen = conn.execute("PRAGMA data_version").fetchone()[0]
-        if seen != self._local.seen:
-            self._local.seen = seen
-            self._local.versions = {}
-        return conn, self._local.versions
+        if seen != local.seen:
+            local.seen = seen
+            rows = dict(
+                conn.execute(
+                    "SELECT id, value FROM publication_counter WHERE id IN (?, ?)",
+                    (_PUBLICATION_ROW, _KEY_CHANGES_ROW),
+                ).fetchall()
+            )
+            key_changes = rows.get(_KEY_CHANGES_ROW)
+            # One statement, one snapshot: a key written after it moves the count again for the next check.
+            if key_changes is None or key_changes != local.key_changes:
+                local.versions = {}
+            local.key_changes = key_changes
+            if _PUBLICATION_ROW in rows:
+                local.versions[ALL] = int(rows[_PUBLICATION_ROW])
+            else:
+                local.versions.pop(ALL, None)
+        return conn, local.versions
 
     def current(self, keys: Keys) -> Versions:
         conn, known = self._state()

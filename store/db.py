@@ -28,8 +28,9 @@ from gridshare.store.models import PublicationCounter, PublisherLease
 log = logging.getLogger(__name__)
 
 #: Rows of `publication_counter`: PUBLICATION changes with anything a cached body or a client's scope
-#: depends on; ACTIVITY only with a device's own reports (telemetry, Responses, LogEvents, DER documents).
-PUBLICATION, ACTIVITY = 1, 2
+#: depends on; ACTIVITY only with a device's own reports (telemetry, Responses, LogEvents, DER documents);
+#: KEY_CHANGES (SQLite only, migration 0012's triggers) with every write of a `change_version` row.
+PUBLICATION, ACTIVITY, KEY_CHANGES = 1, 2, 3
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -206,7 +207,7 @@ def _upgrade(engine: Engine) -> SchemaChange:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     with Session(engine) as session, session.begin():
-        for counter in (PUBLICATION, ACTIVITY):
+        for counter in (PUBLICATION, ACTIVITY, KEY_CHANGES):
             if session.get(PublicationCounter, counter) is None:
                 session.add(PublicationCounter(id=counter, value=0))
         if session.get(PublisherLease, 1) is None:

@@ -151,7 +151,9 @@ def _registration_lookup(u: Unit, body: decode.EndDeviceIn) -> str:
     site = site_by_lfdi(u.session, scope, lfdi)
     if site is not None:
         # A second registration of one lFDI is refused (CSIP-AUS S-ALL-51); Location names the
-        # EndDevice that exists, so the client can use it.
+        # EndDevice that exists, so the client can use it. The answer changes only with registration,
+        # which publishes: the fast path may give it again to the same body from the same client.
+        u.cacheable()
         raise HTTPException(
             409, "an EndDevice with this lFDI is registered", headers={"Location": hrefs.edev(site.id)}
         )
@@ -201,6 +203,9 @@ def _bind_nmi(request: Request, site_id: int, nmi: str) -> None:
             reason = client_claim_problem(u.session, u.scope, site, nmi, u.ctx.settings.nmi_claims)
             if reason is not None:
                 raise InvalidValues(409, reason)
+            # A binding and the claim rules change only with writes that publish: the same body from
+            # the same client gets the same answer until then (the fast path gives it again).
+            u.cacheable()
     if not unchanged:
         with write_unit(request) as u:
             site = u.site(site_id)

@@ -2,68 +2,60 @@
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from gridshare.server.shared import reports
 from gridshare.server.shared.batched_writes import commit_report
 from gridshare.server.shared.paging import Page, page
-from gridshare.server.shared.request_unit import Id, created, read_unit, read_xml, write_unit, xml
+from gridshare.server.shared.request_unit import Id, context, created, read_unit, read_xml, write_unit, xml
 from gridshare.server.wire import decode, encode, hrefs
+from gridshare.store.change_feed import site_key
 from gridshare.store.models import LogEvent
-from gridshare.store.models import Response as ResponseRow
 from gridshare.store.queries import events as q
 from gridshare.store.queries.envelopes import envelope_control_by_mrid
 from gridshare.store.queries.sites import site_by_lfdi
 
 router = APIRouter()
 
-#: Response.status values IEEE 2030.5 Table 27 defines: 1-14 and the 252-254 rejections; the rest
-#: (0, 15-251, 255) are reserved and refused (CSIP-AUS S-ALL-57 posts 15).
-KNOWN_RESPONSE_STATUS = {*range(1, 15), 252, 253, 254}
-
 
 @router.post(hrefs.RESPONSE_LIST_T.path)
 async def post_response(request: Request) -> Response:
+    """A device's Response to a DERControl; usually answered by the raw-ASGI front once checked here
+    (server/shared/fast_reports.py), which remembers the subject's check."""
     body = decode.response(await read_xml(request, "Response", "DERControlResponse"))
-    if body.status is None or body.status not in KNOWN_RESPONSE_STATUS:
+    if body.status is None or body.status not in reports.KNOWN_RESPONSE_STATUS:
         raise HTTPException(400, "Response.status is missing or not a DERControl response status")
-    fields = await run_in_threadpool(_checked_response, request, body)
-
-    def store(session: Session) -> int:
-        row = ResponseRow(**fields)
-        session.add(row)
-        session.flush()
-        return row.id
-
+    subject = await run_in_threadpool(_checked_subject, request, body)
+    fields = reports.response_fields(subject, body, context(request).now_s())
     # Checked above, so only the insert waits for the report writer's next commit.
-    return created(hrefs.response(await commit_report(request, store)))
+    return created(
+        hrefs.response(await commit_report(request, partial(reports.insert_response, fields=fields)))
+    )
 
 
-def _checked_response(request: Request, body: decode.ResponseIn) -> dict[str, Any]:
-    """The Response row's fields, once its device and subject are checked against the caller's scope."""
+def _checked_subject(request: Request, body: decode.ResponseIn) -> reports.ResponseSubject:
+    """The Response's device and subject, checked against the caller's scope (and remembered)."""
     with read_unit(request) as u:
         site = site_by_lfdi(u.session, u.scope, body.end_device_lfdi)
         if site is None:
             raise HTTPException(400, "endDeviceLFDI is not an EndDevice of this client")
+        # Operator controls change with the site's key or the generation, envelope blocks with the
+        # site's envelope and its network's key: read before the controls are.
+        u.depends_on(site_key(site.id))
+        u.depends_on_envelope(site.id)
         control = q.visible_control_by_mrid(u.session, u.scope, body.subject_mrid)
         if control is not None and control.site_id != site.id:
             control = None
         envelope_block = envelope_control_by_mrid(u.session, site, body.subject_mrid, u.ctx.settings.pen)
         if control is None and envelope_block is None:
             raise HTTPException(400, "subject is not a DERControl sent to this EndDevice")
-        now_s = u.now_s()
-        return {
-            "site_id": site.id,
-            "control_id": control.id if control is not None else None,
-            "subject_mrid": body.subject_mrid,
-            "status": body.status,
-            "created_s": body.created_s or now_s,
-            "received_s": now_s,
-        }
+        subject = reports.ResponseSubject(site.id, control.id if control is not None else None)
+        u.remember(reports.response_key(body.end_device_lfdi, body.subject_mrid), subject)
+        return subject
 
 
 @router.api_route(hrefs.RESPONSE_LIST_T.path, methods=["GET", "HEAD"])

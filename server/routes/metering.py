@@ -3,33 +3,24 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
-from sqlalchemy import insert
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from gridshare.server.routes.device_time import check_device_time
+from gridshare.server.shared import reports
 from gridshare.server.shared.batched_writes import commit_report
+from gridshare.server.shared.device_time import check_device_time
 from gridshare.server.shared.paging import Page, page
 from gridshare.server.shared.request_unit import Id, Unit, created, read_unit, read_xml, write_unit, xml
 from gridshare.server.wire import decode, encode, encode_metering, hrefs
+from gridshare.store.change_feed import site_key
 from gridshare.store.models import MirrorMeterReading, MirrorUsagePoint, Site, TelemetryReading
 from gridshare.store.queries import metering as q
 from gridshare.store.queries.runtime_settings import MUP_POST_RATE_KEY, get_setting
 from gridshare.store.queries.sites import site_by_lfdi
 
 router = APIRouter()
-
-#: One executemany per report in the report writer's batch: no ORM unit of work for plain inserts.
-_INSERT_READINGS = insert(TelemetryReading)
-
-
-def _insert_readings(session: Session, rows: list[dict[str, int | None]]) -> None:
-    if rows:
-        session.execute(_INSERT_READINGS.execution_options(render_nulls=True), rows)
 
 
 def _site_of(u: Unit, mup: MirrorUsagePoint) -> Site:
@@ -94,15 +85,19 @@ async def create_mup(request: Request) -> Response:
 
 @router.post(hrefs.MUP_T.path)
 async def post_readings(request: Request, mup_id: Id) -> Response:
-    """Readings for an existing MirrorUsagePoint (a MirrorMeterReading or a MirrorMeterReadingList)."""
+    """Readings for an existing MirrorUsagePoint (a MirrorMeterReading or a MirrorMeterReadingList).
+
+    The steady state (every MirrorMeterReading exists as sent) is usually answered by the raw-ASGI
+    front from a remembered check (server/shared/fast_reports.py); this route checks against the store,
+    remembers the check for the front, and stores the report the same way.
+    """
     readings = decode.meter_readings(await read_xml(request, "MirrorMeterReading", "MirrorMeterReadingList"))
     # Store reads happen on a worker thread (as in every sync route): a PostgreSQL round trip must not
     # hold up the event loop, which serves every other device's connection.
     rows = await run_in_threadpool(_checked_rows, request, mup_id, readings)
     if rows is None:
         return await run_in_threadpool(_store_in_own_transaction, request, mup_id, readings)
-    # The steady state: every MirrorMeterReading exists as sent, so the report is only new rows.
-    await commit_report(request, partial(_insert_readings, rows=rows))
+    await commit_report(request, partial(reports.insert_readings, rows=rows))
     return created(hrefs.mup(mup_id))
 
 
@@ -110,10 +105,17 @@ def _checked_rows(
     request: Request, mup_id: int, readings: list[decode.MeterReadingIn]
 ) -> list[dict[str, int | None]] | None:
     with read_unit(request) as u:
+        site_id = q.visible_mup_site_id(u.session, u.scope, mup_id)
+        if site_id is None:
+            raise HTTPException(404, "no such MirrorUsagePoint")
+        # The mirror's MirrorMeterReadings change only with its site's key (migration 0010's triggers);
+        # access and registration with the generation: both read before the readings are.
+        u.depends_on(site_key(site_id))
         known = q.visible_meter_readings(u.session, u.scope, mup_id)
         if known is None:
             raise HTTPException(404, "no such MirrorUsagePoint")
-        return _rows_for_known_readings(u, known, readings)
+        u.remember(reports.reading_key(mup_id), known)
+        return reports.reading_rows(known, readings, u.now_s(), u.ctx.settings)
 
 
 def _store_in_own_transaction(
@@ -135,42 +137,6 @@ def delete_mup(request: Request, mup_id: Id) -> Response:
             raise HTTPException(404, "no such MirrorUsagePoint")
         q.delete_mup(u.session, found)
     return Response(status_code=204)
-
-
-def _rows_for_known_readings(
-    u: Unit, known: dict[str, tuple[int, dict[str, Any]]], readings: list[decode.MeterReadingIn]
-) -> list[dict[str, int | None]] | None:
-    """The telemetry rows of a report, checked; None if it creates or retypes a MirrorMeterReading.
-
-    Those (a device's first report, a changed ReadingType) take the ordinary write unit; the rest
-    are inserts only and go to the report writer. The checks are `_store_readings`' own, in its order.
-    """
-    now_s = u.now_s()
-    rows: list[dict[str, int | None]] = []
-    for incoming in readings:
-        for r in incoming.readings:
-            check_device_time(
-                f"MirrorMeterReading {incoming.mrid} {r.time_field}", r.time_s, now_s, u.ctx.settings
-            )
-        if incoming.mrid not in known:
-            return None
-        mmr_id, reading_type = known[incoming.mrid]
-        if incoming.reading_type and incoming.reading_type != reading_type:
-            return None
-        power_of_ten = int(reading_type.get("powerOfTenMultiplier", 0))
-        rows.extend(
-            {
-                "mmr_id": mmr_id,
-                "time_s": r.time_s,
-                "duration_s": r.duration_s,
-                "value": r.value,
-                "power_of_ten": power_of_ten,
-                "quality_flags": r.quality_flags,
-                "received_s": now_s,
-            }
-            for r in incoming.readings
-        )
-    return rows
 
 
 def _store_readings(u: Unit, mup: MirrorUsagePoint, readings: list[decode.MeterReadingIn]) -> None:

@@ -11,11 +11,13 @@ from sqlalchemy.engine import make_url
 from gridshare.core.clock import Clock, SystemClock
 from gridshare.core.runtime import Runtime
 from gridshare.core.settings import Settings
+from gridshare.server.shared.check_cache import CheckCache
 from gridshare.server.shared.contacts import ContactLog
 from gridshare.server.shared.identity import ScopeCache
 from gridshare.server.shared.render_cache import RenderCache
 from gridshare.server.shared.self_identity import ServerIdentity, load_server_identity
 from gridshare.store.db import make_engine, session_factory, store_exists, upgrade
+from gridshare.store.group_commit import GroupCommitWriter
 
 
 @dataclass
@@ -27,6 +29,10 @@ class AppContext(Runtime):
     #: The server's own identity (SelfDevice); None when it has no certificate of its own to show.
     self_identity: ServerIdentity | None = None
     contacts: ContactLog = field(default_factory=ContactLog)
+    #: Access checks of device reports, remembered until what they read changes (fast_reports.py).
+    checks: CheckCache = field(default_factory=CheckCache)
+    #: The device reports' group-commit writer, made on first use (server/shared/batched_writes.py).
+    report_writer: GroupCommitWriter | None = None
 
 
 class StoreMissing(Exception):

@@ -18,6 +18,7 @@ Every request is also counted here, whichever path answers it: per-resource requ
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,10 +26,12 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from gridshare.server.shared import fast_reports
 from gridshare.server.shared.context import AppContext
 from gridshare.server.shared.identity import peer_pem
 from gridshare.server.shared.metrics import PROCESS
-from gridshare.server.shared.request_unit import CACHEABLE, Cacheable
+from gridshare.server.shared.render_cache import CachedBody
+from gridshare.server.shared.request_unit import CACHEABLE, Cacheable, xml_content_type
 from gridshare.server.shared.resources import Classifier
 from gridshare.server.wire import hrefs
 from gridshare.store.change_feed import (
@@ -40,6 +43,7 @@ from gridshare.store.change_feed import (
     open_change_feed,
 )
 from gridshare.store.db import PUBLICATION
+from gridshare.store.scope import ClientScope
 
 #: The resources served from the response cache (once their route has declared a response cacheable).
 CACHED: dict[str, hrefs.Href] = {
@@ -68,6 +72,16 @@ CACHED: dict[str, hrefs.Href] = {
     )
 }
 CACHED.update({name: hrefs.DER_DOC_T for name in hrefs.DER_DOCS.values()})
+
+#: Writes a returning device repeats that usually change nothing (registering again: 409 + Location;
+#: re-sending its NMI: 204): once the route has found one changes nothing it declares its answer
+#: cacheable, and the same body from the same client is answered again from memory until a
+#: publication (by method and resource).
+ANSWERED_WRITES: dict[tuple[str, str], hrefs.Href] = {
+    ("POST", hrefs.EDEV_LIST_T.resource): hrefs.EDEV_LIST_T,
+    ("PUT", hrefs.CONNECTION_POINT_T.resource): hrefs.CONNECTION_POINT_T,
+    ("POST", hrefs.CONNECTION_POINT_T.resource): hrefs.CONNECTION_POINT_T,
+}
 
 
 class GenerationReader:
@@ -127,6 +141,7 @@ class FastPath:
         self.changes: ChangeFeed | None = open_change_feed(ctx.engine) if ctx.settings.change_feed else None
         self.classify = Classifier()
         self.metrics = PROCESS
+        self.reports = fast_reports.FastReports(ctx)
         # Read-your-writes: writes answered by this process, and how many of them the feed has caught
         # up with (ChangeFeed.sync). A write's answer is sent only once the feed has heard of it, so a
         # client that writes and then reads back is never answered with the body from before.
@@ -140,31 +155,46 @@ class FastPath:
             await self.app(scope, receive, send)
             return
         t0 = time.perf_counter()
+        method = scope["method"]
         resource, site_id = self.classify(scope["path"])
         request_key: tuple[object, ...] | None = None
-        if scope["method"] in ("GET", "HEAD") and resource in CACHED:
+        if method in ("GET", "HEAD") and resource in CACHED:
             request_key = _request_key(scope, CACHED[resource], self.ctx.settings.list_limit_cap)
-            if request_key is not None:
-                hit = self._cached(scope, request_key)
-                if hit is not None:
-                    headers, body = hit
-                    await send({"type": "http.response.start", "status": 200, "headers": list(headers)})
-                    await send(
-                        {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
-                    )
-                    self.metrics.cache_result(resource, hit=True)
-                    self._done(resource, site_id, 200, t0)
-                    return
-                self.metrics.cache_result(resource, hit=False)
+        elif (method, resource) in ANSWERED_WRITES or (
+            method == "POST" and resource in fast_reports.RESOURCES
+        ):
+            body = await _small_body(scope, receive, self.ctx.settings.max_body_bytes)
+            if body is None and _has_small_body(scope, self.ctx.settings.max_body_bytes):
+                return  # the client went away while sending its body
+            if body is not None:
+                receive = _replaying(body, receive)
+                if (method, resource) in ANSWERED_WRITES:
+                    request_key = _write_key(scope, ANSWERED_WRITES[method, resource], body)
+                else:
+                    answer = await self._report(scope, resource, body)
+                    if answer is not None:
+                        await self._send(send, *answer, head=False)
+                        self._done(resource, site_id, answer[0], t0)
+                        return
+        if request_key is not None:
+            hit = self._cached(scope, request_key)
+            if hit is not None:
+                await self._send(send, hit.status, hit.headers, hit.body, head=method == "HEAD")
+                self.metrics.cache_result(resource, hit=True)
+                self._done(resource, site_id, hit.status, t0)
+                return
+            self.metrics.cache_result(resource, hit=False)
         status = [500]
         sent: list[Any] = []
 
-        writes = scope["method"] not in ("GET", "HEAD")
+        writes = method not in ("GET", "HEAD")
 
         async def send_noting_status(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
-                if writes and message["status"] < 400:  # committed: answer once the feed has heard it
+                # Committed: answer once the feed has heard it. A write the route found changes
+                # nothing (it declared its answer cacheable) committed nothing to wait for.
+                if writes and message["status"] < 400 and CACHEABLE not in scope:
                     self._writes += 1
                     await self._caught_up(self._writes)
             if request_key is not None:
@@ -175,8 +205,30 @@ class FastPath:
             await self.app(scope, receive, send_noting_status)
         finally:
             self._done(resource, site_id, status[0], t0)
-        if request_key is not None and status[0] == 200:
+        if request_key is not None and (status[0] == 200 or writes):
             self._keep(scope, request_key, sent)
+
+    @staticmethod
+    async def _send(send: Any, status: int, headers: Any, body: bytes, *, head: bool) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": list(headers)})
+        await send({"type": "http.response.body", "body": b"" if head else body})
+
+    def _client(self, scope: dict[str, Any]) -> tuple[ClientScope, int] | None:
+        """The client's scope and the generation it was resolved at, if resolved at the current one."""
+        pem = peer_pem(scope, self.ctx.settings)
+        if pem is None:
+            return None
+        changes = self.changes
+        generation = changes.generation() if changes is not None else self.generations.read()
+        client = self.ctx.scopes.get(pem, generation)
+        return None if client is None else (client, generation)
+
+    async def _report(self, scope: dict[str, Any], resource: str, body: bytes) -> fast_reports.Answer | None:
+        found = self._client(scope)
+        if found is None:  # not resolved at this generation: new, changed or revoked; ask the app
+            return None
+        client, generation = found
+        return await self.reports.answer(resource, scope["path"], client, generation, self._versions, body)
 
     async def _caught_up(self, target: int) -> bool:
         """True once the change feed reflects the first `target` writes this process answered.
@@ -214,22 +266,18 @@ class FastPath:
             found = change_versions(session, keys)
         return tuple(found[k] for k in keys)
 
-    def _cached(self, scope: dict[str, Any], request_key: tuple[object, ...]) -> tuple[Any, bytes] | None:
-        """(headers, body) if this client may be sent a current cached response for this request."""
-        pem = peer_pem(scope, self.ctx.settings)
-        if pem is None:
+    def _cached(self, scope: dict[str, Any], request_key: tuple[object, ...]) -> CachedBody | None:
+        """The cached answer, if this client may be sent a current one for this request."""
+        found = self._client(scope)
+        if found is None:  # not resolved at this generation: new, changed or revoked; ask the app
             return None
-        changes = self.changes
-        generation = changes.generation() if changes is not None else self.generations.read()
-        client = self.ctx.scopes.get(pem, generation)
-        if client is None:  # not resolved at this generation: new, changed or revoked; ask the app
-            return None
+        client, generation = found
         now_s = self.ctx.clock.now()
         cache = self.ctx.cache
         entry = cache.lookup((*request_key, client), generation, now_s, self._versions)
         if entry is None:  # a body every admitted client shares (Time)
             entry = cache.lookup((*request_key, None), generation, now_s, self._versions)
-        return None if entry is None else (entry.headers, entry.body)
+        return entry
 
     def _keep(self, scope: dict[str, Any], request_key: tuple[object, ...], sent: list[Any]) -> None:
         """Cache the response the application just sent, if its route declared it cacheable."""
@@ -238,7 +286,9 @@ class FastPath:
             return
         body = b"".join(m.get("body", b"") for m in sent[1:] if m["type"] == "http.response.body")
         headers = tuple((bytes(k), bytes(v)) for k, v in sent[0]["headers"])
-        if (b"content-length", str(len(body)).encode()) not in headers or any(
+        status = sent[0]["status"]
+        no_body = status == 204 and not body  # a 204 carries no Content-Length (RFC 9110 §8.6)
+        if not (no_body or (b"content-length", str(len(body)).encode()) in headers) or any(
             m.get("more_body") for m in sent[1:]
         ):
             return  # not one complete body (a HEAD answered without one): nothing to replay
@@ -252,6 +302,7 @@ class FastPath:
             marker.dep_versions,
             valid_from_s=marker.valid_from_s,
             headers=headers,
+            status=status,
         )
 
 
@@ -263,3 +314,65 @@ def _request_key(scope: dict[str, Any], href: hrefs.Href, list_limit_cap: int) -
         return None
     start, limit, after = paging
     return (href.path, *params.values(), start, min(limit, list_limit_cap), after)
+
+
+def _write_key(scope: dict[str, Any], href: hrefs.Href, body: bytes) -> tuple[object, ...] | None:
+    """(method, template, path parameters, body digest): a write answered again only to the same body."""
+    params = href.match(scope["path"])
+    if params is None or scope.get("query_string"):
+        return None
+    return (scope["method"], href.path, *params.values(), hashlib.blake2b(body, digest_size=20).digest())
+
+
+def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return bytes(value)
+    return None
+
+
+def _has_small_body(scope: dict[str, Any], max_bytes: int) -> bool:
+    """A Content-Length within the limit and a 2030.5 XML type: what the front reads itself."""
+    length = _header(scope, b"content-length")
+    content_type = _header(scope, b"content-type")
+    return (
+        length is not None
+        and length.isdigit()
+        and 0 < int(length) <= max_bytes
+        and content_type is not None
+        and xml_content_type(content_type.decode("latin-1"))
+    )
+
+
+async def _small_body(scope: dict[str, Any], receive: Any, max_bytes: int) -> bytes | None:
+    """The whole body of a small XML request; None (nothing read) for anything the app must judge.
+
+    Also None if the client disconnected while sending (then `_has_small_body` is true).
+    """
+    if not _has_small_body(scope, max_bytes):
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_bytes:
+            return None  # more than it declared: the connection is not worth answering
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _replaying(body: bytes, receive: Any) -> Any:
+    """A `receive` that gives the application the body the front already read, then the real one."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> dict[str, Any]:
+        if pending:
+            return pending.pop()
+        return dict(await receive())
+
+    return replay

@@ -41,6 +41,8 @@ class CachedBody:
     #: The start of the window the body is true for (a clock set back must not serve a later body).
     valid_from_s: float = -math.inf
     headers: Headers = ()
+    #: A GET's body is a 200; a write that changed nothing keeps the status it was answered with.
+    status: int = 200
 
 
 def _with_length(headers: Headers, body: bytes) -> Headers:
@@ -101,9 +103,10 @@ class RenderCache:
         *,
         valid_from_s: float = -math.inf,
         headers: Headers = (),
+        status: int = 200,
     ) -> None:
         entry = CachedBody(
-            generation, valid_until_s, body, refresh, deps, dep_versions, valid_from_s, headers
+            generation, valid_until_s, body, refresh, deps, dep_versions, valid_from_s, headers, status
         )
         with self._lock:
             self._entries[key] = entry

@@ -116,10 +116,13 @@ class Unit:
         shared: bool = False,
         refresh: Refresh | None = None,
     ) -> None:
-        """Let the fast path keep this response (status 200 only) for this client, or for all (`shared`).
+        """Let the fast path keep this response for this client, or for all (`shared`).
 
         Everything the body shows must be covered: the publication generation (always), the keys
-        given to `depends_on`, and the clock window [valid_from_s, valid_until_s).
+        given to `depends_on`, and the clock window [valid_from_s, valid_until_s). A GET's response is
+        kept if it is a 200. A write route calls it only once it knows the write changes nothing (a
+        returning device re-registering, re-sending its NMI): that answer, whatever its status, is
+        kept for the same request body (server/shared/fastpath.py, ANSWERED_WRITES).
         """
         if self.asgi is None or self.too_many_deps or len(self.deps) > MAX_DEPS:
             return
@@ -131,6 +134,15 @@ class Unit:
             tuple(self.deps),
             tuple(self.dep_versions),
             refresh,
+        )
+
+    def remember(self, key: tuple[object, ...], value: object) -> None:
+        """Keep an access check's outcome for this client (server/shared/check_cache.py) while the
+        generation and the keys given to `depends_on` before it was read stay as they were."""
+        if self.asgi is None or self.too_many_deps or len(self.deps) > MAX_DEPS:
+            return
+        self.ctx.checks.put(
+            (*key, self.scope), self.generation, tuple(self.deps), tuple(self.dep_versions), value
         )
 
     def site(self, site_id: int) -> Site:
@@ -223,11 +235,15 @@ def created(location: str) -> Response:
     return Response(status_code=201, headers={"Location": location})
 
 
+def xml_content_type(content_type: str) -> bool:
+    """Whether a request body of this Content-Type is read as 2030.5 XML (anything else is a 415)."""
+    return content_type.split(";")[0].strip().lower() in (MEDIA_TYPE, "application/xml", "text/xml")
+
+
 async def read_xml(request: Request, *expected: str) -> etree._Element:
     """Read at most `max_body_bytes` and parse it as one of `expected`; anything wrong is a 400."""
     settings = context(request).settings
-    content_type = request.headers.get("content-type", "")
-    if content_type.split(";")[0].strip().lower() not in (MEDIA_TYPE, "application/xml", "text/xml"):
+    if not xml_content_type(request.headers.get("content-type", "")):
         raise HTTPException(415, f"send {MEDIA_TYPE}")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:

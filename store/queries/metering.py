@@ -35,6 +35,15 @@ def get_mup(session: Session, scope: ClientScope, mup_id: int) -> MirrorUsagePoi
     return session.execute(_visible(scope).where(MirrorUsagePoint.id == mup_id)).scalar_one_or_none()
 
 
+def visible_mup_site_id(session: Session, scope: ClientScope, mup_id: int) -> int | None:
+    """The site a mirror the client may see belongs to (it never changes: a mirror is its site's)."""
+    return session.execute(
+        select(MirrorUsagePoint.site_id)
+        .join(Site, Site.id == MirrorUsagePoint.site_id)
+        .where(scope.site_filter(), MirrorUsagePoint.id == mup_id)
+    ).scalar_one_or_none()
+
+
 def visible_meter_readings(
     session: Session, scope: ClientScope, mup_id: int
 ) -> dict[str, tuple[int, dict[str, Any]]] | None:

@@ -1,0 +1,157 @@
+"""A device's routine writes answered in the raw-ASGI front (server/shared/fast_reports.py and the
+no-op writes of server/shared/fastpath.py): without reading the store, yet with the route's rules.
+
+Once a report's route has checked it against the store, the next report from the same client is
+checked against that remembered check; these tests pin what a device and an operator would notice:
+the report is in the store when the 201 arrives, another client never passes on someone else's check,
+and an operator's change (a mirror deleted, a control cancelled, an EndDevice decommissioned, an NMI
+moved) refuses the next write at once instead of answering from before. Both databases, real mTLS.
+"""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import func, select
+
+from gridshare.store.models import Response as ResponseRow
+from gridshare.store.models import TelemetryReading
+from tests.support.bodies import SEP_XML, connection_point, end_device, meter_reading, response
+from tests.support.engine import control_for_site, device_with_everything, statements
+from tests.support.operator_api import OPERATOR, running_operator_api
+from tests.support.servers import T0, RunningServer
+
+MMR = "22" * 16  # the MirrorMeterReading device_with_everything's mirror holds
+
+
+def _count(server: RunningServer, table: type) -> int:
+    with server.ctx.sessions() as s:
+        return int(s.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def _reads(sql: list[str]) -> list[str]:
+    return [q for q in sql if q.lstrip().upper().startswith("SELECT")]
+
+
+def _post(c: httpx.Client, path: str, body: bytes) -> httpx.Response:
+    return c.post(path, content=body, headers=SEP_XML)
+
+
+def _mirror(paths: list[str]) -> str:
+    return next(p for p in paths if p.startswith("/mup/"))
+
+
+def test_a_routine_reading_is_stored_before_its_201_without_a_read(server: RunningServer) -> None:
+    _, _, paths = device_with_everything(server)
+    mup = _mirror(paths)
+    with server.client("device-1") as c:
+        assert _post(c, mup, meter_reading(MMR, T0 - 60, 1500)).status_code == 201  # checked by the route
+        for k in range(3):
+            before = _count(server, TelemetryReading)
+            with statements(server) as sql:
+                r = _post(c, mup, meter_reading(MMR, T0 - 50 + k, 1600 + k))
+            assert (r.status_code, r.headers["location"]) == (201, mup), r.text
+            assert _count(server, TelemetryReading) == before + 1  # committed when answered
+            assert _reads(sql) == [], "a routine reading read the store"
+            assert any("telemetry_reading" in q for q in sql)
+
+
+def test_a_remembered_check_is_never_another_clients(server: RunningServer) -> None:
+    _, _, paths = device_with_everything(server)
+    server.register("device-2")
+    mup = _mirror(paths)
+    with server.client("device-1") as mine, server.client("device-2") as theirs:
+        assert _post(mine, mup, meter_reading(MMR, T0 - 60, 1500)).status_code == 201
+        assert _post(mine, mup, meter_reading(MMR, T0 - 59, 1500)).status_code == 201
+        before = _count(server, TelemetryReading)
+        r = _post(theirs, mup, meter_reading(MMR, T0 - 58, 9999))
+        assert r.status_code == 404, r.text
+        assert _count(server, TelemetryReading) == before
+
+
+def test_refusals_still_come_with_the_routes_reasons(server: RunningServer) -> None:
+    _, _, paths = device_with_everything(server)
+    mup = _mirror(paths)
+    with server.client("device-1") as c:
+        assert _post(c, mup, meter_reading(MMR, T0 - 60, 1500)).status_code == 201
+        before = _count(server, TelemetryReading)
+        ahead = _post(c, mup, meter_reading(MMR, T0 + 86_400, 1500))  # its clock is a day fast
+        assert ahead.status_code == 400 and "ahead of the server's clock" in ahead.text
+        broken = _post(c, mup, b"<MirrorMeterReading xmlns='urn:ieee:std:2030.5:ns'><mRID>zz")
+        assert broken.status_code == 400 and broken.text.strip()
+        assert _count(server, TelemetryReading) == before
+        new_reading = _post(c, mup, meter_reading("33" * 16, T0 - 60, 1500))  # no ReadingType yet
+        assert new_reading.status_code == 400 and "ReadingType" in new_reading.text
+
+
+def test_a_mirror_the_operator_deleted_refuses_the_next_reading(server: RunningServer) -> None:
+    site_id, _, paths = device_with_everything(server)
+    mup = _mirror(paths)
+    with server.client("device-1") as c:
+        for k in range(2):
+            assert _post(c, mup, meter_reading(MMR, T0 - 60 + k, 1500)).status_code == 201
+        with running_operator_api(server.ctx) as api, api.client(OPERATOR) as op:
+            assert op.delete(f"/sites/{site_id}/mirror-usage-points").status_code == 200
+        r = _post(c, mup, meter_reading(MMR, T0 - 50, 1500))
+        assert r.status_code == 404, r.text
+
+
+def test_a_response_to_a_cancelled_control_is_still_accepted_but_not_to_a_deleted_site(
+    server: RunningServer,
+) -> None:
+    me = server.pki.client("device-1")
+    site_id = int(server.register("device-1").rsplit("/", 1)[1])
+    mrid = control_for_site(server, me.lfdi)
+    with server.client("device-1") as c:
+        locations = []
+        for status, at in ((1, T0), (2, T0 + 1), (3, T0 + 2)):  # received, started, completed
+            r = _post(c, "/rsps/1/rsp", response(mrid, me.lfdi, status, at))
+            assert r.status_code == 201, r.text
+            locations.append(r.headers["location"])
+        assert len(set(locations)) == 3 and _count(server, ResponseRow) == 3
+        assert [c.get(loc).status_code for loc in locations] == [200, 200, 200]
+        unknown = _post(c, "/rsps/1/rsp", response("AB" * 16, me.lfdi, 1, T0))
+        assert unknown.status_code == 400 and "subject" in unknown.text
+        with running_operator_api(server.ctx) as api, api.client(OPERATOR) as op:
+            assert op.delete(f"/sites/{site_id}").status_code == 204
+        gone = _post(c, "/rsps/1/rsp", response(mrid, me.lfdi, 4, T0 + 3))
+        assert gone.status_code == 400, gone.text
+        assert _count(server, ResponseRow) == 0  # its Responses went with the site
+
+
+def test_a_returning_device_re_registers_from_memory_until_it_is_decommissioned(
+    server: RunningServer,
+) -> None:
+    me = server.pki.client("device-1")
+    location = server.register("device-1")
+    site_id = int(location.rsplit("/", 1)[1])
+    body = end_device(me.sfdi, me.lfdi)
+    with server.client("device-1") as c:
+        first = _post(c, "/edev", body)
+        assert (first.status_code, first.headers["location"]) == (409, location)
+        with statements(server) as sql:
+            again = _post(c, "/edev", body)
+        assert sql == [], "a returning device's registration reached the database"
+        assert (again.status_code, again.headers["location"], again.content) == (409, location, first.content)
+        with running_operator_api(server.ctx) as api, api.client(OPERATOR) as op:
+            assert op.delete(f"/sites/{site_id}").status_code == 204
+        fresh = _post(c, "/edev", body)
+        assert fresh.status_code == 201, fresh.text  # registered afresh, not told it still exists
+
+
+def test_a_resent_nmi_is_answered_from_memory_until_the_operator_moves_it(server: RunningServer) -> None:
+    nmi = "4102345678"
+    site_id = int(server.register("device-1").rsplit("/", 1)[1])
+    other_id = int(server.register("device-2").rsplit("/", 1)[1])
+    cp = f"/edev/{site_id}/cp"
+    with server.client("device-1") as c:
+        assert c.put(cp, content=connection_point(nmi), headers=SEP_XML).status_code == 204  # binds it
+        assert c.put(cp, content=connection_point(nmi), headers=SEP_XML).status_code == 204  # unchanged
+        with statements(server) as sql:
+            r = c.put(cp, content=connection_point(nmi), headers=SEP_XML)
+        assert (r.status_code, r.headers["location"]) == (204, cp)
+        assert sql == [], "re-sending its own NMI reached the database"
+        with running_operator_api(server.ctx) as api, api.client(OPERATOR) as op:
+            moved = op.put(f"/nmis/{nmi}/site", json={"site_id": other_id})
+            assert moved.status_code == 200, moved.text
+        refused = c.put(cp, content=connection_point(nmi), headers=SEP_XML)
+        assert refused.status_code == 409, refused.text
