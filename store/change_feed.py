@@ -9,9 +9,11 @@ PostgreSQL: one dedicated connection per serving process LISTENs on `gridshare_c
 (migration 0009) NOTIFY "<key> <version>" in the writer's transaction, which PostgreSQL delivers only
 after commit, so the feed never runs ahead of visible data. If the listener connection drops or goes
 quiet for longer than `stale_after_s`, the feed is *unsure* and every check reads the versions from
-the database, as before the feed existed, until it has reconnected, LISTENed again and re-read every
-version (in that order, so no commit falls between). An envelope is a safety limit: serving one that
-was withdrawn is never acceptable, so doubt costs queries, never correctness.
+the database, as before the feed existed, until it has reconnected, LISTENed again and re-read the
+publication counter (in that order, so no commit falls between). Every other key is read the first
+time it is asked for and kept, up to `max_keys` of them, least recently asked evicted; a reconnect
+forgets them all (notifications may have been missed). An envelope is a safety limit: serving one
+that was withdrawn is never acceptable, so doubt costs queries, never correctness.
 
 SQLite (embedded, single host): no NOTIFY. Each serving thread keeps its own connection and asks
 `PRAGMA data_version`, which changes whenever another connection committed to the file (SQLite
@@ -29,6 +31,7 @@ import sqlite3
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
@@ -107,6 +110,28 @@ def bump_changes(session: Session, keys: Iterable[str]) -> None:
 def change_versions(session: Session, keys: Iterable[str]) -> dict[str, int]:
     """The stored versions of `keys` (0 for a key never bumped); "all" is the publication counter."""
     return _read(session.connection(), tuple(keys))
+
+
+def change_versions_for_cache(session: Session, keys: Iterable[str], feed: object) -> dict[str, int]:
+    """`change_versions`, also teaching a PostgreSQL `feed` the keys it did not know (no extra query).
+
+    A render reads the versions of what its body depends on anyway; the serving process's first
+    cached poll of that body then finds them in memory. Only from a READ COMMITTED (or autocommit)
+    connection, where the read sees every commit made before it began: an older snapshot could hand
+    the feed a version a notification it already dropped has passed.
+    """
+    wanted = tuple(dict.fromkeys(keys))
+    if isinstance(feed, PgChangeFeed) and _reads_latest(session.connection()):
+        versions = feed.learn(wanted, lambda ks: tuple(change_versions(session, ks)[k] for k in ks))
+        return dict(zip(wanted, versions, strict=True))
+    return change_versions(session, wanted)
+
+
+def _reads_latest(conn: Connection) -> bool:
+    """Does each statement on `conn` see every commit made before it began? (No query: what the
+    connection was opened with, or the server's default read once per pool.)"""
+    level = conn.get_execution_options().get("isolation_level") or conn.default_isolation_level
+    return str(level).upper().replace("_", " ") in ("READ COMMITTED", "AUTOCOMMIT")
 
 
 def _read(conn: Connection, keys: Keys) -> dict[str, int]:
@@ -277,19 +302,41 @@ class SqliteChangeFeed:
 
 
 class PgChangeFeed:
-    """LISTEN on a dedicated connection; fall back to reads whenever the listener is in doubt."""
+    """LISTEN on a dedicated connection; fall back to reads whenever the listener is in doubt.
 
-    def __init__(self, engine: Engine, heartbeat_s: float = 1.0, stale_after_s: float = 3.0) -> None:
+    Only the publication counter is read on (re)connect; any other key is read the first time it is
+    asked for (`current`, or `learn` from a render's own read) and then kept current by notifications.
+    A notification for a key nobody asked for is dropped: whoever asks later reads the store, which
+    already holds that commit. Memory is bounded by `max_keys` (least recently asked evicted).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        heartbeat_s: float = 1.0,
+        stale_after_s: float = 3.0,
+        max_keys: int = 200_000,
+    ) -> None:
+        if max_keys < 1:
+            raise ValueError("max_keys must be at least 1")
         self._url = engine.url
         self._heartbeat_s = heartbeat_s
         self._stale_after_s = stale_after_s
+        self._max_keys = max_keys
         self._fallback = _DirectReads(engine)
         self._lock = threading.Lock()
-        self._versions: dict[str, int] = {}
+        self._all = 0  # the publication counter: read on every (re)connect, never evicted
+        #: Keys asked for since the listener (re)connected, least recently asked first.
+        self._versions: OrderedDict[str, int] = OrderedDict()
+        #: Keys being read right now: [readers, highest version notified since they registered].
+        self._pending: dict[str, list[int]] = {}
+        self._epoch = 0  # one per connection of the listener: reads begun on an older one are not kept
         self._confirmed_at = -math.inf  # monotonic time the listener last proved alive; -inf: unsure
         self._stop = threading.Event()
         self._listener_pid: int | None = None
         self.reconnects = 0
+        #: Keys read from the store because they were not known (for tests and operators).
+        self.keys_loaded = 0
         # sync(): tokens this feed sent through the channel and the last one the listener heard back.
         self._sync_key = f"sync:{os.getpid()}:{id(self)}"
         self._sync_sent = 0
@@ -306,12 +353,136 @@ class PgChangeFeed:
 
     def current(self, keys: Keys) -> Versions:
         with self._lock:
-            if time.monotonic() - self._confirmed_at < self._stale_after_s:
-                return tuple(self._versions.get(k, 0) for k in keys)
-        return self._fallback.current(keys)
+            if self.healthy():
+                try:
+                    return self._known(keys)
+                except KeyError:  # asked for the first time since (re)connecting, or evicted
+                    missing: Keys | None = self._missing(keys)
+            else:
+                missing = None
+        # One query for what is not known, on this thread's own connection, holding no lock meanwhile.
+        if missing is not None and self._load(missing, self._fallback.current) is not None:
+            with self._lock:
+                if self.healthy() and not self._missing(keys):
+                    return self._known(keys)
+        # In doubt, reconnected during the load, or evicted at once (a tiny max_keys): read them all.
+        return self._read_store(keys)
 
     def generation(self) -> int:
-        return self.current((ALL,))[0]
+        with self._lock:
+            if self.healthy():
+                return self._all
+        return self._read_store((ALL,))[0]
+
+    def _read_store(self, keys: Keys) -> Versions:
+        """The versions as stored now; what is kept is raised to them, so no later answer is older."""
+        versions = self._fallback.current(keys)
+        with self._lock:
+            for k, v in zip(keys, versions, strict=True):
+                self._raise(k, v)
+        return versions
+
+    def learn(self, keys: Keys, read: Callable[[Keys], Versions]) -> Versions:
+        """`read(keys)`, also keeping the versions of those keys this feed does not know yet.
+
+        For a render that reads the versions of what it depends on anyway (in a READ COMMITTED
+        transaction: each statement sees every commit before it began), so the first cached poll
+        of its body needs no query. Returns what `read` returned, untouched.
+        """
+        with self._lock:
+            missing = self._missing(keys) if self.healthy() else ()
+        if not missing:
+            return read(keys)
+        found: dict[str, int] = {}
+
+        def read_all(_missing: Keys) -> Versions:
+            versions = read(keys)
+            found.update(zip(keys, versions, strict=True))
+            return tuple(found[k] for k in _missing)
+
+        self._load(missing, read_all)
+        return tuple(found[k] for k in keys)
+
+    def _missing(self, keys: Keys) -> Keys:
+        """The keys (not "all") this feed does not know; the lock is held."""
+        versions = self._versions
+        return tuple(dict.fromkeys(k for k in keys if k != ALL and k not in versions))
+
+    def _known(self, keys: Keys) -> Versions:
+        """The versions of `keys`, marking them recently asked (KeyError: one is not known); the lock
+        is held."""
+        versions = self._versions
+        found = []
+        for k in keys:
+            if k == ALL:
+                found.append(self._all)
+            else:
+                found.append(versions[k])
+                versions.move_to_end(k)
+        return tuple(found)
+
+    def _load(self, keys: Keys, read: Callable[[Keys], Versions]) -> dict[str, int] | None:
+        """Read `keys` from the store and keep them; None if the listener reconnected meanwhile.
+
+        The keys are registered as pending *before* the read, and `_apply` records every notification
+        for a pending key. A commit notified before registration is visible to the read (it began
+        later); one notified after it is recorded; the version kept is the highest of the two (and of
+        anything another thread kept meanwhile), since versions only grow.
+        """
+        with self._lock:
+            epoch = self._epoch
+            for k in keys:
+                self._pending.setdefault(k, [0, -1])[0] += 1
+        try:
+            read_versions = read(keys)
+        except BaseException:
+            with self._lock:
+                self._unregister(epoch, keys)
+            raise
+        with self._lock:
+            notified = self._unregister(epoch, keys)
+            if notified is None:
+                return None  # notifications may have been missed since the read began: keep nothing
+            kept: dict[str, int] = {}
+            for k, v in zip(keys, read_versions, strict=True):
+                kept[k] = self._versions[k] = max(v, notified[k], self._versions.get(k, -1))
+                self._versions.move_to_end(k)
+                # A reader of this key that began earlier must not keep less, should this one be
+                # evicted before it finishes: versions handed out never go backwards.
+                self._raise(k, kept[k])
+            self.keys_loaded += len(keys)
+            while len(self._versions) > self._max_keys:
+                self._versions.popitem(last=False)
+        return kept
+
+    def _raise(self, key: str, version: int) -> None:
+        """`key` is at `version` at least (committed, so never ahead of the truth); the lock is held.
+
+        Raises what is kept and what a pending read will keep; stores nothing new (memory stays bounded).
+        """
+        if key == ALL:
+            self._all = max(self._all, version)
+            return
+        known = self._versions.get(key)
+        if known is not None and version > known:
+            self._versions[key] = version  # an update, not a use: its LRU place stays
+        pending = self._pending.get(key)
+        if pending is not None and version > pending[1]:
+            pending[1] = version
+
+    def _unregister(self, epoch: int, keys: Keys) -> dict[str, int] | None:
+        """End one reader's registration of `keys`: the highest versions notified meanwhile, or None
+        if the listener has reconnected since (its registrations are gone); the lock is held."""
+        if epoch != self._epoch:
+            return None
+        notified: dict[str, int] = {}
+        for k in keys:
+            entry = self._pending[k]
+            notified[k] = entry[1]
+            entry[0] -= 1
+            if entry[0] == 0:
+                del self._pending[k]
+        return notified
 
     def sync(self) -> bool:
         """Wait until the listener has applied every commit made before this call.
@@ -341,6 +512,11 @@ class PgChangeFeed:
                     return False
                 self._sync_heard_changed.wait(left)
         return True
+
+    def keys_known(self) -> int:
+        """How many keys (besides "all") this feed holds in memory: at most `max_keys`."""
+        with self._lock:
+            return len(self._versions)
 
     def listener_pid(self) -> int | None:
         """The listening backend's pid (for operators and the outage tests)."""
@@ -391,13 +567,15 @@ class PgChangeFeed:
             tcp_user_timeout=int(self._stale_after_s * 1000),
         ) as conn:
             conn.execute(f"LISTEN {CHANNEL}")
-            # LISTEN is in force before the read: a commit after the read is notified, one before it is read.
-            versions = {ALL: int(_one(conn.execute("SELECT value FROM publication_counter WHERE id = 1")))}
-            versions.update(
-                {str(k): int(v) for k, v in conn.execute("SELECT key, version FROM change_version")}
-            )
+            # LISTEN is in force before any read: a commit after a read is notified, one before it is
+            # read. Only the counter now; any other key when first asked for, on a connection of its own.
+            published = int(_one(conn.execute("SELECT value FROM publication_counter WHERE id = 1")))
             with self._lock:
-                self._versions = versions
+                # Forget every key: notifications may have been missed while disconnected.
+                self._epoch += 1
+                self._all = published
+                self._versions = OrderedDict()
+                self._pending = {}
                 self._confirmed_at = time.monotonic()
             self._listener_pid = conn.info.backend_pid
             if self.reconnects:
@@ -423,9 +601,9 @@ class PgChangeFeed:
                     self._sync_heard = version
                     self._sync_heard_changed.notify_all()
                 return
-            if version > self._versions.get(key, -1):  # never backwards (a late duplicate)
-                self._versions[key] = version
-            self._confirmed_at = time.monotonic()
+            # Never backwards (a late duplicate, or a read that saw this commit already). A key that
+            # is neither kept nor being read is dropped: whoever asks for it later reads this commit.
+            self._raise(key, version)
 
 
 def _one(cursor: Any) -> Any:

@@ -25,7 +25,13 @@ from gridshare.server.shared.context import AppContext
 from gridshare.server.shared.identity import peer_pem, resolve_scope
 from gridshare.server.shared.render_cache import Refresh
 from gridshare.server.wire.xmlio import MEDIA_TYPE, WireError, parse_body, to_bytes
-from gridshare.store.change_feed import change_versions, envelope_site_key, feed_of, network_key, site_key
+from gridshare.store.change_feed import (
+    change_versions_for_cache,
+    envelope_site_key,
+    feed_of,
+    network_key,
+    site_key,
+)
 from gridshare.store.db import bump_activity, bump_publication, publication_value
 from gridshare.store.models import Site
 from gridshare.store.queries.envelopes import envelope_network
@@ -83,7 +89,9 @@ class Unit:
         """
         new = [k for k in keys if k not in self.deps]
         if new:
-            found = change_versions(self.session, new)
+            # A read unit (the only kind whose body is cached) teaches the feed these keys as it goes.
+            feed = feed_of(self.ctx.engine) if self.asgi is not None else None
+            found = change_versions_for_cache(self.session, new, feed)
             self.deps.extend(new)
             self.dep_versions.extend(found[k] for k in new)
 

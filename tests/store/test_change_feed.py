@@ -8,6 +8,8 @@ network's cached bodies valid, on PostgreSQL (NOTIFY) and SQLite (data_version) 
 
 from __future__ import annotations
 
+import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -27,6 +29,7 @@ from gridshare.store.change_feed import (
     feed_of,
     network_key,
     open_change_feed,
+    site_key,
 )
 from gridshare.store.db import bump_publication, make_engine, session_factory, transaction, upgrade
 from tests.support.engine import add_control, listing
@@ -209,3 +212,144 @@ def test_a_rolled_back_change_is_never_announced(database_url: str) -> None:
         feed.close()
         writer.dispose()
         server.dispose()
+
+
+# -- PostgreSQL: keys read when first asked for, memory bounded ---------------------------------------
+
+
+@contextmanager
+def _pg_feed(max_keys: int = 200_000) -> Iterator[tuple[PgChangeFeed, Callable[..., None], Engine]]:
+    """A feed on a fresh database, a `bump(*keys)` that commits through another engine, and the
+    feed's own engine (to watch the statements it sends)."""
+    with fresh_pg_database() as url:
+        writer, server = make_engine(url), make_engine(url)
+        upgrade(writer)
+        sessions = session_factory(writer)
+        feed = PgChangeFeed(server, max_keys=max_keys)
+
+        def bump(*keys: str) -> None:
+            with transaction(sessions) as session:
+                for key in keys:
+                    bump_change(session, key)
+
+        try:
+            _eventually(feed.healthy, "the change feed is listening")
+            yield feed, bump, server
+        finally:
+            feed.close()
+            writer.dispose()
+            server.dispose()
+
+
+@pytest.mark.postgres
+def test_a_key_is_read_when_first_asked_for_and_then_follows_notifications() -> None:
+    with _pg_feed() as (feed, bump, engine):
+        net = network_key("north-zone")
+        for _ in range(7):
+            bump(net)
+        bump(*(network_key(f"other-{i}") for i in range(50)))  # nobody here asks for these
+        assert feed.sync()
+        assert feed.keys_known() == 0, "notifications for keys nobody asked for were kept"
+
+        with _statements(engine) as sql:
+            assert feed.current((ALL, net)) == (0, 7)  # asked for the first time after 7 bumps
+        assert len(sql) == 1, "one query for the one unknown key"
+        with _statements(engine) as sql:
+            for _ in range(20):
+                assert feed.current((ALL, net)) == (0, 7)
+        assert sql == [], "a known key was read again"
+
+        bump(net)
+        _eventually(lambda: feed.current((net,)) == (8,), "the feed follows a later bump")
+        with _statements(engine) as sql:
+            assert feed.current((net, site_key(1))) == (8, 0)  # a key never bumped is version 0
+            assert feed.current((net, site_key(1))) == (8, 0)
+        assert len(sql) == 1
+        bump(site_key(1))
+        assert feed.sync()
+        assert feed.current((site_key(1),)) == (1,), "a key first stored as 0 missed its first bump"
+        assert feed.keys_known() == 2
+
+
+@pytest.mark.postgres
+def test_evicted_keys_are_read_again_and_stay_correct() -> None:
+    with _pg_feed(max_keys=3) as (feed, bump, engine):
+        keys = [site_key(i) for i in range(10)]
+        for round_ in range(1, 4):
+            bump(*keys)
+            assert feed.sync()
+            for key in keys:
+                assert feed.current((key,)) == (round_,)
+            assert feed.current(tuple(keys[:3])) == (round_,) * 3
+            assert feed.keys_known() <= 3
+        with _statements(engine) as sql:
+            assert feed.current(tuple(keys[:3])) == (3, 3, 3)  # the three most recently asked
+        assert sql == []
+        with _statements(engine) as sql:
+            assert feed.current((keys[9],)) == (3,)  # evicted long ago: read again
+        assert len(sql) == 1
+
+
+@pytest.mark.postgres
+def test_a_reconnected_feed_forgets_its_keys_and_reads_them_again() -> None:
+    with _pg_feed() as (feed, bump, engine):
+        net = network_key("north-zone")
+        bump(net)
+        assert feed.current((net,)) == (1,)
+        loaded = feed.keys_loaded
+        pid = feed.listener_pid()
+        feed.retry_after_s = 2.0  # long enough to bump and read during the outage
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+        _eventually(lambda: not feed.healthy(), "the feed notices its listener is gone")
+        bump(net)  # notified to nobody: the listener is down
+        assert feed.current((net,)) == (2,), "an outage was answered from memory"
+        _eventually(feed.healthy, "the feed listens again", within_s=15)
+        assert feed.listener_pid() not in (None, pid)
+        assert feed.keys_known() == 0
+        assert feed.current((net,)) == (2,)
+        assert feed.keys_loaded == loaded + 1, "the key was not read again after the reconnect"
+        bump(net)
+        _eventually(lambda: feed.current((net,)) == (3,), "the feed follows bumps after the reconnect")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("max_keys", [200_000, 4])
+def test_versions_never_go_backwards_while_keys_are_bumped_and_asked_for(max_keys: int) -> None:
+    """Readers asking for keys (loading them, evicting them) while another connection bumps them."""
+    with _pg_feed(max_keys=max_keys) as (feed, bump, engine):
+        keys = [site_key(i) for i in range(12)]
+        stop = threading.Event()
+        failures: list[str] = []
+
+        def writer() -> None:
+            rng = random.Random(1)
+            for _ in range(400):
+                bump(*rng.sample(keys, 2))
+            stop.set()
+
+        def reader(seed: int) -> None:
+            rng = random.Random(seed)
+            seen: dict[str, int] = {}
+            while not stop.is_set():
+                asked = tuple(rng.sample(keys, 3))
+                for key, version in zip(asked, feed.current(asked), strict=True):
+                    if version < seen.get(key, 0):
+                        failures.append(f"{key} went from {seen[key]} back to {version}")
+                    seen[key] = version
+
+        threads = [threading.Thread(target=writer)] + [
+            threading.Thread(target=reader, args=(seed,)) for seed in range(4)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not any(t.is_alive() for t in threads)
+        assert failures == []
+        assert feed.sync()
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT key, version FROM change_version")).all()
+        stored: dict[str, int] = {str(k): int(v) for k, v in rows}
+        assert feed.current(tuple(keys)) == tuple(stored.get(k, 0) for k in keys)
+        assert feed.keys_known() <= max_keys
