@@ -71,13 +71,17 @@ async def create_mup(request: Request) -> Response:
                 site_id=site.id, mrid=body.mrid, post_rate_s=get_setting(u.session, MUP_POST_RATE_KEY)
             )
             u.session.add(found)
-        found.description = body.description
-        found.role_flags, found.service_category, found.status = (
-            body.role_flags,
-            body.service_category,
-            body.status,
-        )
-        found.changed_s = u.now_s()
+        fields = (body.description, body.role_flags, body.service_category, body.status)
+        # Only a real change touches the row: a device re-posting its mirror (every discovery) would
+        # otherwise bump its site's change key and re-render its DeviceCapability and mirror lists.
+        if found.id is None or fields != (
+            found.description,
+            found.role_flags,
+            found.service_category,
+            found.status,
+        ):
+            found.description, found.role_flags, found.service_category, found.status = fields
+            found.changed_s = u.now_s()
         u.session.flush()
         _store_readings(u, found, body.meter_readings)
         return created(hrefs.mup(found.id))
@@ -160,8 +164,8 @@ def _store_readings(u: Unit, mup: MirrorUsagePoint, readings: list[decode.MeterR
             )
             u.session.add(mmr)
             u.session.flush()
-        elif incoming.reading_type:
-            mmr.reading_type = incoming.reading_type
+        elif incoming.reading_type and incoming.reading_type != mmr.reading_type:
+            mmr.reading_type = incoming.reading_type  # unchanged, it is not written (see create_mup)
         power_of_ten = int(mmr.reading_type.get("powerOfTenMultiplier", 0))
         u.session.add_all(
             TelemetryReading(

@@ -15,7 +15,14 @@ from sqlalchemy import func, select
 
 from gridshare.store.models import Response as ResponseRow
 from gridshare.store.models import TelemetryReading
-from tests.support.bodies import SEP_XML, connection_point, end_device, meter_reading, response
+from tests.support.bodies import (
+    SEP_XML,
+    connection_point,
+    end_device,
+    meter_reading,
+    mirror_usage_point,
+    response,
+)
 from tests.support.engine import control_for_site, device_with_everything, statements
 from tests.support.operator_api import OPERATOR, running_operator_api
 from tests.support.servers import T0, RunningServer
@@ -155,3 +162,30 @@ def test_a_resent_nmi_is_answered_from_memory_until_the_operator_moves_it(server
             assert moved.status_code == 200, moved.text
         refused = c.put(cp, content=connection_point(nmi), headers=SEP_XML)
         assert refused.status_code == 409, refused.text
+
+
+def test_re_posting_the_same_mirror_keeps_the_devices_bodies_cached(server: RunningServer) -> None:
+    """A device re-posts its MirrorUsagePoint at every discovery: its readings are stored, but the
+    mirror is unchanged, so its DeviceCapability and mirror list stay cached; a real change shows."""
+    me = server.pki.client("device-1")
+    _, _, paths = device_with_everything(server)
+    mirror_body = mirror_usage_point("11" * 16, me.lfdi, MMR, T0 - 240, 1300)
+    with server.client("device-1") as c:
+        before = _count(server, TelemetryReading)
+        assert _post(c, "/mup", mirror_body).status_code == 201
+        assert _count(server, TelemetryReading) == before + 1
+        for p in ("/dcap", "/mup", _mirror(paths)):
+            assert c.get(p).status_code == 200
+        server.clock.advance(60)  # a minute later, as at a device's next discovery
+        again = mirror_usage_point("11" * 16, me.lfdi, MMR, T0 - 120, 1310)  # same mirror, a new reading
+        assert _post(c, "/mup", again).status_code == 201
+        with statements(server) as sql:
+            for p in ("/dcap", "/mup", _mirror(paths)):
+                assert c.get(p).status_code == 200
+        assert sql == [], "re-posting an unchanged mirror re-rendered the device's bodies"
+        shown = c.get(_mirror(paths)).content
+        changed = mirror_body.replace(b"<roleFlags>49</roleFlags>", b"<roleFlags>41</roleFlags>")
+        assert changed != mirror_body
+        assert _post(c, "/mup", changed).status_code == 201
+        now_shown = c.get(_mirror(paths)).content
+        assert now_shown != shown and b"41" in now_shown
