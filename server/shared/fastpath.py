@@ -11,6 +11,11 @@ for the current generation (new, changed, revoked) always reaches the applicatio
 DERControlList whose controls changed status since it was rendered is re-spliced in memory (see
 server/shared/render_cache.py), so block boundaries are answered here too, without the database.
 
+Two kinds of device writes are answered here too, with their body read first (and replayed to the
+application if it must answer): a write its route found changes nothing (a returning device
+registering again, re-sending its NMI: ANSWERED_WRITES, keyed by a digest of the body as well), and a
+routine report checked against a remembered access check (server/shared/fast_reports.py).
+
 Every request is also counted here, whichever path answers it: per-resource requests and latency
 (server/shared/metrics.py) and the EndDevice's last contact (server/shared/contacts.py), both in memory.
 """
