@@ -29,7 +29,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from gridshare.server.shared import fast_reports
 from gridshare.server.shared.context import AppContext
@@ -43,6 +43,7 @@ from gridshare.store.change_feed import (
     ChangeFeed,
     Keys,
     PgChangeFeed,
+    SqliteChangeFeed,
     Versions,
     change_versions,
     open_change_feed,
@@ -144,6 +145,11 @@ class FastPath:
         self.generations = GenerationReader(ctx.engine)
         # The change feed answers "has anything changed?" from memory (LISTEN/NOTIFY on PostgreSQL).
         self.changes: ChangeFeed | None = open_change_feed(ctx.engine) if ctx.settings.change_feed else None
+        if isinstance(self.changes, SqliteChangeFeed):
+            # Whatever this process commits (a route, a test, the report writer) is seen by every
+            # serving thread on its next request, not up to the feed's recheck interval later.
+            feed = self.changes
+            event.listen(ctx.sessions, "after_commit", lambda _session: feed.sync())
         self.classify = Classifier()
         self.metrics = PROCESS
         self.reports = fast_reports.FastReports(ctx)
@@ -242,7 +248,9 @@ class FastPath:
         runs on one thread of its own (never queued behind route handlers), and every write answered
         while one is in flight waits for the next one, which covers them all.
         """
-        if self._synced_writes >= target or not isinstance(self.changes, PgChangeFeed):
+        if self.changes is not None and not isinstance(self.changes, PgChangeFeed):
+            return self.changes.sync()  # SQLite: no round trip, every thread just checks again
+        if self._synced_writes >= target or self.changes is None:
             return True
         while True:
             pending = self._sync_pending

@@ -25,13 +25,21 @@ from gridshare.store.change_feed import (
     ALL,
     LISTENER_APPLICATION_NAME,
     PgChangeFeed,
+    SqliteChangeFeed,
     bump_change,
     feed_of,
     network_key,
     open_change_feed,
     site_key,
 )
-from gridshare.store.db import bump_publication, make_engine, session_factory, transaction, upgrade
+from gridshare.store.db import (
+    bump_activity,
+    bump_publication,
+    make_engine,
+    session_factory,
+    transaction,
+    upgrade,
+)
 from tests.support.engine import add_control, listing
 from tests.support.servers import T0, RunningServer, fresh_pg_database, running_server
 
@@ -208,6 +216,38 @@ def test_a_rolled_back_change_is_never_announced(database_url: str) -> None:
             bump_change(session, network_key("y"))  # a later commit: everything before it has arrived
         _eventually(lambda: feed.current((network_key("y"),)) == (1,), "the feed sees the later commit")
         assert feed.current((ALL, network_key("x"))) == before
+    finally:
+        feed.close()
+        writer.dispose()
+        server.dispose()
+
+
+def test_sqlite_sees_another_process_within_its_recheck_bound_and_its_own_writes_at_once(
+    tmp_path: Path,
+) -> None:
+    """Another process's commit shows within `recheck_s`; one this process announces (sync) at once;
+    a report's commit (no change key) keeps the key versions the feed knows."""
+    url = f"sqlite:///{tmp_path / 'gridshare.db'}"
+    writer, server = make_engine(url), make_engine(url)
+    upgrade(writer)
+    sessions = session_factory(writer)
+    feed = SqliteChangeFeed(server, recheck_s=0.2)
+    key = network_key("north-zone")
+    try:
+        assert feed.current((ALL, key)) == (0, 0)
+        with transaction(sessions) as session:
+            bump_change(session, key)
+        time.sleep(0.25)
+        assert feed.current((ALL, key)) == (0, 1), "not seen after the recheck bound"
+        with transaction(sessions) as session:
+            bump_publication(session)
+            bump_change(session, key)
+        feed.sync()  # what every write in the serving process does before it is answered
+        assert feed.current((ALL, key)) == (1, 2), "this process's own write not seen at once"
+        with transaction(sessions) as session:
+            bump_activity(session)  # a report batch: only the activity counter moves
+        feed.sync()
+        assert feed.current((ALL, key)) == (1, 2)
     finally:
         feed.close()
         writer.dispose()
