@@ -10,10 +10,16 @@ as success: a job whose transaction did not commit (an error, the process stoppi
 
 A job that fails inside a batch must not take its batch-mates down with it: the batch is rolled back
 and every job in it is then run in a transaction of its own, so only the faulty one fails.
+
+Per-report costs are paid once per batch where they can be: rows a job only inserts are queued
+(`defer_insert`) and written by one executemany per statement at the end of the batch, and the waiters
+of one event loop are woken by one call into that loop, not one each.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -22,6 +28,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from sqlalchemy import Executable
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -36,14 +43,42 @@ DEFAULT_MAX_BATCH = 256
 DEFAULT_IDLE_S = 5.0
 
 
+#: `Session.info` key set on every session a writer commits: an after-commit listener can tell a batch
+#: of reports (which changes no published state) from other commits.
+GROUP_COMMIT = "gridshare.group_commit"
+_DEFERRED = "gridshare.group_commit.deferred"
+
+
 class WriterStopped(RuntimeError):
     """The writer was closed before this job's transaction committed: nothing of it was stored."""
+
+
+def defer_insert(session: Session, statement: Executable, rows: list[dict[str, Any]]) -> None:
+    """Insert `rows` with `statement` before this session's transaction commits, with every other job's
+    rows for the same statement in one executemany. Outside a writer's batch they are inserted now."""
+    if not rows:
+        return
+    deferred: dict[Executable, list[dict[str, Any]]] | None = session.info.get(_DEFERRED)
+    if deferred is None:
+        session.execute(statement, rows)
+    else:
+        deferred.setdefault(statement, []).extend(rows)
+
+
+class _AsyncWaiter(Generic[T]):
+    """A waiter on an event loop: resolved from the writer thread through one call per loop and batch."""
+
+    __slots__ = ("future", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[T] = loop.create_future()
 
 
 @dataclass
 class _Job(Generic[T]):
     apply: Callable[[Session], T]
-    future: Future[T]
+    future: Future[T] | _AsyncWaiter[T]
 
 
 class GroupCommitWriter:
@@ -81,17 +116,32 @@ class GroupCommitWriter:
         # Running from the start: a waiter that goes away (the client hung up) cannot cancel a job its
         # batch may already have committed, and the writer never meets a cancelled future.
         future.set_running_or_notify_cancel()
+        if not self._enqueue(_Job(apply, future)):
+            future.set_exception(WriterStopped("the store's writer is stopped"))
+        return future
+
+    async def run(self, apply: Callable[[Session], T]) -> T:
+        """`submit` for a coroutine: `apply`'s result once its batch has committed.
+
+        The waiter is woken with the rest of its batch from this loop (one thread-safe call per batch);
+        if it is cancelled first (the client hung up), the job still runs and commits.
+        """
+        waiter: _AsyncWaiter[T] = _AsyncWaiter(asyncio.get_running_loop())
+        if not self._enqueue(_Job(apply, waiter)):
+            raise WriterStopped("the store's writer is stopped")
+        return await waiter.future
+
+    def _enqueue(self, job: _Job[Any]) -> bool:
         with self._cond:
             if self._closed:
-                future.set_exception(WriterStopped("the store's writer is stopped"))
-                return future
-            self._queue.append(_Job(apply, future))
+                return False
+            self._queue.append(job)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
             else:
                 self._cond.notify()
-        return future
+        return True
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Refuse new jobs, commit those already queued, and wait for the thread to finish."""
@@ -104,8 +154,8 @@ class GroupCommitWriter:
         with self._cond:  # the thread did not finish in time: nothing left may wait forever
             stranded = list(self._queue)
             self._queue.clear()
-        for job in stranded:
-            job.future.set_exception(WriterStopped("the store's writer stopped before this was committed"))
+        stopped = WriterStopped("the store's writer stopped before this was committed")
+        _settle([(job, None, stopped) for job in stranded])
 
     def _take(self) -> list[_Job[Any]] | None:
         with self._cond:
@@ -123,29 +173,63 @@ class GroupCommitWriter:
                 self._commit(batch)
             except BaseException as exc:
                 log.exception("group commit failed outside any job")
-                for job in batch:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
+                _settle([(job, None, exc) for job in batch if not _done(job)])
 
     def _commit(self, batch: list[_Job[Any]]) -> None:
+        _settle(self._outcomes(batch))
+
+    def _outcomes(self, batch: list[_Job[Any]]) -> list[tuple[_Job[Any], Any, BaseException | None]]:
+        """Each job's result (or exception), known only once its transaction has committed (or failed)."""
         results: list[Any] = []
         try:
             with self._sessions() as session, session.begin():
+                session.info[GROUP_COMMIT] = True
+                deferred: dict[Executable, list[dict[str, Any]]] = {}
+                session.info[_DEFERRED] = deferred
                 for job in batch:
                     results.append(job.apply(session))
+                for statement, rows in deferred.items():
+                    session.execute(statement, rows)
                 if self._after_batch is not None:
                     self._after_batch(session)
         except Exception as exc:
             if len(batch) == 1:
-                batch[0].future.set_exception(exc)
-                return
+                return [(batch[0], None, exc)]
             # Which job? Each alone, so a bad one fails by itself and its batch-mates still commit.
             log.info("a batch of %d writes failed (%s); committing them one by one", len(batch), exc)
-            for job in batch:
-                self._commit([job])
-            return
+            return [outcome for job in batch for outcome in self._outcomes([job])]
         self.batches_committed += 1
         self.jobs_committed += len(batch)
         # Only now, after the commit: each waiter may answer success.
-        for job, result in zip(batch, results, strict=True):
-            job.future.set_result(result)
+        return [(job, result, None) for job, result in zip(batch, results, strict=True)]
+
+
+def _done(job: _Job[Any]) -> bool:
+    future = job.future
+    return future.future.done() if isinstance(future, _AsyncWaiter) else future.done()
+
+
+def _settle(outcomes: list[tuple[_Job[Any], Any, BaseException | None]]) -> None:
+    """Tell each job's waiter its outcome: thread futures directly, a loop's waiters in one call to it."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
+    for job, result, exc in outcomes:
+        future = job.future
+        if isinstance(future, _AsyncWaiter):
+            by_loop.setdefault(future.loop, []).append((future.future, result, exc))
+        elif exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+    for loop, waiters in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting there any more
+            loop.call_soon_threadsafe(_resolve, waiters)
+
+
+def _resolve(waiters: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, exc in waiters:
+        if future.done():  # cancelled: its request went away
+            continue
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)

@@ -11,7 +11,6 @@ processes on SQLite their batches take turns at the file's write lock like any w
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -55,9 +54,8 @@ async def commit(ctx: AppContext, apply: Callable[[Session], T]) -> T:
 
     `apply` may run twice (alone, after its batch failed), so it builds its rows afresh each call.
     """
-    future = report_writer(ctx).submit(apply)
     try:
-        return await asyncio.wrap_future(future)
+        return await report_writer(ctx).run(apply)
     except (WriterStopped, OperationalError) as exc:
         raise ReportNotStored(f"the report was not stored ({type(exc).__name__}); post it again") from None
 

@@ -49,6 +49,7 @@ from gridshare.store.change_feed import (
     open_change_feed,
 )
 from gridshare.store.db import PUBLICATION
+from gridshare.store.group_commit import GROUP_COMMIT
 from gridshare.store.scope import ClientScope
 
 #: The resources served from the response cache (once their route has declared a response cacheable).
@@ -148,8 +149,14 @@ class FastPath:
         if isinstance(self.changes, SqliteChangeFeed):
             # Whatever this process commits (a route, a test, the report writer) is seen by every
             # serving thread on its next request, not up to the feed's recheck interval later.
+            # A batch of device reports changes nothing published (its rows are shown by no cached body):
+            # it does not make every thread ask again.
             feed = self.changes
-            event.listen(ctx.sessions, "after_commit", lambda _session: feed.sync())
+            event.listen(
+                ctx.sessions,
+                "after_commit",
+                lambda session: None if session.info.get(GROUP_COMMIT) else feed.sync(),
+            )
         self.classify = Classifier()
         self.metrics = PROCESS
         self.reports = fast_reports.FastReports(ctx)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from gridshare.core.settings import Settings
 from gridshare.server.shared.device_time import check_device_time
 from gridshare.server.wire import decode
+from gridshare.store.group_commit import defer_insert
 from gridshare.store.models import Response as ResponseRow
 from gridshare.store.models import TelemetryReading
 
@@ -29,6 +30,8 @@ KNOWN_RESPONSE_STATUS = {*range(1, 15), 252, 253, 254}
 
 #: A Core insert of the table (not the ORM's bulk-insert path: plain rows, nothing to track).
 _INSERT_READINGS = insert(TelemetryReading.__table__)  # type: ignore[arg-type]
+_RESPONSES = ResponseRow.__table__
+_INSERT_RESPONSE = insert(_RESPONSES).returning(_RESPONSES.c.id)  # type: ignore[arg-type]
 
 
 def reading_key(mup_id: int) -> tuple[object, ...]:
@@ -75,9 +78,9 @@ def reading_rows(
 
 
 def insert_readings(session: Session, rows: list[dict[str, int | None]]) -> None:
-    """One executemany per report in the report writer's batch: no ORM unit of work for plain inserts."""
-    if rows:
-        session.execute(_INSERT_READINGS, rows)
+    """The report's rows, inserted with every other report's of the writer's batch in one executemany
+    (store/group_commit.py): no ORM unit of work, no statement per report."""
+    defer_insert(session, _INSERT_READINGS, list(rows))
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,6 @@ def response_fields(subject: ResponseSubject, body: decode.ResponseIn, now_s: in
 
 
 def insert_response(session: Session, fields: dict[str, Any]) -> int:
-    """The stored Response's id (its Location); run in the report writer's batch."""
-    row = ResponseRow(**fields)
-    session.add(row)
-    session.flush()
-    return int(row.id)
+    """The stored Response's id (its Location); run in the report writer's batch. A Core insert: the
+    ORM's unit of work would track and flush an object nothing reads again."""
+    return int(session.execute(_INSERT_RESPONSE, fields).scalar_one())

@@ -7,6 +7,7 @@ and every body is validated against the 2030.5 + CSIP-AUS schemas before anythin
 from __future__ import annotations
 
 import functools
+import threading
 from pathlib import Path
 
 from lxml import etree
@@ -38,7 +39,19 @@ def schema() -> etree.XMLSchema:
     return etree.XMLSchema(etree.parse(str(schema_dir() / "csipaus-core.xsd"), parser))
 
 
+_PARSERS = threading.local()
+
+
 def _parser() -> etree.XMLParser:
+    """This thread's hardened parser: making one costs more than parsing a device's report with it, and
+    an lxml parser may be reused by its thread but not shared between threads."""
+    parser: etree.XMLParser | None = getattr(_PARSERS, "parser", None)
+    if parser is None:
+        parser = _PARSERS.parser = _new_parser()
+    return parser
+
+
+def _new_parser() -> etree.XMLParser:
     return etree.XMLParser(
         resolve_entities=False,
         no_network=True,

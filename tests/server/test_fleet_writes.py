@@ -7,6 +7,7 @@ that registers again, or re-sends the NMI it already has, writes and publishes n
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import ssl
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import Engine, event, func, select, text
+from sqlalchemy import Engine, event, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,7 +29,7 @@ from gridshare.core.mrid import new_mrid
 from gridshare.server.wire import hrefs
 from gridshare.store import db
 from gridshare.store.db import make_engine, publication_value, session_factory, upgrade
-from gridshare.store.group_commit import GroupCommitWriter, WriterStopped
+from gridshare.store.group_commit import GroupCommitWriter, WriterStopped, defer_insert
 from gridshare.store.models import MirrorMeterReading, Response, TelemetryReading
 from tests.support.bodies import (
     SEP_XML,
@@ -313,6 +314,96 @@ def test_an_idle_writer_keeps_no_thread(store: Engine) -> None:
     writer.close()
     with session_factory(store)() as s:
         assert s.execute(select(func.count(TelemetryReading.id))).scalar_one() == 2
+
+
+def _deferred(mmr_id: int, value: int) -> Callable[[Session], int]:
+    """A job as the report writer runs a reading: its row queued for the batch's one executemany."""
+
+    def apply(session: Session) -> int:
+        row = {"mmr_id": mmr_id, "time_s": T0, "duration_s": 300, "value": value, "power_of_ten": 0}
+        defer_insert(session, insert(TelemetryReading), [{**row, "quality_flags": None, "received_s": T0}])
+        return value
+
+    return apply
+
+
+def test_coroutines_hear_their_batch_only_after_it_commits(store: Engine) -> None:
+    """Many requests of one event loop wait on one batch: each hears its own result, and only once its
+    row is visible to another connection."""
+    mmr_id = _mmr_id(store)
+    writer = GroupCommitWriter(session_factory(store))
+    other = make_engine(str(store.url.render_as_string(hide_password=False)))
+    seen_when_answered: list[set[int]] = []
+
+    async def post(value: int) -> int:
+        result = await writer.run(_deferred(mmr_id, value))
+        seen_when_answered.append(_stored_values(other))
+        return result
+
+    async def fleet() -> list[int]:
+        return list(await asyncio.gather(*(post(v) for v in range(1, 41))))
+
+    try:
+        assert asyncio.run(fleet()) == list(range(1, 41))
+    finally:
+        writer.close()
+        other.dispose()
+    assert all(len(seen) >= 1 for seen in seen_when_answered)
+    assert writer.batches_committed < 40  # they shared transactions
+    assert _stored_values(store) == set(range(1, 41))
+
+
+def test_a_bad_deferred_row_fails_its_own_request_alone(store: Engine) -> None:
+    """A row that breaks the batch's executemany (no such MirrorMeterReading) fails only its request."""
+    mmr_id = _mmr_id(store)
+    writer = GroupCommitWriter(session_factory(store))
+    gate, entered = threading.Event(), threading.Event()
+
+    async def batch() -> list[object]:
+        held = writer.submit(_held(gate, entered))
+        assert await asyncio.to_thread(entered.wait, 30)
+        # queued while the first batch is open: these form the next batch together
+        posts = [
+            asyncio.ensure_future(writer.run(_deferred(mmr_id + (1000 if v == 2 else 0), v)))
+            for v in (1, 2, 3)
+        ]
+        await asyncio.sleep(0.05)
+        gate.set()
+        assert await asyncio.wrap_future(held) == "held"
+        return list(await asyncio.gather(*posts, return_exceptions=True))
+
+    try:
+        first, second, third = asyncio.run(batch())
+    finally:
+        gate.set()
+        writer.close()
+    assert (first, third) == (1, 3)
+    assert isinstance(second, IntegrityError)
+    assert _stored_values(store) == {1, 3}
+
+
+def test_a_request_that_goes_away_does_not_cancel_its_write(store: Engine) -> None:
+    """The client hung up (its task is cancelled): the report it sent is still committed."""
+    mmr_id = _mmr_id(store)
+    writer = GroupCommitWriter(session_factory(store))
+    gate, entered = threading.Event(), threading.Event()
+
+    async def hang_up() -> None:
+        held = writer.submit(_held(gate, entered))
+        assert await asyncio.to_thread(entered.wait, 30)
+        gone = asyncio.ensure_future(writer.run(_deferred(mmr_id, 7)))
+        await asyncio.sleep(0.01)
+        gone.cancel()
+        gate.set()
+        await asyncio.wrap_future(held)
+        assert await writer.run(_deferred(mmr_id, 8)) == 8
+
+    try:
+        asyncio.run(hang_up())
+    finally:
+        gate.set()
+        writer.close()
+    assert _stored_values(store) == {7, 8}
 
 
 # PostgreSQL: no ping on every checkout, yet a dead pooled connection costs at most a retried request.
