@@ -301,6 +301,14 @@ class Settings(BaseSettings):
     )
     list_limit_cap: int = Field(500, ge=1, description="Largest page a list answers (design notes §1).")
     max_body_bytes: int = Field(65536, ge=1024)
+    report_linger_ms: float = Field(
+        4.0,
+        ge=0,
+        le=100,
+        description="Under concurrent load, how long a batch of device reports (readings, Responses) "
+        "waits for more before its transaction commits: larger batches cost less CPU per report, at up "
+        "to this much latency on each 201. A lone report is committed at once. 0: never wait.",
+    )
     max_xml_depth: int = Field(24, ge=4)
     poll_rates_s: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_POLL_RATES_S))
     mup_post_rate_s: int = Field(60, ge=1, description="Telemetry post rate advertised on MirrorUsagePoints.")

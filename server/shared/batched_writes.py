@@ -43,7 +43,10 @@ def report_writer(ctx: AppContext) -> GroupCommitWriter:
             writer = ctx.report_writer
             if writer is None:
                 writer = GroupCommitWriter(
-                    ctx.sessions, after_batch=bump_activity, name="gridshare-report-writer"
+                    ctx.sessions,
+                    after_batch=bump_activity,
+                    name="gridshare-report-writer",
+                    linger_s=ctx.settings.report_linger_ms / 1000,
                 )
                 ctx.report_writer = writer
     return writer

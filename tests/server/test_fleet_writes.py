@@ -406,6 +406,30 @@ def test_a_request_that_goes_away_does_not_cancel_its_write(store: Engine) -> No
     assert _stored_values(store) == {7, 8}
 
 
+def test_a_lone_report_is_not_held_back_and_a_busy_fleet_shares_transactions(store: Engine) -> None:
+    """The writer waits for more reports only when several are arriving: one device's reading is
+    committed at once, while a burst from many devices fills one transaction."""
+    mmr_id = _mmr_id(store)
+    writer = GroupCommitWriter(session_factory(store), linger_s=2.0)
+    try:
+        started = time.monotonic()
+        assert writer.submit(_insert(mmr_id, 1)).result(30) == 1
+        assert time.monotonic() - started < 1.0  # not the 2 s linger
+
+        gate, entered = threading.Event(), threading.Event()
+        held = writer.submit(_held(gate, entered))
+        assert entered.wait(30)
+        burst = [writer.submit(_insert(mmr_id, v)) for v in range(10, 20)]
+        before = writer.batches_committed
+        gate.set()
+        assert held.result(30) == "held"
+        assert [f.result(30) for f in burst] == list(range(10, 20))
+        assert writer.batches_committed - before <= 2  # the held batch, then the burst together
+    finally:
+        writer.close()
+    assert _stored_values(store) == {1, *range(10, 20)}
+
+
 # PostgreSQL: no ping on every checkout, yet a dead pooled connection costs at most a retried request.
 
 
