@@ -63,13 +63,11 @@ def _new_parser() -> etree.XMLParser:
     )
 
 
-def _depth(element: etree._Element) -> int:
-    deepest, stack = 0, [(element, 1)]
-    while stack:
-        node, depth = stack.pop()
-        deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in node)
-    return deepest
+@functools.lru_cache(maxsize=8)
+def _deeper_than(max_depth: int) -> etree.XPath:
+    """True if any element sits more than `max_depth` levels down: one XPath step per level, walked
+    in libxml2 rather than element by element in Python (libxml2 itself stops at 256 levels)."""
+    return etree.XPath("boolean(" + "/*" * (max_depth + 1) + ")")
 
 
 def parse_body(body: bytes, *, expected: tuple[str, ...], max_bytes: int, max_depth: int) -> etree._Element:
@@ -97,7 +95,7 @@ def parse_body(body: bytes, *, expected: tuple[str, ...], max_bytes: int, max_de
         raise WireError(
             f"expected {' or '.join(n.rsplit('}', 1)[-1] for n in expected)}, got {qname.localname}"
         )
-    if _depth(root) > max_depth:
+    if _deeper_than(max_depth)(root):
         raise WireError(f"XML nested deeper than {max_depth} levels")
     _complete_list_counts(root)
     _drop_schema_version(root)
@@ -136,5 +134,15 @@ def to_bytes(element: etree._Element) -> bytes:
 
 def text(element: etree._Element, path: str) -> str | None:
     """Text of a direct child path such as "sFDI" or "DERControlBase/opModConnect" (2030.5 namespace)."""
-    found = element.find("/".join(f"{{{SEP_NS}}}{part}" for part in path.split("/")))
+    found: etree._Element | None = element
+    for tag in _clark_tags(path):  # child by child in libxml2: ElementPath costs more than the lookup
+        found = next(found.iterchildren(tag), None)
+        if found is None:
+            return None
     return None if found is None or found.text is None else found.text.strip()
+
+
+@functools.lru_cache(maxsize=512)
+def _clark_tags(path: str) -> tuple[str, ...]:
+    """The steps of "a/b", in the 2030.5 namespace; made once per path."""
+    return tuple(f"{{{SEP_NS}}}{part}" for part in path.split("/"))
