@@ -599,7 +599,9 @@ class CpuMeter:
             out = self.profile_dir / f"{self.label}-{p}.txt"
             self._spies.append(
                 subprocess.Popen(
-                    [spy, "record", "-p", str(p), "-f", "raw", "-r", "200", "-o", str(out), "--nonblocking"],
+                    [spy, "record", "-p", str(p), "-f", "raw", "-r", "200", "-o", str(out), "--nonblocking"]
+                    # only samples holding the GIL: where the interpreter's time goes, not its waits
+                    + (["--gil"] if os.environ.get("GRIDSHARE_BENCH_PROFILE_GIL") else []),
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )

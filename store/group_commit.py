@@ -12,8 +12,9 @@ A job that fails inside a batch must not take its batch-mates down with it: the 
 and every job in it is then run in a transaction of its own, so only the faulty one fails.
 
 Per-report costs are paid once per batch where they can be: rows a job only inserts are queued
-(`defer_insert`) and written by one executemany per statement at the end of the batch, and the waiters
-of one event loop are woken by one call into that loop, not one each.
+(`defer_insert`, `defer_insert_returning` when the caller needs the new row's key) and written by one
+statement each at the end of the batch, and the waiters of one event loop are woken by one call into
+that loop, not one each.
 """
 
 from __future__ import annotations
@@ -54,16 +55,64 @@ class WriterStopped(RuntimeError):
     """The writer was closed before this job's transaction committed: nothing of it was stored."""
 
 
+class InsertedId:
+    """The primary key a deferred insert is given when its batch's rows are written (before the commit
+    that its waiter hears of, so it is always set by then)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value: int | None = None
+
+    def __int__(self) -> int:
+        if self.value is None:
+            raise RuntimeError("the row has not been inserted yet")
+        return self.value
+
+
+@dataclass
+class _Deferred:
+    rows: list[dict[str, Any]]
+    ids: list[InsertedId] | None  # a RETURNING statement's handles, in the rows' order
+
+
 def defer_insert(session: Session, statement: Executable, rows: list[dict[str, Any]]) -> None:
     """Insert `rows` with `statement` before this session's transaction commits, with every other job's
     rows for the same statement in one executemany. Outside a writer's batch they are inserted now."""
     if not rows:
         return
-    deferred: dict[Executable, list[dict[str, Any]]] | None = session.info.get(_DEFERRED)
+    deferred: dict[Executable, _Deferred] | None = session.info.get(_DEFERRED)
     if deferred is None:
         session.execute(statement, rows)
     else:
-        deferred.setdefault(statement, []).extend(rows)
+        deferred.setdefault(statement, _Deferred([], None)).rows.extend(rows)
+
+
+def defer_insert_returning(session: Session, statement: Executable, row: dict[str, Any]) -> InsertedId:
+    """`defer_insert` of one row by a statement that returns its primary key (built with
+    `.returning(pk, sort_by_parameter_order=True)`): the batch's rows go in one INSERT ... RETURNING."""
+    inserted = InsertedId()
+    deferred: dict[Executable, _Deferred] | None = session.info.get(_DEFERRED)
+    if deferred is None:
+        inserted.value = int(session.execute(statement, [row]).scalar_one())
+        return inserted
+    pending = deferred.setdefault(statement, _Deferred([], []))
+    pending.rows.append(row)
+    assert pending.ids is not None, "one statement deferred both with and without RETURNING"
+    pending.ids.append(inserted)
+    return inserted
+
+
+def _write_deferred(session: Session, deferred: dict[Executable, _Deferred]) -> None:
+    for statement, pending in deferred.items():
+        if pending.ids is None:
+            session.execute(statement, pending.rows)
+            continue
+        keys = session.execute(statement, pending.rows).scalars().all()
+        if len(keys) != len(pending.ids):
+            raise RuntimeError(f"{len(pending.ids)} rows inserted, {len(keys)} keys returned")
+        for inserted, key in zip(pending.ids, keys, strict=True):
+            inserted.value = int(key)
 
 
 class _AsyncWaiter(Generic[T]):
@@ -201,12 +250,11 @@ class GroupCommitWriter:
         try:
             with self._sessions() as session, session.begin():
                 session.info[GROUP_COMMIT] = True
-                deferred: dict[Executable, list[dict[str, Any]]] = {}
+                deferred: dict[Executable, _Deferred] = {}
                 session.info[_DEFERRED] = deferred
                 for job in batch:
                     results.append(job.apply(session))
-                for statement, rows in deferred.items():
-                    session.execute(statement, rows)
+                _write_deferred(session, deferred)
                 if self._after_batch is not None:
                     self._after_batch(session)
         except Exception as exc:

@@ -32,9 +32,8 @@ async def post_response(request: Request) -> Response:
     subject = await run_in_threadpool(_checked_subject, request, body)
     fields = reports.response_fields(subject, body, context(request).now_s())
     # Checked above, so only the insert waits for the report writer's next commit.
-    return created(
-        hrefs.response(await commit_report(request, partial(reports.insert_response, fields=fields)))
-    )
+    inserted = await commit_report(request, partial(reports.insert_response, fields=fields))
+    return created(hrefs.response(int(inserted)))
 
 
 def _checked_subject(request: Request, body: decode.ResponseIn) -> reports.ResponseSubject:

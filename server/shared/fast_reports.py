@@ -88,7 +88,7 @@ class FastReports:
             location = await commit(self.ctx, job)
         except ReportNotStored as exc:
             return _not_stored(str(exc))
-        return _created(location)
+        return _created(location())
 
     def _parse(self, body: bytes, *expected: str) -> Any:
         settings = self.ctx.settings
@@ -98,7 +98,7 @@ class FastReports:
 
     def _reading(
         self, mup_id: int, client: ClientScope, generation: int, versions: VersionsOf, body: bytes
-    ) -> Callable[[Session], str] | None:
+    ) -> Callable[[Session], Callable[[], str]] | None:
         known = self.ctx.checks.get((*reports.reading_key(mup_id), client), generation, versions)
         if not isinstance(known, dict):
             return None
@@ -108,7 +108,7 @@ class FastReports:
 
     def _response(
         self, client: ClientScope, generation: int, versions: VersionsOf, body: bytes
-    ) -> Callable[[Session], str] | None:
+    ) -> Callable[[Session], Callable[[], str]] | None:
         report = decode.response(self._parse(body, "Response", "DERControlResponse"))
         if report.status is None or report.status not in reports.KNOWN_RESPONSE_STATUS:
             return None
@@ -120,10 +120,14 @@ class FastReports:
         return partial(_store_response, fields=fields)
 
 
-def _store_readings(session: Session, rows: list[dict[str, int | None]], location: str) -> str:
+# A job's result is its Location, made once its batch has committed (a Response's id is known then).
+
+
+def _store_readings(session: Session, rows: list[dict[str, int | None]], location: str) -> Callable[[], str]:
     reports.insert_readings(session, rows)
-    return location
+    return lambda: location
 
 
-def _store_response(session: Session, fields: dict[str, Any]) -> str:
-    return hrefs.response(reports.insert_response(session, fields))
+def _store_response(session: Session, fields: dict[str, Any]) -> Callable[[], str]:
+    inserted = reports.insert_response(session, fields)
+    return lambda: hrefs.response(int(inserted))

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from gridshare.core.settings import Settings
 from gridshare.server.shared.device_time import check_device_time
 from gridshare.server.wire import decode
-from gridshare.store.group_commit import defer_insert
+from gridshare.store.group_commit import InsertedId, defer_insert, defer_insert_returning
 from gridshare.store.models import Response as ResponseRow
 from gridshare.store.models import TelemetryReading
 
@@ -31,7 +31,7 @@ KNOWN_RESPONSE_STATUS = {*range(1, 15), 252, 253, 254}
 #: A Core insert of the table (not the ORM's bulk-insert path: plain rows, nothing to track).
 _INSERT_READINGS = insert(TelemetryReading.__table__)  # type: ignore[arg-type]
 _RESPONSES = ResponseRow.__table__
-_INSERT_RESPONSE = insert(_RESPONSES).returning(_RESPONSES.c.id)  # type: ignore[arg-type]
+_INSERT_RESPONSE = insert(_RESPONSES).returning(_RESPONSES.c.id, sort_by_parameter_order=True)  # type: ignore[arg-type]
 
 
 def reading_key(mup_id: int) -> tuple[object, ...]:
@@ -102,7 +102,7 @@ def response_fields(subject: ResponseSubject, body: decode.ResponseIn, now_s: in
     }
 
 
-def insert_response(session: Session, fields: dict[str, Any]) -> int:
-    """The stored Response's id (its Location); run in the report writer's batch. A Core insert: the
-    ORM's unit of work would track and flush an object nothing reads again."""
-    return int(session.execute(_INSERT_RESPONSE, fields).scalar_one())
+def insert_response(session: Session, fields: dict[str, Any]) -> InsertedId:
+    """The stored Response's id (its Location), set once the report writer's batch has inserted it
+    with the batch's other Responses in one INSERT ... RETURNING."""
+    return defer_insert_returning(session, _INSERT_RESPONSE, fields)

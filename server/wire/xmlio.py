@@ -134,12 +134,13 @@ def to_bytes(element: etree._Element) -> bytes:
 
 def text(element: etree._Element, path: str) -> str | None:
     """Text of a direct child path such as "sFDI" or "DERControlBase/opModConnect" (2030.5 namespace)."""
-    found: etree._Element | None = element
+    found = element
     for tag in _clark_tags(path):  # child by child in libxml2: ElementPath costs more than the lookup
-        found = next(found.iterchildren(tag), None)
-        if found is None:
+        child = next(found.iterchildren(tag), None)
+        if child is None:
             return None
-    return None if found is None or found.text is None else found.text.strip()
+        found = child
+    return None if found.text is None else found.text.strip()
 
 
 @functools.lru_cache(maxsize=512)

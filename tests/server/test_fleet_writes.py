@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -26,11 +27,12 @@ from sqlalchemy.orm import Session
 
 from gridshare.certs.devpki import DevPki
 from gridshare.core.mrid import new_mrid
+from gridshare.server.shared import reports
 from gridshare.server.wire import hrefs
 from gridshare.store import db
 from gridshare.store.db import make_engine, publication_value, session_factory, upgrade
 from gridshare.store.group_commit import GroupCommitWriter, WriterStopped, defer_insert
-from gridshare.store.models import MirrorMeterReading, Response, TelemetryReading
+from gridshare.store.models import MirrorMeterReading, Response, Site, TelemetryReading
 from tests.support.bodies import (
     SEP_XML,
     connection_point,
@@ -428,6 +430,46 @@ def test_a_lone_report_is_not_held_back_and_a_busy_fleet_shares_transactions(sto
     finally:
         writer.close()
     assert _stored_values(store) == {1, *range(10, 20)}
+
+
+def test_each_response_in_a_shared_insert_is_told_its_own_id(store: Engine) -> None:
+    """Responses of one batch go in one INSERT ... RETURNING: each request's Location must still name
+    its own row (status and subject), in whatever order the batch held them."""
+    _mmr_id(store)
+    with session_factory(store)() as s:
+        site_id = s.execute(select(func.min(Site.id))).scalar_one()
+    writer = GroupCommitWriter(session_factory(store))
+    gate, entered = threading.Event(), threading.Event()
+    sent = {f"{k:032X}": k % 3 + 1 for k in range(1, 13)}
+    try:
+        held = writer.submit(_held(gate, entered))
+        assert entered.wait(30)
+        handles = {
+            mrid: writer.submit(
+                partial(
+                    reports.insert_response,
+                    fields={
+                        "site_id": site_id,
+                        "control_id": None,
+                        "subject_mrid": mrid,
+                        "status": status,
+                        "created_s": T0,
+                        "received_s": T0,
+                    },
+                )
+            )
+            for mrid, status in sent.items()
+        }
+        gate.set()
+        assert held.result(30) == "held"
+        ids = {mrid: int(f.result(30)) for mrid, f in handles.items()}
+    finally:
+        gate.set()
+        writer.close()
+    assert writer.batches_committed == 2  # the held one, then all twelve Responses together
+    with session_factory(store)() as s:
+        rows = {r.id: (r.subject_mrid, r.status) for r in s.execute(select(Response)).scalars()}
+    assert {mrid: rows[i] for mrid, i in ids.items()} == {m: (m, st) for m, st in sent.items()}
 
 
 # PostgreSQL: no ping on every checkout, yet a dead pooled connection costs at most a retried request.
