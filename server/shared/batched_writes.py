@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from gridshare.server.shared.context import AppContext
+from gridshare.server.shared.metrics import PROCESS
 from gridshare.server.shared.request_unit import context
 from gridshare.store.db import bump_activity
 from gridshare.store.group_commit import GroupCommitWriter, WriterStopped
@@ -49,6 +50,7 @@ def report_writer(ctx: AppContext) -> GroupCommitWriter:
                     linger_s=ctx.settings.report_linger_ms / 1000,
                 )
                 ctx.report_writer = writer
+                PROCESS.report_batches = lambda: (writer.batches_committed, writer.jobs_committed)
     return writer
 
 

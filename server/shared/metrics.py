@@ -18,7 +18,7 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -40,6 +40,8 @@ class DeviceMetrics:
         self.cache = {"hit": 0, "miss": 0}
         #: resource -> [hits, misses] of the response cache, for every resource it keeps
         self.resource_cache: dict[str, list[int]] = {}
+        #: The report writer's (transactions committed, reports they held), read when shared.
+        self.report_batches: Callable[[], tuple[int, int]] | None = None
 
     def cache_result(self, resource: str, hit: bool) -> None:
         tally = self.resource_cache.get(resource)
@@ -67,6 +69,7 @@ class DeviceMetrics:
             "latency": {r: list(t) for r, t in list(self.latency.items())},
             "cache": dict(self.cache),
             "resource_cache": {r: list(t) for r, t in list(self.resource_cache.items())},
+            "report_batches": list(self.report_batches()) if self.report_batches else [0, 0],
         }
 
 
@@ -127,7 +130,11 @@ def device_metric_families() -> Iterator[Metric]:
     latency: dict[str, list[float]] = {}
     cache = {"hit": 0.0, "miss": 0.0}
     by_resource: dict[str, list[float]] = {}
+    batches = [0.0, 0.0]
     for snap in _all_snapshots():
+        shared: list[float] = snap.get("report_batches", [0, 0])  # type: ignore[assignment]
+        for i, v in enumerate(shared):
+            batches[i] += v
         for resource, codes in snap.get("requests", {}).items():  # type: ignore[attr-defined]
             for code, n in codes.items():
                 requests[(resource, code)] = requests.get((resource, code), 0) + n
@@ -179,3 +186,15 @@ def device_metric_families() -> Iterator[Metric]:
         per_resource.add_metric([resource, "hit"], hit)
         per_resource.add_metric([resource, "miss"], miss)
     yield per_resource
+    transactions = CounterMetricFamily(
+        "gridshare_report_transactions",
+        "Transactions the report writers committed; reports committed over this is the batch size "
+        "(a few: the store is keeping up; near report_linger_ms's worth of reports: it is busy).",
+    )
+    transactions.add_metric([], batches[0])
+    yield transactions
+    committed = CounterMetricFamily(
+        "gridshare_reports_committed", "Device reports (readings, Responses) committed by the report writers."
+    )
+    committed.add_metric([], batches[1])
+    yield committed

@@ -13,6 +13,7 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import func, select
 
+from gridshare.server.shared.metrics import device_metric_families
 from gridshare.store.models import Response as ResponseRow
 from gridshare.store.models import TelemetryReading
 from tests.support.bodies import (
@@ -189,3 +190,26 @@ def test_re_posting_the_same_mirror_keeps_the_devices_bodies_cached(server: Runn
         assert _post(c, "/mup", changed).status_code == 201
         now_shown = c.get(_mirror(paths)).content
         assert now_shown != shown and b"41" in now_shown
+
+
+def _report_counts() -> tuple[float, float]:
+    families = {f.name: f for f in device_metric_families()}
+    return (
+        families["gridshare_report_transactions"].samples[0].value,
+        families["gridshare_reports_committed"].samples[0].value,
+    )
+
+
+def test_operators_see_how_many_reports_each_transaction_held(server: RunningServer) -> None:
+    """/metrics counts committed reports and the transactions that held them: their ratio is the
+    batch size an operator watches to see whether the store keeps up with the fleet."""
+    _, _, paths = device_with_everything(server)
+    mup = _mirror(paths)
+    with server.client("device-1") as c:
+        assert _post(c, mup, meter_reading(MMR, T0 - 60, 1500)).status_code == 201
+        transactions, reports = _report_counts()
+        for k in range(5):
+            assert _post(c, mup, meter_reading(MMR, T0 - 50 + k, 1600 + k)).status_code == 201
+    after_transactions, after_reports = _report_counts()
+    assert after_reports - reports == 5
+    assert 1 <= after_transactions - transactions <= 5
