@@ -7,6 +7,9 @@ Each guarantee runs on SQLite and PostgreSQL (the `server` fixture), through rea
 
 from __future__ import annotations
 
+import socket
+import ssl
+
 import httpx
 from lxml import etree
 from sqlalchemy import select
@@ -218,3 +221,44 @@ def test_hits_and_misses_are_counted_per_resource_for_operators(server: RunningS
     # three polls of each: the first renders (a miss), the next two are answered from memory
     assert grew("DeviceCapability", "hit") == 2 and grew("DeviceCapability", "miss") == 1
     assert grew("EndDevice", "hit") == 2 and grew("EndDevice", "miss") == 1
+
+
+def _raw_answers(sock: ssl.SSLSocket, methods: list[str]) -> list[tuple[int, bytes]]:
+    """(status, body) of each answer on one connection, in order (a HEAD's has no body)."""
+    buffered, answers = b"", []
+    for method in methods:
+        while b"\r\n\r\n" not in buffered:
+            buffered += sock.recv(65536)
+        head, _, buffered = buffered.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = 0 if method == "HEAD" else int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        while len(buffered) < length:
+            buffered += sock.recv(65536)
+        answers.append((status, buffered[:length]))
+        buffered = buffered[length:]
+    return answers
+
+
+def test_cached_and_uncached_answers_keep_their_order_on_one_connection(server: RunningServer) -> None:
+    """Cached GETs are written at once, others by the application: requests pipelined on one keep-alive
+    connection are still answered in the order they were sent, each with its own body."""
+    site_id, _, _ = device_with_everything(server)
+    with server.client("device-1") as c:
+        expected = {p: c.get(p) for p in ("/dcap", f"/edev/{site_id}", f"/edev/{site_id}/fsa")}
+        c.get("/dcap")  # cached now; the FSA list is not yet asked twice
+    server.ctx.cache = RenderCache()
+    plan = [
+        ("GET", "/dcap"),  # the application (the cache was just emptied)
+        ("GET", f"/edev/{site_id}"),
+        ("GET", "/dcap"),  # from the cache
+        ("HEAD", "/dcap"),
+        ("GET", f"/edev/{site_id}/fsa"),
+        ("GET", f"/edev/{site_id}"),
+    ]
+    with (
+        socket.create_connection(("127.0.0.1", int(server.base_url.rsplit(":", 1)[1])), timeout=20) as raw,
+        server.tls("device-1").wrap_socket(raw, server_hostname="localhost") as sock,
+    ):
+        sock.sendall(b"".join(f"{m} {p} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode() for m, p in plan))
+        answers = _raw_answers(sock, [m for m, _ in plan])
+    assert answers == [(200, b"" if method == "HEAD" else expected[path].content) for method, path in plan]
