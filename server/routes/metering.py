@@ -12,7 +12,16 @@ from gridshare.server.shared import reports
 from gridshare.server.shared.batched_writes import commit_report
 from gridshare.server.shared.device_time import check_device_time
 from gridshare.server.shared.paging import Page, page
-from gridshare.server.shared.request_unit import Id, Unit, created, read_unit, read_xml, write_unit, xml
+from gridshare.server.shared.request_unit import (
+    Id,
+    Unit,
+    created,
+    publishes_nothing,
+    read_unit,
+    read_xml,
+    write_unit,
+    xml,
+)
 from gridshare.server.wire import decode, encode, encode_metering, hrefs
 from gridshare.store.change_feed import site_key
 from gridshare.store.models import MirrorMeterReading, MirrorUsagePoint, Site, TelemetryReading
@@ -74,16 +83,18 @@ async def create_mup(request: Request) -> Response:
         fields = (body.description, body.role_flags, body.service_category, body.status)
         # Only a real change touches the row: a device re-posting its mirror (every discovery) would
         # otherwise bump its site's change key and re-render its DeviceCapability and mirror lists.
-        if found.id is None or fields != (
+        changed = found.id is None or fields != (
             found.description,
             found.role_flags,
             found.service_category,
             found.status,
-        ):
+        )
+        if changed:
             found.description, found.role_flags, found.service_category, found.status = fields
             found.changed_s = u.now_s()
         u.session.flush()
-        _store_readings(u, found, body.meter_readings)
+        if not _store_readings(u, found, body.meter_readings) and not changed:
+            publishes_nothing(request)  # the same mirror again, with readings at most
         return created(hrefs.mup(found.id))
 
 
@@ -143,8 +154,10 @@ def delete_mup(request: Request, mup_id: Id) -> Response:
     return Response(status_code=204)
 
 
-def _store_readings(u: Unit, mup: MirrorUsagePoint, readings: list[decode.MeterReadingIn]) -> None:
+def _store_readings(u: Unit, mup: MirrorUsagePoint, readings: list[decode.MeterReadingIn]) -> bool:
+    """Store the readings; True if that created or retyped a MirrorMeterReading (its site's key moves)."""
     now_s = u.now_s()
+    mirrors_changed = False
     for incoming in readings:
         for r in incoming.readings:
             check_device_time(
@@ -164,8 +177,10 @@ def _store_readings(u: Unit, mup: MirrorUsagePoint, readings: list[decode.MeterR
             )
             u.session.add(mmr)
             u.session.flush()
+            mirrors_changed = True
         elif incoming.reading_type and incoming.reading_type != mmr.reading_type:
             mmr.reading_type = incoming.reading_type  # unchanged, it is not written (see create_mup)
+            mirrors_changed = True
         power_of_ten = int(mmr.reading_type.get("powerOfTenMultiplier", 0))
         u.session.add_all(
             TelemetryReading(
@@ -179,3 +194,4 @@ def _store_readings(u: Unit, mup: MirrorUsagePoint, readings: list[decode.MeterR
             )
             for r in incoming.readings
         )
+    return mirrors_changed

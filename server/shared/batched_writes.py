@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from gridshare.server.shared.context import AppContext
 from gridshare.server.shared.metrics import PROCESS
-from gridshare.server.shared.request_unit import context
+from gridshare.server.shared.request_unit import context, publishes_nothing
 from gridshare.store.db import bump_activity
 from gridshare.store.group_commit import GroupCommitWriter, WriterStopped
 
@@ -67,6 +67,7 @@ async def commit(ctx: AppContext, apply: Callable[[Session], T]) -> T:
 
 async def commit_report(request: Request, apply: Callable[[Session], T]) -> T:
     """`commit` for a route: a store that is busy or gone answers 503 and the device posts it again."""
+    publishes_nothing(request)  # the report writer stores report rows only (and bumps activity)
     try:
         return await commit(context(request), apply)
     except ReportNotStored as exc:

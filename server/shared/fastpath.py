@@ -36,7 +36,7 @@ from gridshare.server.shared.context import AppContext
 from gridshare.server.shared.identity import peer_pem
 from gridshare.server.shared.metrics import PROCESS
 from gridshare.server.shared.render_cache import CachedBody
-from gridshare.server.shared.request_unit import CACHEABLE, Cacheable, xml_content_type
+from gridshare.server.shared.request_unit import CACHEABLE, UNPUBLISHED, Cacheable, xml_content_type
 from gridshare.server.shared.resources import Classifier
 from gridshare.server.wire import hrefs
 from gridshare.store.change_feed import (
@@ -211,8 +211,9 @@ class FastPath:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
                 # Committed: answer once the feed has heard it. A write the route found changes
-                # nothing (it declared its answer cacheable) committed nothing to wait for.
-                if writes and message["status"] < 400 and CACHEABLE not in scope:
+                # nothing (it declared its answer cacheable) or that stored only report rows
+                # (UNPUBLISHED) committed nothing to wait for.
+                if writes and message["status"] < 400 and not (CACHEABLE in scope or UNPUBLISHED in scope):
                     self._writes += 1
                     await self._caught_up(self._writes)
             if request_key is not None:

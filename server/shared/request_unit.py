@@ -47,6 +47,9 @@ Id = Annotated[int, Path(ge=0, le=MAX_ID)]
 
 #: The ASGI scope key under which a route leaves its `Cacheable` for the fast path.
 CACHEABLE = "gridshare.cacheable"
+#: ASGI scope key: this write committed nothing a cached body or a client's scope depends on (only a
+#: device's report rows), so the fast path need not wait for its change feed to hear of the commit.
+UNPUBLISHED = "gridshare.unpublished"
 #: More change keys than this per body and the body is not cached (checking them would cost more).
 MAX_DEPS = 64
 
@@ -213,6 +216,13 @@ def _current_generation(ctx: AppContext, session: Session) -> int:
     """
     feed = feed_of(ctx.engine)
     return feed.generation() if feed is not None else publication_value(session)
+
+
+def publishes_nothing(request: Request) -> None:
+    """Declare that this request's write stored only report rows (telemetry, Responses) and touched no
+    row a trigger turns into a change key (DERs, MirrorUsagePoints, MirrorMeterReadings: migration
+    0010): its answer need not wait for the change feed (read-your-writes has nothing to catch)."""
+    request.scope[UNPUBLISHED] = True
 
 
 @contextmanager

@@ -213,3 +213,33 @@ def test_operators_see_how_many_reports_each_transaction_held(server: RunningSer
     after_transactions, after_reports = _report_counts()
     assert after_reports - reports == 5
     assert 1 <= after_transactions - transactions <= 5
+
+
+def test_only_writes_that_change_what_is_cached_wait_for_the_change_feed(server: RunningServer) -> None:
+    """Read-your-writes: a write is answered once the change feed has heard of it, so the GET after it
+    is never the body from before. A re-post of the same mirror (with a reading) and a report change
+    nothing cached and skip that wait; a re-post that changes the mirror still waits, and the GET right
+    after it shows the change."""
+    assert server.front is not None
+    me = server.pki.client("device-1")
+    server.register("device-1")
+    mup_mrid, mmr = "3" * 32, "4" * 32
+
+    def mirror(status: int, reading_s: int) -> bytes:
+        body = mirror_usage_point(mup_mrid, me.lfdi, mmr, reading_s, 1)
+        return body.replace(b"<status>1</status>", f"<status>{status}</status>".encode())
+
+    with server.client("device-1") as c:
+        location = _post(c, "/mup", mirror(1, T0 - 300)).headers["location"]
+        for k in range(6):
+            status = 1 if k % 3 else 0  # changed, changed back, then re-posted unchanged (with a reading)
+            waited = server.front._writes
+            r = _post(c, "/mup", mirror(status, T0 - 290 + k))
+            assert (r.status_code, r.headers["location"]) == (201, location), r.text
+            assert server.front._writes - waited == (0 if k % 3 == 2 else 1), k
+            shown = c.get(location)
+            assert shown.status_code == 200 and f"<status>{status}</status>" in shown.text, (k, shown.text)
+        waited = server.front._writes
+        assert _post(c, location, meter_reading(mmr, T0 - 200, 7)).status_code == 201
+        assert server.front._writes == waited
+    assert _count(server, TelemetryReading) == 8

@@ -27,6 +27,7 @@ from gridshare.core.settings import Settings
 from gridshare.server.app import create_asgi
 from gridshare.server.listener import device_config
 from gridshare.server.shared.context import AppContext, build_context
+from gridshare.server.shared.fastpath import FastPath
 from gridshare.server.tls import server_context
 from gridshare.server.wire.xmlio import schema
 from gridshare.store.queries.seed import register_dev_aggregators, seed_baseline
@@ -80,6 +81,8 @@ class RunningServer:
     ctx: AppContext
     clock: FixedClock
     pki: DevPki
+    #: The raw-ASGI front the port serves (server/shared/fastpath.py).
+    front: FastPath | None = None
 
     def client(self, name: str, validate: bool = True) -> httpx.Client:
         """An HTTPS client presenting `name`'s certificate; every XML body it receives is schema-checked."""
@@ -144,7 +147,8 @@ def running_server(
     tls = None
     if not settings.behind_proxy:
         tls = server_context(pki.server_cert_path, pki.server_key_path, pki.ca_path)
-    config = device_config(create_asgi(ctx), settings, tls, host="127.0.0.1", port=settings.port)
+    front = create_asgi(ctx)
+    config = device_config(front, settings, tls, host="127.0.0.1", port=settings.port)
     uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
@@ -155,7 +159,7 @@ def running_server(
         time.sleep(0.02)
     scheme = "http" if settings.behind_proxy else "https"
     try:
-        yield RunningServer(f"{scheme}://127.0.0.1:{settings.port}", ctx, clock, pki)
+        yield RunningServer(f"{scheme}://127.0.0.1:{settings.port}", ctx, clock, pki, front)
     finally:
         uv.should_exit = True
         thread.join(timeout=10)
