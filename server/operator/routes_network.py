@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import yaml
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from gridshare.grid.agreements import Dynamic
 from gridshare.grid.netfile import NetworkFile, parse_network_document
@@ -133,6 +134,12 @@ async def load_network(request: Request, w: Writer = Depends(writer)) -> Network
     """Make this the only network in service (the single-feeder API: other networks are retired; the
     old version is kept, inactive); envelopes are recomputed on it. `/networks/{name}` adds networks."""
     document = await _document(request)
+    # Parsing and storing a large network takes a while: on a worker thread, not the event loop that
+    # also serves the devices' port in the first serving process.
+    return await run_in_threadpool(_load_sole_network, w, document)
+
+
+def _load_sole_network(w: Writer, document: Any) -> NetworkOut:
     with w.transaction("network.load") as change:
         try:
             row, nf = store_network(
@@ -312,6 +319,12 @@ async def put_network(
     """Add network `name`, or replace it with a new version; other networks are untouched (except,
     with `move_sites`, those losing the sites). Envelopes are recomputed on it within seconds."""
     document = _named_document(await _document(request), name)
+    return await run_in_threadpool(_put_named_network, w, name, document, response, move_sites)
+
+
+def _put_named_network(
+    w: Writer, name: str, document: Any, response: Response, move_sites: bool
+) -> NetworkOut:
     with w.transaction("network.load", f"network:{name}") as change:
         existed = active_document(change.session, name) is not None
         moved: dict[str, str] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from gridshare.server.shared.paging import Page, page
 from gridshare.server.shared.request_unit import Id, Unit, read_unit, read_xml, write_unit, xml
@@ -68,6 +69,15 @@ def der_document(request: Request, site_id: Id, der_index: Id, doc: str) -> Resp
 async def put_der_document(request: Request, site_id: Id, der_index: Id, doc: str) -> Response:
     name = _doc_name(doc)
     body = decode.der_document(await read_xml(request, name))
+    # The body is read on the event loop; the store is written on a worker thread (as every sync route
+    # is), so a slow store holds up this request only, not every device's connection.
+    await run_in_threadpool(_store_der_document, request, site_id, der_index, doc, body)
+    return Response(status_code=204)
+
+
+def _store_der_document(
+    request: Request, site_id: int, der_index: int, doc: str, body: decode.DerDocumentIn
+) -> None:
     with write_unit(request, publishes=False) as u:
         d = get_der(u.session, u.site(site_id), der_index)
         if d is None:
@@ -79,7 +89,6 @@ async def put_der_document(request: Request, site_id: Id, der_index: Id, doc: st
             d.rtg_max_w, d.doe_modes_supported = body.rtg_max_w, body.doe_modes_supported
         elif column == "settings":
             d.set_max_w, d.doe_modes_enabled = body.set_max_w, body.doe_modes_enabled
-    return Response(status_code=204)
 
 
 def _column(doc: str) -> str:

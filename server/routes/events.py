@@ -106,6 +106,10 @@ def log_event(request: Request, site_id: Id, event_id: Id) -> Response:
 @router.post(hrefs.LOG_EVENT_LIST_T.path)
 async def post_log_event(request: Request, site_id: Id) -> Response:
     body = decode.log_event(await read_xml(request, "LogEvent"))
+    return await run_in_threadpool(_store_log_event, request, site_id, body)  # store work off the loop
+
+
+def _store_log_event(request: Request, site_id: int, body: decode.LogEventIn) -> Response:
     with write_unit(request, publishes=False) as u:
         site = u.site(site_id)
         row = LogEvent(

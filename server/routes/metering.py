@@ -69,6 +69,12 @@ def mup(request: Request, mup_id: Id) -> Response:
 async def create_mup(request: Request) -> Response:
     """Create a MirrorUsagePoint for one of the caller's sites, or update the one with the same mRID."""
     body = decode.mirror_usage_point(await read_xml(request, "MirrorUsagePoint"))
+    # Every device re-posts its mirror at each discovery: the store work runs on a worker thread so that
+    # its round trips (PostgreSQL) or a wait for SQLite's write lock never stall the event loop.
+    return await run_in_threadpool(_store_mup, request, body)
+
+
+def _store_mup(request: Request, body: decode.MirrorUsagePointIn) -> Response:
     with write_unit(request, publishes=False) as u:
         site = site_by_lfdi(u.session, u.scope, body.device_lfdi)
         if site is None:

@@ -12,6 +12,7 @@ import asyncio
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from gridshare.core.settings import Settings
 from gridshare.server.shared.paging import Page, page
@@ -73,12 +74,29 @@ async def _check_destination(uri: str, settings: Settings) -> None:
 async def subscribe(request: Request, edev_id: Id) -> Response:
     body = decode.subscription(await read_xml(request, "Subscription"))
     settings = request.app.state.ctx.settings
+    # Store work on worker threads, the notification host's lookup awaited between them: no store round
+    # trip and no DNS wait holds up the event loop (or a write transaction).
+    await run_in_threadpool(_check_subscriber, request, edev_id, body, settings)
+    await _check_destination(body.notification_uri, settings)
+    return await run_in_threadpool(_store_subscription, request, edev_id, body, settings)
+
+
+def _check_subscriber(
+    request: Request, edev_id: int, body: decode.SubscriptionIn, settings: Settings
+) -> None:
+    """Refusals that come before the notification host is looked up: who asks, then what is asked."""
+    with read_unit(request) as u:
+        _list_owner(u, edev_id)
+    reason = rules.problem(body, settings)
+    if reason is not None:
+        raise HTTPException(400, reason)
+
+
+def _store_subscription(
+    request: Request, edev_id: int, body: decode.SubscriptionIn, settings: Settings
+) -> Response:
     with write_unit(request) as u:
-        owner = _list_owner(u, edev_id)
-        reason = rules.problem(body, settings)
-        if reason is not None:
-            raise HTTPException(400, reason)
-        await _check_destination(body.notification_uri, settings)
+        owner = _list_owner(u, edev_id)  # again, in this transaction
         target = parse(body.subscribed_resource)
         if target is None:
             raise HTTPException(400, "subscribedResource is not a resource that can be subscribed to")
