@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, Table, create_engine, event, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -50,7 +52,9 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": _SQLITE_BUSY_TIMEOUT_S}
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
@@ -61,10 +65,52 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
+        event.listen(engine, "checkout", _busy_timeout_as_asked)
         return engine
     engine = create_engine(url, pool_size=10, max_overflow=10, pool_recycle=_PG_RECYCLE_S)
     _ping_when_idle(engine)
     return engine
+
+
+#: How long an SQLite statement waits for another writer's lock before it fails ("database is locked").
+_SQLITE_BUSY_TIMEOUT_S = 30
+_BUSY_MS = "gridshare.busy_timeout_ms"
+_not_waiting = threading.local()
+
+
+@contextmanager
+def not_waiting_for_writers() -> Iterator[None]:
+    """SQLite connections checked out in this block fail at once on a write lock another writer holds
+    (`write_lock_busy` tells that error) instead of sleeping in SQLite's busy handler for up to
+    `_SQLITE_BUSY_TIMEOUT_S`: for work on an event loop, which must not wait, and can hand the work to a
+    thread that may. No effect on PostgreSQL."""
+    before = getattr(_not_waiting, "on", False)
+    _not_waiting.on = True
+    try:
+        yield
+    finally:
+        _not_waiting.on = before
+
+
+def write_lock_busy(exc: OperationalError) -> bool:
+    """Whether `exc` is SQLite's "another writer holds the lock" (SQLITE_BUSY and its extended codes)."""
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    return (
+        isinstance(exc.orig, sqlite3.OperationalError)
+        and code is not None
+        and code & 0xFF == sqlite3.SQLITE_BUSY
+    )
+
+
+def _busy_timeout_as_asked(dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry, _proxy: object) -> None:
+    """Give a checked-out SQLite connection the busy timeout its thread asks for (changed only when it
+    differs from what the connection has: a pragma costs a few microseconds)."""
+    wanted_ms = 0 if getattr(_not_waiting, "on", False) else _SQLITE_BUSY_TIMEOUT_S * 1000
+    if record.info.get(_BUSY_MS, _SQLITE_BUSY_TIMEOUT_S * 1000) != wanted_ms:
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {wanted_ms}")
+        cur.close()
+        record.info[_BUSY_MS] = wanted_ms
 
 
 #: A pooled PostgreSQL connection unused for longer than this is pinged when checked out again; one

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from gridshare.server.shared.paging import Page, page
-from gridshare.server.shared.request_unit import Id, Unit, read_unit, read_xml, write_unit, xml
+from gridshare.server.shared.request_unit import Id, Unit, read_unit, read_xml, store_work, write_unit, xml
 from gridshare.server.wire import decode, encode, hrefs
 from gridshare.store.change_feed import site_key
 from gridshare.store.queries.programs import first_program_id
@@ -69,9 +68,8 @@ def der_document(request: Request, site_id: Id, der_index: Id, doc: str) -> Resp
 async def put_der_document(request: Request, site_id: Id, der_index: Id, doc: str) -> Response:
     name = _doc_name(doc)
     body = decode.der_document(await read_xml(request, name))
-    # The body is read on the event loop; the store is written on a worker thread (as every sync route
-    # is), so a slow store holds up this request only, not every device's connection.
-    await run_in_threadpool(_store_der_document, request, site_id, der_index, doc, body)
+    # A slow store holds up this request only, not every device's connection (store_work).
+    await store_work(request, _store_der_document, site_id, der_index, doc, body)
     return Response(status_code=204)
 
 

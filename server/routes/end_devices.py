@@ -8,11 +8,19 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from lxml import etree
 from sqlalchemy.exc import IntegrityError
-from starlette.concurrency import run_in_threadpool
 
 from gridshare.certs.identity import LFDI_HEX_DIGITS, is_valid_sfdi, sfdi_from_lfdi
 from gridshare.server.shared.paging import Page, page
-from gridshare.server.shared.request_unit import Id, Unit, created, read_unit, read_xml, write_unit, xml
+from gridshare.server.shared.request_unit import (
+    Id,
+    Unit,
+    created,
+    read_unit,
+    read_xml,
+    store_work,
+    write_unit,
+    xml,
+)
 from gridshare.server.wire import decode, encode, hrefs
 from gridshare.server.wire.errors import InvalidValues
 from gridshare.server.wire.xmlio import CSIP_NS
@@ -106,7 +114,7 @@ async def register_end_device(request: Request) -> Response:
     body = decode.end_device(await read_xml(request, "EndDevice"))
     if not is_valid_sfdi(body.sfdi):
         raise HTTPException(400, "sFDI check digit is wrong")
-    return await run_in_threadpool(_register, request, body)
+    return await store_work(request, _register, body)
 
 
 def _register(request: Request, body: decode.EndDeviceIn) -> Response:
@@ -186,7 +194,7 @@ async def set_connection_point(request: Request, site_id: Id) -> Response:
         raise InvalidValues(
             400, "connectionPointId must be an NMI: 10 letters or digits, optionally its checksum digit"
         )
-    await run_in_threadpool(_bind_nmi, request, site_id, nmi)
+    await store_work(request, _bind_nmi, site_id, nmi)
     if request.method == "POST":
         return created(hrefs.connection_point(site_id))
     # Location as after a POST: clients (the CSIP-AUS conformance client) re-read the resource from it.

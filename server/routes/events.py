@@ -6,12 +6,20 @@ from functools import partial
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from gridshare.server.shared import reports
 from gridshare.server.shared.batched_writes import commit_report
 from gridshare.server.shared.paging import Page, page
-from gridshare.server.shared.request_unit import Id, context, created, read_unit, read_xml, write_unit, xml
+from gridshare.server.shared.request_unit import (
+    Id,
+    context,
+    created,
+    read_unit,
+    read_xml,
+    store_work,
+    write_unit,
+    xml,
+)
 from gridshare.server.wire import decode, encode, hrefs
 from gridshare.store.change_feed import site_key
 from gridshare.store.models import LogEvent
@@ -29,7 +37,7 @@ async def post_response(request: Request) -> Response:
     body = decode.response(await read_xml(request, "Response", "DERControlResponse"))
     if body.status is None or body.status not in reports.KNOWN_RESPONSE_STATUS:
         raise HTTPException(400, "Response.status is missing or not a DERControl response status")
-    subject = await run_in_threadpool(_checked_subject, request, body)
+    subject = await store_work(request, _checked_subject, body)
     fields = reports.response_fields(subject, body, context(request).now_s())
     # Checked above, so only the insert waits for the report writer's next commit.
     inserted = await commit_report(request, partial(reports.insert_response, fields=fields))
@@ -106,7 +114,7 @@ def log_event(request: Request, site_id: Id, event_id: Id) -> Response:
 @router.post(hrefs.LOG_EVENT_LIST_T.path)
 async def post_log_event(request: Request, site_id: Id) -> Response:
     body = decode.log_event(await read_xml(request, "LogEvent"))
-    return await run_in_threadpool(_store_log_event, request, site_id, body)  # store work off the loop
+    return await store_work(request, _store_log_event, site_id, body)
 
 
 def _store_log_event(request: Request, site_id: int, body: decode.LogEventIn) -> Response:

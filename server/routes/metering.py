@@ -6,7 +6,6 @@ from functools import partial
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from gridshare.server.shared import reports
 from gridshare.server.shared.batched_writes import commit_report
@@ -19,6 +18,7 @@ from gridshare.server.shared.request_unit import (
     publishes_nothing,
     read_unit,
     read_xml,
+    store_work,
     write_unit,
     xml,
 )
@@ -69,9 +69,9 @@ def mup(request: Request, mup_id: Id) -> Response:
 async def create_mup(request: Request) -> Response:
     """Create a MirrorUsagePoint for one of the caller's sites, or update the one with the same mRID."""
     body = decode.mirror_usage_point(await read_xml(request, "MirrorUsagePoint"))
-    # Every device re-posts its mirror at each discovery: the store work runs on a worker thread so that
-    # its round trips (PostgreSQL) or a wait for SQLite's write lock never stall the event loop.
-    return await run_in_threadpool(_store_mup, request, body)
+    # Every device re-posts its mirror at each discovery: its round trips (PostgreSQL) or a wait for
+    # SQLite's write lock must never stall the event loop (store_work).
+    return await store_work(request, _store_mup, body)
 
 
 def _store_mup(request: Request, body: decode.MirrorUsagePointIn) -> Response:
@@ -79,6 +79,7 @@ def _store_mup(request: Request, body: decode.MirrorUsagePointIn) -> Response:
         site = site_by_lfdi(u.session, u.scope, body.device_lfdi)
         if site is None:
             raise HTTPException(400, "deviceLFDI is not an EndDevice registered by this client")
+        u.depends_on(site_key(site.id))  # the mirror and its readings move this key (migration 0010)
         found = q.mup_by_mrid(u.session, site, body.mrid)
         if found is None:
             # a post rate the operator set at run time applies to new MirrorUsagePoints too
@@ -86,7 +87,7 @@ def _store_mup(request: Request, body: decode.MirrorUsagePointIn) -> Response:
                 site_id=site.id, mrid=body.mrid, post_rate_s=get_setting(u.session, MUP_POST_RATE_KEY)
             )
             u.session.add(found)
-        fields = (body.description, body.role_flags, body.service_category, body.status)
+        fields = reports.mirror_fields(body)
         # Only a real change touches the row: a device re-posting its mirror (every discovery) would
         # otherwise bump its site's change key and re-render its DeviceCapability and mirror lists.
         changed = found.id is None or fields != (
@@ -101,6 +102,14 @@ def _store_mup(request: Request, body: decode.MirrorUsagePointIn) -> Response:
         u.session.flush()
         if not _store_readings(u, found, body.meter_readings) and not changed:
             publishes_nothing(request)  # the same mirror again, with readings at most
+            # The next re-post from this client is checked against this in the raw-ASGI front
+            # (server/shared/fast_reports.py) until the mirror, its site or the client's access change.
+            known = q.visible_meter_readings(u.session, u.scope, found.id)
+            if known is not None:
+                u.remember(
+                    reports.mirror_key(body.device_lfdi, body.mrid),
+                    reports.MirrorCheck(found.id, fields, known),
+                )
         return created(hrefs.mup(found.id))
 
 
@@ -113,11 +122,10 @@ async def post_readings(request: Request, mup_id: Id) -> Response:
     remembers the check for the front, and stores the report the same way.
     """
     readings = decode.meter_readings(await read_xml(request, "MirrorMeterReading", "MirrorMeterReadingList"))
-    # Store reads happen on a worker thread (as in every sync route): a PostgreSQL round trip must not
-    # hold up the event loop, which serves every other device's connection.
-    rows = await run_in_threadpool(_checked_rows, request, mup_id, readings)
+    # Never waiting on the event loop, which serves every other device's connection (store_work).
+    rows = await store_work(request, _checked_rows, mup_id, readings)
     if rows is None:
-        return await run_in_threadpool(_store_in_own_transaction, request, mup_id, readings)
+        return await store_work(request, _store_in_own_transaction, mup_id, readings)
     await commit_report(request, partial(reports.insert_readings, rows=rows))
     return created(hrefs.mup(mup_id))
 

@@ -12,11 +12,19 @@ import asyncio
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from gridshare.core.settings import Settings
 from gridshare.server.shared.paging import Page, page
-from gridshare.server.shared.request_unit import Id, Unit, created, read_unit, read_xml, write_unit, xml
+from gridshare.server.shared.request_unit import (
+    Id,
+    Unit,
+    created,
+    read_unit,
+    read_xml,
+    store_work,
+    write_unit,
+    xml,
+)
 from gridshare.server.subscriptions import egress, rules
 from gridshare.server.subscriptions.render import render
 from gridshare.server.subscriptions.targets import parse
@@ -76,9 +84,9 @@ async def subscribe(request: Request, edev_id: Id) -> Response:
     settings = request.app.state.ctx.settings
     # Store work on worker threads, the notification host's lookup awaited between them: no store round
     # trip and no DNS wait holds up the event loop (or a write transaction).
-    await run_in_threadpool(_check_subscriber, request, edev_id, body, settings)
+    await store_work(request, _check_subscriber, edev_id, body, settings)
     await _check_destination(body.notification_uri, settings)
-    return await run_in_threadpool(_store_subscription, request, edev_id, body, settings)
+    return await store_work(request, _store_subscription, edev_id, body, settings)
 
 
 def _check_subscriber(

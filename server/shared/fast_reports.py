@@ -1,7 +1,8 @@
 """A device's routine reports answered in the raw-ASGI front: no framework, no thread hop, no read.
 
 Readings (a MirrorMeterReading post every postRate) and Responses (received, started, completed for
-each control) are most of what a fleet writes. Once a device's report has been checked against the
+each control) are most of what a fleet writes; a device also re-posts its unchanged MirrorUsagePoint,
+usually with a reading, at every discovery. Once a device's report has been checked against the
 store by its route, the check is remembered (server/shared/check_cache.py) until what it read
 changes; the next report from the same client is checked against that memory with the same rules
 (server/shared/reports.py): the body parsed and validated against the schema, its times against the
@@ -31,7 +32,9 @@ from gridshare.server.wire.xmlio import parse_body
 from gridshare.store.scope import ClientScope
 
 #: The reports this front answers, by resource name (POST only).
-RESOURCES: dict[str, hrefs.Href] = {h.resource: h for h in (hrefs.MUP_T, hrefs.RESPONSE_LIST_T)}
+RESOURCES: dict[str, hrefs.Href] = {
+    h.resource: h for h in (hrefs.MUP_T, hrefs.MUP_LIST_T, hrefs.RESPONSE_LIST_T)
+}
 
 #: (status, headers, body) of an answer.
 Answer = tuple[int, Headers, bytes]
@@ -74,6 +77,8 @@ class FastReports:
         try:
             if resource == hrefs.MUP_T.resource:
                 job = self._reading(int(params["mup_id"]), client, generation, versions, body)
+            elif resource == hrefs.MUP_LIST_T.resource:
+                job = self._mirror(client, generation, versions, body)
             else:
                 job = self._response(client, generation, versions, body)
         except Exception:  # anything unusual: the application answers it, with its reasons
@@ -101,6 +106,18 @@ class FastReports:
         readings = decode.meter_readings(self._parse(body, "MirrorMeterReading", "MirrorMeterReadingList"))
         rows = reports.reading_rows(known, readings, self.ctx.now_s(), self.ctx.settings)
         return None if rows is None else partial(_store_readings, rows=rows, location=hrefs.mup(mup_id))
+
+    def _mirror(
+        self, client: ClientScope, generation: int, versions: VersionsOf, body: bytes
+    ) -> Callable[[Session], Callable[[], str]] | None:
+        """A device re-posting its unchanged MirrorUsagePoint (every discovery), readings included."""
+        mirror = decode.mirror_usage_point(self._parse(body, "MirrorUsagePoint"))
+        key = reports.mirror_key(mirror.device_lfdi, mirror.mrid)
+        known = self.ctx.checks.get((*key, client), generation, versions)
+        if not isinstance(known, reports.MirrorCheck) or known.fields != reports.mirror_fields(mirror):
+            return None
+        rows = reports.reading_rows(known.known, mirror.meter_readings, self.ctx.now_s(), self.ctx.settings)
+        return None if rows is None else partial(_store_readings, rows=rows, location=hrefs.mup(known.mup_id))
 
     def _response(
         self, client: ClientScope, generation: int, versions: VersionsOf, body: bytes

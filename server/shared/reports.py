@@ -39,6 +39,29 @@ def reading_key(mup_id: int) -> tuple[object, ...]:
     return ("mirror-readings", mup_id)
 
 
+def mirror_key(device_lfdi: str, mrid: str) -> tuple[object, ...]:
+    """What a checked MirrorUsagePoint re-post is remembered under (its EndDevice's LFDI and its mRID)."""
+    return ("mirror-repost", device_lfdi, mrid)
+
+
+#: description, roleFlags, serviceCategoryKind, status: what a MirrorUsagePoint's row keeps of a post.
+MirrorFields = tuple[str | None, int, int, int]
+
+
+def mirror_fields(body: decode.MirrorUsagePointIn) -> MirrorFields:
+    """What of a posted MirrorUsagePoint is stored on its row: a re-post changes nothing if these match."""
+    return (body.description, body.role_flags, body.service_category, body.status)
+
+
+@dataclass(frozen=True)
+class MirrorCheck:
+    """A MirrorUsagePoint a device re-posts at every discovery, checked: its id, stored fields, readings."""
+
+    mup_id: int
+    fields: MirrorFields
+    known: KnownReadings
+
+
 def response_key(end_device_lfdi: str, subject_mrid: str) -> tuple[object, ...]:
     """What a Response's checked subject is remembered under."""
     return ("response-subject", end_device_lfdi, subject_mrid)

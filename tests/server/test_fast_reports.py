@@ -14,8 +14,8 @@ import httpx
 from sqlalchemy import func, select
 
 from gridshare.server.shared.metrics import device_metric_families
+from gridshare.store.models import MirrorMeterReading, MirrorUsagePoint, TelemetryReading
 from gridshare.store.models import Response as ResponseRow
-from gridshare.store.models import TelemetryReading
 from tests.support.bodies import (
     SEP_XML,
     connection_point,
@@ -243,3 +243,49 @@ def test_only_writes_that_change_what_is_cached_wait_for_the_change_feed(server:
         assert _post(c, location, meter_reading(mmr, T0 - 200, 7)).status_code == 201
         assert server.front._writes == waited
     assert _count(server, TelemetryReading) == 8
+
+
+def test_a_returning_devices_unchanged_mirror_is_stored_from_memory_until_it_changes(
+    server: RunningServer,
+) -> None:
+    """Every discovery re-posts the device's MirrorUsagePoint with a reading. Once the route has seen it
+    unchanged, the next re-post is checked against that memory: its reading is in the store when the
+    201 (with the mirror's Location) arrives, and nothing is read. Another client never passes on that
+    memory, a changed mirror still reaches the store, and once the operator deletes the mirror the next
+    post makes a new one instead of answering with the old Location."""
+    me = server.pki.client("device-1")
+    site_id, _, paths = device_with_everything(server)
+    mup = _mirror(paths)
+    server.register("device-2")
+
+    def mirror(reading_s: int, role_flags: int = 49) -> bytes:
+        body = mirror_usage_point("11" * 16, me.lfdi, MMR, reading_s, 1300)
+        return body.replace(b"<roleFlags>49</roleFlags>", f"<roleFlags>{role_flags}</roleFlags>".encode())
+
+    with server.client("device-1") as c, server.client("device-2") as other:
+        assert _post(c, "/mup", mirror(T0 - 200)).headers["location"] == mup  # checked by the route
+        for k in range(3):
+            before = _count(server, TelemetryReading)
+            with statements(server) as sql:
+                r = _post(c, "/mup", mirror(T0 - 190 + k))
+            assert (r.status_code, r.headers["location"]) == (201, mup), r.text
+            assert _count(server, TelemetryReading) == before + 1  # committed when answered
+            assert _reads(sql) == [], "an unchanged mirror re-post read the store"
+
+        before = _count(server, TelemetryReading)
+        theirs = _post(other, "/mup", mirror(T0 - 100))
+        assert theirs.status_code == 400 and "deviceLFDI" in theirs.text
+        assert _count(server, TelemetryReading) == before
+
+        changed = _post(c, "/mup", mirror(T0 - 90, role_flags=41))
+        assert (changed.status_code, changed.headers["location"]) == (201, mup)
+        assert b"<roleFlags>0041</roleFlags>" in c.get(mup).content  # hexBinary16 as rendered
+
+        with running_operator_api(server.ctx) as api, api.client(OPERATOR) as op:
+            assert op.delete(f"/sites/{site_id}/mirror-usage-points").status_code == 200
+        before = _count(server, TelemetryReading)
+        made_again = _post(c, "/mup", mirror(T0 - 80, role_flags=41))
+        assert made_again.status_code == 201, made_again.text
+        assert _count(server, MirrorUsagePoint) == 1 and _count(server, MirrorMeterReading) == 1
+        assert _count(server, TelemetryReading) == before + 1  # (SQLite may give it the old id again)
+        assert b"<roleFlags>0041</roleFlags>" in c.get(made_again.headers["location"]).content

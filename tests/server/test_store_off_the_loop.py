@@ -19,7 +19,6 @@ from contextlib import contextmanager
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from tests.support.bodies import SEP_XML, der_capability, log_event, mirror_usage_point
 from tests.support.engine import device_with_everything
@@ -54,7 +53,9 @@ def store_write_lock_held(server: RunningServer) -> Iterator[None]:
 
 def _new_mirror(server: RunningServer, c: httpx.Client, site_id: int) -> httpx.Response:
     me = server.pki.client("device-1")
-    return c.post("/mup", content=mirror_usage_point("33" * 16, me.lfdi, "44" * 16, T0 - 120, 7), headers=SEP_XML)
+    return c.post(
+        "/mup", content=mirror_usage_point("33" * 16, me.lfdi, "44" * 16, T0 - 120, 7), headers=SEP_XML
+    )
 
 
 def _log_event(server: RunningServer, c: httpx.Client, site_id: int) -> httpx.Response:
