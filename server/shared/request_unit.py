@@ -88,6 +88,8 @@ class Unit:
     deps: list[str] = field(default_factory=list)
     dep_versions: list[int] = field(default_factory=list)
     too_many_deps: bool = False
+    #: A write unit: it may remember an access check, but its answer is never kept (it committed).
+    writes: bool = False
 
     def now_s(self) -> int:
         return self.ctx.now_s()
@@ -143,7 +145,7 @@ class Unit:
         returning device re-registering, re-sending its NMI): that answer, whatever its status, is
         kept for the same request body (server/shared/fastpath.py, ANSWERED_WRITES).
         """
-        if self.asgi is None or self.too_many_deps or len(self.deps) > MAX_DEPS:
+        if self.asgi is None or self.writes or self.too_many_deps or len(self.deps) > MAX_DEPS:
             return
         self.asgi[CACHEABLE] = Cacheable(
             None if shared else self.scope,
@@ -245,7 +247,8 @@ def write_unit(request: Request, *, publishes: bool = True) -> Iterator[Unit]:
     ctx = context(request)
     with ctx.sessions() as session, session.begin():
         generation = publication_value(session)
-        yield Unit(ctx, session, _scope(ctx, session, request, generation), generation, request.scope)
+        scope = _scope(ctx, session, request, generation)
+        yield Unit(ctx, session, scope, generation, request.scope, writes=True)
         if publishes:
             bump_publication(session)
         else:
