@@ -38,11 +38,12 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bench.bench_derc import scratch_database
 from bench.bench_recompute import feeder_document
+from bench.seeding import add_feeder_sites
 from bench.serve_process import Device, ServeProcess, operator_token, prepare_pki, publisher_holder
 from gridshare.core.settings import Settings
 from gridshare.envelopes.planned_derates import compute_planned
@@ -57,7 +58,6 @@ from gridshare.store.models import (
     ClientKind,
     EnvelopeSetRecord,
     PublisherLease,
-    Site,
     SiteEnvelope,
 )
 from gridshare.store.publication.envelopes import current_set_id
@@ -178,26 +178,11 @@ def prepare_store(url: str, data_dir: Path, n_sites: int) -> dict[str, str]:
     doc = feeder_document(n_sites)
     sites: list[dict[str, object]] = doc["sites"]  # type: ignore[assignment]
     chosen = {node: next(s for s in sites if s["node"] == node) for node in DEVICE_NODES}
-    taken = {str(s["nmi"]) for s in chosen.values()}
+    taken = {s["nmi"] for s in chosen.values()}
     with transaction(ctx.sessions) as session:
         store_network(session, doc, "chaos", now_s)
     with transaction(ctx.sessions) as session:
-        rows = [
-            {
-                "lfdi": f"{i:040X}",
-                "sfdi": i,
-                "aggregator_id": None,
-                "device_category": 0,
-                "nmi": s["nmi"],
-                "registration_pin": 111115,
-                "enabled": True,
-                "created_s": now_s,
-                "changed_s": now_s,
-            }
-            for i, s in enumerate(sites)
-            if str(s["nmi"]) not in taken
-        ]
-        session.execute(insert(Site), rows)
+        add_feeder_sites(session, sites, now_s, skip_nmis=taken)
     out = {}
     with transaction(ctx.sessions) as session:
         for name, node in zip(DEVICES, DEVICE_NODES, strict=True):

@@ -47,11 +47,11 @@ import httpx
 from lxml import etree
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 
 from bench.bench_derc import scratch_database, start_server, wait_ready
 from bench.bench_utility import CYCLE_S, SIZING_SITES, dask_cluster, utility_tasks
-from bench.seeding import add_site
+from bench.seeding import add_feeder_sites, add_site
 from bench.serve_process import NS, device_tls, free_port
 from gridshare.certs.devpki import DevPki, create_dev_pki
 from gridshare.compute.cluster import ComputeCluster
@@ -130,23 +130,9 @@ def build_utility(settings: Settings, docs: list[dict[str, Any]], pki: DevPki) -
                 session.flush()
                 device_sites[client.name] = site.id
             taken = {s["nmi"] for s in first}
-            rows = [
-                {
-                    "lfdi": f"{n:040X}",
-                    "sfdi": n,
-                    "aggregator_id": None,
-                    "device_category": 0,
-                    "nmi": s["nmi"],
-                    "registration_pin": 111115,
-                    "enabled": True,
-                    "created_s": now_s,
-                    "changed_s": now_s,
-                }
-                for n, s in enumerate(
-                    (s for doc in docs for s in doc["sites"] if s["nmi"] not in taken), start=1
-                )
-            ]
-            session.execute(insert(Site), rows)
+            add_feeder_sites(
+                session, (s for doc in docs for s in doc["sites"]), now_s, skip_nmis=taken, first_index=1
+            )
         register_s = time.perf_counter() - t
         return Utility(len(docs), len(docs[0]["sites"]), load_s, register_s, device_sites)
     finally:

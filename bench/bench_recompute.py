@@ -28,15 +28,15 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import insert
 
 from bench.bench_derc import scratch_database
+from bench.seeding import add_feeder_sites
 from gridshare.core.clock import FixedClock
 from gridshare.core.settings import Settings
 from gridshare.recompute.scheduler import Recomputer
 from gridshare.server.shared.context import build_context
 from gridshare.store.db import transaction
-from gridshare.store.models import AssetDerate, Site
+from gridshare.store.models import AssetDerate
 from gridshare.store.publication.network_docs import store_network
 from gridshare.store.queries.seed import seed_baseline
 
@@ -145,21 +145,7 @@ def main() -> None:
             with transaction(ctx.sessions) as session:
                 store_network(session, doc, "bench", T0)
             with transaction(ctx.sessions) as session:
-                rows = [
-                    {
-                        "lfdi": f"{i:040X}",
-                        "sfdi": i,
-                        "aggregator_id": None,
-                        "device_category": 0,
-                        "nmi": s["nmi"],
-                        "registration_pin": 111115,
-                        "enabled": True,
-                        "created_s": T0,
-                        "changed_s": T0,
-                    }
-                    for i, s in enumerate(doc["sites"])
-                ]
-                session.execute(insert(Site), rows)
+                add_feeder_sites(session, doc["sites"], T0)
         spent_s: list[float] = []
         engine = timed_fallback(Recomputer(ctx), spent_s)
         table = Table(

@@ -27,7 +27,7 @@ import numpy as np
 from gridshare.envelopes.compute import compute_envelopes
 from gridshare.envelopes.forecast import Forecast, Telemetry, telemetry_over_profiles
 from gridshare.envelopes.planned_derates import PlannedEnvelopes, compute_planned
-from gridshare.grid.agreements import Limited
+from gridshare.fallback.hold import hold_at_fallback
 from gridshare.grid.derates import apply_derates
 from gridshare.grid.netfile import NetworkFile
 
@@ -147,26 +147,6 @@ class IncompleteResult(ValueError):
     """A result that does not cover every interval and site it should, or holds an impossible limit."""
 
 
-def hold_at_limits(nf: NetworkFile, held: Mapping[str, HeldLimits]) -> NetworkFile:
-    """The network file with `held` sites turned into fixed flows at their fallback limits.
-
-    The engine then shares the headroom left around those sites exporting or importing up to their
-    fallback limits (what they may do), and gives them exactly those limits.
-    """
-    if not held:
-        return nf
-    sites = tuple(
-        replace(
-            s,
-            agreement=Limited(export_w=held[s.id].export_limit_w, import_w=held[s.id].import_limit_w),
-        )
-        if s.id in held
-        else s
-        for s in nf.sites
-    )
-    return replace(nf, sites=sites)
-
-
 def telemetry_forecast(task: NetworkTask, start: datetime) -> Forecast | None:
     """Recent telemetry carried forward over the sites' profiles (None without telemetry).
 
@@ -234,7 +214,7 @@ def compute_network(task: NetworkTask) -> NetworkResult:
     start = datetime.fromtimestamp(task.start_s, UTC)
     forecast = task.forecast if task.forecast is not None else telemetry_forecast(task, start)
     planned = compute_planned(
-        hold_at_limits(task.nf, task.held),
+        hold_at_fallback(task.nf, task.held),
         task.derates,
         start,
         task.horizon_s,

@@ -9,14 +9,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Protocol
 
-from gridshare.fallback.safe_default import SafeDefault
 from gridshare.grid.agreements import Limited
 from gridshare.grid.netfile import NetworkFile
 
 
-def hold_at_fallback(nf: NetworkFile, held: Mapping[str, SafeDefault]) -> NetworkFile:
-    """The network file with the `held` sites turned into fixed flows at their fallback limits."""
+class HeldAt(Protocol):
+    """A held site's fallback limits (W): a store's `SafeDefault`, or the compute task's copy of them."""
+
+    @property
+    def export_limit_w(self) -> float: ...
+
+    @property
+    def import_limit_w(self) -> float: ...
+
+
+def hold_at_fallback(nf: NetworkFile, held: Mapping[str, HeldAt]) -> NetworkFile:
+    """The network file with the `held` sites turned into fixed flows at their fallback limits.
+
+    The engine then shares the headroom left around those sites exporting or importing up to their
+    fallback limits (what they may do), and gives them exactly those limits.
+    """
     if not held:
         return nf
     sites = tuple(
