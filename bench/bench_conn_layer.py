@@ -37,6 +37,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from bench.serve_process import free_port
+
 VARIANTS = ("stock", "guarded", "device")
 LABELS = {
     "stock": "before: loop TLS + PeerCertHttpProtocol",
@@ -101,39 +103,44 @@ def _stats(url: str, ctx: ssl.SSLContext) -> dict[str, float]:
     return dict(httpx.get(f"{url}/stats", verify=ctx, timeout=10).json())
 
 
+def _start(
+    variant: str, pki_dir: Path, ctx: ssl.SSLContext
+) -> tuple[subprocess.Popen[bytes], str, dict[str, float]]:
+    """A `--serve variant` process on a free port, its URL and its first stats.
+
+    A port the kernel just handed out can still be taken by another socket before the server binds
+    it; a server that exits before answering is started again on another port (three tries).
+    """
+    for _ in range(3):
+        port = free_port()
+        url = f"https://127.0.0.1:{port}"
+        serve = ("--serve", variant, "--port", str(port), "--pki", str(pki_dir))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.bench_conn_layer", *serve],
+            cwd=Path(__file__).parent.parent,
+        )
+        deadline = time.monotonic() + 30
+        while proc.poll() is None:
+            try:
+                return proc, url, _stats(url, ctx)
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(timeout=20)
+                    raise SystemExit(f"the {variant} server did not answer within 30 s") from None
+                time.sleep(0.1)
+    raise SystemExit(f"the {variant} server did not start (three ports tried)")
+
+
 def _round(variant: str, pki_dir: Path, args: argparse.Namespace) -> dict[str, float]:
     from gridshare.certs.devpki import load_dev_pki
 
     pki = load_dev_pki(pki_dir)
-    port = 20000 + (os.getpid() * 7 + time.monotonic_ns()) % 20000
-    url = f"https://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench.bench_conn_layer",
-            "--serve",
-            variant,
-            "--port",
-            str(port),
-            "--pki",
-            str(pki_dir),
-        ],
-        cwd=Path(__file__).parent.parent,
-    )
+    client = pki.devices[0]
+    ctx = ssl.create_default_context(cafile=str(pki.ca_path))
+    ctx.load_cert_chain(str(client.cert_path), str(client.key_path))
+    proc, url, before = _start(variant, pki_dir, ctx)
     try:
-        client = pki.devices[0]
-        ctx = ssl.create_default_context(cafile=str(pki.ca_path))
-        ctx.load_cert_chain(str(client.cert_path), str(client.key_path))
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                before = _stats(url, ctx)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit(f"the {variant} server did not start") from None
-                time.sleep(0.1)
         out = subprocess.run(
             [
                 sys.executable,
@@ -192,7 +199,7 @@ def _callgrind_total(variant: str, pki_dir: Path, requests: int, out: Path) -> i
     from gridshare.certs.devpki import load_dev_pki
 
     pki = load_dev_pki(pki_dir)
-    port = 20000 + (os.getpid() * 7 + time.monotonic_ns()) % 20000
+    port = free_port()
     proc = subprocess.Popen(
         [
             "valgrind",
