@@ -62,6 +62,7 @@ from sqlalchemy import update
 from bench.bench_derc import prepare, scratch_database, start_server, wait_ready
 from bench.bench_fleet import raise_fd_limit
 from bench.bench_onboarding import free_port_pair
+from bench.proc_cpu import tree_cpu_s, tree_pids
 from gridshare.core.settings import Settings
 from gridshare.server.shared.context import build_context
 from gridshare.server.tls import TLS12_CIPHERS
@@ -534,34 +535,6 @@ def summarize(tally: Tally, seconds: float) -> dict[str, Any]:
 
 
 # --- the server's CPU time ----------------------------------------------------------------------
-
-
-def tree_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of `pid` and its live descendants, from /proc."""
-    total, todo, tick = 0.0, [pid], os.sysconf("SC_CLK_TCK")
-    while todo:
-        p = todo.pop()
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-            for task in Path(f"/proc/{p}/task").iterdir():
-                todo.extend(int(c) for c in (task / "children").read_text().split())
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return total
-
-
-def tree_pids(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            for task in Path(f"/proc/{p}/task").iterdir():
-                todo.extend(int(c) for c in (task / "children").read_text().split())
-        except FileNotFoundError:
-            continue
-    return out
 
 
 class CpuMeter:
