@@ -162,6 +162,9 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--returns", type=int, default=1, help="return passes after the registering one (1: 'return')"
+    )
     parser.add_argument("--database-url", default="", help="default: a SQLite file in a scratch directory")
     args = parser.parse_args()
     console = Console()
@@ -198,7 +201,8 @@ def main() -> None:
             wait_ready(f"https://127.0.0.1:{port}/dcap", probe, proc)
             results: list[tuple[str, Tally, float]] = []
             with Progress(console=console) as progress:
-                for label in ("register", "return"):
+                again = [f"return {i + 1}" for i in range(args.returns)] if args.returns > 1 else ["return"]
+                for label in ["register", *again]:
                     server_from, client_from = tree_cpu_s(proc.pid), time.process_time()
                     tally, wall_s = asyncio.run(
                         run_pass(
