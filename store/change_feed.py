@@ -78,6 +78,19 @@ def site_key(site_id: int) -> str:
     return f"site:{site_id}"
 
 
+def owner_key(lfdi: str, aggregator_id: int | None) -> str:
+    """The change key of the one client that sees a site: its aggregator, or else the device itself
+    (store.scope.ClientScope.site_filter). Every body a client is served depends on it, so a device
+    registering or binding its NMI re-renders its own client's bodies and leaves every other
+    client's cached."""
+    return f"agg:{aggregator_id}" if aggregator_id is not None else f"dev:{lfdi.upper()}"
+
+
+#: Bumped when a device registers or binds an NMI (with its owner's key), for whoever watches every
+#: client's sites (the subscription notifier); device caches depend on their owner key instead.
+SITES = "sites"
+
+
 def bump_change(session: Session, key: str) -> None:
     """Mark `key` as changed, in the caller's transaction (PostgreSQL notifies when it commits).
 

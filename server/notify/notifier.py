@@ -26,7 +26,7 @@ from gridshare.server.subscriptions.render import render
 from gridshare.server.subscriptions.targets import Kind, Target, parse
 from gridshare.server.wire import encode, hrefs
 from gridshare.server.wire.xmlio import MEDIA_TYPE, to_bytes
-from gridshare.store.change_feed import ENVELOPES, change_versions
+from gridshare.store.change_feed import ENVELOPES, SITES, change_versions
 from gridshare.store.db import activity_value, publication_value, transaction
 from gridshare.store.models import ClientKind, Subscription
 from gridshare.store.queries import subscriptions as q
@@ -90,8 +90,10 @@ class Notifier:
         with self.ctx.sessions() as session:
             generation = publication_value(session)
             # Device reports (DER documents and mirrored readings among them, subscribable) move only this.
-            # Envelope publications move only their network's key and ENVELOPES (store.publication.envelopes).
-            marks = [generation, activity_value(session), change_versions(session, [ENVELOPES])[ENVELOPES]]
+            # Envelope publications move only their network's key and ENVELOPES (store.publication.envelopes);
+            # a device's registration or NMI binding its owner's key and SITES (server/routes/end_devices.py).
+            keyed = change_versions(session, [ENVELOPES, SITES])
+            marks = [generation, activity_value(session), keyed[ENVELOPES], keyed[SITES]]
             now_s = self.ctx.now_s()
             rescan_due = now_s >= self._rescan_at_s
             if marks == self._marks and not rescan_due:
@@ -103,7 +105,7 @@ class Notifier:
                 not rescan_due
                 and self._marks is not None
                 and len(self._marks) == len(marks)
-                and (marks[0], marks[2]) == (self._marks[0], self._marks[2])
+                and (marks[0], marks[2], marks[3]) == (self._marks[0], self._marks[2], self._marks[3])
             )
             changes = self._changes(session, generation, REPORT_KINDS if reports_only else None)
         queued = sum(self._queue(change, now_s) for change in changes)

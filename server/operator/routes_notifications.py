@@ -10,7 +10,7 @@ from gridshare.server.operator.audit import Writer, writer
 from gridshare.server.operator.auth import context
 from gridshare.server.operator.deps import Id, Paging, found, paging, read_session
 from gridshare.server.operator.schemas import NotificationOut, NotificationStatusOut, Page, SubscriptionOut
-from gridshare.store.change_feed import ENVELOPES, change_versions
+from gridshare.store.change_feed import ENVELOPES, SITES, change_versions
 from gridshare.store.db import activity_value, publication_value
 from gridshare.store.models import Subscription
 from gridshare.store.queries.notification_views import (
@@ -92,7 +92,7 @@ def notification_status(request: Request, session: Session = Depends(read_sessio
     changes = (
         publication_value(session)
         + activity_value(session)
-        + change_versions(session, [ENVELOPES])[ENVELOPES]
+        + sum(change_versions(session, [ENVELOPES, SITES]).values())
     )
     marks = seen(session)
     summary = outbox_summary(session, context(request).now_s())

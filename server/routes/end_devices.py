@@ -24,6 +24,7 @@ from gridshare.server.shared.request_unit import (
 from gridshare.server.wire import decode, encode, hrefs
 from gridshare.server.wire.errors import InvalidValues
 from gridshare.server.wire.xmlio import CSIP_NS
+from gridshare.store.change_feed import SITES, bump_changes, owner_key, site_key
 from gridshare.store.models import Site
 from gridshare.store.queries.nmis import canonical_nmi, client_claim_problem
 from gridshare.store.queries.sites import create_site, list_sites, site_by_lfdi
@@ -123,7 +124,7 @@ def _register(request: Request, body: decode.EndDeviceIn) -> Response:
     # which checks again (another request may have registered it meanwhile).
     with read_unit(request) as u:
         _registration_lookup(u, body)
-    with write_unit(request) as u:
+    with write_unit(request, publishes=False) as u:
         lfdi = _registration_lookup(u, body)
         site = create_site(
             u.session,
@@ -135,7 +136,15 @@ def _register(request: Request, body: decode.EndDeviceIn) -> Response:
             pin=u.ctx.settings.default_registration_pin,
             now_s=u.now_s(),
         )
+        _site_changed(u, site)
         return created(hrefs.edev(site.id))
+
+
+def _site_changed(u: Unit, site: Site) -> None:
+    """What a device's registration or NMI binding changes, without publishing: the bodies of the one
+    client that sees the site (its owner key), the site's own key, and `SITES` for the notifier.
+    Every other client's cached answers and remembered checks stay valid (docs/change-feed.md)."""
+    bump_changes(u.session, [owner_key(site.lfdi, site.aggregator_id), site_key(site.id), SITES])
 
 
 def _registration_lookup(u: Unit, body: decode.EndDeviceIn) -> str:
@@ -159,8 +168,9 @@ def _registration_lookup(u: Unit, body: decode.EndDeviceIn) -> str:
     site = site_by_lfdi(u.session, scope, lfdi)
     if site is not None:
         # A second registration of one lFDI is refused (CSIP-AUS S-ALL-51); Location names the
-        # EndDevice that exists, so the client can use it. The answer changes only with registration,
-        # which publishes: the fast path may give it again to the same body from the same client.
+        # EndDevice that exists, so the client can use it. The answer changes only with this client's
+        # sites (its owner key) or a publication: the fast path may give it again to the same body
+        # from the same client.
         u.cacheable()
         raise HTTPException(
             409, "an EndDevice with this lFDI is registered", headers={"Location": hrefs.edev(site.id)}
@@ -211,11 +221,12 @@ def _bind_nmi(request: Request, site_id: int, nmi: str) -> None:
             reason = client_claim_problem(u.session, u.scope, site, nmi, u.ctx.settings.nmi_claims)
             if reason is not None:
                 raise InvalidValues(409, reason)
-            # A binding and the claim rules change only with writes that publish: the same body from
-            # the same client gets the same answer until then (the fast path gives it again).
+            # A binding changes only with this client's own writes (its owner key) and the claim rules
+            # only with the operator's, which publish: the same body from the same client gets the
+            # same answer until then (the fast path gives it again).
             u.cacheable()
     if not unchanged:
-        with write_unit(request) as u:
+        with write_unit(request, publishes=False) as u:
             site = u.site(site_id)
             reason = client_claim_problem(u.session, u.scope, site, nmi, u.ctx.settings.nmi_claims)
             if reason is not None:
@@ -229,3 +240,4 @@ def _bind_nmi(request: Request, site_id: int, nmi: str) -> None:
                 except IntegrityError:
                     # Another EndDevice claimed it in a transaction that committed first (the unique index).
                     raise InvalidValues(409, f"NMI {nmi} was just bound to another EndDevice") from None
+                _site_changed(u, site)

@@ -32,6 +32,7 @@ from gridshare.store.change_feed import (
     envelope_site_key,
     feed_of,
     network_key,
+    owner_key,
     site_key,
 )
 from gridshare.store.db import (
@@ -208,12 +209,20 @@ def _scope(ctx: AppContext, session: Session, request: Request, generation: int)
     return scope
 
 
+def client_key(scope: ClientScope) -> str:
+    """The change key of everything this client sees: its sites (`owner_key`), which a device's
+    registration or NMI binding bumps instead of the publication counter."""
+    return owner_key(scope.lfdi, scope.aggregator_id if scope.is_aggregator else None)
+
+
 @contextmanager
 def read_unit(request: Request) -> Iterator[Unit]:
     ctx = context(request)
     with ctx.sessions() as session:
         generation = _current_generation(ctx, session)
-        yield Unit(ctx, session, _scope(ctx, session, request, generation), generation, request.scope)
+        u = Unit(ctx, session, _scope(ctx, session, request, generation), generation, request.scope)
+        u.depends_on(client_key(u.scope))  # before anything is read (see `depends_on`)
+        yield u
 
 
 def _current_generation(ctx: AppContext, session: Session) -> int:
@@ -241,14 +250,18 @@ def write_unit(request: Request, *, publishes: bool = True) -> Iterator[Unit]:
 
     `publishes=False` is for a device's own reports (telemetry, Responses, LogEvents, DER documents):
     nothing any cached body or client scope depends on, so they bump the activity counter and leave
-    every device's cached DERControlList valid. Anything touching registration, sites, certificates,
-    programs or controls must publish.
+    every device's cached DERControlList valid. A device's registration and NMI binding do not
+    publish either: they bump the change keys of the client that sees the site (`owner_key`) and
+    `SITES`, which every body of that client depends on. Anything else touching sites,
+    certificates, programs or controls must publish.
     """
     ctx = context(request)
     with ctx.sessions() as session, session.begin():
         generation = publication_value(session)
         scope = _scope(ctx, session, request, generation)
-        yield Unit(ctx, session, scope, generation, request.scope, writes=True)
+        u = Unit(ctx, session, scope, generation, request.scope, writes=True)
+        u.depends_on(client_key(scope))
+        yield u
         if publishes:
             bump_publication(session)
         else:

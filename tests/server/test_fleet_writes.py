@@ -30,6 +30,7 @@ from gridshare.core.mrid import new_mrid
 from gridshare.server.shared import reports
 from gridshare.server.wire import hrefs
 from gridshare.store import db
+from gridshare.store.change_feed import change_versions, owner_key
 from gridshare.store.db import make_engine, publication_value, session_factory, upgrade
 from gridshare.store.group_commit import GroupCommitWriter, WriterStopped, defer_insert
 from gridshare.store.models import MirrorMeterReading, Response, Site, TelemetryReading
@@ -187,10 +188,16 @@ def test_a_returning_device_writes_and_publishes_nothing(server: RunningServer) 
         assert _publication(server) == before
         assert c.get(f"{href}/cp").text.count(nmi) == 1  # still bound in its first spelling
 
-        # a different NMI is a change: written and published, as before
+        # a different NMI is a change: written, and its client's key moves (a binding publishes nothing
+        # to other clients: docs/change-feed.md)
+        mine = owner_key(me.lfdi, None)
+        with server.ctx.sessions() as s:
+            key_before = change_versions(s, [mine])[mine]
         r = c.put(f"{href}/cp", content=connection_point("4102000002"), headers=SEP_XML)
         assert r.status_code == 204
-        assert _publication(server) > before
+        with server.ctx.sessions() as s:
+            assert change_versions(s, [mine])[mine] > key_before
+        assert _publication(server) == before
         assert "4102000002" in c.get(f"{href}/cp").text
         # a new device still registers (the write path)
         other = server.pki.client("device-2")

@@ -14,6 +14,7 @@ import httpx
 from lxml import etree
 from sqlalchemy import select
 
+from gridshare.certs.identity import sfdi_from_lfdi
 from gridshare.server.shared.metrics import device_metric_families
 from gridshare.server.shared.render_cache import RenderCache
 from gridshare.store.change_feed import feed_of
@@ -23,6 +24,7 @@ from tests.support.bodies import (
     SEP_XML,
     connection_point,
     der_settings,
+    end_device,
     meter_reading,
     mirror_usage_point,
 )
@@ -88,6 +90,40 @@ def test_another_client_never_gets_a_cached_body(server: RunningServer) -> None:
             assert theirs[p][0] == 404, p  # device-1's resources do not exist for device-2
         else:
             assert theirs[p][2] != mine[p][2], p  # its own DeviceCapability, EndDeviceList, mirrors
+
+
+def _edev_hrefs(c: httpx.Client) -> list[str]:
+    listed = xml_ok(c.get("/edev", params={"l": 10}))
+    return [e.get("href") for e in listed.findall("s:EndDevice", NS)]
+
+
+def test_a_registration_re_renders_only_the_registering_clients_bodies(server: RunningServer) -> None:
+    """A fleet registering (or coming back after an outage) must not empty every other device's cache:
+    registration and NMI binding re-render the bodies of the client that sees the new site, and every
+    other client's polls are still answered from memory, while the registering client sees its
+    change on its next GET."""
+    _, _, paths = device_with_everything(server)
+    agg_device = "C0FFEE" + "0" * 33 + "2"
+    with server.client("device-1") as one, server.client("aggregator-1") as agg:
+        mine = {p: _answer(one, "GET", p) for p in paths}
+        assert _edev_hrefs(agg) == ["/edev/0"]  # only the aggregator's own EndDevice, now cached
+        # the aggregator registers a device and binds its NMI; device-2 registers itself
+        r = agg.post("/edev", content=end_device(sfdi_from_lfdi(agg_device), agg_device), headers=SEP_XML)
+        assert r.status_code == 201, r.text
+        new_href = r.headers["location"]
+        assert set(_edev_hrefs(agg)) == {"/edev/0", new_href}
+        r = agg.put(f"{new_href}/cp", content=connection_point("4102345679"), headers=SEP_XML)
+        assert r.status_code == 204, r.text
+        assert (
+            xml_ok(agg.get(f"{new_href}/cp")).findtext("c:connectionPointId", namespaces=NS) == "4102345679"
+        )
+        two = server.register("device-2")
+        with server.client("device-2") as c:
+            assert _edev_hrefs(c) == [two]
+        with statements(server) as sql:
+            again = {p: _answer(one, "GET", p) for p in paths}
+        assert again == mine
+        assert sql == [], "other clients' registrations sent device-1's polls to the store"
 
 
 def test_a_revoked_certificate_is_refused_a_cached_body(server: RunningServer) -> None:

@@ -18,7 +18,7 @@ from gridshare.server.notify.notifier import Notifier
 from gridshare.server.shared.context import build_context
 from gridshare.store.models import DerProgram, NotificationOutbox, Subscription
 from gridshare.store.queries.controls import ControlValues, set_default_control
-from tests.support.bodies import SEP_XML, der_status
+from tests.support.bodies import SEP_XML, connection_point, der_status
 from tests.support.servers import T0, RunningServer, xml_ok
 from tests.support.subscriptions import (
     NS,
@@ -275,6 +275,27 @@ def test_list_and_default_control_notifications(
     assert dderc.findtext("s:DERControlBase/c:opModExpLimW/s:value", namespaces=NS) == "2000"
     assert dderc.findtext("s:setGradW", namespaces=NS) == "100"
     assert count(server, NotificationOutbox) == 4
+
+
+def test_a_registration_and_an_nmi_binding_alone_notify_the_end_device_list(
+    server: RunningServer, receiver: Receiver, pump: Pump
+) -> None:
+    """Registering a device and binding its NMI publish nothing (they bump the aggregator's own change
+    key and SITES); a subscriber to the EndDeviceList still hears of each at once, not at the rescan."""
+    aggregator_site(server)
+    subscribe(server, "/edev", receiver.url("/edev"))
+    assert pump() == 1  # the list as it is right after subscribing
+    assert pump() == 0
+    site = aggregator_site(server, lfdi="C" * 39 + "3")
+    assert pump() == 1
+    edevs = receiver.at("/edev")[-1].xml().find("s:Resource", NS)
+    assert (edevs.get("all"), len(edevs)) == ("3", 3)
+    server.clock.advance(1)  # well inside the rescan interval: only the binding can trigger a scan
+    with server.client("aggregator-1") as c:
+        r = c.put(f"/edev/{site}/cp", content=connection_point("4102345678"), headers=SEP_XML)
+    assert r.status_code == 204, r.text
+    assert pump() == 1  # the device's changedTime moved with its binding
+    assert pump() == 0
 
 
 def test_device_reports_notify_der_documents_and_never_postpone_the_timed_rescan(
