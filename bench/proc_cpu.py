@@ -9,22 +9,8 @@ import os
 from pathlib import Path
 
 
-def tree_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of `pid` and its live descendants, from /proc."""
-    total, todo, tick = 0.0, [pid], os.sysconf("SC_CLK_TCK")
-    while todo:
-        p = todo.pop()
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-            for task in Path(f"/proc/{p}/task").iterdir():
-                todo.extend(int(c) for c in (task / "children").read_text().split())
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return total
-
-
 def tree_pids(pid: int) -> list[int]:
+    """`pid` and its live descendants (a process that exits meanwhile is skipped)."""
     out, todo = [], [pid]
     while todo:
         p = todo.pop()
@@ -32,6 +18,18 @@ def tree_pids(pid: int) -> list[int]:
         try:
             for task in Path(f"/proc/{p}/task").iterdir():
                 todo.extend(int(c) for c in (task / "children").read_text().split())
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):
             continue
     return out
+
+
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of `pid` and its live descendants, from /proc."""
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    for p in tree_pids(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_
 
+from gridshare.store.change_feed import owner_key
 from gridshare.store.models import ClientKind, Site
 
 
@@ -29,3 +30,8 @@ class ClientScope:
         if self.is_aggregator:
             return Site.aggregator_id == self.aggregator_id
         return and_(Site.lfdi == self.lfdi, Site.aggregator_id.is_(None))
+
+    def change_key(self) -> str:
+        """The change key of what this client sees (`owner_key` of the sites `site_filter` selects):
+        every body it is served depends on it, and a device's registration or NMI binding bumps it."""
+        return owner_key(self.lfdi, self.aggregator_id if self.is_aggregator else None)

@@ -26,12 +26,11 @@ from gridshare.server.subscriptions.render import render
 from gridshare.server.subscriptions.targets import Kind, Target, parse
 from gridshare.server.wire import encode, hrefs
 from gridshare.server.wire.xmlio import MEDIA_TYPE, to_bytes
-from gridshare.store.change_feed import ENVELOPES, SITES, change_versions
-from gridshare.store.db import activity_value, publication_value, transaction
+from gridshare.store.db import transaction
 from gridshare.store.models import ClientKind, Subscription
 from gridshare.store.queries import subscriptions as q
 from gridshare.store.queries.identity import certificate_by_lfdi
-from gridshare.store.queries.notification_views import record_seen
+from gridshare.store.queries.notification_views import change_marks, only_reports_moved, record_seen
 from gridshare.store.scope import ClientScope
 
 log = logging.getLogger("gridshare.notify")
@@ -88,12 +87,8 @@ class Notifier:
     def scan(self) -> int:
         """Queue a Notification for each subscription whose resource changed; returns how many were queued."""
         with self.ctx.sessions() as session:
-            generation = publication_value(session)
-            # Device reports (DER documents and mirrored readings among them, subscribable) move only this.
-            # Envelope publications move only their network's key and ENVELOPES (store.publication.envelopes);
-            # a device's registration or NMI binding its owner's key and SITES (server/routes/end_devices.py).
-            keyed = change_versions(session, [ENVELOPES, SITES])
-            marks = [generation, activity_value(session), keyed[ENVELOPES], keyed[SITES]]
+            marks = change_marks(session)
+            generation = marks[0]
             now_s = self.ctx.now_s()
             rescan_due = now_s >= self._rescan_at_s
             if marks == self._marks and not rescan_due:
@@ -102,10 +97,7 @@ class Notifier:
             # DER documents and metering views, so the (many) program and control list subscriptions are
             # not re-rendered for every telemetry post.
             reports_only = (
-                not rescan_due
-                and self._marks is not None
-                and len(self._marks) == len(marks)
-                and (marks[0], marks[2], marks[3]) == (self._marks[0], self._marks[2], self._marks[3])
+                not rescan_due and self._marks is not None and only_reports_moved(self._marks, marks)
             )
             changes = self._changes(session, generation, REPORT_KINDS if reports_only else None)
         queued = sum(self._queue(change, now_s) for change in changes)

@@ -10,11 +10,10 @@ from gridshare.server.operator.audit import Writer, writer
 from gridshare.server.operator.auth import context
 from gridshare.server.operator.deps import Id, Paging, found, paging, read_session
 from gridshare.server.operator.schemas import NotificationOut, NotificationStatusOut, Page, SubscriptionOut
-from gridshare.store.change_feed import ENVELOPES, SITES, change_versions
-from gridshare.store.db import activity_value, publication_value
 from gridshare.store.models import Subscription
 from gridshare.store.queries.notification_views import (
     SubscriptionView,
+    change_marks,
     outbox_page,
     outbox_summary,
     seen,
@@ -89,11 +88,7 @@ def notification_status(request: Request, session: Session = Depends(read_sessio
     """Caught up = the notifier has scanned the latest change and no notification is about to be sent
     (ones waiting for a retry after a failure do not count): the moment to look at a subscriber."""
     # The counters only grow and the notifier's marks never pass them: equal sums = caught up on all.
-    changes = (
-        publication_value(session)
-        + activity_value(session)
-        + sum(change_versions(session, [ENVELOPES, SITES]).values())
-    )
+    changes = sum(change_marks(session))
     marks = seen(session)
     summary = outbox_summary(session, context(request).now_s())
     scanned = None if marks is None else sum(marks)

@@ -32,7 +32,6 @@ from gridshare.store.change_feed import (
     envelope_site_key,
     feed_of,
     network_key,
-    owner_key,
     site_key,
 )
 from gridshare.store.db import (
@@ -209,19 +208,13 @@ def _scope(ctx: AppContext, session: Session, request: Request, generation: int)
     return scope
 
 
-def client_key(scope: ClientScope) -> str:
-    """The change key of everything this client sees: its sites (`owner_key`), which a device's
-    registration or NMI binding bumps instead of the publication counter."""
-    return owner_key(scope.lfdi, scope.aggregator_id if scope.is_aggregator else None)
-
-
 @contextmanager
 def read_unit(request: Request) -> Iterator[Unit]:
     ctx = context(request)
     with ctx.sessions() as session:
         generation = _current_generation(ctx, session)
         u = Unit(ctx, session, _scope(ctx, session, request, generation), generation, request.scope)
-        u.depends_on(client_key(u.scope))  # before anything is read (see `depends_on`)
+        u.depends_on(u.scope.change_key())  # before anything is read (see `depends_on`)
         yield u
 
 
@@ -260,7 +253,7 @@ def write_unit(request: Request, *, publishes: bool = True) -> Iterator[Unit]:
         generation = publication_value(session)
         scope = _scope(ctx, session, request, generation)
         u = Unit(ctx, session, scope, generation, request.scope, writes=True)
-        u.depends_on(client_key(scope))
+        u.depends_on(scope.change_key())
         yield u
         if publishes:
             bump_publication(session)

@@ -16,11 +16,30 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from gridshare.store.change_feed import ENVELOPES, SITES, change_versions
+from gridshare.store.db import activity_value, publication_value
 from gridshare.store.models import NotificationOutbox, Subscription
 from gridshare.store.runtime_settings import ServerSetting
 
 #: server_setting key holding the change counters the notifier last finished scanning.
 SEEN_KEY = "notify.seen"
+#: Where the activity counter sits in `change_marks`: devices' own reports move it and nothing else.
+ACTIVITY_MARK = 1
+
+
+def change_marks(session: Session) -> list[int]:
+    """The counters a notifier scans changes up to: the publication counter; the activity counter
+    (devices' reports); `envelopes` (every envelope publication); `sites` (devices' registrations and
+    NMI bindings, which bump their owner's key and nothing wider)."""
+    keyed = change_versions(session, [ENVELOPES, SITES])
+    return [publication_value(session), activity_value(session), keyed[ENVELOPES], keyed[SITES]]
+
+
+def only_reports_moved(before: list[int], now: list[int]) -> bool:
+    """Whether nothing but the activity counter differs between two `change_marks`."""
+    return len(before) == len(now) and all(
+        a == b for i, (a, b) in enumerate(zip(before, now, strict=True)) if i != ACTIVITY_MARK
+    )
 
 
 @dataclass(frozen=True)
