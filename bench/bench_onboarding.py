@@ -167,6 +167,8 @@ def main() -> None:
     )
     parser.add_argument("--database-url", default="", help="default: a SQLite file in a scratch directory")
     args = parser.parse_args()
+    if args.returns < 1:
+        parser.error(f"--returns must be at least 1 (return passes after registering), got {args.returns}")
     console = Console()
 
     with (
