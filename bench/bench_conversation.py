@@ -44,7 +44,6 @@ import shutil
 import signal
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -62,7 +61,8 @@ from sqlalchemy import update
 from bench.bench_derc import prepare, scratch_database, start_server, wait_ready
 from bench.bench_fleet import raise_fd_limit
 from bench.bench_onboarding import free_port_pair
-from bench.proc_cpu import tree_cpu_s, tree_pids
+from bench.proc_cpu import tree_cpu_s
+from bench.pyspy import Spies
 from gridshare.core.settings import Settings
 from gridshare.server.shared.context import build_context
 from gridshare.server.tls import TLS12_CIPHERS
@@ -546,39 +546,19 @@ class CpuMeter:
         self.pid, self.profile_dir, self.label, self.profile_phase = pid, profile_dir, label, profile_phase
         self.cpu_s: dict[str, float] = {}
         self._from = 0.0
-        self._spies: list[subprocess.Popen[bytes]] = []
+        self._spies: Spies | None = None
 
     def __call__(self, phase: str, moment: str) -> None:
         if moment == "measure":
             self._from = tree_cpu_s(self.pid)
             if self.profile_dir is not None and phase == self.profile_phase:
-                self._start_spies()
+                self._spies = Spies(self.pid, self.profile_dir, self.label)
+                self._spies.start()
         elif moment == "end":
             self.cpu_s[phase] = tree_cpu_s(self.pid) - self._from
-            for spy in self._spies:
-                spy.send_signal(signal.SIGINT)
-            for spy in self._spies:
-                spy.wait(timeout=60)
-            self._spies = []
-
-    def _start_spies(self) -> None:
-        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-        assert self.profile_dir is not None
-        self.profile_dir.mkdir(parents=True, exist_ok=True)
-        for p in tree_pids(self.pid):
-            cmdline = Path(f"/proc/{p}/cmdline").read_bytes()
-            if b"python" not in cmdline and b"gridshare" not in cmdline:
-                continue
-            out = self.profile_dir / f"{self.label}-{p}.txt"
-            self._spies.append(
-                subprocess.Popen(
-                    [spy, "record", "-p", str(p), "-f", "raw", "-r", "200", "-o", str(out), "--nonblocking"]
-                    # only samples holding the GIL: where the interpreter's time goes, not its waits
-                    + (["--gil"] if os.environ.get("GRIDSHARE_BENCH_PROFILE_GIL") else []),
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
+            if self._spies is not None:
+                self._spies.stop()
+                self._spies = None
 
 
 # --- targets -------------------------------------------------------------------------------------

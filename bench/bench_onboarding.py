@@ -41,6 +41,7 @@ from sqlalchemy import func, select
 
 from bench.bench_derc import scratch_database, start_server, wait_ready
 from bench.proc_cpu import tree_cpu_s
+from bench.pyspy import Spies
 from gridshare.certs.devpki import ClientCert, create_dev_pki
 from gridshare.core.settings import Settings
 from gridshare.server.shared.context import build_context
@@ -166,6 +167,7 @@ def main() -> None:
         "--returns", type=int, default=1, help="return passes after the registering one (1: 'return')"
     )
     parser.add_argument("--database-url", default="", help="default: a SQLite file in a scratch directory")
+    parser.add_argument("--profile", type=Path, help="record py-spy profiles of the server's passes here")
     args = parser.parse_args()
     if args.returns < 1:
         parser.error(f"--returns must be at least 1 (return passes after registering), got {args.returns}")
@@ -205,6 +207,9 @@ def main() -> None:
             with Progress(console=console) as progress:
                 again = [f"return {i + 1}" for i in range(args.returns)] if args.returns > 1 else ["return"]
                 for label in ["register", *again]:
+                    spies = Spies(proc.pid, args.profile, label.replace(" ", "-")) if args.profile else None
+                    if spies is not None:
+                        spies.start()
                     server_from, client_from = tree_cpu_s(proc.pid), time.process_time()
                     tally, wall_s = asyncio.run(
                         run_pass(
@@ -218,6 +223,8 @@ def main() -> None:
                     )
                     tally.server_cpu_s = tree_cpu_s(proc.pid) - server_from
                     tally.client_cpu_s = time.process_time() - client_from
+                    if spies is not None:
+                        spies.stop()
                     results.append((label, tally, wall_s))
         finally:
             proc.terminate()

@@ -35,7 +35,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Connection, Engine, event, select, text
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -147,6 +147,9 @@ def _reads_latest(conn: Connection) -> bool:
     return str(level).upper().replace("_", " ") in ("READ COMMITTED", "AUTOCOMMIT")
 
 
+_TABLE = ChangeVersion.__tablename__
+
+
 def _read(conn: Connection, keys: Keys) -> dict[str, int]:
     found: dict[str, int] = {}
     if ALL in keys:
@@ -157,10 +160,14 @@ def _read(conn: Connection, keys: Keys) -> dict[str, int]:
         )
     others = [k for k in keys if k != ALL]
     if others:
-        rows = conn.execute(
-            select(ChangeVersion.key, ChangeVersion.version).where(ChangeVersion.key.in_(others))
+        # Driver-level SQL: every first render reads its keys here, and an ORM select cost about
+        # nine times as much (117 µs against 13 µs on SQLite, bench-conversation.md "First renders").
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        rows = conn.exec_driver_sql(
+            f'SELECT "key", version FROM {_TABLE} WHERE "key" IN ({", ".join([mark] * len(others))})',
+            tuple(others),
         )
-        found.update({k: int(v) for k, v in rows})
+        found.update({str(k): int(v) for k, v in rows})
     return {k: found.get(k, 0) for k in keys}
 
 

@@ -104,11 +104,14 @@ def defer_insert_returning(session: Session, statement: Executable, row: dict[st
 
 
 def _write_deferred(session: Session, deferred: dict[Executable, _Deferred]) -> None:
+    # On the session's connection (Core): these are plain INSERTs, and the ORM's execute path around
+    # each cost more than a batch's rows (the writer thread shares the interpreter with the event loop).
+    conn = session.connection()
     for statement, pending in deferred.items():
         if pending.ids is None:
-            session.execute(statement, pending.rows)
+            conn.execute(statement, pending.rows)
             continue
-        keys = session.execute(statement, pending.rows).scalars().all()
+        keys = conn.execute(statement, pending.rows).scalars().all()
         if len(keys) != len(pending.ids):
             raise RuntimeError(f"{len(pending.ids)} rows inserted, {len(keys)} keys returned")
         for inserted, key in zip(pending.ids, keys, strict=True):

@@ -3,12 +3,12 @@ unscoped for the operator API (at the end)."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from gridshare.store.models import Der, Site
 from gridshare.store.queries.paging import page_of
-from gridshare.store.scope import ClientScope
+from gridshare.store.scope import BOUND_SITE_FILTERS, ClientScope
 
 
 def count_sites(session: Session, scope: ClientScope) -> int:
@@ -39,14 +39,26 @@ def list_sites(
     return int(total), list(page)
 
 
+# A device's every first render looks its site up: these statements are built once, per scope kind
+# (an ORM select built per call cost 99 µs on the bench machine, a prebuilt one 54 µs).
+_SITE_BY_ID = {
+    aggregator: select(Site).where(where, Site.id == bindparam("site_id"))
+    for aggregator, where in BOUND_SITE_FILTERS.items()
+}
+_SITE_BY_LFDI = {
+    aggregator: select(Site).where(where, Site.lfdi == bindparam("lfdi"))
+    for aggregator, where in BOUND_SITE_FILTERS.items()
+}
+
+
 def get_site(session: Session, scope: ClientScope, site_id: int) -> Site | None:
-    return session.execute(select(Site).where(scope.site_filter(), Site.id == site_id)).scalar_one_or_none()
+    statement = _SITE_BY_ID[scope.is_aggregator]
+    return session.execute(statement, {**scope.site_params(), "site_id": site_id}).scalar_one_or_none()
 
 
 def site_by_lfdi(session: Session, scope: ClientScope, lfdi: str) -> Site | None:
-    return session.execute(
-        select(Site).where(scope.site_filter(), Site.lfdi == lfdi.upper())
-    ).scalar_one_or_none()
+    statement = _SITE_BY_LFDI[scope.is_aggregator]
+    return session.execute(statement, {**scope.site_params(), "lfdi": lfdi.upper()}).scalar_one_or_none()
 
 
 def create_site(

@@ -29,7 +29,18 @@ def test_models_and_migrations_agree(database_url: str) -> None:
     try:
         upgrade(engine)
         with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            context = MigrationContext.configure(conn, opts={"include_object": _not_an_expression_index})
+            diff = compare_metadata(context, Base.metadata)
         assert diff == []
     finally:
         engine.dispose()
+
+
+def _not_an_expression_index(
+    obj: object, _name: str | None, kind: str, _reflected: bool, _other: object
+) -> bool:
+    """Alembic cannot compare an index on an expression (PostgreSQL spells the reflected expression its
+    own way; SQLite's is skipped): those are checked by what they do, in test_nmi_index.py."""
+    if kind != "index":
+        return True
+    return all(isinstance(e, sa.Column) for e in getattr(obj, "expressions", ()))
