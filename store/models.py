@@ -298,7 +298,11 @@ class MirrorUsagePoint(Base):
 
 class MirrorMeterReading(Base):
     __tablename__ = "mirror_meter_reading"
-    __table_args__ = (UniqueConstraint("mup_id", "mrid", name="uq_mmr_mup_mrid"),)
+    __table_args__ = (
+        UniqueConstraint("mup_id", "mrid", name="uq_mmr_mup_mrid"),
+        # mRIDs are unique across devices: a new mirror asks whether any other holds its mRID
+        Index("ix_mmr_mrid", "mrid"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     mup_id: Mapped[int] = mapped_column(ForeignKey("mirror_usage_point.id", ondelete="CASCADE"))
     mrid: Mapped[str] = mapped_column(String(32))

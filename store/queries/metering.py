@@ -85,13 +85,15 @@ def meter_reading_mrid_taken(session: Session, mup: MirrorUsagePoint, mrid: str)
 
     mRIDs are globally unique, so a second device claiming one is refused rather than merged.
     """
+    return session.execute(mrid_taken_query(mup.id, mrid)).first() is not None
+
+
+def mrid_taken_query(mup_id: int, mrid: str) -> Select[int]:
+    """`meter_reading_mrid_taken`'s lookup: one entry of `ix_mmr_mrid`, not a read of every mirror."""
     return (
-        session.execute(
-            select(MirrorMeterReading.id)
-            .where(MirrorMeterReading.mrid == mrid, MirrorMeterReading.mup_id != mup.id)
-            .limit(1)
-        ).first()
-        is not None
+        select(MirrorMeterReading.id)
+        .where(MirrorMeterReading.mrid == mrid, MirrorMeterReading.mup_id != mup_id)
+        .limit(1)
     )
 
 
