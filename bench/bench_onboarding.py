@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ssl
+import subprocess
 import tempfile
 import time
 from collections import defaultdict
@@ -168,6 +169,12 @@ def main() -> None:
     )
     parser.add_argument("--database-url", default="", help="default: a SQLite file in a scratch directory")
     parser.add_argument("--profile", type=Path, help="record py-spy profiles of the server's passes here")
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="restart the server (same store) before each return pass: returning devices whose answers "
+        "no serving process has cached, as after a deploy or a crash",
+    )
     args = parser.parse_args()
     if args.returns < 1:
         parser.error(f"--returns must be at least 1 (return passes after registering), got {args.returns}")
@@ -189,24 +196,38 @@ def main() -> None:
             tls_key_file=pki.server_key_path,
         )
         port = free_port_pair()
-        proc = start_server(
-            settings,
-            port,
-            args.workers,
-            {
-                "GRIDSHARE_OPEN_REGISTRATION": "true",
-                "GRIDSHARE_DEMO_NETWORK": "false",
-                "GRIDSHARE_OPERATOR_PORT": str(port + 1),
-            },
-        )
+        probe = ssl.create_default_context(cafile=str(pki.ca_path))
+        probe.load_cert_chain(pki.devices[0].cert_path, pki.devices[0].key_path)
+
+        def serve() -> subprocess.Popen[bytes]:
+            started = start_server(
+                settings,
+                port,
+                args.workers,
+                {
+                    "GRIDSHARE_OPEN_REGISTRATION": "true",
+                    "GRIDSHARE_DEMO_NETWORK": "false",
+                    "GRIDSHARE_OPERATOR_PORT": str(port + 1),
+                },
+            )
+            try:
+                wait_ready(f"https://127.0.0.1:{port}/dcap", probe, started)
+            except BaseException:
+                started.terminate()
+                started.wait(timeout=30)
+                raise
+            return started
+
+        proc = serve()
         try:
-            probe = ssl.create_default_context(cafile=str(pki.ca_path))
-            probe.load_cert_chain(pki.devices[0].cert_path, pki.devices[0].key_path)
-            wait_ready(f"https://127.0.0.1:{port}/dcap", probe, proc)
             results: list[tuple[str, Tally, float]] = []
             with Progress(console=console) as progress:
                 again = [f"return {i + 1}" for i in range(args.returns)] if args.returns > 1 else ["return"]
                 for label in ["register", *again]:
+                    if args.restart and label != "register":
+                        proc.terminate()
+                        proc.wait(timeout=30)
+                        proc = serve()
                     spies = Spies(proc.pid, args.profile, label.replace(" ", "-")) if args.profile else None
                     if spies is not None:
                         spies.start()
@@ -239,6 +260,7 @@ def main() -> None:
     db = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
     title = (
         f"{args.devices} devices coming online, {args.concurrency} at a time, {args.workers} worker(s), {db}"
+        + (", server restarted before each return" if args.restart else "")
     )
     table = Table(title=title)
     table.add_column("")

@@ -310,6 +310,14 @@ class Settings(BaseSettings):
         "to this much latency on each 201. A lone report is committed at once. 0: never wait.",
     )
     max_xml_depth: int = Field(24, ge=4)
+    worker_threads: int = Field(
+        4,
+        ge=1,
+        le=256,
+        description="Threads per serving process that run request handlers and store work off the event "
+        "loop. A process runs one thread of Python at a time, so more threads only add switching: 4 "
+        "instead of 40 cut a fleet's first requests by a fifth of their CPU (docs/bench-conversation.md).",
+    )
     poll_rates_s: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_POLL_RATES_S))
     mup_post_rate_s: int = Field(60, ge=1, description="Telemetry post rate advertised on MirrorUsagePoints.")
     timezone: str = Field("UTC", description="IANA zone for the Time resource, e.g. Australia/Brisbane.")

@@ -15,6 +15,7 @@ import socket
 import sys
 import threading
 
+import anyio.to_thread
 import uvicorn
 
 from gridshare.certs.devpki import INDEX_FILE, DevPki, ensure_dev_pki, load_dev_pki
@@ -71,15 +72,13 @@ def run_worker(settings: Settings, reuse_port: bool, with_operator: bool = True)
     device_socket = _socket(settings.host, settings.port, reuse_port)
     operator_socket = _operator_socket(settings) if with_operator else None
     try:
-        if operator_socket is None:
-            server.run(sockets=[device_socket])
-            return
-        pairs = [
-            (server, device_socket),
-            (operator_server(ctx, settings.operator_host, settings.operator_port), operator_socket),
-        ]
+        pairs = [(server, device_socket)]
+        if operator_socket is not None:
+            pairs.append(
+                (operator_server(ctx, settings.operator_host, settings.operator_port), operator_socket)
+            )
         with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
-            runner.run(_serve_together(pairs))
+            runner.run(_serve_together(pairs, settings.worker_threads))
     finally:
         sharing.set()
         ctx.contacts.stop()  # writes the last contacts recorded
@@ -108,8 +107,12 @@ def _operator_socket(settings: Settings) -> socket.socket | None:
         return None
 
 
-async def _serve_together(pairs: list[tuple[uvicorn.Server, socket.socket]]) -> None:
-    """Run several uvicorn servers in one loop; when one stops (signal or failure), stop the others."""
+async def _serve_together(pairs: list[tuple[uvicorn.Server, socket.socket]], worker_threads: int) -> None:
+    """Run several uvicorn servers in one loop; when one stops (signal or failure), stop the others.
+
+    Their synchronous handlers and store work share this loop's `worker_threads` threads.
+    """
+    anyio.to_thread.current_default_thread_limiter().total_tokens = worker_threads
     tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in pairs]
     await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     for server, _sock in pairs:
