@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine, event
+from sqlalchemy.orm import Session
 
 from gridshare.certs.devpki import DevPki
 from gridshare.server.shared.render_cache import RenderCache
@@ -27,6 +28,7 @@ from gridshare.store.change_feed import (
     PgChangeFeed,
     SqliteChangeFeed,
     bump_change,
+    change_versions_for_cache,
     feed_of,
     network_key,
     open_change_feed,
@@ -309,6 +311,30 @@ def test_a_key_is_read_when_first_asked_for_and_then_follows_notifications() -> 
         assert feed.sync()
         assert feed.current((site_key(1),)) == (1,), "a key first stored as 0 missed its first bump"
         assert feed.keys_known() == 2
+
+
+@pytest.mark.postgres
+def test_a_render_reads_the_keys_it_depends_on_in_one_query_and_known_ones_from_memory() -> None:
+    """A first render on PostgreSQL asks the store once for all its unknown keys (not once per key),
+    teaches them to the feed, and later renders of the same keys send no query at all."""
+    with _pg_feed() as (feed, bump, engine):
+        keys = tuple(site_key(i) for i in range(4))
+        bump(keys[0], keys[0], keys[2])
+        assert feed.sync()
+        with Session(engine) as session:
+            session.connection()  # the session's own connection is open before we watch
+            with _statements(engine) as sql:
+                found = change_versions_for_cache(session, keys, feed)
+            assert found == {keys[0]: 2, keys[1]: 0, keys[2]: 1, keys[3]: 0}
+            assert len(sql) == 1, sql
+            with _statements(engine) as sql:
+                assert change_versions_for_cache(session, keys, feed) == found
+            assert sql == [], "versions the feed knows were read again"
+            bump(keys[1])
+            assert feed.sync()
+            with _statements(engine) as sql:
+                assert change_versions_for_cache(session, keys, feed)[keys[1]] == 1
+            assert sql == [], "the feed's notified version was not used"
 
 
 @pytest.mark.postgres
