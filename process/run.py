@@ -8,6 +8,7 @@ connections across processes.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import signal
@@ -113,11 +114,32 @@ async def _serve_together(pairs: list[tuple[uvicorn.Server, socket.socket]], wor
     Their synchronous handlers and store work share this loop's `worker_threads` threads.
     """
     anyio.to_thread.current_default_thread_limiter().total_tokens = worker_threads
+    collect_garbage_for_serving()
     tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in pairs]
     await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     for server, _sock in pairs:
         server.should_exit = True
     await asyncio.gather(*tasks)
+
+
+#: Container allocations (net of frees) between two collections of the youngest generation, then how
+#: many of each generation's collections before the next one up: CPython's defaults (700, 10, 10) ran
+#: one every few requests of a busy serving process. These are the thresholds measured.
+_GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def collect_garbage_for_serving() -> None:
+    """Keep the cyclic garbage collector off a serving process's hot path.
+
+    Everything built before serving (modules, mappers, the XML schema, settings: over 200,000 objects)
+    is frozen out of every later collection, and the youngest generation is collected less often. With
+    CPython's defaults the full collections that walked it cost the serving process about a quarter of
+    its CPU in a 500-device conversation and stopped the loop for up to 150 ms at a time, most of its
+    p99 (docs/bench-conversation.md, "Garbage collection").
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*_GC_THRESHOLDS)
 
 
 def describe_dev_pki(pki: DevPki, created: bool) -> str:
