@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from gridshare.store.db import make_engine, upgrade
-from gridshare.store.models import ClientKind, MirrorMeterReading, MirrorUsagePoint
+from gridshare.store.models import ClientKind, MirrorMeterReading, MirrorUsagePoint, Site
 from gridshare.store.queries.metering import meter_reading_mrid_taken, mrid_taken_query
 from gridshare.store.queries.nmis import holder_of, holder_query
 from gridshare.store.queries.sites import create_site
@@ -26,23 +26,33 @@ def _plan(conn: sa.Connection, query: sa.Select[tuple[object]]) -> str:
     return " ".join(str(row[0]) for row in conn.exec_driver_sql(f"EXPLAIN {compiled}"))
 
 
+def _register(session: Session, count: int) -> list[Site]:
+    """`count` self-registered EndDevices, with ids, as their devices would have made them."""
+    sites = []
+    for i in range(count):
+        lfdi = f"{i:040X}"
+        sites.append(
+            create_site(
+                session,
+                ClientScope(ClientKind.device, lfdi, i),
+                lfdi=lfdi,
+                sfdi=i,
+                device_category=0,
+                post_rate_s=None,
+                pin=0,
+                now_s=0,
+            )
+        )
+    session.flush()
+    return sites
+
+
 def test_an_nmi_holder_is_found_under_every_spelling_through_the_index(database_url: str) -> None:
     engine = make_engine(database_url)
     try:
         upgrade(engine)
         with Session(engine) as session, session.begin():
-            for i in range(50):
-                lfdi = f"{i:040X}"
-                site = create_site(
-                    session,
-                    ClientScope(ClientKind.device, lfdi, i),
-                    lfdi=lfdi,
-                    sfdi=i,
-                    device_category=0,
-                    post_rate_s=None,
-                    pin=0,
-                    now_s=0,
-                )
+            for i, site in enumerate(_register(session, 50)):
                 # odd sites hold ten characters, even ones eleven (a checksum digit) in lower case
                 site.nmi = f"41{i:08d}" if i % 2 else f"41{i:08d}7".lower()
         with Session(engine) as session:
@@ -65,19 +75,7 @@ def test_a_mirror_mrid_held_by_another_device_is_found_through_the_index(databas
         upgrade(engine)
         with Session(engine) as session, session.begin():
             mups = []
-            for i in range(20):
-                lfdi = f"{i:040X}"
-                site = create_site(
-                    session,
-                    ClientScope(ClientKind.device, lfdi, i),
-                    lfdi=lfdi,
-                    sfdi=i,
-                    device_category=0,
-                    post_rate_s=None,
-                    pin=0,
-                    now_s=0,
-                )
-                session.flush()
+            for i, site in enumerate(_register(session, 20)):
                 mup = MirrorUsagePoint(
                     site_id=site.id, mrid=f"{i:032X}", role_flags=0, service_category=0, status=0, changed_s=0
                 )
