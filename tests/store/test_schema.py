@@ -40,7 +40,7 @@ def _not_an_expression_index(
     obj: object, _name: str | None, kind: str, _reflected: bool, _other: object
 ) -> bool:
     """Alembic cannot compare an index on an expression (PostgreSQL spells the reflected expression its
-    own way; SQLite's is skipped): those are checked by what they do, in test_nmi_index.py."""
+    own way; SQLite's is skipped): those are checked by what they do, in test_fleet_lookups.py."""
     if kind != "index":
         return True
     return all(isinstance(e, sa.Column) for e in getattr(obj, "expressions", ()))

@@ -14,7 +14,7 @@ Two checks a device's registration makes are about every other device, and both 
 - whether another MirrorUsagePoint has a MirrorMeterReading with a new mirror's mRID:
   `ix_mmr_mrid` (the unique index on (mup_id, mrid) cannot serve a lookup by mRID alone).
 
-So onboarding a fleet cost its size squared (bench/bench_nmi_claims.py).
+So onboarding a fleet cost its size squared (bench/bench_fleet_lookups.py).
 """
 
 from __future__ import annotations
