@@ -25,13 +25,20 @@ def _hex(element: etree._Element, path: str) -> int | None:
 
 
 def _hex_node(node: etree._Element | None) -> int | None:
-    value = None if node is None or node.text is None else node.text.strip()
+    value = _stripped(node)
     return None if not value else int(value, 16)
 
 
+def _stripped(node: etree._Element | None) -> str | None:
+    return None if node is None or node.text is None else node.text.strip()
+
+
 def _mrid(element: etree._Element, what: str) -> str:
+    return _checked_mrid(text(element, "mRID"), what)
+
+
+def _checked_mrid(value: str | None, what: str) -> str:
     """An mRID the store keys on: the schema allows an empty hexBinary, but it identifies nothing."""
-    value = text(element, "mRID")
     if not value:
         raise WireError(f"{what} mRID must not be empty")
     return value.upper()
@@ -166,10 +173,6 @@ def _by_tag(node: etree._Element | None) -> dict[object, etree._Element]:
     return found
 
 
-def _stripped(node: etree._Element | None) -> str | None:
-    return None if node is None or node.text is None else node.text.strip()
-
-
 def _int_node(node: etree._Element | None) -> int | None:
     value = _stripped(node)
     return None if not value else int(value)
@@ -204,11 +207,11 @@ def meter_reading(el: etree._Element) -> MeterReadingIn:
     single = fields.get(_READING)
     if single is not None and (r := _reading(single, None)) is not None:
         readings.append(r)
-    mrid = _stripped(fields.get(_MRID))
-    if not mrid:
-        raise WireError("MirrorMeterReading mRID must not be empty")
     return MeterReadingIn(
-        mrid.upper(), _stripped(fields.get(_DESCRIPTION)), _reading_type(fields.get(_READING_TYPE)), readings
+        _checked_mrid(_stripped(fields.get(_MRID)), "MirrorMeterReading"),
+        _stripped(fields.get(_DESCRIPTION)),
+        _reading_type(fields.get(_READING_TYPE)),
+        readings,
     )
 
 
