@@ -65,6 +65,8 @@ def main() -> None:
     parser.add_argument("--sites", type=int, nargs="+", default=[10_000, 100_000, 200_000])
     parser.add_argument("--checks", type=int, default=50)
     args = parser.parse_args()
+    if min(args.sites) < 1 or args.checks < 1:
+        parser.error(f"--sites and --checks must be at least 1, got {args.sites} and {args.checks}")
     table = Table(title="a registration's fleet-wide lookups, SQLite, ms each")
     for column in (
         "sites",
