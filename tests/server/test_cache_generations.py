@@ -92,7 +92,7 @@ def test_registrations_and_controls_still_reach_devices(server: RunningServer) -
         with statements(server) as sql:
             assert [(s, w) for _, s, w in listing(c, site_id)] == [("0", "5000")]
         assert sql == [], "another device's registration emptied device-1's cache"
-        with server.ctx.sessions() as s, s.begin():
+        with server.write() as s:
             cancel_control(s, s.execute(select(DerControl)).scalar_one(), int(server.clock.now()))
         assert [(s, w) for _, s, w in listing(c, site_id)] == [("2", "5000")]
 
@@ -105,7 +105,7 @@ def test_status_transitions_are_rendered_from_memory_exactly_as_from_the_store(s
     server.clock.advance(5)
     add_control(server, site_id, T0 + 450, 300, 9000)
     superseded_late = add_control(server, site_id, T0 + 1500, 300, 7000)
-    with server.ctx.sessions() as s, s.begin():
+    with server.write() as s:
         cancel_control(s, s.get(DerControl, superseded_late), int(server.clock.now()))
     pages = [{}, {"l": 2}, {"s": 1, "l": 2}, {"a": T0 + 600, "l": 3}]
     with server.client("device-1") as c:

@@ -31,7 +31,7 @@ def _add(
     **values: float,
 ) -> str:
     mrid = new_mrid(0)
-    with server.ctx.sessions() as s, s.begin():
+    with server.write() as s:
         programs = s.execute(select(DerProgram).order_by(DerProgram.primacy)).scalars().all()
         prog = programs[0] if program == "first" else programs[-1]
         create_control(
@@ -103,7 +103,7 @@ def test_cancelled_control_stays_visible_with_cancelled_status(server: RunningSe
     site = _register(server)
     mrid = _add(server, site, T0 + 60, 600, export_limit_w=1000)
     server.clock.advance(120)
-    with server.ctx.sessions() as s, s.begin():
+    with server.write() as s:
         from gridshare.store.models import DerControl
 
         control = s.execute(select(DerControl).where(DerControl.mrid == mrid)).scalar_one()
@@ -116,7 +116,7 @@ def test_cancelled_control_stays_visible_with_cancelled_status(server: RunningSe
 
 def test_newer_overlapping_control_supersedes_within_one_program_only(server: RunningServer) -> None:
     site = _register(server)
-    with server.ctx.sessions() as s, s.begin():
+    with server.write() as s:
         fsa = s.execute(select(FunctionSetAssignments)).scalars().first()
         fsa.programs.append(DerProgram(mrid=new_mrid(0), description="Second", primacy=2, changed_s=T0))
     old = _add(server, site, T0 + 300, 600, export_limit_w=1000)
@@ -152,7 +152,7 @@ def test_other_device_cannot_read_controls(server: RunningServer) -> None:
 def test_default_control_site_specific_overrides_program_wide(server: RunningServer) -> None:
     site = _register(server)
     site2 = _register(server, "device-2")
-    with server.ctx.sessions() as s, s.begin():
+    with server.write() as s:
         program = s.execute(select(DerProgram)).scalars().first()
         set_default_control(
             s,

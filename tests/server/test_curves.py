@@ -21,7 +21,7 @@ VOLT_WATT = [(253, 100), (260, 20)]
 
 def test_program_lists_its_curves_in_a_schema_valid_way(server: RunningServer) -> None:
     me = server.pki.client("device-1")
-    with server.ctx.sessions() as s, s.begin():
+    with server.write() as s:
         program = s.execute(select(DerProgram)).scalars().first()
         vv = add_curve(s, program=program, mrid=new_mrid(0), curve_type=11, points=VOLT_VAR, now_s=T0)
         add_curve(s, program=program, mrid=new_mrid(0), curve_type=12, points=VOLT_WATT, now_s=T0)
@@ -42,7 +42,7 @@ def test_program_lists_its_curves_in_a_schema_valid_way(server: RunningServer) -
 
 
 def test_curve_points_must_be_ordered_and_bounded(server: RunningServer) -> None:
-    with server.ctx.sessions() as s, s.begin():
+    with server.write() as s:
         program = s.execute(select(DerProgram)).scalars().first()
         with pytest.raises(ValueError, match="increasing"):
             add_curve(

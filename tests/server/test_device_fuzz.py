@@ -108,7 +108,7 @@ def _seed(server: RunningServer) -> Known:
                 == 201
             )
     mrid = new_mrid(0)
-    with server.ctx.sessions() as s, s.begin():
+    with server.write() as s:
         program = s.execute(select(DerProgram).order_by(DerProgram.primacy)).scalars().first()
         create_control(
             s,

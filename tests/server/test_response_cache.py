@@ -129,7 +129,7 @@ def test_a_registration_re_renders_only_the_registering_clients_bodies(server: R
 def test_a_revoked_certificate_is_refused_a_cached_body(server: RunningServer) -> None:
     _, _, paths = device_with_everything(server)
     me = server.pki.client("device-1")
-    with server.ctx.sessions() as s, s.begin():  # the operator lists its certificate
+    with server.write() as s:  # the operator lists its certificate
         now_s = int(server.clock.now())
         register_certificate(
             s, lfdi=me.lfdi, sfdi=me.sfdi, kind=ClientKind.device, aggregator_id=None, now_s=now_s
@@ -139,7 +139,7 @@ def test_a_revoked_certificate_is_refused_a_cached_body(server: RunningServer) -
             xml_ok(c.get(p))
         for p in paths:
             xml_ok(c.get(p))  # cached
-        with server.ctx.sessions() as s, s.begin():
+        with server.write() as s:
             assert revoke_certificate(s, me.lfdi, int(server.clock.now()))
         _delivered(server)
         for p in paths:

@@ -106,7 +106,7 @@ def der_links(c: httpx.Client, edev_href: str) -> dict[str, str]:
 
 
 def add_control(server: RunningServer, site_id: int, start_s: int, duration_s: int, export_w: float) -> int:
-    with server.ctx.sessions() as s, s.begin():
+    with server.write() as s:
         program = s.execute(select(DerProgram).order_by(DerProgram.primacy)).scalars().first()
         control = create_control(
             s,
@@ -247,7 +247,7 @@ def device_with_everything(server: RunningServer, name: str = "device-1") -> tup
 def control_for_site(server: RunningServer, lfdi: str) -> str:
     """An operator's DERControl for the site with `lfdi`, starting in a minute; returns its mRID."""
     mrid = new_mrid(0)
-    with server.ctx.sessions() as s, s.begin():
+    with server.write() as s:
         program = s.execute(select(DerProgram).order_by(DerProgram.id)).scalars().first()
         site = s.execute(select(Site).where(Site.lfdi == lfdi)).scalar_one()
         create_control(

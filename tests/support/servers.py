@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 import uvicorn
 from lxml import etree
+from sqlalchemy.orm import Session
 
 from gridshare.certs.devpki import DevPki
 from gridshare.core.clock import FixedClock
@@ -30,6 +31,7 @@ from gridshare.server.shared.context import AppContext, build_context
 from gridshare.server.shared.fastpath import FastPath
 from gridshare.server.tls import server_context
 from gridshare.server.wire.xmlio import schema
+from gridshare.store.change_feed import wait_until_heard
 from gridshare.store.queries.seed import register_dev_aggregators, seed_baseline
 from tests.support.bodies import SEP_XML, end_device
 
@@ -96,6 +98,15 @@ class RunningServer:
             r = c.post("/edev", content=end_device(me.sfdi, me.lfdi), headers=SEP_XML)
         assert r.status_code == 201, r.text
         return r.headers["location"]
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A store transaction, answered as the product's own writers answer (operator API, recompute):
+        once committed *and* heard by this process's change feed. PostgreSQL's NOTIFY arrives a moment
+        after the commit; a poll sent before it may be answered from the cache, as designed."""
+        with self.ctx.sessions() as session, session.begin():
+            yield session
+        wait_until_heard(self.ctx.engine)
 
     def tls(self, name: str | None) -> ssl.SSLContext:
         """A client TLS context trusting the dev CA and presenting `name`'s certificate (None: no cert)."""

@@ -129,7 +129,7 @@ def subscribe(server: RunningServer, resource: str, uri: str, name: str = "aggre
 
 
 def add_control(server: RunningServer, site_id: int, start_s: int, **values: float) -> None:
-    with server.ctx.sessions() as s, s.begin():
+    with server.write() as s:
         program = s.execute(select(DerProgram).order_by(DerProgram.primacy)).scalars().first()
         create_control(
             s,

@@ -254,7 +254,7 @@ def test_list_and_default_control_notifications(
     subscribe(server, f"/edev/{site}/derp/1/dderc", receiver.url("/dderc"))
     pump()
     aggregator_site(server, lfdi="C" * 39 + "3")  # the aggregator registers another device
-    with server.ctx.sessions() as s, s.begin():
+    with server.write() as s:
         program = s.execute(select(DerProgram).order_by(DerProgram.primacy)).scalars().first()
         set_default_control(
             s,

@@ -154,7 +154,7 @@ def test_deleting_the_subscribed_resource_cancels_the_subscription_with_a_status
         with api.client(VIEWER) as c:
             cancelled = [s for s in c.get("/subscriptions").json()["items"] if s["resource_href"] == derc]
         assert cancelled and cancelled[0]["cancelled_s"] is not None
-        with server.ctx.sessions() as s, s.begin():
+        with server.write() as s:
             prune_outbox(s, before_s=0)
         with api.client(VIEWER) as c:
             hrefs = [s["resource_href"] for s in c.get("/subscriptions").json()["items"]]
