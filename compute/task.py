@@ -100,6 +100,9 @@ class NetworkTask:
     forecast: Forecast | None = None  # an external forecast; None: telemetry over profiles
     held: Mapping[str, HeldLimits] = field(default_factory=dict)  # by network site id
     forecast_margin_fraction: float | None = None
+    #: (export, import) W by network site id: each dynamic site's fallback limit, below which no envelope
+    #: goes (envelopes/minimum.py)
+    minimum_w: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     inputs_key: tuple[object, ...] = ()
     timeout_s: float | None = None
 
@@ -223,6 +226,7 @@ def compute_network(task: NetworkTask) -> NetworkResult:
         forecast,
         engine=compute_envelopes,
         forecast_margin_fraction=task.forecast_margin_fraction,
+        minimum_w=task.minimum_w,
     )
     planned = replace(planned, envelopes=replace(planned.envelopes, constraints={}))
     result = NetworkResult(

@@ -8,8 +8,8 @@ report each constraint's loading and whether it binds, in its own units (W or pu
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
@@ -26,6 +26,7 @@ from gridshare.envelopes.headroom import (
     build_direction_problem,
     dense_queue,
 )
+from gridshare.envelopes.minimum import allocate_with_minimum
 from gridshare.grid.agreements import AgreementBounds, IntervalTimes, agreement_bounds
 from gridshare.grid.network import Network, NetworkError, Site, validate_sites
 
@@ -83,6 +84,11 @@ class EnvelopeSet:
     forecast_issued_at: datetime
     #: None: issued as agreed; a share: forecast-aware with this margin (envelopes/forecast_aware.py)
     forecast_margin_fraction: float | None = None
+    #: (direction, interval start) whose constraints could not carry every site's guaranteed minimum
+    #: (`minimum_w`): there the rule's allocation stands and some fallback is not safe.
+    minimum_not_carried: tuple[tuple[Direction, datetime], ...] = ()
+    #: (interval, site) limits raised to the site's guaranteed minimum, per direction
+    minimum_raised: dict[Direction, int] = field(default_factory=dict)
 
     @property
     def n_intervals(self) -> int:
@@ -249,14 +255,17 @@ def compute_envelopes(
     policy: str = "pro-rata",
     forecasts: Forecast | None = None,
     forecast_margin_fraction: float | None = None,
+    minimum_w: Mapping[str, tuple[float, float]] | None = None,
 ) -> EnvelopeSet:
     """Per-site, per-interval export and import limits over `horizon_s` from `start`.
 
     `forecast_margin_fraction` None issues envelopes as agreed (each flexible site's cap is its
     agreed capacity); a number makes them forecast-aware: each flexible site with a forecast in a
     direction is capped at that forecast plus this share of its agreed capacity
-    (`envelopes/forecast_aware.py`). Raises NetworkError (a ValueError naming the field) for
-    invalid input.
+    (`envelopes/forecast_aware.py`). `minimum_w` gives flexible sites a guaranteed (export, import)
+    minimum by site id, their fallback limits: no envelope falls below it where the interval can carry
+    it (`envelopes/minimum.py`: a device on its default beside neighbours on their envelopes stays
+    safe). Raises NetworkError (a ValueError naming the field) for invalid input.
     """
     if forecast_margin_fraction is not None and not (
         math.isfinite(forecast_margin_fraction) and forecast_margin_fraction >= 0
@@ -302,10 +311,27 @@ def compute_envelopes(
         if forecast_margin_fraction is not None
         else {}
     )
+    not_carried: list[tuple[Direction, datetime]] = []
+
+    def by_rule(problem: AllocationProblem) -> AllocationResult:
+        assert allocate is not None  # only called with flexible sites
+        return allocate(problem, rule)
+
+    raised: dict[Direction, int] = {}
     for direction in DIRECTIONS:
         flex = _flexible_sites(direction, flexible_pairs, topo.node_index, aware.get(direction))
         dp: DirectionProblem = build_direction_problem(network, direction, flex, fixed[direction])
-        result = allocate(dp.problem, rule) if allocate is not None else _no_flexible_result(dp.problem)
+        if allocate is None:
+            result = _no_flexible_result(dp.problem)
+        elif minimum_w:
+            side = 0 if direction == "export" else 1
+            floor = np.array([minimum_w.get(s.id, (0.0, 0.0))[side] for s, _ in flexible_pairs])
+            outcome = allocate_with_minimum(dp.problem, by_rule, floor)
+            result = outcome.result
+            raised[direction] = outcome.raised
+            not_carried.extend((direction, starts[t]) for t in outcome.not_carried)
+        else:
+            result = allocate(dp.problem, rule)
         out = (
             np.column_stack([getattr(b, f"{direction}_cap_w") for b in bounds])
             if bounds
@@ -346,6 +372,8 @@ def compute_envelopes(
         infeasibilities=tuple(infeasible),
         forecast_issued_at=issued_at,
         forecast_margin_fraction=forecast_margin_fraction,
+        minimum_not_carried=tuple(not_carried),
+        minimum_raised=raised,
     )
 
 

@@ -15,7 +15,7 @@ start of a planned outage (docs/fallback.md).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -89,6 +89,7 @@ def compute_planned(
     forecasts: Forecast | None,
     engine: Callable[..., EnvelopeSet] = compute_envelopes,
     forecast_margin_fraction: float | None = None,
+    minimum_w: Mapping[str, tuple[float, float]] | None = None,
 ) -> PlannedEnvelopes:
     """Envelopes over the horizon, each stretch on the network with that stretch's derates applied.
 
@@ -110,6 +111,7 @@ def compute_planned(
             policy,
             forecasts,
             forecast_margin_fraction=forecast_margin_fraction,
+            minimum_w=minimum_w,
         )
         computed.append((part, derated.isolated_nodes, env))
     isolated_now = computed[0][1]
@@ -145,5 +147,9 @@ def compute_planned(
         infeasibilities=tuple(infeasible),
         forecast_issued_at=computed[0][2].forecast_issued_at,
         forecast_margin_fraction=forecast_margin_fraction,
+        minimum_not_carried=tuple(x for _, _, env in computed for x in env.minimum_not_carried),
+        minimum_raised={
+            d: sum(env.minimum_raised.get(d, 0) for _, _, env in computed) for d in ("export", "import")
+        },
     )
     return PlannedEnvelopes(joined, binding, isolated_now, throughout, series)

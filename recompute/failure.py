@@ -25,6 +25,7 @@ from gridshare.store.db import transaction
 from gridshare.store.models import EnvelopeSetRecord
 from gridshare.store.publication.envelopes import current_end_s, next_created_s, publish, record_failed_run
 from gridshare.store.publication.fallback_defaults import (
+    safe_defaults_of,
     store_fingerprint,
     stored_fingerprint,
     write_defaults,
@@ -118,6 +119,32 @@ class FallbackPolicy:
         except Exception:
             log.exception("could not write the fallback defaults; the ones already published stay")
         return plan
+
+    def guaranteed_minimum(self, inputs: RunInputs) -> dict[str, tuple[float, float]]:
+        """Each dynamic site's fallback (export, import) W by network site id: no envelope goes below it.
+
+        A device that loses contact drops to its default while its neighbours keep their envelopes
+        (envelopes/minimum.py). The limits this process computed for these inputs, else the safe values
+        stored with a digest that still matches (a restart costs a read, not a computation), else
+        computed now: the refresh after publication needs them anyway and reuses them. Empty if they
+        cannot be computed (logged): envelopes then go out without the guarantee rather than not at all.
+        """
+        settings = self.state.ctx.settings
+        cached = self._plan
+        if cached is None or cached[0] != plan_key(inputs, settings):
+            try:
+                with self.state.ctx.sessions() as session:
+                    if stored_fingerprint(session, self.state.network) == fallback_fingerprint(
+                        inputs, settings, inputs.defaults_marker
+                    ):
+                        stored = safe_defaults_of(session, [s.id for s in inputs.store_sites.values()])
+                        return {v.network_site_id: _pair(v) for v in stored.values()}
+            except Exception:
+                log.exception("could not read the stored fallback limits; computing them")
+        plan = self.fallback_plan(inputs)
+        if plan is None:
+            return {}
+        return {k: _pair(v) for k, v in plan.by_site.items()}
 
     def held_sites(self, inputs: RunInputs) -> dict[str, SafeDefault]:
         """Dynamic sites whose own data is untrusted, with the fallback limits they are held to."""
@@ -288,3 +315,7 @@ class FallbackPolicy:
                 )
         except Exception:
             log.exception("could not record the failed recomputation")
+
+
+def _pair(safe: SafeDefault) -> tuple[float, float]:
+    return safe.export_limit_w, safe.import_limit_w

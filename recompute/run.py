@@ -112,8 +112,9 @@ class EnvelopeRun:
             detail = f"telemetry could not be read: {type(exc).__name__}: {exc}"
             return policy.fail(inputs, None, reason, "bad input", detail)
         try:
-            # Envelopes first: devices get them as soon as they are computed. The fallback limits
-            # follow (computed lazily on the failure path, where they are needed at once).
+            # Envelopes first: devices get them as soon as they are published. The engine needs the
+            # fallback limits as each site's minimum (computed, or read back while unchanged); the
+            # defaults are written after, from the same limits.
             outcome = self._run(inputs, None, reason)
             if outcome.status == "published":
                 policy.refresh_fallback(inputs, need_plan=False)
@@ -147,8 +148,9 @@ class EnvelopeRun:
             log.exception("sites with untrusted data could not be held to fallback limits (%s)", reason)
             return fail(inputs, plan, reason, "bad input", f"{type(exc).__name__}: {exc}")
         nf = hold_at_fallback(inputs.nf, held)
+        minimum_w = self.policy.guaranteed_minimum(inputs)  # no envelope below a site's fallback
         try:
-            planned = self._compute(nf, inputs, start, forecasts)
+            planned = self._compute(nf, inputs, start, forecasts, minimum_w)
         except BudgetExceeded as exc:
             return fail(inputs, plan, reason, "overrun", str(exc))
         except ClusterComputeFailed as exc:
@@ -166,7 +168,12 @@ class EnvelopeRun:
             return fail(inputs, plan, reason, "database", f"publication failed: {type(exc).__name__}: {exc}")
 
     def _compute(
-        self, nf: NetworkFile, inputs: RunInputs, start: datetime, forecasts: Forecast | None
+        self,
+        nf: NetworkFile,
+        inputs: RunInputs,
+        start: datetime,
+        forecasts: Forecast | None,
+        minimum_w: dict[str, tuple[float, float]],
     ) -> PlannedEnvelopes:
         """The envelopes of one network: in this process, or as a task on the Dask cluster that
         `compute_scheduler_address` names (docs/utility-scale.md). Either way the result is whole or
@@ -185,6 +192,7 @@ class EnvelopeRun:
                     forecasts,
                     engine=compute_envelopes,
                     forecast_margin_fraction=margin,
+                    minimum_w=minimum_w,
                 ),
                 settings.recompute_budget_s,
             )
@@ -199,6 +207,7 @@ class EnvelopeRun:
             derates=tuple(Derate.of(d) for d in inputs.standing),
             forecast=forecasts,
             forecast_margin_fraction=margin,
+            minimum_w=minimum_w,
             inputs_key=inputs.fingerprint,
             timeout_s=settings.recompute_budget_s,
         )
@@ -296,6 +305,8 @@ class EnvelopeRun:
                 "blocks_new": summary.blocks_new,
                 "binding": binding,
                 "infeasible": len(envelopes.infeasibilities),
+                "raised_to_fallback": sum(envelopes.minimum_raised.values()),
+                "fallback_not_carried": len(envelopes.minimum_not_carried),
                 "compute_s": round(compute_s, 3),
                 "publish_s": round(publish_s, 3),
                 "telemetry_sites": len(inputs.telemetry),
@@ -304,6 +315,17 @@ class EnvelopeRun:
             }
             if held:
                 record.detail["held_at_fallback"] = {k: inputs.untrusted[k] for k in held}
+        if envelopes.minimum_not_carried:
+            first_direction, first_at = envelopes.minimum_not_carried[0]
+            log.warning(
+                "recomputation (%s): %d interval(s) cannot carry every site's fallback limit (first: %s "
+                "from %s); the forecast is worse than the fallback's worst case, so a device on its "
+                "default there may overload the network: check the worst-case settings",
+                reason,
+                len(envelopes.minimum_not_carried),
+                first_direction,
+                first_at.isoformat(),
+            )
         wait_until_heard(ctx.engine)  # this process's device caches know of the set before we report it
         self.state.covered(Coverage.of(inputs.fingerprint))
         until_s = int(start.timestamp()) + envelopes.n_intervals * envelopes.interval_s

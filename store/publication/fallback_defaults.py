@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -48,6 +49,17 @@ def safe_default_for(session: Session, site_id: int) -> SafeDefault | None:
 def all_safe_defaults(session: Session) -> dict[int, SafeDefault]:
     rows = session.execute(select(ServerSetting).where(ServerSetting.key.startswith(SAFE_PREFIX))).scalars()
     return {int(r.key[len(SAFE_PREFIX) :]): SafeDefault.from_json(r.value) for r in rows}
+
+
+def safe_defaults_of(session: Session, site_ids: Iterable[int]) -> dict[int, SafeDefault]:
+    """The stored safe values of these store sites (those that have one), by store site id."""
+    keys = [f"{SAFE_PREFIX}{i}" for i in site_ids]
+    found: dict[int, SafeDefault] = {}
+    for at in range(0, len(keys), 500):  # bound the statement's parameters on any backend
+        rows = session.execute(select(ServerSetting).where(ServerSetting.key.in_(keys[at : at + 500])))
+        for r in rows.scalars():
+            found[int(r.key[len(SAFE_PREFIX) :])] = SafeDefault.from_json(r.value)
+    return found
 
 
 def _fingerprint_key(network: str) -> str:
