@@ -21,6 +21,7 @@ import numpy as np
 
 from gridshare.envelopes.compute import compute_envelopes
 from gridshare.envelopes.forecast import Forecast
+from gridshare.fallback import FallbackError, compute_fallback
 from gridshare.grid.localtime import local_month_hour
 from gridshare.grid.network import Network, Site
 from gridshare.grid.sensitivity import voltage_sensitivity_pu_per_w
@@ -117,14 +118,31 @@ def site_constraint_matrix(network: Network, sites: Sequence[Site], names: Seque
     return out
 
 
+def _fallback_minimum(
+    network: Network, sites: Sequence[Site], rule: str, margin_fraction: float
+) -> dict[str, tuple[float, float]] | None:
+    """Each dynamic site's fallback (export, import); None where the network has none to give."""
+    try:
+        fallback = compute_fallback(network, sites, policy=rule, margin_fraction=margin_fraction)
+    except FallbackError:
+        return None  # the service would publish no defaults either: the rule's envelopes stand
+    return {k: (v.export_w, v.import_w) for k, v in fallback.limits.items()}
+
+
 def run_year(
     grid: StudyGrid,
     rule: str,
     behaviour: Behaviour = "as-issued",
     margin_fraction: float = 0.1,
     progress: Progress | None = None,
+    fallback_margin_fraction: float = 0.05,
 ) -> YearRun:
-    """Envelopes of `rule` over the whole grid and the series the metrics are computed from."""
+    """Envelopes of `rule` over the whole grid and the series the metrics are computed from.
+
+    As the live recomputation does, no envelope goes below the site's fallback limit (computed with
+    the service's default `fallback_margin_fraction`; docs/fallback.md, "No envelope below the default"),
+    so forecast-aware studies curtail what the service would.
+    """
     import time
 
     if behaviour not in BEHAVIOURS:
@@ -141,6 +159,7 @@ def run_year(
     names: tuple[str, ...] = ()
     infeasible: set[int] = set()
     t0 = time.perf_counter()
+    minimum_w = _fallback_minimum(grid.network, sites, rule, fallback_margin_fraction)
     starts = list(range(0, n_int, chunk))
     for k, first in enumerate(starts):
         n = min(chunk, n_int - first)
@@ -153,6 +172,7 @@ def run_year(
             rule,
             forecasts=grid.forecast,
             forecast_margin_fraction=margin,
+            minimum_w=minimum_w,
         )
         export[first : first + n] = env.export_limit_w
         imports[first : first + n] = env.import_limit_w
