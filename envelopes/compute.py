@@ -323,15 +323,14 @@ def compute_envelopes(
         dp: DirectionProblem = build_direction_problem(network, direction, flex, fixed[direction])
         if allocate is None:
             result = _no_flexible_result(dp.problem)
-        elif minimum_w:
+        else:  # without minima (or all zero) this is the rule's own allocation, nothing more
             side = 0 if direction == "export" else 1
-            floor = np.array([minimum_w.get(s.id, (0.0, 0.0))[side] for s, _ in flexible_pairs])
+            least = minimum_w or {}
+            floor = np.array([least.get(s.id, (0.0, 0.0))[side] for s, _ in flexible_pairs])
             outcome = allocate_with_minimum(dp.problem, by_rule, floor)
             result = outcome.result
             raised[direction] = outcome.raised
             not_carried.extend((direction, starts[t]) for t in outcome.not_carried)
-        else:
-            result = allocate(dp.problem, rule)
         out = (
             np.column_stack([getattr(b, f"{direction}_cap_w") for b in bounds])
             if bounds

@@ -13,31 +13,13 @@ from __future__ import annotations
 
 import math
 
-from lxml import etree
-
 from gridshare.envelopes.resolution import resolutions_w
 from gridshare.grid.examples import demo_feeder_path
 from gridshare.grid.netfile import load_network_file
 from gridshare.process.demo import seed_demo
 from gridshare.recompute.scheduler import Recomputer
-from tests.support.engine import NS, default_control, site_id_of, site_row, watts
+from tests.support.engine import default_control, published_limits_w, site_row
 from tests.support.servers import RunningServer
-
-
-def _published_limits_w(server: RunningServer, name: str) -> list[tuple[float, float]]:
-    """(export W, import W) of every scheduled or active DERControl the device reads over mTLS."""
-    with server.client(name) as c:
-        root = etree.fromstring(
-            c.get(f"/edev/{site_id_of(server, name)}/derp/1/derc", params={"l": 500}).content
-        )
-    out = []
-    for ctl in root:
-        if ctl.findtext("s:EventStatus/s:currentStatus", namespaces=NS) in ("0", "1"):
-            export_w = watts(ctl.find("s:DERControlBase/c:opModExpLimW", NS))
-            import_w = watts(ctl.find("s:DERControlBase/c:opModImpLimW", NS))
-            assert export_w is not None and import_w is not None
-            out.append((export_w, import_w))
-    return out
 
 
 def test_forecast_aware_envelopes_never_go_below_the_default(server: RunningServer) -> None:
@@ -56,9 +38,10 @@ def test_forecast_aware_envelopes_never_go_below_the_default(server: RunningServ
         assert default["export"] is not None and default["import"] is not None
         least_export_w = math.floor(float(default["export"]) / step) * step
         least_import_w = math.floor(float(default["import"]) / step) * step
-        limits = _published_limits_w(server, device.name)
+        limits = published_limits_w(server, device.name)
         assert limits, device.name
         for export_w, import_w in limits:
+            assert import_w is not None, device.name
             assert export_w >= least_export_w, (device.name, export_w, default, step)
             assert import_w >= least_import_w, (device.name, import_w, default, step)
         raised += sum(1 for _, import_w in limits if import_w == least_import_w)

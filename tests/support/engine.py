@@ -168,8 +168,9 @@ def site_id_of(server: RunningServer, name: str) -> int:
         return s.execute(select(Site.id).where(Site.lfdi == me.lfdi)).scalar_one()
 
 
-def export_limits_w(server: RunningServer, name: str) -> list[float]:
-    """The opModExpLimW of every scheduled or active DERControl the device reads over mTLS."""
+def published_limits_w(server: RunningServer, name: str) -> list[tuple[float, float | None]]:
+    """(opModExpLimW, opModImpLimW or None) of every scheduled or active DERControl the device reads
+    over mTLS."""
     site_id = site_id_of(server, name)
     with server.client(name) as c:
         root = etree.fromstring(c.get(f"/edev/{site_id}/derp/1/derc", params={"l": 500}).content)
@@ -177,11 +178,15 @@ def export_limits_w(server: RunningServer, name: str) -> list[float]:
     for ctl in root:
         if int(ctl.findtext("s:EventStatus/s:currentStatus", namespaces=NS)) not in (0, 1):
             continue  # cancelled or superseded by the newer set
-        el = ctl.find("s:DERControlBase/c:opModExpLimW", NS)
-        assert el is not None
-        value = int(el.findtext("s:value", namespaces=NS))
-        out.append(value * 10 ** int(el.findtext("s:multiplier", namespaces=NS)))
+        export_w = watts(ctl.find("s:DERControlBase/c:opModExpLimW", NS))
+        assert export_w is not None
+        out.append((export_w, watts(ctl.find("s:DERControlBase/c:opModImpLimW", NS))))
     return out
+
+
+def export_limits_w(server: RunningServer, name: str) -> list[float]:
+    """The opModExpLimW of every scheduled or active DERControl the device reads over mTLS."""
+    return [export_w for export_w, _ in published_limits_w(server, name)]
 
 
 @contextmanager
