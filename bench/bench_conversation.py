@@ -19,6 +19,8 @@ next request as soon as the previous answer is in (time compressed until the ser
 - returning: the fleet coming back after an outage: DeviceCapability, POST EndDevice (409 with
   Location), GET that EndDevice, PUT ConnectionPoint: devices re-registered per second;
 - readings: MirrorMeterReading posts only: readings acknowledged per second.
+- polls (only with `--phases polls`): the conversation cycle's GETs without its writes: what the cached polls
+  alone cost.
 
 Targets: `gridshare serve` on SQLite and PostgreSQL with 1 and 2 workers (store seeded by
 `bench.bench_derc.prepare`: every device registered, 10 DOE controls each); the limit, nginx serving
@@ -70,7 +72,9 @@ from gridshare.sim import wire
 from gridshare.store.db import transaction
 from gridshare.store.models import DerControl
 
-PHASES = ("discovery", "conversation", "returning", "readings")
+PHASES = ("discovery", "conversation", "returning", "readings", "polls")
+#: What runs unless --phases says otherwise ("polls" isolates the conversation's cached GETs).
+DEFAULT_PHASES = ("discovery", "conversation", "returning", "readings")
 #: With --returning-reconnects: the phases whose every pass opens a new connection.
 RECONNECT = ("returning",)
 #: Resources in the order a device meets them (the rows of every table).
@@ -184,6 +188,7 @@ class Plan:
             "conversation": self.cycle,
             "returning": self.returning,
             "readings": self.readings,
+            "polls": [s for s in self.cycle if s.method == "GET"],
         }[phase]
 
 
@@ -870,12 +875,13 @@ def print_tables(rows: list[dict[str, Any]], console: Console, args: argparse.Na
             "readings": "readings acked/s",
             "conversation": "cycles/s",
             "discovery": "discoveries/s",
+            "polls": "poll cycles/s",
         }
         table.add_row(extra[phase], *[f"{row['phases'][phase]['completed_per_s']:.0f}" for row in rows])
         table.add_row(
             "server CPU ms/req",
             *[
-                f"{1000 * row['cpu_s'][phase] / max(row['phases'][phase]['overall']['requests'], 1):.2f}"
+                f"{1000 * row['cpu_s'][phase] / max(row['phases'][phase]['overall']['requests'], 1):.3f}"
                 if phase in row["cpu_s"]
                 else ""
                 for row in rows
@@ -965,7 +971,7 @@ def main() -> None:
         action="store_true",
         help="each returning device opens a new mTLS connection (a full handshake) for its pass",
     )
-    parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES))
+    parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(DEFAULT_PHASES))
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 4 devices, SQLite, 1 worker, 1 s phases"

@@ -15,6 +15,14 @@ Deadlines are plain numbers checked by one sweep per listener (`ConnectionGuard`
 the hot path sets two floats and arms no timer. A request that times out gets 408 (where nothing was
 answered yet) and its connection is closed; a client that hangs up mid-body is one INFO line instead
 of uvicorn's "Exception in ASGI application" traceback for Starlette's ClientDisconnect.
+
+It also answers a poll the moment its headers are parsed, when the application can answer it from
+memory (`ImmediateAnswers`: the response cache in server/shared/fastpath.py). Most of what a device
+asks is such a poll, and uvicorn's per-request machinery (a request cycle, an asyncio task, two ASGI
+messages and their checks) cost more than finding the cached body. Only the plain case takes this
+lane: an admitted connection, GET or HEAD over keep-alive HTTP/1.1 with nothing else in flight on it,
+no body, no upgrade, no `Expect`, the peer reading; everything else goes through uvicorn as before.
+The bytes written are the ones uvicorn would write for the same answer.
 """
 
 from __future__ import annotations
@@ -23,11 +31,14 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
+import httptools
 from starlette.requests import ClientDisconnect
 from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, Scope
 from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 from uvicorn.server import ServerState
 
 from gridshare.certs.identity import lfdi_from_der
@@ -46,6 +57,22 @@ _AWAITING = 0  # connected, no byte of a request yet (first request: header dead
 _HEADERS = 1  # first byte seen, headers incomplete
 _BODY = 2  # headers complete, body incomplete
 _APP = 3  # request read; the application answers (no deadline) and keep-alive follows
+
+
+class CachedAnswer(Protocol):
+    """A complete answer kept in memory (server/shared/render_cache.py's CachedBody)."""
+
+    status: int
+    headers: Sequence[tuple[bytes, bytes]]
+    body: bytes
+
+
+class ImmediateAnswers(Protocol):
+    """An application that can answer some requests synchronously, from what it holds in memory."""
+
+    def answer_now(self, scope: dict[str, Any]) -> CachedAnswer | None:
+        """The answer to this GET/HEAD (its scope complete but for a body), already accounted for as
+        answered; None if the application must be asked (then nothing was counted)."""
 
 
 class ConnectionGuard:
@@ -116,6 +143,11 @@ class GuardedHttpProtocol(PeerCertHttpProtocol):
         self._closed_by_us = False
         self._application = self.app
         self.app = self._run_app
+        answer_now = getattr(self._application, "answer_now", None)
+        # uvicorn's access log and concurrency limit live in its request cycle: with either, no lane
+        plain = not self.access_log and self.limit_concurrency is None
+        self._answer_now: Any = answer_now if callable(answer_now) and plain else None
+        self._answered_now = False  # the request being parsed was answered by the lane
 
     # --- connection ------------------------------------------------------------------------
 
@@ -135,6 +167,7 @@ class GuardedHttpProtocol(PeerCertHttpProtocol):
             self._key = key
             return
         self.app = self._refuse
+        self._answer_now = None  # a refused connection gets its 503, never a cached body
         self._refusal = refusal
         if self.guard.should_log_refusal(key, self.loop.time()):
             note = "503; more from it not logged for a minute"
@@ -165,19 +198,65 @@ class GuardedHttpProtocol(PeerCertHttpProtocol):
             self.deadline = self.loop.time() + self.guard.limits.request_header_timeout_s
 
     def on_headers_complete(self) -> None:
+        if self._answer_now is not None and self._answer_at_once():
+            self._answered_now = True
+            self._phase = _APP
+            self.deadline = None
+            return
         super().on_headers_complete()
         self._phase = _BODY
         self._body_bytes = 0
         self.deadline = self.loop.time() + self.guard.limits.request_body_timeout_s
 
     def on_body(self, body: bytes) -> None:
+        if self._answered_now:
+            return  # a GET that carried a body anyway: it was answered; the body means nothing
         self._body_bytes += len(body)
         super().on_body(body)
 
     def on_message_complete(self) -> None:
+        if self._answered_now:
+            self._answered_now = False
+            self.on_response_complete()  # as uvicorn after a response: keep-alive timer, next in line
+            return
         super().on_message_complete()
         self._phase = _APP
         self.deadline = None
+
+    # --- the lane: a poll answered from memory --------------------------------------------------
+
+    def _answer_at_once(self) -> bool:
+        """Answer the request whose headers were just parsed, if it is plain and the app has it ready."""
+        cycle = self.cycle
+        if (cycle is not None and not cycle.response_complete) or self.flow.write_paused:
+            return False  # pipelined behind an answer in progress, or the peer is not reading
+        parser = self.parser
+        method = parser.get_method()
+        if method not in (b"GET", b"HEAD") or self.expect_100_continue:
+            return False
+        if parser.get_http_version() != "1.1" or not parser.should_keep_alive() or parser.should_upgrade():
+            return False
+        parsed = httptools.parse_url(self.url)
+        raw_path: bytes = parsed.path
+        if b"%" in raw_path:
+            return False  # uvicorn's unquoting decides what this path is
+        scope: Any = self.scope
+        scope["method"] = method.decode("ascii")
+        scope["path"] = self.root_path + raw_path.decode("ascii")
+        scope["raw_path"] = self.root_path.encode("ascii") + raw_path
+        scope["query_string"] = parsed.query or b""
+        answer = self._answer_now(scope)
+        if answer is None:
+            return False
+        # What uvicorn's RequestResponseCycle.send writes for the same two messages.
+        head = [STATUS_LINE[answer.status]]
+        for name, value in (*self.server_state.default_headers, *answer.headers):
+            head += (name, b": ", value, b"\r\n")
+        head.append(b"\r\n")
+        if method == b"GET":
+            head.append(answer.body)
+        self.transport.write(b"".join(head))
+        return True
 
     # --- deadlines ---------------------------------------------------------------------------
 

@@ -55,6 +55,7 @@ class AlertingSSLProtocol(sslproto.SSLProtocol):
     _linger_handle: asyncio.TimerHandle | None = None
     _handshake_failed = False
     _flush_scheduled = False
+    _reading = False  # inside buffer_updated's call into the application: it flushes what is written
 
     def _on_handshake_complete(self, handshake_exc: Any) -> None:
         # Failure arrives here as an ssl.SSLError (or the ConnectionResetError class on EOF);
@@ -129,13 +130,22 @@ class AlertingSSLProtocol(sslproto.SSLProtocol):
             except sslproto.SSLAgainErrors:
                 pass
             if chunks:
-                base._app_protocol.data_received(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+                # An answer written while the request is handled (a cached poll is answered at once)
+                # is encrypted and sent below, not in a callback of its own.
+                self._reading = True
+                try:
+                    base._app_protocol.data_received(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+                finally:
+                    self._reading = False
             if not chunk:  # close_notify: the stdlib's shutdown path from here
                 base._call_eof_received()
                 base._start_shutdown()
                 return
             if base._write_backlog:
-                base._do_write()
+                if base._state is _WRAPPED:
+                    self._flush_appdata()
+                else:
+                    base._do_write()
             elif base._outgoing.pending and not base._ssl_writing_paused:
                 base._transport.write(base._outgoing.read())  # e.g. TLS 1.3 session tickets
             self._check_flow()
@@ -157,7 +167,7 @@ class AlertingSSLProtocol(sslproto.SSLProtocol):
         for data in list_of_data:
             backlog.append(data)
             base._write_buffer_size += len(data)
-        if not self._flush_scheduled:
+        if not self._flush_scheduled and not self._reading:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush_appdata)
         if base._write_buffer_size >= base._outgoing_high_water:  # adding can only cross upwards

@@ -13,7 +13,7 @@ and every job in it is then run in a transaction of its own, so only the faulty 
 
 Per-report costs are paid once per batch where they can be: rows a job only inserts are queued
 (`defer_insert`, `defer_insert_returning` when the caller needs the new row's key) and written by one
-statement each at the end of the batch, and the waiters of one event loop are woken by one call into
+statement per table at the end of the batch, and the waiters of one event loop are woken by one call into
 that loop, not one each.
 """
 
@@ -30,8 +30,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Executable
+from sqlalchemy import Table
 from sqlalchemy.orm import Session, sessionmaker
+
+from gridshare.store.bulk_insert import insert_rows, insert_rows_returning_keys
 
 log = logging.getLogger(__name__)
 
@@ -73,49 +75,49 @@ class InsertedId:
 @dataclass
 class _Deferred:
     rows: list[dict[str, Any]]
-    ids: list[InsertedId] | None  # a RETURNING statement's handles, in the rows' order
+    ids: list[InsertedId] | None  # the handles of rows whose keys the caller needs, in the rows' order
 
 
-def defer_insert(session: Session, statement: Executable, rows: list[dict[str, Any]]) -> None:
-    """Insert `rows` with `statement` before this session's transaction commits, with every other job's
-    rows for the same statement in one executemany. Outside a writer's batch they are inserted now."""
+def defer_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert `rows` into `table` before this session's transaction commits, with every other job's
+    rows for the same table in one statement (store/bulk_insert.py). Outside a writer's batch they
+    are inserted now."""
     if not rows:
         return
-    deferred: dict[Executable, _Deferred] | None = session.info.get(_DEFERRED)
+    deferred: dict[tuple[Table, bool], _Deferred] | None = session.info.get(_DEFERRED)
     if deferred is None:
-        session.execute(statement, rows)
+        insert_rows(session.connection(), table, rows)
     else:
-        deferred.setdefault(statement, _Deferred([], None)).rows.extend(rows)
+        deferred.setdefault((table, False), _Deferred([], None)).rows.extend(rows)
 
 
-def defer_insert_returning(session: Session, statement: Executable, row: dict[str, Any]) -> InsertedId:
-    """`defer_insert` of one row by a statement that returns its primary key (built with
-    `.returning(pk, sort_by_parameter_order=True)`): the batch's rows go in one INSERT ... RETURNING."""
+def defer_insert_returning(session: Session, table: Table, row: dict[str, Any]) -> InsertedId:
+    """`defer_insert` of one row whose primary key the caller needs: set before the batch commits."""
     inserted = InsertedId()
-    deferred: dict[Executable, _Deferred] | None = session.info.get(_DEFERRED)
+    deferred: dict[tuple[Table, bool], _Deferred] | None = session.info.get(_DEFERRED)
     if deferred is None:
-        inserted.value = int(session.execute(statement, [row]).scalar_one())
+        (inserted.value,) = insert_rows_returning_keys(session.connection(), table, [row])
         return inserted
-    pending = deferred.setdefault(statement, _Deferred([], []))
+    pending = deferred.setdefault((table, True), _Deferred([], []))
     pending.rows.append(row)
-    assert pending.ids is not None, "one statement deferred both with and without RETURNING"
+    assert pending.ids is not None
     pending.ids.append(inserted)
     return inserted
 
 
-def _write_deferred(session: Session, deferred: dict[Executable, _Deferred]) -> None:
-    # On the session's connection (Core): these are plain INSERTs, and the ORM's execute path around
-    # each cost more than a batch's rows (the writer thread shares the interpreter with the event loop).
+def _write_deferred(session: Session, deferred: dict[tuple[Table, bool], _Deferred]) -> None:
+    # On the session's connection, below the ORM: these are plain INSERTs, and the ORM's execute path
+    # around each cost more than a batch's rows (the writer thread shares the interpreter with the loop).
     conn = session.connection()
-    for statement, pending in deferred.items():
+    for (table, _), pending in deferred.items():
         if pending.ids is None:
-            conn.execute(statement, pending.rows)
+            insert_rows(conn, table, pending.rows)
             continue
-        keys = conn.execute(statement, pending.rows).scalars().all()
+        keys = insert_rows_returning_keys(conn, table, pending.rows)
         if len(keys) != len(pending.ids):
             raise RuntimeError(f"{len(pending.ids)} rows inserted, {len(keys)} keys returned")
         for inserted, key in zip(pending.ids, keys, strict=True):
-            inserted.value = int(key)
+            inserted.value = key
 
 
 class _AsyncWaiter(Generic[T]):
@@ -253,7 +255,7 @@ class GroupCommitWriter:
         try:
             with self._sessions() as session, session.begin():
                 session.info[GROUP_COMMIT] = True
-                deferred: dict[Executable, _Deferred] = {}
+                deferred: dict[tuple[Table, bool], _Deferred] = {}
                 session.info[_DEFERRED] = deferred
                 for job in batch:
                     results.append(job.apply(session))

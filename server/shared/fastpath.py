@@ -227,6 +227,23 @@ class FastPath:
         if request_key is not None and (status[0] == 200 or writes):
             self._keep(scope, request_key, sent)
 
+    def answer_now(self, scope: dict[str, Any]) -> CachedBody | None:
+        """A GET or HEAD answered from the cache as soon as its headers are parsed, without an ASGI cycle
+        (server/guarded_http.py): the same checks and accounting as a hit in `__call__`. None: ask
+        `__call__` (nothing was counted; it looks again and counts the miss)."""
+        t0 = time.perf_counter()
+        resource, site_id = self.classify(scope["path"])
+        href = CACHED.get(resource)
+        if href is None:
+            return None
+        request_key = _request_key(scope, href, self.ctx.settings.list_limit_cap)
+        hit = None if request_key is None else self._cached(scope, request_key)
+        if hit is None:
+            return None
+        self.metrics.cache_result(resource, hit=True)
+        self._done(resource, site_id, hit.status, t0)
+        return hit
+
     @staticmethod
     async def _send(send: Any, status: int, headers: Any, body: bytes, *, head: bool) -> None:
         await send({"type": "http.response.start", "status": status, "headers": list(headers)})
@@ -306,7 +323,8 @@ class FastPath:
         if not isinstance(marker, Cacheable) or not sent or sent[0]["type"] != "http.response.start":
             return
         body = b"".join(m.get("body", b"") for m in sent[1:] if m["type"] == "http.response.body")
-        headers = tuple((bytes(k), bytes(v)) for k, v in sent[0]["headers"])
+        # lower-case names, as uvicorn writes them (the protocol's lane writes these bytes as they are)
+        headers = tuple((bytes(k).lower(), bytes(v)) for k, v in sent[0]["headers"])
         status = sent[0]["status"]
         no_body = status == 204 and not body  # a 204 carries no Content-Length (RFC 9110 §8.6)
         if not (no_body or (b"content-length", str(len(body)).encode()) in headers) or any(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from gridshare.core.settings import Settings
@@ -28,10 +28,9 @@ KnownReadings = dict[str, tuple[int, dict[str, Any]]]
 #: (0, 15-251, 255) are reserved and refused (CSIP-AUS S-ALL-57 posts 15).
 KNOWN_RESPONSE_STATUS = {*range(1, 15), 252, 253, 254}
 
-#: A Core insert of the table (not the ORM's bulk-insert path: plain rows, nothing to track).
-_INSERT_READINGS = insert(TelemetryReading.__table__)  # type: ignore[arg-type]
-_RESPONSES = ResponseRow.__table__
-_INSERT_RESPONSE = insert(_RESPONSES).returning(_RESPONSES.c.id, sort_by_parameter_order=True)  # type: ignore[arg-type]
+#: The tables reports go to, as Core tables (plain rows, nothing for the ORM to track).
+_READINGS: Table = TelemetryReading.__table__  # type: ignore[assignment]
+_RESPONSES: Table = ResponseRow.__table__  # type: ignore[assignment]
 
 
 def reading_key(mup_id: int) -> tuple[object, ...]:
@@ -101,9 +100,9 @@ def reading_rows(
 
 
 def insert_readings(session: Session, rows: list[dict[str, int | None]]) -> None:
-    """The report's rows, inserted with every other report's of the writer's batch in one executemany
+    """The report's rows, inserted with every other report's of the writer's batch in one statement
     (store/group_commit.py): no ORM unit of work, no statement per report."""
-    defer_insert(session, _INSERT_READINGS, list(rows))
+    defer_insert(session, _READINGS, list(rows))
 
 
 @dataclass(frozen=True)
@@ -127,5 +126,5 @@ def response_fields(subject: ResponseSubject, body: decode.ResponseIn, now_s: in
 
 def insert_response(session: Session, fields: dict[str, Any]) -> InsertedId:
     """The stored Response's id (its Location), set once the report writer's batch has inserted it
-    with the batch's other Responses in one INSERT ... RETURNING."""
-    return defer_insert_returning(session, _INSERT_RESPONSE, fields)
+    with the batch's other Responses in one statement."""
+    return defer_insert_returning(session, _RESPONSES, fields)

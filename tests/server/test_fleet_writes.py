@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import Engine, event, func, insert, select, text
+from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -326,11 +326,11 @@ def test_an_idle_writer_keeps_no_thread(store: Engine) -> None:
 
 
 def _deferred(mmr_id: int, value: int) -> Callable[[Session], int]:
-    """A job as the report writer runs a reading: its row queued for the batch's one executemany."""
+    """A job as the report writer runs a reading: its row queued for the batch's one insert."""
 
     def apply(session: Session) -> int:
         row = {"mmr_id": mmr_id, "time_s": T0, "duration_s": 300, "value": value, "power_of_ten": 0}
-        defer_insert(session, insert(TelemetryReading), [{**row, "quality_flags": None, "received_s": T0}])
+        defer_insert(session, TelemetryReading.__table__, [{**row, "quality_flags": None, "received_s": T0}])
         return value
 
     return apply
