@@ -145,7 +145,8 @@ class GuardedHttpProtocol(PeerCertHttpProtocol):
         self.app = self._run_app
         answer_now = getattr(self._application, "answer_now", None)
         # uvicorn's access log and concurrency limit live in its request cycle: with either, no lane
-        plain = not self.access_log and self.limit_concurrency is None
+        logged = self.access_log and self.access_logger.isEnabledFor(logging.INFO)
+        plain = not logged and self.limit_concurrency is None
         self._answer_now: Any = answer_now if callable(answer_now) and plain else None
         self._answered_now = False  # the request being parsed was answered by the lane
 
