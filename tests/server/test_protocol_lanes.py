@@ -180,13 +180,20 @@ def test_reports_and_polls_pipelined_on_one_connection_are_answered_in_order(ser
     assert taken.asgi == posts, "a cached poll went through the ASGI front"
 
 
-def test_a_report_the_front_cannot_take_is_answered_by_its_route_with_a_reason(server: RunningServer) -> None:
-    """A report the front cannot check from memory goes to the application, body and all."""
+def _reporting_mirror(server: RunningServer) -> str:
+    """The href of device-1's mirror, its first reading already checked (and remembered) by the route."""
     _, _, paths = device_with_everything(server)
     mup = next(p for p in paths if p.startswith("/mup/"))
     with _connection(server, "device-1") as sock:
         sock.sendall(_request("POST", mup, meter_reading(MMR, T0 - 120, 1500)))
         assert _answers(sock, ["POST"])[0][0] == 201
+    return mup
+
+
+def test_a_report_the_front_cannot_take_is_answered_by_its_route_with_a_reason(server: RunningServer) -> None:
+    """A report the front cannot check from memory goes to the application, body and all."""
+    mup = _reporting_mirror(server)
+    with _connection(server, "device-1") as sock:
         too_old = meter_reading(MMR, T0 - 400 * 86400, 1500)  # dated far outside the accepted window
         wrong = meter_reading(MMR, T0 - 60, 1500).replace(b"<value>1500</value>", b"<value>x</value>")
         sock.sendall(_request("POST", mup, too_old) + _request("POST", mup, wrong) + _request("GET", "/dcap"))
@@ -197,11 +204,7 @@ def test_a_report_the_front_cannot_take_is_answered_by_its_route_with_a_reason(s
 
 
 def test_a_device_that_hangs_up_before_its_201_still_has_its_report_stored(server: RunningServer) -> None:
-    _, _, paths = device_with_everything(server)
-    mup = next(p for p in paths if p.startswith("/mup/"))
-    with _connection(server, "device-1") as sock:
-        sock.sendall(_request("POST", mup, meter_reading(MMR, T0 - 120, 1500)))
-        assert _answers(sock, ["POST"])[0][0] == 201
+    mup = _reporting_mirror(server)
     before = _count(server, TelemetryReading)
     with _connection(server, "device-1") as sock:
         sock.sendall(_request("POST", mup, meter_reading(MMR, T0 - 60, 1600)))
