@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from gridshare.process.demo import seed_demo
 from gridshare.recompute.scheduler import Recomputer
-from gridshare.store.models import Site
+from gridshare.store.models import EnvelopeSetRecord, Site
 from tests.support.bodies import SEP_XML, meter_reading, mirror_usage_point
 from tests.support.operator_api import OPERATOR, VIEWER, OperatorApi, console_login, running_operator_api
 from tests.support.servers import RunningServer
@@ -268,3 +268,25 @@ def test_metrics_count_device_requests_and_read_the_store(demo: Demo) -> None:
     assert _metric(after, "gridshare_publication_age_seconds", network=NET) == 0
     assert _metric(after, "gridshare_devices", network=NET, state="never_connected") >= 2
     assert _metric(after, "gridshare_sites_non_compliant") == 0
+
+
+def test_the_overview_says_when_envelopes_were_raised_to_or_cannot_carry_the_fallback(demo: Demo) -> None:
+    """An operator sees, per recomputation, how many limits were raised to their device's fallback and,
+    as a warning, in how many intervals the network could not carry every fallback limit."""
+    c, _ = console_login(demo.api, OPERATOR)
+    try:
+        plain = c.get("/console/").text
+        assert "intervals cannot carry" not in plain  # the demo's fallback limits fit
+        with demo.server.write() as s:
+            latest = (
+                s.execute(select(EnvelopeSetRecord).order_by(EnvelopeSetRecord.id.desc())).scalars().first()
+            )
+            assert latest is not None and latest.detail is not None
+            latest.detail = {**latest.detail, "raised_to_fallback": 7, "fallback_not_carried": 2}
+        page = c.get("/console/").text
+    finally:
+        c.close()
+    assert "7 limits raised to their device" in page
+    row = next(line for line in page.splitlines() if "intervals cannot carry" in line)
+    assert "2 intervals cannot carry every fallback limit" in row and "badge warn" in row
+    assert re.search(r'<tr class="warn-row">', page)
