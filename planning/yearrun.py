@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from gridshare.core.settings import Settings
 from gridshare.envelopes.compute import compute_envelopes
 from gridshare.envelopes.forecast import Forecast
 from gridshare.fallback import FallbackError, compute_fallback
@@ -118,6 +119,10 @@ def site_constraint_matrix(network: Network, sites: Sequence[Site], names: Seque
     return out
 
 
+#: The share of worst-case headroom the service's fallback limits leave unused, by default.
+SERVICE_FALLBACK_MARGIN = float(Settings.model_fields["fallback_margin_fraction"].default)
+
+
 def _fallback_minimum(
     network: Network, sites: Sequence[Site], rule: str, margin_fraction: float
 ) -> dict[str, tuple[float, float]] | None:
@@ -135,7 +140,7 @@ def run_year(
     behaviour: Behaviour = "as-issued",
     margin_fraction: float = 0.1,
     progress: Progress | None = None,
-    fallback_margin_fraction: float = 0.05,
+    fallback_margin_fraction: float = SERVICE_FALLBACK_MARGIN,
 ) -> YearRun:
     """Envelopes of `rule` over the whole grid and the series the metrics are computed from.
 

@@ -17,7 +17,7 @@ answered yet) and its connection is closed; a client that hangs up mid-body is o
 of uvicorn's "Exception in ASGI application" traceback for Starlette's ClientDisconnect.
 
 It also answers a poll the moment its headers are parsed, when the application can answer it from
-memory (`ImmediateAnswers`: the response cache in server/shared/fastpath.py). Most of what a device
+memory (its `answer_now`: the response cache in server/shared/fastpath.py). Most of what a device
 asks is such a poll, and uvicorn's per-request machinery (a request cycle, an asyncio task, two ASGI
 messages and their checks) cost more than finding the cached body. Only the plain case takes this
 lane: an admitted connection, GET or HEAD over keep-alive HTTP/1.1 with nothing else in flight on it,
@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import httptools
@@ -67,12 +67,9 @@ class CachedAnswer(Protocol):
     body: bytes
 
 
-class ImmediateAnswers(Protocol):
-    """An application that can answer some requests synchronously, from what it holds in memory."""
-
-    def answer_now(self, scope: dict[str, Any]) -> CachedAnswer | None:
-        """The answer to this GET/HEAD (its scope complete but for a body), already accounted for as
-        answered; None if the application must be asked (then nothing was counted)."""
+#: An application's `answer_now(scope)`: the answer to a GET/HEAD whose scope is complete but for a
+#: body, already accounted for as answered; None if the application must be asked (nothing counted).
+AnswerNow = Callable[[dict[str, Any]], CachedAnswer | None]
 
 
 class ConnectionGuard:
@@ -147,7 +144,7 @@ class GuardedHttpProtocol(PeerCertHttpProtocol):
         # uvicorn's access log and concurrency limit live in its request cycle: with either, no lane
         logged = self.access_log and self.access_logger.isEnabledFor(logging.INFO)
         plain = not logged and self.limit_concurrency is None
-        self._answer_now: Any = answer_now if callable(answer_now) and plain else None
+        self._answer_now: AnswerNow | None = answer_now if callable(answer_now) and plain else None
         self._answered_now = False  # the request being parsed was answered by the lane
 
     # --- connection ------------------------------------------------------------------------
@@ -199,7 +196,7 @@ class GuardedHttpProtocol(PeerCertHttpProtocol):
             self.deadline = self.loop.time() + self.guard.limits.request_header_timeout_s
 
     def on_headers_complete(self) -> None:
-        if self._answer_now is not None and self._answer_at_once():
+        if self._answer_at_once():
             self._answered_now = True
             self._phase = _APP
             self.deadline = None
@@ -228,7 +225,9 @@ class GuardedHttpProtocol(PeerCertHttpProtocol):
 
     def _answer_at_once(self) -> bool:
         """Answer the request whose headers were just parsed, if it is plain and the app has it ready."""
-        cycle = self.cycle
+        cycle, answer_now = self.cycle, self._answer_now
+        if answer_now is None:
+            return False
         if (cycle is not None and not cycle.response_complete) or self.flow.write_paused:
             return False  # pipelined behind an answer in progress, or the peer is not reading
         parser = self.parser
@@ -246,7 +245,7 @@ class GuardedHttpProtocol(PeerCertHttpProtocol):
         scope["path"] = self.root_path + raw_path.decode("ascii")
         scope["raw_path"] = self.root_path.encode("ascii") + raw_path
         scope["query_string"] = parsed.query or b""
-        answer = self._answer_now(scope)
+        answer = answer_now(scope)
         if answer is None:
             return False
         # What uvicorn's RequestResponseCycle.send writes for the same two messages.

@@ -24,7 +24,7 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     """Insert `rows` (dicts of column name -> value) into `table`, in this connection's transaction."""
     for columns, group in _by_columns(rows):
         if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql(_unnest_sql(conn, table, columns), _arrays(columns, group))
+            conn.exec_driver_sql(_unnest_sql(table, columns, conn.dialect), _arrays(columns, group))
         else:
             conn.execute(_plain(table), group)
 
@@ -40,7 +40,7 @@ def insert_rows_returning_keys(conn: Connection, table: Table, rows: list[dict[s
         raise RuntimeError(f"{len(rows)} keys asked of the sequence of {table.name}, {len(keys)} given")
     keyed = [{pk.name: key, **row} for key, row in zip(keys, rows, strict=True)]
     for columns, group in _by_columns(keyed):
-        conn.exec_driver_sql(_unnest_sql(conn, table, columns), _arrays(columns, group))
+        conn.exec_driver_sql(_unnest_sql(table, columns, conn.dialect), _arrays(columns, group))
     return keys
 
 
@@ -56,12 +56,8 @@ def _arrays(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> tuple[list[
     return tuple([row[c] for row in rows] for c in columns)
 
 
-def _unnest_sql(conn: Connection, table: Table, columns: tuple[str, ...]) -> str:
-    return _unnest_sql_for(table, columns, conn.dialect)
-
-
 @functools.lru_cache(maxsize=64)
-def _unnest_sql_for(table: Table, columns: tuple[str, ...], dialect: Dialect) -> str:
+def _unnest_sql(table: Table, columns: tuple[str, ...], dialect: Dialect) -> str:
     """One array parameter per column, cast to the column's type (psycopg sends Python lists as arrays)."""
     names = ", ".join(f'"{c}"' for c in columns)
     arrays = ", ".join(f"%s::{table.c[c].type.compile(dialect=dialect)}[]" for c in columns)
