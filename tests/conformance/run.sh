@@ -203,14 +203,16 @@ op, notif, token, dev, pki, *serve = sys.argv[1:]
 req = urllib.request.Request(f"http://127.0.0.1:{op}/rates", headers={"Authorization": f"Bearer {token}"})
 urllib.request.urlopen(req, timeout=2).read()
 urllib.request.urlopen(f"http://127.0.0.1:{notif}/manage", timeout=2).read()
-ctx = ssl.create_default_context(cafile=f"{pki}/ca.pem")
-ctx.load_cert_chain(f"{pki}/device-1.pem", f"{pki}/device-1.key")
-urllib.request.urlopen(f"https://127.0.0.1:{dev}/tm", timeout=2, context=ctx).read()
+# Each serving process first, directly: a probe through nginx to a process not yet listening makes
+# nginx mark it failed for fail_timeout, and the first procedure could then meet a 502.
 for port in serve:  # in proxy mode each serving process answers 403 without a forwarded certificate
     try:
         urllib.request.urlopen(f"http://127.0.0.1:{port}/tm", timeout=2)
     except urllib.error.HTTPError as exc:
         assert exc.code == 403
+ctx = ssl.create_default_context(cafile=f"{pki}/ca.pem")
+ctx.load_cert_chain(f"{pki}/device-1.pem", f"{pki}/device-1.key")
+urllib.request.urlopen(f"https://127.0.0.1:{dev}/tm", timeout=2, context=ctx).read()
 EOF
     ready=1; break
   fi
