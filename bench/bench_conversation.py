@@ -24,13 +24,16 @@ next request as soon as the previous answer is in (time compressed until the ser
 
 Targets: `gridshare serve` on SQLite and PostgreSQL with 1 and 2 workers (store seeded by
 `bench.bench_derc.prepare`: every device registered, 10 DOE controls each); the limit, nginx serving
-the bodies GridShare answered with, captured once, from memory over the same mutual TLS; and, with
-`--envoy-url`, the reference server bsgip/envoy (see docs/bench-conversation.md for how to start it).
+the bodies GridShare answered with, captured once, from memory over the same mutual TLS; with
+`--behind-nginx`, GridShare as deploy/nginx runs it (nginx terminating the mutual TLS in front of N
+serving processes in proxy mode); and, with `--envoy-url`, the reference server bsgip/envoy (see
+docs/bench-conversation.md for how to start it).
 The server's own CPU time per request is read from /proc, and `--profile DIR` records py-spy
 profiles of the server during the returning phase.
 
     .venv/bin/python -m bench.bench_conversation [--devices 50] [--seconds 8]
         [--pg-url postgresql+psycopg://postgres@127.0.0.1:5432/test] [--workers 1 2] [--no-nginx]
+        [--behind-nginx]
         [--envoy-url https://127.0.0.1:8443 --envoy-ca ca.pem --envoy-clients clients.json]
     .venv/bin/python -m bench.bench_conversation --quick      # a few seconds: the smoke test
 """
@@ -46,11 +49,13 @@ import shutil
 import signal
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -637,7 +642,135 @@ def gridshare_runs(
         }
         console.print(json.dumps(brief(row)))
         rows.append(row)
+    if args.behind_nginx:
+        rows.extend(proxied_runs(args, workdir, settings, devices, store, plans, console))
     return rows, plans, captured, workdir / "pki"
+
+
+def proxied_runs(
+    args: argparse.Namespace,
+    workdir: Path,
+    settings: Settings,
+    devices: list[Device],
+    store: str,
+    plans: list[Plan] | None,
+    console: Console,
+) -> list[dict[str, Any]]:
+    """GridShare as deploy/nginx runs it: nginx terminates the devices' mutual TLS and balances over N
+    `gridshare serve` processes with the serve role in proxy mode (plain HTTP on loopback, the identity
+    from nginx's certificate header), one more process publishing and hosting the operator API. The
+    nginx configuration is the one deploy/nginx/render.py writes, access log included."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(binary).exists():
+        console.print("nginx is not installed (apt-get install nginx): GridShare behind nginx not measured")
+        return []
+    rows = []
+    proxy_env = {"GRIDSHARE_BEHIND_PROXY": "true", "GRIDSHARE_TRUSTED_PROXIES": "127.0.0.1/32"}
+    for workers in args.workers:
+        ports = [free_port_pair() for _ in range(workers)]
+        procs = [
+            start_server(
+                settings, port, 1, {**proxy_env, "GRIDSHARE_ROLES": "serve", "GRIDSHARE_PORT": str(port)}
+            )
+            for port in ports
+        ]
+        publisher_port = free_port_pair()
+        procs.append(
+            start_server(
+                settings,
+                publisher_port,
+                1,
+                {
+                    **proxy_env,
+                    "GRIDSHARE_ROLES": "operator,publish,notify",
+                    "GRIDSHARE_OPERATOR_PORT": str(publisher_port + 1),
+                },
+            )
+        )
+        front_port = free_port_pair()
+        conf_dir = workdir / f"front-{workers}"
+        rendered = subprocess.run(
+            [
+                sys.executable,
+                str(Path(__file__).resolve().parents[1] / "deploy" / "nginx" / "render.py"),
+                "--out",
+                str(conf_dir),
+                "--standalone",
+                "--worker-processes",
+                str(workers),
+                "--listen",
+                f"127.0.0.1:{front_port}",
+                "--tls-cert",
+                str(settings.tls_cert_file),
+                "--tls-key",
+                str(settings.tls_key_file),
+                "--client-ca",
+                str(settings.tls_ca_file),
+                *(arg for port in ports for arg in ("--upstream", f"127.0.0.1:{port}")),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if rendered.returncode != 0:
+            raise SystemExit(f"deploy/nginx/render.py failed: {rendered.stderr}")
+        front = subprocess.Popen(
+            [
+                binary,
+                "-p",
+                str(conf_dir),
+                "-c",
+                str(conf_dir / "nginx.conf"),
+                "-e",
+                str(conf_dir / "logs/error.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_ready(
+                f"https://127.0.0.1:{front_port}/dcap",
+                device_tls(str(settings.tls_ca_file), devices[0]),
+                front,
+            )
+            meters = [CpuMeter(p.pid, None, f"{store.lower()}-serve-{i}") for i, p in enumerate(procs[:-1])]
+            front_meter = CpuMeter(front.pid, None, f"nginx-front-{workers}w")
+
+            with console.status(f"GridShare behind nginx, {store}, {workers} serving process(es)"):
+                _, phases, _ = asyncio.run(
+                    run_phases(
+                        "127.0.0.1",
+                        front_port,
+                        str(settings.tls_ca_file),
+                        devices,
+                        tuple(args.phases),
+                        args.seconds,
+                        args.warmup,
+                        plans=plans,
+                        on_phase=partial(_each, (*meters, front_meter)),
+                    )
+                )
+        finally:
+            for proc in (front, *procs):
+                proc.send_signal(signal.SIGTERM)
+            for proc in (front, *procs):
+                proc.wait(timeout=30)
+        row = {
+            "rates_s": plans[0].rates_s if plans else {},
+            "target": f"GridShare {store} behind nginx",
+            "workers": workers,
+            "phases": phases,
+            "cpu_s": {p: sum(m.cpu_s.get(p, 0.0) for m in meters) for p in phases},
+            "front_cpu_s": front_meter.cpu_s,
+            "load": os.getloadavg(),
+        }
+        console.print(json.dumps(brief(row)))
+        rows.append(row)
+    return rows
+
+
+def _each(meters: tuple[CpuMeter, ...], phase: str, moment: str) -> None:
+    for meter in meters:
+        meter(phase, moment)
 
 
 def brief(row: dict[str, Any]) -> dict[str, Any]:
@@ -878,15 +1011,11 @@ def print_tables(rows: list[dict[str, Any]], console: Console, args: argparse.Na
             "polls": "poll cycles/s",
         }
         table.add_row(extra[phase], *[f"{row['phases'][phase]['completed_per_s']:.0f}" for row in rows])
-        table.add_row(
-            "server CPU ms/req",
-            *[
-                f"{1000 * row['cpu_s'][phase] / max(row['phases'][phase]['overall']['requests'], 1):.3f}"
-                if phase in row["cpu_s"]
-                else ""
-                for row in rows
-            ],
-        )
+        table.add_row("server CPU ms/req", *[_ms_per_request(row, phase, "cpu_s") for row in rows])
+        if any("front_cpu_s" in row for row in rows):
+            table.add_row(
+                "front (nginx) CPU ms/req", *[_ms_per_request(row, phase, "front_cpu_s") for row in rows]
+            )
         table.add_row(
             "refused",
             *[
@@ -895,7 +1024,7 @@ def print_tables(rows: list[dict[str, Any]], console: Console, args: argparse.Na
             ],
         )
         console.print(table)
-    base = [r for r in rows if r["target"].startswith("GridShare")]
+    base = [r for r in rows if r["target"].startswith("GridShare") and "front_cpu_s" not in r]
     for other in (r for r in rows if not r["target"].startswith("GridShare")):
         # envoy keeps its store in PostgreSQL: compare it with GridShare on PostgreSQL where measured
         store = "PostgreSQL" if other["target"] == "envoy" else "SQLite"
@@ -903,6 +1032,14 @@ def print_tables(rows: list[dict[str, Any]], console: Console, args: argparse.Na
         mine = next((r for r in same if store in r["target"]), same[0] if same else None)
         if mine is not None:
             print_ratio(mine, other, console, args)
+
+
+def _ms_per_request(row: dict[str, Any], phase: str, key: str) -> str:
+    """CPU milliseconds a request of `phase` cost the processes counted under `key`, for a table cell."""
+    spent = row.get(key, {}).get(phase)
+    if spent is None:
+        return ""
+    return f"{1000 * spent / max(row['phases'][phase]['overall']['requests'], 1):.3f}"
 
 
 def _cpu_ms(row: dict[str, Any], phase: str) -> float | None:
@@ -955,6 +1092,11 @@ def main() -> None:
     )
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--no-nginx", action="store_true")
+    parser.add_argument(
+        "--behind-nginx",
+        action="store_true",
+        help="also GridShare behind nginx as deploy/nginx runs it (N serving processes in proxy mode)",
+    )
     parser.add_argument(
         "--profile", type=Path, help="record py-spy profiles of the server's returning phase here"
     )
