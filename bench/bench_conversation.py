@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 from lxml import etree
@@ -687,46 +688,14 @@ def proxied_runs(
                 },
             )
         )
-        front_port = free_port_pair()
-        conf_dir = workdir / f"front-{workers}"
-        rendered = subprocess.run(
-            [
-                sys.executable,
-                str(Path(__file__).resolve().parents[1] / "deploy" / "nginx" / "render.py"),
-                "--out",
-                str(conf_dir),
-                "--standalone",
-                "--worker-processes",
-                str(workers),
-                "--listen",
-                f"127.0.0.1:{front_port}",
-                "--tls-cert",
-                str(settings.tls_cert_file),
-                "--tls-key",
-                str(settings.tls_key_file),
-                "--client-ca",
-                str(settings.tls_ca_file),
-                *(arg for port in ports for arg in ("--upstream", f"127.0.0.1:{port}")),
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if rendered.returncode != 0:
-            raise SystemExit(f"deploy/nginx/render.py failed: {rendered.stderr}")
-        front = subprocess.Popen(
-            [
-                binary,
-                "-p",
-                str(conf_dir),
-                "-c",
-                str(conf_dir / "nginx.conf"),
-                "-e",
-                str(conf_dir / "logs/error.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        front: subprocess.Popen[bytes] | None = None
         try:
+            # each serving process answers before nginx sees it: nginx would mark one still starting as
+            # failed and answer 502 for its fail_timeout
+            for port, proc in zip(ports, procs, strict=False):
+                wait_proxied_ready(port, Path(devices[0].cert).read_text(), proc)
+            front_port = free_port_pair()
+            front = start_front(binary, workdir / f"front-{workers}", front_port, settings, ports)
             wait_ready(
                 f"https://127.0.0.1:{front_port}/dcap",
                 device_tls(str(settings.tls_ca_file), devices[0]),
@@ -734,7 +703,6 @@ def proxied_runs(
             )
             meters = [CpuMeter(p.pid, None, f"{store.lower()}-serve-{i}") for i, p in enumerate(procs[:-1])]
             front_meter = CpuMeter(front.pid, None, f"nginx-front-{workers}w")
-
             with console.status(f"GridShare behind nginx, {store}, {workers} serving process(es)"):
                 _, phases, _ = asyncio.run(
                     run_phases(
@@ -750,9 +718,10 @@ def proxied_runs(
                     )
                 )
         finally:
-            for proc in (front, *procs):
+            stopping = [front, *procs] if front is not None else procs
+            for proc in stopping:
                 proc.send_signal(signal.SIGTERM)
-            for proc in (front, *procs):
+            for proc in stopping:
                 proc.wait(timeout=30)
         row = {
             "rates_s": plans[0].rates_s if plans else {},
@@ -766,6 +735,54 @@ def proxied_runs(
         console.print(json.dumps(brief(row)))
         rows.append(row)
     return rows
+
+
+def wait_proxied_ready(port: int, cert_pem: str, proc: subprocess.Popen[bytes]) -> None:
+    """A serving process in proxy mode answers DeviceCapability to a request nginx would forward."""
+    import httpx
+
+    headers = {"X-Client-Cert": quote(cert_pem, safe="")}  # as nginx's $ssl_client_escaped_cert
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit("a serving process exited during start-up")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"http://127.0.0.1:{port}/dcap", headers=headers).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise SystemExit(f"the serving process on port {port} did not answer within 60 s")
+
+
+def start_front(
+    binary: str, conf_dir: Path, port: int, settings: Settings, upstream_ports: list[int]
+) -> subprocess.Popen[bytes]:
+    """nginx with the configuration deploy/nginx/render.py writes, in front of `upstream_ports`."""
+    rendered = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).resolve().parents[1] / "deploy" / "nginx" / "render.py"),
+            "--out",
+            str(conf_dir),
+            "--standalone",
+            "--worker-processes",
+            str(len(upstream_ports)),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--tls-cert",
+            str(settings.tls_cert_file),
+            "--tls-key",
+            str(settings.tls_key_file),
+            "--client-ca",
+            str(settings.tls_ca_file),
+            *(arg for p in upstream_ports for arg in ("--upstream", f"127.0.0.1:{p}")),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if rendered.returncode != 0:
+        raise SystemExit(f"deploy/nginx/render.py failed: {rendered.stderr}")
+    conf = ["-p", str(conf_dir), "-c", str(conf_dir / "nginx.conf"), "-e", str(conf_dir / "logs/error.log")]
+    return subprocess.Popen([binary, *conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _each(meters: tuple[CpuMeter, ...], phase: str, moment: str) -> None:
