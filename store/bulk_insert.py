@@ -6,10 +6,12 @@ as a statement of its own in a pipeline and SQLAlchemy expanded the Responses in
 whose text differs with every batch size, and the Python work per row (about 50 µs a report, measured
 with the conversation benchmark) cost more than the database's. On PostgreSQL a batch's rows now go as
 one array per column into `INSERT ... SELECT * FROM unnest(...)`: one statement, one round trip, the
-arrays dumped by psycopg's C code. Where the caller needs each row's key, the keys are drawn from the
-table's sequence first and inserted explicitly, so each row's key is known without relying on the
-order RETURNING gives rows back. Other databases keep SQLAlchemy's executemany, which costs SQLite
-little (its driver loops in C).
+arrays dumped by psycopg's C code. Where the caller needs each row's key, the same statement draws the
+keys from the table's sequence and inserts them explicitly, so each row's key is known without relying
+on the order RETURNING gives rows back. On SQLite the rows go to the driver's executemany (a loop in C)
+and a keyed row's id is the driver's last row id. Both run as driver SQL through SQLAlchemy's
+connection (its events, error translation and pool invalidation apply) without compiling a Core
+statement per batch.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Insert, Table, insert
+from sqlalchemy import Connection, Dialect, Table
 
 
 def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -26,21 +28,26 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(_unnest_sql(table, columns, conn.dialect), _arrays(columns, group))
         else:
-            conn.execute(_plain(table), group)
+            sql = _values_sql(table, columns, conn.dialect.paramstyle)
+            conn.exec_driver_sql(sql, [tuple(row[c] for c in columns) for row in group])
 
 
 def insert_rows_returning_keys(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> list[int]:
     """`insert_rows`, and the primary key each row was given, in the rows' order."""
-    (pk,) = table.primary_key.columns
-    if conn.dialect.name != "postgresql":
-        return [int(k) for k in conn.execute(_returning(table), rows).scalars().all()]
-    draw = f"SELECT nextval(pg_get_serial_sequence('{table.name}', '{pk.name}')) FROM generate_series(1, %s)"
-    keys = [int(k) for (k,) in conn.exec_driver_sql(draw, (len(rows),))]
+    keys: list[int] = []
+    for columns, group in _by_columns(rows):
+        if conn.dialect.name == "postgresql":
+            sql = _keyed_unnest_sql(table, columns, conn.dialect)
+            keys.extend(int(k) for (k,) in conn.exec_driver_sql(sql, (len(group), *_arrays(columns, group))))
+            continue
+        sql = _values_sql(table, columns, conn.dialect.paramstyle)
+        for row in group:  # SQLite's driver runs each in C; its last row id is the key
+            result = conn.exec_driver_sql(sql, tuple(row[c] for c in columns))
+            if result.lastrowid is None:
+                raise RuntimeError(f"no key given to the row inserted into {table.name}")
+            keys.append(int(result.lastrowid))
     if len(keys) != len(rows):
-        raise RuntimeError(f"{len(rows)} keys asked of the sequence of {table.name}, {len(keys)} given")
-    keyed = [{pk.name: key, **row} for key, row in zip(keys, rows, strict=True)]
-    for columns, group in _by_columns(keyed):
-        conn.exec_driver_sql(_unnest_sql(table, columns, conn.dialect), _arrays(columns, group))
+        raise RuntimeError(f"{len(rows)} rows inserted into {table.name}, {len(keys)} keys given")
     return keys
 
 
@@ -65,11 +72,28 @@ def _unnest_sql(table: Table, columns: tuple[str, ...], dialect: Dialect) -> str
 
 
 @functools.lru_cache(maxsize=64)
-def _plain(table: Table) -> Insert:
-    return insert(table)
+def _keyed_unnest_sql(table: Table, columns: tuple[str, ...], dialect: Dialect) -> str:
+    """`_unnest_sql` that also draws each row's key from the table's sequence and returns the keys in
+    the rows' order: one statement. A key is paired with its row by ordinal, not by RETURNING, whose
+    order PostgreSQL does not promise; the drawn keys are materialized once and read twice."""
+    (pk,) = table.primary_key.columns
+    names = ", ".join(f'"{c}"' for c in columns)
+    arrays = ", ".join(f"%s::{table.c[c].type.compile(dialect=dialect)}[]" for c in columns)
+    aliases = [f"c{i}" for i in range(len(columns))]
+    sequence = f"pg_get_serial_sequence('{table.name}', '{pk.name}')"
+    return (
+        f"WITH keys AS MATERIALIZED (SELECT nextval({sequence}) AS k, n FROM generate_series(1, %s) AS n),"
+        f" given AS (SELECT * FROM unnest({arrays}) WITH ORDINALITY AS u({', '.join(aliases)}, n)),"
+        f' inserted AS (INSERT INTO "{table.name}" ("{pk.name}", {names})'
+        f" SELECT keys.k, {', '.join(f'given.{a}' for a in aliases)} FROM given JOIN keys USING (n))"
+        " SELECT k FROM keys ORDER BY n"
+    )
 
 
 @functools.lru_cache(maxsize=64)
-def _returning(table: Table) -> Any:  # a ReturningInsert, which SQLAlchemy does not export
-    (pk,) = table.primary_key.columns
-    return insert(table).returning(pk, sort_by_parameter_order=True)
+def _values_sql(table: Table, columns: tuple[str, ...], paramstyle: str) -> str:
+    """A plain INSERT in the driver's own placeholders, run as driver SQL: SQLAlchemy's Core insert
+    compiled and bound its parameters per call, which cost more than SQLite's own work."""
+    names = ", ".join(f'"{c}"' for c in columns)
+    mark = "?" if paramstyle == "qmark" else "%s"
+    return f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join(mark for _ in columns)})'
