@@ -1,0 +1,136 @@
+"""What one batch of device reports costs the report writer's thread, per store and batch size.
+
+The report writer (store/group_commit.py) commits the readings and Responses that queued while the
+last batch was committing. Its thread shares the serving process's interpreter with the event loop, so
+every millisecond it spends per batch is a millisecond the loop cannot answer polls. This bench runs
+the writer's own batch (`GroupCommitWriter._outcomes`: the jobs, the deferred inserts of
+store/bulk_insert.py, the activity bump, the commit) on a scratch store with foreign keys on, and prints
+the thread's CPU time and the wall time per batch, median of several rounds.
+
+    .venv/bin/python -m bench.bench_report_writer [--batches 12 25 45] [--rounds 7] [--per-round 200]
+        [--pg-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
+
+A third of each batch's jobs are Responses (whose keys the writer must learn), the rest readings, as
+in the conversation benchmark's mix (5 readings and 3 Responses per device cycle). To compare two
+versions on this noisy machine, run both in alternation, or import the other version's
+store/bulk_insert.py and interleave as docs/bench-conversation.md describes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from bench.bench_derc import scratch_database
+from gridshare.store.db import bump_activity, make_engine, session_factory, upgrade
+from gridshare.store.group_commit import GroupCommitWriter, _Job, defer_insert, defer_insert_returning
+from gridshare.store.models import MirrorMeterReading, MirrorUsagePoint, Site, TelemetryReading
+from gridshare.store.models import Response as ResponseRow
+
+T0 = 1_800_000_000
+
+
+def _parents(sessions: Any) -> tuple[int, int]:
+    """A site and a MirrorMeterReading for the reports to point at."""
+    with sessions() as s, s.begin():
+        site = Site(lfdi="ab" * 20, sfdi=1, device_category=0, registration_pin=1, changed_s=T0, created_s=T0)
+        s.add(site)
+        s.flush()
+        mup = MirrorUsagePoint(
+            site_id=site.id, mrid="5A" * 16, role_flags=0, service_category=0, status=1, changed_s=T0
+        )
+        s.add(mup)
+        s.flush()
+        mmr = MirrorMeterReading(mup_id=mup.id, mrid="5B" * 16, reading_type={"uom": 38})
+        s.add(mmr)
+        s.flush()
+        return site.id, mmr.id
+
+
+def _jobs(size: int, site_id: int, mmr_id: int) -> list[_Job[Any]]:
+    readings = TelemetryReading.__table__
+    responses = ResponseRow.__table__
+    jobs: list[_Job[Any]] = []
+    for i in range(size):
+        if i % 3 == 2:
+            row = {
+                "site_id": site_id,
+                "control_id": None,
+                "subject_mrid": f"{i:032X}",
+                "status": 1,
+                "created_s": T0,
+                "received_s": T0,
+            }
+            jobs.append(_Job(lambda s, row=row: defer_insert_returning(s, responses, row), Future()))
+        else:
+            reading = {
+                "mmr_id": mmr_id,
+                "time_s": T0 + i,
+                "duration_s": 60,
+                "value": 1500,
+                "power_of_ten": 0,
+                "quality_flags": None,
+                "received_s": T0,
+            }
+            jobs.append(_Job(lambda s, r=reading: defer_insert(s, readings, [r]), Future()))
+    return jobs
+
+
+def measure(url: str, sizes: list[int], rounds: int, per_round: int) -> None:
+    engine = make_engine(url)
+    try:
+        upgrade(engine, log_level=30)
+        sessions = session_factory(engine)
+        site_id, mmr_id = _parents(sessions)
+        writer = GroupCommitWriter(sessions, after_batch=bump_activity)
+        store = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
+        for size in sizes:
+            jobs = _jobs(size, site_id, mmr_id)
+            cpu_ms: list[float] = []
+            wall_ms: list[float] = []
+            for _ in range(rounds):
+                for _ in range(per_round // 10):  # warm the pool, the statement caches and the store
+                    writer._outcomes(jobs)
+                c0, w0 = time.thread_time(), time.perf_counter()
+                for _ in range(per_round):
+                    outcomes = writer._outcomes(jobs)
+                cpu_ms.append((time.thread_time() - c0) / per_round * 1000)
+                wall_ms.append((time.perf_counter() - w0) / per_round * 1000)
+                failed = [exc for *_, exc in outcomes if exc is not None]
+                if failed:
+                    raise SystemExit(f"a batch failed: {failed[0]!r}")
+            print(
+                f"{store:10s} {size:3d} jobs/batch: writer CPU {statistics.median(cpu_ms):.3f} ms a batch "
+                f"({statistics.median(cpu_ms) / size * 1000:.0f} µs a report), "
+                f"wall {statistics.median(wall_ms):.3f} ms; rounds {min(cpu_ms):.3f} to {max(cpu_ms):.3f} ms"
+            )
+    finally:
+        engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--batches", type=int, nargs="+", default=[12, 25, 45], help="jobs per batch")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--per-round", type=int, default=200)
+    parser.add_argument("--pg-url", default=os.environ.get("GRIDSHARE_TEST_PG_URL", ""))
+    parser.add_argument("--no-sqlite", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="gridshare-writer-") as tmp:
+        if not args.no_sqlite:
+            measure(f"sqlite:///{Path(tmp) / 'writer.db'}", args.batches, args.rounds, args.per_round)
+        if args.pg_url:
+            with scratch_database(args.pg_url) as url:
+                measure(url, args.batches, args.rounds, args.per_round)
+
+
+if __name__ == "__main__":
+    main()
