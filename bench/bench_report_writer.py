@@ -3,17 +3,16 @@
 The report writer (store/group_commit.py) commits the readings and Responses that queued while the
 last batch was committing. Its thread shares the serving process's interpreter with the event loop, so
 every millisecond it spends per batch is a millisecond the loop cannot answer polls. This bench runs
-the writer's own batch (`GroupCommitWriter._outcomes`: the jobs, the deferred inserts of
-store/bulk_insert.py, the activity bump, the commit) on a scratch store with foreign keys on, and prints
-the thread's CPU time and the wall time per batch, median of several rounds.
+the writer's own batch (`GroupCommitWriter._outcomes`) on a scratch store with foreign keys on, two ways
+in alternation: as the server runs it (the reports handed whole to store/bulk_insert.InsertBatch, on
+PostgreSQL one statement) and through an ORM session's transaction (the general path, which reports
+took before); it prints the thread's CPU time and the wall time per batch, medians of several rounds.
 
     .venv/bin/python -m bench.bench_report_writer [--batches 12 25 45] [--rounds 7] [--per-round 200]
         [--pg-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
 
 A third of each batch's jobs are Responses (whose keys the writer must learn), the rest readings, as
-in the conversation benchmark's mix (5 readings and 3 Responses per device cycle). To compare two
-versions on this noisy machine, run both in alternation, or import the other version's
-store/bulk_insert.py and interleave as docs/bench-conversation.md describes.
+in the conversation benchmark's mix (5 readings and 3 Responses per device cycle).
 """
 
 from __future__ import annotations
@@ -28,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.bench_derc import scratch_database
-from gridshare.store.db import bump_activity, make_engine, session_factory, upgrade
-from gridshare.store.group_commit import GroupCommitWriter, _Job, defer_insert, defer_insert_returning
+from gridshare.store.bulk_insert import InsertBatch
+from gridshare.store.db import activity_bump, bump_activity, make_engine, session_factory, upgrade
+from gridshare.store.group_commit import GroupCommitWriter, Inserts, _Job
 from gridshare.store.models import MirrorMeterReading, MirrorUsagePoint, Site, TelemetryReading
 from gridshare.store.models import Response as ResponseRow
 
@@ -54,6 +54,7 @@ def _parents(sessions: Any) -> tuple[int, int]:
 
 
 def _jobs(size: int, site_id: int, mmr_id: int) -> list[_Job[Any]]:
+    """A batch as the report writer gets it: a third Responses (keyed), the rest readings."""
     readings = TelemetryReading.__table__
     responses = ResponseRow.__table__
     jobs: list[_Job[Any]] = []
@@ -67,7 +68,7 @@ def _jobs(size: int, site_id: int, mmr_id: int) -> list[_Job[Any]]:
                 "created_s": T0,
                 "received_s": T0,
             }
-            jobs.append(_Job(lambda s, row=row: defer_insert_returning(s, responses, row), Future()))
+            jobs.append(_Job(Inserts(responses, (row,), keyed=True), Future()))
         else:
             reading = {
                 "mmr_id": mmr_id,
@@ -78,7 +79,7 @@ def _jobs(size: int, site_id: int, mmr_id: int) -> list[_Job[Any]]:
                 "quality_flags": None,
                 "received_s": T0,
             }
-            jobs.append(_Job(lambda s, r=reading: defer_insert(s, readings, [r]), Future()))
+            jobs.append(_Job(Inserts(readings, (reading,)), Future()))
     return jobs
 
 
@@ -88,28 +89,38 @@ def measure(url: str, sizes: list[int], rounds: int, per_round: int) -> None:
         upgrade(engine, log_level=30)
         sessions = session_factory(engine)
         site_id, mmr_id = _parents(sessions)
-        writer = GroupCommitWriter(sessions, after_batch=bump_activity)
+        writers = {
+            # what the server runs: a batch of reports handed whole to the store
+            "insert batch": GroupCommitWriter(
+                sessions, after_batch=bump_activity, insert_batch=InsertBatch(engine, also=(activity_bump(),))
+            ),
+            # the general path (and the reports' path before InsertBatch): an ORM session's transaction
+            "session": GroupCommitWriter(sessions, after_batch=bump_activity),
+        }
         store = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
         for size in sizes:
             jobs = _jobs(size, site_id, mmr_id)
-            cpu_ms: list[float] = []
-            wall_ms: list[float] = []
-            for _ in range(rounds):
-                for _ in range(per_round // 10):  # warm the pool, the statement caches and the store
-                    writer._outcomes(jobs)
-                c0, w0 = time.thread_time(), time.perf_counter()
-                for _ in range(per_round):
-                    outcomes = writer._outcomes(jobs)
-                cpu_ms.append((time.thread_time() - c0) / per_round * 1000)
-                wall_ms.append((time.perf_counter() - w0) / per_round * 1000)
-                failed = [exc for *_, exc in outcomes if exc is not None]
-                if failed:
-                    raise SystemExit(f"a batch failed: {failed[0]!r}")
-            print(
-                f"{store:10s} {size:3d} jobs/batch: writer CPU {statistics.median(cpu_ms):.3f} ms a batch "
-                f"({statistics.median(cpu_ms) / size * 1000:.0f} µs a report), "
-                f"wall {statistics.median(wall_ms):.3f} ms; rounds {min(cpu_ms):.3f} to {max(cpu_ms):.3f} ms"
-            )
+            cpu_ms: dict[str, list[float]] = {path: [] for path in writers}
+            wall_ms: dict[str, list[float]] = {path: [] for path in writers}
+            for _ in range(rounds):  # the two paths alternate, so a drift of the machine hits both
+                for path, writer in writers.items():
+                    for _ in range(per_round // 10):  # warm the pool, the statement caches, the store
+                        writer._outcomes(jobs)
+                    c0, w0 = time.thread_time(), time.perf_counter()
+                    for _ in range(per_round):
+                        outcomes = writer._outcomes(jobs)
+                    cpu_ms[path].append((time.thread_time() - c0) / per_round * 1000)
+                    wall_ms[path].append((time.perf_counter() - w0) / per_round * 1000)
+                    failed = [exc for *_, exc in outcomes if exc is not None]
+                    if failed:
+                        raise SystemExit(f"a batch failed: {failed[0]!r}")
+            for path in writers:
+                cpu = statistics.median(cpu_ms[path])
+                print(
+                    f"{store:10s} {size:3d} jobs/batch, {path:12s}: writer CPU {cpu:.3f} ms a batch "
+                    f"({cpu / size * 1000:.0f} µs a report), wall {statistics.median(wall_ms[path]):.3f} ms; "
+                    f"rounds {min(cpu_ms[path]):.3f} to {max(cpu_ms[path]):.3f} ms"
+                )
     finally:
         engine.dispose()
 

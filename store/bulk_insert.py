@@ -17,9 +17,10 @@ statement per batch.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Table
+from sqlalchemy import Connection, Dialect, Engine, Table, Update
 
 
 def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -37,7 +38,7 @@ def insert_rows_returning_keys(conn: Connection, table: Table, rows: list[dict[s
     keys: list[int] = []
     for columns, group in _by_columns(rows):
         if conn.dialect.name == "postgresql":
-            sql = _keyed_unnest_sql(table, columns, conn.dialect)
+            sql = _batch_sql(((table, columns, True),), (), conn.dialect)
             keys.extend(int(k) for (k,) in conn.exec_driver_sql(sql, (len(group), *_arrays(columns, group))))
             continue
         sql = _values_sql(table, columns, conn.dialect.paramstyle)
@@ -72,28 +73,106 @@ def _unnest_sql(table: Table, columns: tuple[str, ...], dialect: Dialect) -> str
 
 
 @functools.lru_cache(maxsize=64)
-def _keyed_unnest_sql(table: Table, columns: tuple[str, ...], dialect: Dialect) -> str:
-    """`_unnest_sql` that also draws each row's key from the table's sequence and returns the keys in
-    the rows' order: one statement. A key is paired with its row by ordinal, not by RETURNING, whose
-    order PostgreSQL does not promise; the drawn keys are materialized once and read twice."""
-    (pk,) = table.primary_key.columns
-    names = ", ".join(f'"{c}"' for c in columns)
-    arrays = ", ".join(f"%s::{table.c[c].type.compile(dialect=dialect)}[]" for c in columns)
-    aliases = [f"c{i}" for i in range(len(columns))]
-    sequence = f"pg_get_serial_sequence('{table.name}', '{pk.name}')"
-    return (
-        f"WITH keys AS MATERIALIZED (SELECT nextval({sequence}) AS k, n FROM generate_series(1, %s) AS n),"
-        f" given AS (SELECT * FROM unnest({arrays}) WITH ORDINALITY AS u({', '.join(aliases)}, n)),"
-        f' inserted AS (INSERT INTO "{table.name}" ("{pk.name}", {names})'
-        f" SELECT keys.k, {', '.join(f'given.{a}' for a in aliases)} FROM given JOIN keys USING (n))"
-        " SELECT k FROM keys ORDER BY n"
-    )
-
-
-@functools.lru_cache(maxsize=64)
 def _values_sql(table: Table, columns: tuple[str, ...], paramstyle: str) -> str:
     """A plain INSERT in the driver's own placeholders, run as driver SQL: SQLAlchemy's Core insert
     compiled and bound its parameters per call, which cost more than SQLite's own work."""
     names = ", ".join(f'"{c}"' for c in columns)
     mark = "?" if paramstyle == "qmark" else "%s"
     return f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join(mark for _ in columns)})'
+
+
+#: One job of an insert batch: its rows into a table, and whether it needs their keys back.
+BatchJob = tuple[Table, list[dict[str, Any]], bool]
+
+
+class InsertBatch:
+    """Store a batch of insert-only jobs and run `also` (the batch's bookkeeping, e.g. the activity
+    counter's UPDATE), all in one committed transaction; return each job's keys (empty unless keyed).
+
+    On PostgreSQL the whole batch is one statement (data-modifying CTEs, atomic by itself) on a connection
+    in autocommit: one round trip where a session's transaction took five, and about a quarter of the
+    writer's CPU (bench/bench_report_writer.py). Elsewhere the same inserts run in one transaction.
+    """
+
+    def __init__(self, engine: Engine, also: Sequence[Update] = ()) -> None:
+        self._engine = engine
+        self._also = tuple(also)
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    def __call__(self, jobs: list[BatchJob]) -> list[list[int]]:
+        groups: dict[tuple[Table, tuple[str, ...], bool], list[tuple[int, dict[str, Any]]]] = {}
+        for index, (table, rows, keyed) in enumerate(jobs):
+            for row in rows:
+                groups.setdefault((table, tuple(row), keyed), []).append((index, row))
+        keys: list[list[int]] = [[] for _ in jobs]
+        if self._engine.dialect.name == "postgresql":
+            shape = tuple(groups)
+            with self._autocommit.connect() as conn:
+                sql = _batch_sql(shape, self._also, conn.dialect)
+                params: list[Any] = []
+                for (_, columns, keyed), members in groups.items():
+                    rows = [row for _, row in members]
+                    params.extend((len(rows), *_arrays(columns, rows)) if keyed else _arrays(columns, rows))
+                given = conn.exec_driver_sql(sql, tuple(params)).all()
+            keyed_members = [m for (_, _, keyed), members in groups.items() if keyed for m in members]
+            if len(given) != len(keyed_members):
+                raise RuntimeError(f"{len(keyed_members)} keyed rows inserted, {len(given)} keys given")
+            for (index, _), (key,) in zip(keyed_members, given, strict=True):
+                keys[index].append(int(key))
+            return keys
+        with self._engine.begin() as conn:
+            for (table, _, keyed), members in groups.items():
+                rows = [row for _, row in members]
+                if not keyed:
+                    insert_rows(conn, table, rows)
+                    continue
+                for (index, _), key in zip(
+                    members, insert_rows_returning_keys(conn, table, rows), strict=True
+                ):
+                    keys[index].append(key)
+            for statement in self._also:
+                conn.execute(statement)
+        return keys
+
+
+@functools.lru_cache(maxsize=64)
+def _batch_sql(
+    shape: tuple[tuple[Table, tuple[str, ...], bool], ...], also: tuple[Update, ...], dialect: Dialect
+) -> str:
+    """One PostgreSQL statement for a batch of this shape, all as CTEs (which PostgreSQL runs to completion,
+    in one snapshot, as one statement): each plain group an `INSERT ... unnest`; each keyed group a draw
+    of its keys from the table's sequence, materialized once, and an insert pairing each key with its row
+    by ordinal (not by RETURNING, whose order PostgreSQL does not promise); each of `also` an UPDATE. It
+    returns the keyed groups' keys in group and row order. Parameters: per group in order, the row count
+    (keyed groups) and one array per column."""
+    parts: list[str] = []
+    keyed_selects: list[str] = []
+    for g, (table, columns, keyed) in enumerate(shape):
+        names = ", ".join(f'"{c}"' for c in columns)
+        arrays = ", ".join(f"%s::{table.c[c].type.compile(dialect=dialect)}[]" for c in columns)
+        if not keyed:
+            parts.append(f"p{g} AS ({_unnest_sql(table, columns, dialect)})")
+            continue
+        (pk,) = table.primary_key.columns
+        aliases = [f"c{i}" for i in range(len(columns))]
+        sequence = f"pg_get_serial_sequence('{table.name}', '{pk.name}')"
+        parts.append(
+            f"k{g} AS MATERIALIZED (SELECT nextval({sequence}) AS k, n FROM generate_series(1, %s) AS n)"
+        )
+        parts.append(
+            f"g{g} AS (SELECT * FROM unnest({arrays}) WITH ORDINALITY AS u({', '.join(aliases)}, n))"
+        )
+        parts.append(
+            f'i{g} AS (INSERT INTO "{table.name}" ("{pk.name}", {names})'
+            f" SELECT k{g}.k, {', '.join(f'g{g}.{a}' for a in aliases)} FROM g{g} JOIN k{g} USING (n))"
+        )
+        keyed_selects.append(f"SELECT {g} AS g, n, k FROM k{g}")
+    for u, statement in enumerate(also):
+        update_sql = str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+        parts.append(f"u{u} AS ({update_sql})")
+    final = (
+        f"SELECT k FROM ({' UNION ALL '.join(keyed_selects)}) AS keys ORDER BY g, n"
+        if keyed_selects
+        else "SELECT 1 WHERE false"
+    )
+    return "WITH " + ", ".join(parts) + " " + final

@@ -16,7 +16,7 @@ from typing import cast
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, Table, create_engine, event, inspect, select, text, update
+from sqlalchemy import Engine, Table, Update, create_engine, event, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DisconnectionError, OperationalError
@@ -289,6 +289,11 @@ def bump_activity(session: Session) -> None:
     invalidate every cached DERControlList and every resolved client scope; the notifier watches both.
     """
     _bump(session, ACTIVITY)
+
+
+def activity_bump() -> Update:
+    """`bump_activity`'s statement, for a writer that runs it in SQL of its own (bulk_insert.InsertBatch)."""
+    return _BUMPS[ACTIVITY]
 
 
 def activity_value(session: Session) -> int:

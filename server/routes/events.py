@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
@@ -40,7 +38,7 @@ async def post_response(request: Request) -> Response:
     subject = await store_work(request, _checked_subject, body)
     fields = reports.response_fields(subject, body, context(request).now_s())
     # Checked above, so only the insert waits for the report writer's next commit.
-    inserted = await commit_report(request, partial(reports.insert_response, fields=fields))
+    (inserted,) = await commit_report(request, reports.response_insert(fields))
     return created(hrefs.response(int(inserted)))
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
@@ -126,7 +124,7 @@ async def post_readings(request: Request, mup_id: Id) -> Response:
     rows = await store_work(request, _checked_rows, mup_id, readings)
     if rows is None:
         return await store_work(request, _store_in_own_transaction, mup_id, readings)
-    await commit_report(request, partial(reports.insert_readings, rows=rows))
+    await commit_report(request, reports.readings_insert(rows))
     return created(hrefs.mup(mup_id))
 
 

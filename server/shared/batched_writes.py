@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 from gridshare.server.shared.context import AppContext
 from gridshare.server.shared.metrics import PROCESS
 from gridshare.server.shared.request_unit import context, publishes_nothing
-from gridshare.store.db import bump_activity
+from gridshare.store.bulk_insert import InsertBatch
+from gridshare.store.db import activity_bump, bump_activity
 from gridshare.store.group_commit import GroupCommitWriter, WriterStopped
 
 T = TypeVar("T")
@@ -48,6 +49,7 @@ def report_writer(ctx: AppContext) -> GroupCommitWriter:
                     after_batch=bump_activity,
                     name="gridshare-report-writer",
                     linger_s=ctx.settings.report_linger_ms / 1000,
+                    insert_batch=InsertBatch(ctx.engine, also=(activity_bump(),)),
                 )
                 ctx.report_writer = writer
                 PROCESS.report_batches = lambda: (writer.batches_committed, writer.jobs_committed)

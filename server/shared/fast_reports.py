@@ -21,14 +21,13 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from gridshare.server.shared import reports
 from gridshare.server.shared.batched_writes import NOT_STORED_RETRY_AFTER_S, ReportNotStored, commit
 from gridshare.server.shared.context import AppContext
 from gridshare.server.shared.render_cache import Headers, VersionsOf
 from gridshare.server.wire import decode, hrefs
 from gridshare.server.wire.xmlio import parse_body
+from gridshare.store.group_commit import InsertedId, Inserts
 from gridshare.store.scope import ClientScope
 
 #: The reports this front answers, by resource name (POST only).
@@ -38,6 +37,8 @@ RESOURCES: dict[str, hrefs.Href] = {
 
 #: (status, headers, body) of an answer.
 Answer = tuple[int, Headers, bytes]
+#: A checked report: its rows for the report writer, and its Location from the keys they were given.
+Job = tuple[Inserts, Callable[[list[InsertedId]], str]]
 
 
 def _created(location: str) -> Answer:
@@ -85,11 +86,12 @@ class FastReports:
             return None
         if job is None:
             return None
+        inserts, location = job
         try:
-            location = await commit(self.ctx, job)
+            keys = await commit(self.ctx, inserts)
         except ReportNotStored as exc:
             return _not_stored(str(exc))
-        return _created(location())
+        return _created(location(keys))
 
     def _parse(self, body: bytes, *expected: str) -> Any:
         settings = self.ctx.settings
@@ -99,17 +101,15 @@ class FastReports:
 
     def _reading(
         self, mup_id: int, client: ClientScope, generation: int, versions: VersionsOf, body: bytes
-    ) -> Callable[[Session], Callable[[], str]] | None:
+    ) -> Job | None:
         known = self.ctx.checks.get((*reports.reading_key(mup_id), client), generation, versions)
         if not isinstance(known, dict):
             return None
         readings = decode.meter_readings(self._parse(body, "MirrorMeterReading", "MirrorMeterReadingList"))
         rows = reports.reading_rows(known, readings, self.ctx.now_s(), self.ctx.settings)
-        return None if rows is None else partial(_store_readings, rows=rows, location=hrefs.mup(mup_id))
+        return None if rows is None else (reports.readings_insert(rows), partial(_fixed, hrefs.mup(mup_id)))
 
-    def _mirror(
-        self, client: ClientScope, generation: int, versions: VersionsOf, body: bytes
-    ) -> Callable[[Session], Callable[[], str]] | None:
+    def _mirror(self, client: ClientScope, generation: int, versions: VersionsOf, body: bytes) -> Job | None:
         """A device re-posting its unchanged MirrorUsagePoint (every discovery), readings included."""
         mirror = decode.mirror_usage_point(self._parse(body, "MirrorUsagePoint"))
         key = reports.mirror_key(mirror.device_lfdi, mirror.mrid)
@@ -117,11 +117,13 @@ class FastReports:
         if not isinstance(known, reports.MirrorCheck) or known.fields != reports.mirror_fields(mirror):
             return None
         rows = reports.reading_rows(known.known, mirror.meter_readings, self.ctx.now_s(), self.ctx.settings)
-        return None if rows is None else partial(_store_readings, rows=rows, location=hrefs.mup(known.mup_id))
+        if rows is None:
+            return None
+        return reports.readings_insert(rows), partial(_fixed, hrefs.mup(known.mup_id))
 
     def _response(
         self, client: ClientScope, generation: int, versions: VersionsOf, body: bytes
-    ) -> Callable[[Session], Callable[[], str]] | None:
+    ) -> Job | None:
         report = decode.response(self._parse(body, "Response", "DERControlResponse"))
         if report.status is None or report.status not in reports.KNOWN_RESPONSE_STATUS:
             return None
@@ -130,17 +132,16 @@ class FastReports:
         if not isinstance(subject, reports.ResponseSubject):
             return None
         fields = reports.response_fields(subject, report, self.ctx.now_s())
-        return partial(_store_response, fields=fields)
+        return reports.response_insert(fields), _response_location
 
 
-# A job's result is its Location, made once its batch has committed (a Response's id is known then).
+# A report's Location, from the keys its insert was given (known once its batch has committed).
 
 
-def _store_readings(session: Session, rows: list[dict[str, int | None]], location: str) -> Callable[[], str]:
-    reports.insert_readings(session, rows)
-    return lambda: location
+def _fixed(location: str, _keys: list[InsertedId]) -> str:
+    return location
 
 
-def _store_response(session: Session, fields: dict[str, Any]) -> Callable[[], str]:
-    inserted = reports.insert_response(session, fields)
-    return lambda: hrefs.response(int(inserted))
+def _response_location(keys: list[InsertedId]) -> str:
+    (key,) = keys
+    return hrefs.response(int(key))

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Table
-from sqlalchemy.orm import Session
 
 from gridshare.core.settings import Settings
 from gridshare.server.shared.device_time import check_device_time
 from gridshare.server.wire import decode
-from gridshare.store.group_commit import InsertedId, defer_insert, defer_insert_returning
+from gridshare.store.group_commit import Inserts
 from gridshare.store.models import Response as ResponseRow
 from gridshare.store.models import TelemetryReading
 
@@ -99,10 +98,10 @@ def reading_rows(
     return rows
 
 
-def insert_readings(session: Session, rows: list[dict[str, int | None]]) -> None:
-    """The report's rows, inserted with every other report's of the writer's batch in one statement
-    (store/group_commit.py): no ORM unit of work, no statement per report."""
-    defer_insert(session, _READINGS, list(rows))
+def readings_insert(rows: list[dict[str, int | None]]) -> Inserts:
+    """The report's rows, for the report writer: inserted with every other report's of its batch in one
+    statement (store/group_commit.py, store/bulk_insert.py), no ORM unit of work, no statement a report."""
+    return Inserts(_READINGS, tuple(rows))
 
 
 @dataclass(frozen=True)
@@ -124,7 +123,7 @@ def response_fields(subject: ResponseSubject, body: decode.ResponseIn, now_s: in
     }
 
 
-def insert_response(session: Session, fields: dict[str, Any]) -> InsertedId:
-    """The stored Response's id (its Location), set once the report writer's batch has inserted it
-    with the batch's other Responses in one statement."""
-    return defer_insert_returning(session, _RESPONSES, fields)
+def response_insert(fields: dict[str, Any]) -> Inserts:
+    """The Response's row, for the report writer: its result is the stored Response's id (its Location),
+    set once the batch holding it has been inserted and committed."""
+    return Inserts(_RESPONSES, (fields,), keyed=True)

@@ -16,12 +16,11 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import Engine, event, func, select, text
+from sqlalchemy import Engine, event, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,10 +29,19 @@ from gridshare.core.mrid import new_mrid
 from gridshare.server.shared import reports
 from gridshare.server.wire import hrefs
 from gridshare.store import db
+from gridshare.store.bulk_insert import InsertBatch
 from gridshare.store.change_feed import change_versions, owner_key
-from gridshare.store.db import make_engine, publication_value, session_factory, upgrade
+from gridshare.store.db import (
+    activity_bump,
+    activity_value,
+    bump_activity,
+    make_engine,
+    publication_value,
+    session_factory,
+    upgrade,
+)
 from gridshare.store.group_commit import GroupCommitWriter, WriterStopped, defer_insert
-from gridshare.store.models import MirrorMeterReading, Response, Site, TelemetryReading
+from gridshare.store.models import MirrorMeterReading, PublicationCounter, Response, Site, TelemetryReading
 from tests.support.bodies import (
     SEP_XML,
     connection_point,
@@ -325,6 +333,18 @@ def test_an_idle_writer_keeps_no_thread(store: Engine) -> None:
         assert s.execute(select(func.count(TelemetryReading.id))).scalar_one() == 2
 
 
+def _reading_row(mmr_id: int, value: int) -> dict[str, int | None]:
+    return {
+        "mmr_id": mmr_id,
+        "time_s": T0,
+        "duration_s": 300,
+        "value": value,
+        "power_of_ten": 0,
+        "quality_flags": None,
+        "received_s": T0,
+    }
+
+
 def _deferred(mmr_id: int, value: int) -> Callable[[Session], int]:
     """A job as the report writer runs a reading: its row queued for the batch's one insert."""
 
@@ -439,37 +459,52 @@ def test_a_lone_report_is_not_held_back_and_a_busy_fleet_shares_transactions(sto
     assert _stored_values(store) == {1, *range(10, 20)}
 
 
-def test_each_response_in_a_shared_insert_is_told_its_own_id(store: Engine) -> None:
-    """Responses of one batch go in one INSERT ... RETURNING: each request's Location must still name
-    its own row (status and subject), in whatever order the batch held them."""
-    _mmr_id(store)
+def _response_fields(site_id: int, mrid: str, status: int) -> dict[str, object]:
+    return {
+        "site_id": site_id,
+        "control_id": None,
+        "subject_mrid": mrid,
+        "status": status,
+        "created_s": T0,
+        "received_s": T0,
+    }
+
+
+def _site_id(store: Engine) -> int:
+    """The site `_mmr_id` made."""
     with session_factory(store)() as s:
-        site_id = s.execute(select(func.min(Site.id))).scalar_one()
-    writer = GroupCommitWriter(session_factory(store))
+        return int(s.execute(select(func.min(Site.id))).scalar_one())
+
+
+def _report_writer(store: Engine) -> GroupCommitWriter:
+    """A writer as the server builds it for device reports: batches of reports go to InsertBatch."""
+    return GroupCommitWriter(
+        session_factory(store),
+        after_batch=bump_activity,
+        insert_batch=InsertBatch(store, also=(activity_bump(),)),
+    )
+
+
+@pytest.mark.parametrize("path", ["insert batch", "session"])
+def test_each_response_in_a_shared_insert_is_told_its_own_id(store: Engine, path: str) -> None:
+    """Responses of one batch go in one statement: each request's Location must still name its own row
+    (status and subject), in whatever order the batch held them, on the report writer's path and on a
+    session's (a batch that mixes reports with other jobs)."""
+    _mmr_id(store)
+    site_id = _site_id(store)
+    writer = _report_writer(store) if path == "insert batch" else GroupCommitWriter(session_factory(store))
     gate, entered = threading.Event(), threading.Event()
     sent = {f"{k:032X}": k % 3 + 1 for k in range(1, 13)}
     try:
         held = writer.submit(_held(gate, entered))
         assert entered.wait(30)
         handles = {
-            mrid: writer.submit(
-                partial(
-                    reports.insert_response,
-                    fields={
-                        "site_id": site_id,
-                        "control_id": None,
-                        "subject_mrid": mrid,
-                        "status": status,
-                        "created_s": T0,
-                        "received_s": T0,
-                    },
-                )
-            )
+            mrid: writer.submit(reports.response_insert(_response_fields(site_id, mrid, status)))
             for mrid, status in sent.items()
         }
         gate.set()
         assert held.result(30) == "held"
-        ids = {mrid: int(f.result(30)) for mrid, f in handles.items()}
+        ids = {mrid: int(f.result(30)[0]) for mrid, f in handles.items()}
     finally:
         gate.set()
         writer.close()
@@ -477,6 +512,81 @@ def test_each_response_in_a_shared_insert_is_told_its_own_id(store: Engine) -> N
     with session_factory(store)() as s:
         rows = {r.id: (r.subject_mrid, r.status) for r in s.execute(select(Response)).scalars()}
     assert {mrid: rows[i] for mrid, i in ids.items()} == {m: (m, st) for m, st in sent.items()}
+
+
+def test_a_batch_of_reports_commits_its_readings_responses_and_activity_together(store: Engine) -> None:
+    """The report writer's batch (readings and Responses from many devices): every row stored, each
+    Response told its own key, the activity counter bumped once, in one transaction."""
+    mmr_id, site_id = _mmr_id(store), _site_id(store)
+    writer = _report_writer(store)
+    with session_factory(store)() as s:
+        before = activity_value(s)
+    gate, entered = threading.Event(), threading.Event()
+    try:
+        held = writer.submit(_held(gate, entered))
+        assert entered.wait(30)
+        readings = [
+            writer.submit(reports.readings_insert([_reading_row(mmr_id, v), _reading_row(mmr_id, v + 100)]))
+            for v in range(1, 6)
+        ]
+        responses = [
+            writer.submit(reports.response_insert(_response_fields(site_id, f"{k:032X}", 1))) for k in (7, 8)
+        ]
+        gate.set()
+        assert held.result(30) == "held"
+        assert [f.result(30) for f in readings] == [[]] * 5
+        keys = [int(f.result(30)[0]) for f in responses]
+    finally:
+        gate.set()
+        writer.close()
+    assert writer.batches_committed == 2
+    assert _stored_values(store) == {*range(1, 6), *range(101, 106)}
+    with session_factory(store)() as s:
+        stored = dict(s.execute(select(Response.id, Response.subject_mrid)).all())
+        assert activity_value(s) == before + 2  # the held batch and the reports' batch
+    assert [stored[k] for k in keys] == [f"{7:032X}", f"{8:032X}"]
+
+
+def test_a_bad_report_in_an_insert_batch_fails_alone(store: Engine) -> None:
+    """One report whose row the store refuses (its MirrorMeterReading is gone) fails by itself with the
+    store's own error (answered 409 by the route); the reports batched with it are stored."""
+    mmr_id = _mmr_id(store)
+    writer = _report_writer(store)
+    gate, entered = threading.Event(), threading.Event()
+    try:
+        held = writer.submit(_held(gate, entered))
+        assert entered.wait(30)
+        posts = [
+            writer.submit(reports.readings_insert([_reading_row(mmr_id + (1000 if v == 2 else 0), v)]))
+            for v in (1, 2, 3)
+        ]
+        gate.set()
+        assert held.result(30) == "held"
+        assert posts[0].result(30) == [] and posts[2].result(30) == []
+        with pytest.raises(IntegrityError):
+            posts[1].result(30)
+    finally:
+        gate.set()
+        writer.close()
+    assert _stored_values(store) == {1, 3}
+
+
+def test_an_insert_batch_is_all_or_nothing(store: Engine) -> None:
+    """If any part of the batch's one transaction fails (here its bookkeeping UPDATE), none of its
+    reports is stored and none is told it was."""
+    mmr_id = _mmr_id(store)
+    counters = PublicationCounter.__table__
+    failing = update(counters).where(counters.c.id == 2).values(value=None)  # NOT NULL: refused
+    writer = GroupCommitWriter(session_factory(store), insert_batch=InsertBatch(store, also=(failing,)))
+    try:
+        futures = [writer.submit(reports.readings_insert([_reading_row(mmr_id, v)])) for v in range(5)]
+        for future in futures:
+            with pytest.raises(IntegrityError):
+                future.result(30)
+    finally:
+        writer.close()
+    assert _stored_values(store) == set()
+    assert writer.jobs_committed == 0
 
 
 # PostgreSQL: no ping on every checkout, yet a dead pooled connection costs at most a retried request.
