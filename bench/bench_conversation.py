@@ -644,7 +644,7 @@ def gridshare_runs(
         console.print(json.dumps(brief(row)))
         rows.append(row)
     if args.behind_nginx:
-        rows.extend(proxied_runs(args, workdir, settings, devices, store, plans, console))
+        rows.extend(proxied_runs(args, workdir, settings, devices, store, console))
     return rows, plans, captured, workdir / "pki"
 
 
@@ -654,13 +654,13 @@ def proxied_runs(
     settings: Settings,
     devices: list[Device],
     store: str,
-    plans: list[Plan] | None,
     console: Console,
 ) -> list[dict[str, Any]]:
     """GridShare as deploy/nginx runs it: nginx terminates the devices' mutual TLS and balances over N
-    `gridshare serve` processes with the serve role in proxy mode (plain HTTP on loopback, the identity
-    from nginx's certificate header), one more process publishing and hosting the operator API. The
-    nginx configuration is the one deploy/nginx/render.py writes, access log included."""
+        `gridshare serve` processes with the serve role in proxy mode (plain HTTP on loopback, the identity
+        from nginx's certificate header), one more process publishing and hosting the operator API. The
+        nginx configuration is the one deploy/nginx/render.py writes, access log included. Each device walks
+    its links afresh through nginx first, as in the direct runs, so both start with the same warm caches."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(binary).exists():
         console.print("nginx is not installed (apt-get install nginx): GridShare behind nginx not measured")
@@ -704,7 +704,7 @@ def proxied_runs(
             meters = [CpuMeter(p.pid, None, f"{store.lower()}-serve-{i}") for i, p in enumerate(procs[:-1])]
             front_meter = CpuMeter(front.pid, None, f"nginx-front-{workers}w")
             with console.status(f"GridShare behind nginx, {store}, {workers} serving process(es)"):
-                _, phases, _ = asyncio.run(
+                walked, phases, _ = asyncio.run(
                     run_phases(
                         "127.0.0.1",
                         front_port,
@@ -713,7 +713,6 @@ def proxied_runs(
                         tuple(args.phases),
                         args.seconds,
                         args.warmup,
-                        plans=plans,
                         on_phase=partial(_each, (*meters, front_meter)),
                     )
                 )
@@ -724,7 +723,7 @@ def proxied_runs(
             for proc in stopping:
                 proc.wait(timeout=30)
         row = {
-            "rates_s": plans[0].rates_s if plans else {},
+            "rates_s": walked[0].rates_s,
             "target": f"GridShare {store} behind nginx",
             "workers": workers,
             "phases": phases,
