@@ -90,8 +90,8 @@ class InsertBatch:
     counter's UPDATE), all in one committed transaction; return each job's keys (empty unless keyed).
 
     On PostgreSQL the whole batch is one statement (data-modifying CTEs, atomic by itself) on a connection
-    in autocommit: one round trip where a session's transaction took five, and about a quarter of the
-    writer's CPU (bench/bench_report_writer.py). Elsewhere the same inserts run in one transaction.
+    in autocommit: one round trip where a session's transaction took five, and about half the writer's
+    CPU (bench/bench_report_writer.py). Elsewhere the same inserts run in one transaction.
     """
 
     def __init__(self, engine: Engine, also: Sequence[Update] = ()) -> None:

@@ -34,7 +34,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Table
 from sqlalchemy.orm import Session, sessionmaker
 
-from gridshare.store.bulk_insert import insert_rows, insert_rows_returning_keys
+from gridshare.store.bulk_insert import BatchJob, insert_rows, insert_rows_returning_keys
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,9 @@ class Inserts:
         return [defer_insert_returning(session, self.table, row) for row in self.rows]
 
 
-#: Runs a batch of insert-only jobs, as (table, rows, keyed) each, and the batch's bookkeeping as one
-#: committed transaction; returns each job's keys (empty unless keyed). store/bulk_insert.InsertBatch.
-InsertBatchRunner = Callable[[list[tuple[Table, list[dict[str, Any]], bool]]], list[list[int]]]
+#: Runs a batch of insert-only jobs and the batch's bookkeeping as one committed transaction; returns
+#: each job's keys (empty unless keyed). store/bulk_insert.InsertBatch.
+InsertBatchRunner = Callable[[list[BatchJob]], list[list[int]]]
 
 
 def defer_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -177,7 +177,7 @@ class GroupCommitWriter:
     `insert_batch`: what stores a batch made only of `Inserts` jobs without a session; it must do what
     `after_batch` does in the same transaction. A device's reports are such jobs: on PostgreSQL their
     batch is one statement, one round trip, where the session path took five (BEGIN, two INSERTs, the
-    UPDATE, COMMIT) and four times the writer's CPU (bench/bench_report_writer.py).
+    UPDATE, COMMIT) and twice the writer's CPU (bench/bench_report_writer.py).
     """
 
     def __init__(
@@ -305,7 +305,10 @@ class GroupCommitWriter:
 
     @staticmethod
     def _inserted(batch: list[_Job[Any]], insert_batch: InsertBatchRunner) -> list[Any]:
-        jobs: list[Inserts] = [job.apply for job in batch]  # type: ignore[misc]  # checked by the caller
+        """Each job's key handles, once `insert_batch` has stored the whole batch (all `Inserts`)."""
+        jobs = [apply for apply in (job.apply for job in batch) if isinstance(apply, Inserts)]
+        if len(jobs) != len(batch):
+            raise TypeError("an insert batch holds only Inserts jobs")
         keys = insert_batch([(job.table, list(job.rows), job.keyed) for job in jobs])
         results: list[list[InsertedId]] = []
         for job, given in zip(jobs, keys, strict=True):
@@ -318,6 +321,7 @@ class GroupCommitWriter:
         return results
 
     def _in_session(self, batch: list[_Job[Any]]) -> list[Any]:
+        """Each job's result, run in one ORM session's transaction with the deferred rows and after_batch."""
         results: list[Any] = []
         with self._sessions() as session, session.begin():
             session.info[GROUP_COMMIT] = True
