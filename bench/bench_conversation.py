@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import numpy as np
 from lxml import etree
 from rich.console import Console
@@ -738,8 +739,6 @@ def proxied_runs(
 
 def wait_proxied_ready(port: int, cert_pem: str, proc: subprocess.Popen[bytes]) -> None:
     """A serving process in proxy mode answers DeviceCapability to a request nginx would forward."""
-    import httpx
-
     headers = {"X-Client-Cert": quote(cert_pem, safe="")}  # as nginx's $ssl_client_escaped_cert
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

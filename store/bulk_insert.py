@@ -148,11 +148,11 @@ def _batch_sql(
     parts: list[str] = []
     keyed_selects: list[str] = []
     for g, (table, columns, keyed) in enumerate(shape):
-        names = ", ".join(f'"{c}"' for c in columns)
-        arrays = ", ".join(f"%s::{table.c[c].type.compile(dialect=dialect)}[]" for c in columns)
         if not keyed:
             parts.append(f"p{g} AS ({_unnest_sql(table, columns, dialect)})")
             continue
+        names = ", ".join(f'"{c}"' for c in columns)
+        arrays = ", ".join(f"%s::{table.c[c].type.compile(dialect=dialect)}[]" for c in columns)
         (pk,) = table.primary_key.columns
         aliases = [f"c{i}" for i in range(len(columns))]
         sequence = f"pg_get_serial_sequence('{table.name}', '{pk.name}')"

@@ -286,7 +286,7 @@ class GroupCommitWriter:
 
     def _outcomes(self, batch: list[_Job[Any]]) -> list[tuple[_Job[Any], Any, BaseException | None]]:
         """Each job's result (or exception), known only once its transaction has committed (or failed)."""
-        results: list[Any] = []
+        results: list[Any]
         try:
             if self._insert_batch is not None and all(isinstance(job.apply, Inserts) for job in batch):
                 results = self._inserted(batch, self._insert_batch)

@@ -349,8 +349,7 @@ def _deferred(mmr_id: int, value: int) -> Callable[[Session], int]:
     """A job as the report writer runs a reading: its row queued for the batch's one insert."""
 
     def apply(session: Session) -> int:
-        row = {"mmr_id": mmr_id, "time_s": T0, "duration_s": 300, "value": value, "power_of_ten": 0}
-        defer_insert(session, TelemetryReading.__table__, [{**row, "quality_flags": None, "received_s": T0}])
+        defer_insert(session, TelemetryReading.__table__, [_reading_row(mmr_id, value)])
         return value
 
     return apply
