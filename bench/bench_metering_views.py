@@ -22,13 +22,14 @@ from rich.table import Table
 from sqlalchemy import insert
 
 from bench.bench_derc import scratch_database
+from bench.seeding import add_metered_site
 from gridshare.core.clock import FixedClock
 from gridshare.core.settings import Settings
 from gridshare.server.shared import metering_views as views
 from gridshare.server.shared.context import build_context
 from gridshare.server.shared.request_unit import Unit
 from gridshare.store.db import transaction
-from gridshare.store.models import ClientKind, MirrorMeterReading, MirrorUsagePoint, Site, TelemetryReading
+from gridshare.store.models import ClientKind, TelemetryReading
 from gridshare.store.scope import ClientScope
 
 T0 = 1795392000  # 2026-11-23T00:00:00Z
@@ -41,20 +42,16 @@ def seed(url: str, data_dir: Path, days: int) -> tuple[Unit, int, int, int]:
         Settings(data_dir=data_dir, database_url=url, demo_network=False), FixedClock(T0 + days * 86400)
     )
     with transaction(ctx.sessions) as s:
-        site = Site(lfdi=LFDI, sfdi=1, registration_pin=1, created_s=T0, changed_s=T0)
-        s.add(site)
-        s.flush()
-        mup = MirrorUsagePoint(
-            site_id=site.id, mrid="B" * 32, role_flags=3, service_category=0, status=1, changed_s=T0
+        metered = add_metered_site(
+            s,
+            lfdi=LFDI,
+            now_s=T0,
+            mup_mrid="B" * 32,
+            mmr_mrid="C" * 32,
+            role_flags=3,
+            reading_type={"uom": 38, "kind": 37, "powerOfTenMultiplier": 0},
         )
-        s.add(mup)
-        s.flush()
-        mmr = MirrorMeterReading(
-            mup_id=mup.id, mrid="C" * 32, reading_type={"uom": 38, "kind": 37, "powerOfTenMultiplier": 0}
-        )
-        s.add(mmr)
-        s.flush()
-        ids = (mup.id, mmr.id)
+    ids = (metered.mup_id, metered.mmr_id)
     n = days * 86400 // INTERVAL_S
     rows = [
         {

@@ -27,30 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.bench_derc import scratch_database
+from bench.seeding import add_metered_site
 from gridshare.store.bulk_insert import InsertBatch
 from gridshare.store.db import activity_bump, bump_activity, make_engine, session_factory, upgrade
 from gridshare.store.group_commit import GroupCommitWriter, Inserts, _Job
-from gridshare.store.models import MirrorMeterReading, MirrorUsagePoint, Site, TelemetryReading
 from gridshare.store.models import Response as ResponseRow
+from gridshare.store.models import TelemetryReading
 
 T0 = 1_800_000_000
-
-
-def _parents(sessions: Any) -> tuple[int, int]:
-    """A site and a MirrorMeterReading for the reports to point at."""
-    with sessions() as s, s.begin():
-        site = Site(lfdi="ab" * 20, sfdi=1, device_category=0, registration_pin=1, changed_s=T0, created_s=T0)
-        s.add(site)
-        s.flush()
-        mup = MirrorUsagePoint(
-            site_id=site.id, mrid="5A" * 16, role_flags=0, service_category=0, status=1, changed_s=T0
-        )
-        s.add(mup)
-        s.flush()
-        mmr = MirrorMeterReading(mup_id=mup.id, mrid="5B" * 16, reading_type={"uom": 38})
-        s.add(mmr)
-        s.flush()
-        return site.id, mmr.id
 
 
 def _jobs(size: int, site_id: int, mmr_id: int) -> list[_Job[Any]]:
@@ -88,7 +72,9 @@ def measure(url: str, sizes: list[int], rounds: int, per_round: int) -> None:
     try:
         upgrade(engine, log_level=30)
         sessions = session_factory(engine)
-        site_id, mmr_id = _parents(sessions)
+        with sessions() as s, s.begin():
+            metered = add_metered_site(s, lfdi="ab" * 20, now_s=T0, mup_mrid="5A" * 16, mmr_mrid="5B" * 16)
+        site_id, mmr_id = metered.site_id, metered.mmr_id
         writers = {
             # what the server runs: a batch of reports handed whole to the store
             "insert batch": GroupCommitWriter(

@@ -7,12 +7,14 @@ would have written through the same store queries, with a scope like the one the
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from gridshare.core.mrid import new_mrid
-from gridshare.store.models import DerProgram, Site
+from gridshare.store.models import DerProgram, MirrorMeterReading, MirrorUsagePoint, Site
 from gridshare.store.queries.controls import ControlValues, create_control
 from gridshare.store.queries.sites import create_site
 from gridshare.store.scope import ClientScope
@@ -33,6 +35,41 @@ def add_site(session: Session, scope: ClientScope, lfdi: str, sfdi: int, now_s: 
         pin=PIN,
         now_s=now_s,
     )
+
+
+@dataclass(frozen=True)
+class MeteredSite:
+    """The keys a device's reports point at: its site, its MirrorUsagePoint and MirrorMeterReading."""
+
+    site_id: int
+    mup_id: int
+    mmr_id: int
+
+
+def add_metered_site(
+    session: Session,
+    *,
+    lfdi: str,
+    now_s: int,
+    mup_mrid: str,
+    mmr_mrid: str,
+    role_flags: int = 0,
+    reading_type: Mapping[str, Any] | None = None,
+) -> MeteredSite:
+    """A site with one mirror and one MirrorMeterReading, as registration and a first mirror post leave
+    them: for benches and tests of what comes after (readings, Responses, metering views)."""
+    site = Site(lfdi=lfdi, sfdi=1, device_category=0, registration_pin=PIN, changed_s=now_s, created_s=now_s)
+    session.add(site)
+    session.flush()
+    mup = MirrorUsagePoint(
+        site_id=site.id, mrid=mup_mrid, role_flags=role_flags, service_category=0, status=1, changed_s=now_s
+    )
+    session.add(mup)
+    session.flush()
+    mmr = MirrorMeterReading(mup_id=mup.id, mrid=mmr_mrid, reading_type=dict(reading_type or {"uom": 38}))
+    session.add(mmr)
+    session.flush()
+    return MeteredSite(site.id, mup.id, mmr.id)
 
 
 def add_feeder_sites(

@@ -24,6 +24,7 @@ from sqlalchemy import Engine, event, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bench.seeding import MeteredSite, add_metered_site
 from gridshare.certs.devpki import DevPki
 from gridshare.core.mrid import new_mrid
 from gridshare.server.shared import reports
@@ -41,7 +42,7 @@ from gridshare.store.db import (
     upgrade,
 )
 from gridshare.store.group_commit import GroupCommitWriter, WriterStopped, defer_insert
-from gridshare.store.models import MirrorMeterReading, PublicationCounter, Response, Site, TelemetryReading
+from gridshare.store.models import PublicationCounter, Response, TelemetryReading
 from tests.support.bodies import (
     SEP_XML,
     connection_point,
@@ -227,23 +228,14 @@ def store(database_url: str) -> Iterator[Engine]:
         engine.dispose()
 
 
-def _mmr_id(engine: Engine) -> int:
-    """A MirrorMeterReading row for telemetry to point at (its site and mirror made directly)."""
-    from gridshare.store.models import MirrorUsagePoint, Site
-
+def _metered(engine: Engine) -> MeteredSite:
+    """A site, mirror and MirrorMeterReading for reports to point at (made directly in the store)."""
     with session_factory(engine)() as s, s.begin():
-        site = Site(lfdi="ab" * 20, sfdi=1, device_category=0, registration_pin=1, changed_s=T0, created_s=T0)
-        s.add(site)
-        s.flush()
-        mup = MirrorUsagePoint(
-            site_id=site.id, mrid=MUP_MRID, role_flags=0, service_category=0, status=1, changed_s=T0
-        )
-        s.add(mup)
-        s.flush()
-        mmr = MirrorMeterReading(mup_id=mup.id, mrid=MMR_MRID, reading_type={"uom": 38})
-        s.add(mmr)
-        s.flush()
-        return mmr.id
+        return add_metered_site(s, lfdi="ab" * 20, now_s=T0, mup_mrid=MUP_MRID, mmr_mrid=MMR_MRID)
+
+
+def _mmr_id(engine: Engine) -> int:
+    return _metered(engine).mmr_id
 
 
 def _insert(mmr_id: int, value: int) -> Callable[[Session], int]:
@@ -258,35 +250,52 @@ def _insert(mmr_id: int, value: int) -> Callable[[Session], int]:
     return apply
 
 
-def _held(gate: threading.Event, entered: threading.Event) -> Callable[[Session], str]:
-    """A job that keeps its batch's transaction open until `gate` is set, so others queue behind it."""
+class HeldBatch:
+    """The writer's current batch kept open by a job waiting on a gate: whatever is submitted until
+    `release()` queues up behind it and goes in as the next batch, together."""
 
-    def apply(_session: Session) -> str:
-        entered.set()
-        assert gate.wait(30)
-        return "held"
+    def __init__(self, writer: GroupCommitWriter) -> None:
+        self.gate, entered = threading.Event(), threading.Event()
 
-    return apply
+        def hold(_session: Session) -> str:
+            entered.set()
+            assert self.gate.wait(30)
+            return "held"
+
+        self.job = writer.submit(hold)
+        assert entered.wait(30)
+
+    def release(self) -> None:
+        self.gate.set()
+        assert self.job.result(30) == "held"
+
+    async def release_async(self) -> None:
+        self.gate.set()
+        assert await asyncio.wrap_future(self.job) == "held"
+
+
+@contextmanager
+def held_batch(writer: GroupCommitWriter) -> Iterator[HeldBatch]:
+    """A `HeldBatch` on `writer`; on leaving, the gate opens (if the test failed first), the writer closes."""
+    hold = HeldBatch(writer)
+    try:
+        yield hold
+    finally:
+        hold.gate.set()
+        writer.close()
 
 
 def test_a_bad_write_fails_alone_and_its_batch_mates_commit(store: Engine) -> None:
     mmr_id = _mmr_id(store)
     writer = GroupCommitWriter(session_factory(store))
-    gate, entered = threading.Event(), threading.Event()
-    try:
-        first = writer.submit(_held(gate, entered))
-        assert entered.wait(30)
+    with held_batch(writer) as hold:
         # queued while the first batch is open: these three form the next batch together
         good = [writer.submit(_insert(mmr_id, v)) for v in (1, 2)]
         bad = writer.submit(_insert(mmr_id + 1000, 3))  # no such MirrorMeterReading
-        gate.set()
-        assert first.result(30) == "held"
+        hold.release()
         assert [f.result(30) for f in good] == [1, 2]
         with pytest.raises(IntegrityError):
             bad.result(30)
-    finally:
-        gate.set()
-        writer.close()
     assert writer.jobs_committed == 3
     assert _stored_values(store) == {1, 2}
 
@@ -385,26 +394,19 @@ def test_a_bad_deferred_row_fails_its_own_request_alone(store: Engine) -> None:
     """A row that breaks the batch's executemany (no such MirrorMeterReading) fails only its request."""
     mmr_id = _mmr_id(store)
     writer = GroupCommitWriter(session_factory(store))
-    gate, entered = threading.Event(), threading.Event()
 
-    async def batch() -> list[object]:
-        held = writer.submit(_held(gate, entered))
-        assert await asyncio.to_thread(entered.wait, 30)
+    async def batch(hold: HeldBatch) -> list[object]:
         # queued while the first batch is open: these form the next batch together
         posts = [
             asyncio.ensure_future(writer.run(_deferred(mmr_id + (1000 if v == 2 else 0), v)))
             for v in (1, 2, 3)
         ]
         await asyncio.sleep(0.05)
-        gate.set()
-        assert await asyncio.wrap_future(held) == "held"
+        await hold.release_async()
         return list(await asyncio.gather(*posts, return_exceptions=True))
 
-    try:
-        first, second, third = asyncio.run(batch())
-    finally:
-        gate.set()
-        writer.close()
+    with held_batch(writer) as hold:
+        first, second, third = asyncio.run(batch(hold))
     assert (first, third) == (1, 3)
     assert isinstance(second, IntegrityError)
     assert _stored_values(store) == {1, 3}
@@ -414,23 +416,16 @@ def test_a_request_that_goes_away_does_not_cancel_its_write(store: Engine) -> No
     """The client hung up (its task is cancelled): the report it sent is still committed."""
     mmr_id = _mmr_id(store)
     writer = GroupCommitWriter(session_factory(store))
-    gate, entered = threading.Event(), threading.Event()
 
-    async def hang_up() -> None:
-        held = writer.submit(_held(gate, entered))
-        assert await asyncio.to_thread(entered.wait, 30)
+    async def hang_up(hold: HeldBatch) -> None:
         gone = asyncio.ensure_future(writer.run(_deferred(mmr_id, 7)))
         await asyncio.sleep(0.01)
         gone.cancel()
-        gate.set()
-        await asyncio.wrap_future(held)
+        await hold.release_async()
         assert await writer.run(_deferred(mmr_id, 8)) == 8
 
-    try:
-        asyncio.run(hang_up())
-    finally:
-        gate.set()
-        writer.close()
+    with held_batch(writer) as hold:
+        asyncio.run(hang_up(hold))
     assert _stored_values(store) == {7, 8}
 
 
@@ -439,22 +434,20 @@ def test_a_lone_report_is_not_held_back_and_a_busy_fleet_shares_transactions(sto
     committed at once, while a burst from many devices fills one transaction."""
     mmr_id = _mmr_id(store)
     writer = GroupCommitWriter(session_factory(store), linger_s=2.0)
+    started = time.monotonic()
     try:
-        started = time.monotonic()
         assert writer.submit(_insert(mmr_id, 1)).result(30) == 1
-        assert time.monotonic() - started < 1.0  # not the 2 s linger
+    except BaseException:
+        writer.close()
+        raise
+    assert time.monotonic() - started < 1.0  # not the 2 s linger
 
-        gate, entered = threading.Event(), threading.Event()
-        held = writer.submit(_held(gate, entered))
-        assert entered.wait(30)
+    with held_batch(writer) as hold:
         burst = [writer.submit(_insert(mmr_id, v)) for v in range(10, 20)]
         before = writer.batches_committed
-        gate.set()
-        assert held.result(30) == "held"
+        hold.release()
         assert [f.result(30) for f in burst] == list(range(10, 20))
         assert writer.batches_committed - before <= 2  # the held batch, then the burst together
-    finally:
-        writer.close()
     assert _stored_values(store) == {1, *range(10, 20)}
 
 
@@ -467,12 +460,6 @@ def _response_fields(site_id: int, mrid: str, status: int) -> dict[str, object]:
         "created_s": T0,
         "received_s": T0,
     }
-
-
-def _site_id(store: Engine) -> int:
-    """The site `_mmr_id` made."""
-    with session_factory(store)() as s:
-        return int(s.execute(select(func.min(Site.id))).scalar_one())
 
 
 def _report_writer(store: Engine) -> GroupCommitWriter:
@@ -489,24 +476,16 @@ def test_each_response_in_a_shared_insert_is_told_its_own_id(store: Engine, path
     """Responses of one batch go in one statement: each request's Location must still name its own row
     (status and subject), in whatever order the batch held them, on the report writer's path and on a
     session's (a batch that mixes reports with other jobs)."""
-    _mmr_id(store)
-    site_id = _site_id(store)
+    site_id = _metered(store).site_id
     writer = _report_writer(store) if path == "insert batch" else GroupCommitWriter(session_factory(store))
-    gate, entered = threading.Event(), threading.Event()
     sent = {f"{k:032X}": k % 3 + 1 for k in range(1, 13)}
-    try:
-        held = writer.submit(_held(gate, entered))
-        assert entered.wait(30)
+    with held_batch(writer) as hold:
         handles = {
             mrid: writer.submit(reports.response_insert(_response_fields(site_id, mrid, status)))
             for mrid, status in sent.items()
         }
-        gate.set()
-        assert held.result(30) == "held"
+        hold.release()
         ids = {mrid: int(f.result(30)[0]) for mrid, f in handles.items()}
-    finally:
-        gate.set()
-        writer.close()
     assert writer.batches_committed == 2  # the held one, then all twelve Responses together
     with session_factory(store)() as s:
         rows = {r.id: (r.subject_mrid, r.status) for r in s.execute(select(Response)).scalars()}
@@ -516,14 +495,12 @@ def test_each_response_in_a_shared_insert_is_told_its_own_id(store: Engine, path
 def test_a_batch_of_reports_commits_its_readings_responses_and_activity_together(store: Engine) -> None:
     """The report writer's batch (readings and Responses from many devices): every row stored, each
     Response told its own key, the activity counter bumped once, in one transaction."""
-    mmr_id, site_id = _mmr_id(store), _site_id(store)
-    writer = _report_writer(store)
+    metered = _metered(store)
+    mmr_id, site_id = metered.mmr_id, metered.site_id
     with session_factory(store)() as s:
         before = activity_value(s)
-    gate, entered = threading.Event(), threading.Event()
-    try:
-        held = writer.submit(_held(gate, entered))
-        assert entered.wait(30)
+    writer = _report_writer(store)
+    with held_batch(writer) as hold:
         readings = [
             writer.submit(reports.readings_insert([_reading_row(mmr_id, v), _reading_row(mmr_id, v + 100)]))
             for v in range(1, 6)
@@ -531,13 +508,9 @@ def test_a_batch_of_reports_commits_its_readings_responses_and_activity_together
         responses = [
             writer.submit(reports.response_insert(_response_fields(site_id, f"{k:032X}", 1))) for k in (7, 8)
         ]
-        gate.set()
-        assert held.result(30) == "held"
+        hold.release()
         assert [f.result(30) for f in readings] == [[]] * 5
         keys = [int(f.result(30)[0]) for f in responses]
-    finally:
-        gate.set()
-        writer.close()
     assert writer.batches_committed == 2
     assert _stored_values(store) == {*range(1, 6), *range(101, 106)}
     with session_factory(store)() as s:
@@ -551,22 +524,15 @@ def test_a_bad_report_in_an_insert_batch_fails_alone(store: Engine) -> None:
     store's own error (answered 409 by the route); the reports batched with it are stored."""
     mmr_id = _mmr_id(store)
     writer = _report_writer(store)
-    gate, entered = threading.Event(), threading.Event()
-    try:
-        held = writer.submit(_held(gate, entered))
-        assert entered.wait(30)
+    with held_batch(writer) as hold:
         posts = [
             writer.submit(reports.readings_insert([_reading_row(mmr_id + (1000 if v == 2 else 0), v)]))
             for v in (1, 2, 3)
         ]
-        gate.set()
-        assert held.result(30) == "held"
+        hold.release()
         assert posts[0].result(30) == [] and posts[2].result(30) == []
         with pytest.raises(IntegrityError):
             posts[1].result(30)
-    finally:
-        gate.set()
-        writer.close()
     assert _stored_values(store) == {1, 3}
 
 
@@ -634,19 +600,12 @@ def test_a_dead_pooled_connection_is_retried_not_a_500(
 def test_a_waiter_that_gives_up_cannot_cancel_a_write(store: Engine) -> None:
     mmr_id = _mmr_id(store)
     writer = GroupCommitWriter(session_factory(store))
-    gate, entered = threading.Event(), threading.Event()
-    try:
-        held = writer.submit(_held(gate, entered))
-        assert entered.wait(30)
+    with held_batch(writer) as hold:
         abandoned = writer.submit(_insert(mmr_id, 1))
         kept = writer.submit(_insert(mmr_id, 2))
         assert not abandoned.cancel()  # as asyncio does for a request whose client hung up
-        gate.set()
-        assert held.result(30) == "held"
+        hold.release()
         assert [abandoned.result(30), kept.result(30)] == [1, 2]
-    finally:
-        gate.set()
-        writer.close()
     assert _stored_values(store) == {1, 2}
 
 
