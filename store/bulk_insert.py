@@ -52,6 +52,34 @@ def insert_rows_returning_keys(conn: Connection, table: Table, rows: list[dict[s
     return keys
 
 
+#: One job of an insert batch: its rows into a table, and whether it needs their keys back.
+BatchJob = tuple[Table, list[dict[str, Any]], bool]
+#: A batch's rows by (table, columns set, keyed), each with the index of its job, in first-seen order.
+_Groups = dict[tuple[Table, tuple[str, ...], bool], list[tuple[int, dict[str, Any]]]]
+
+
+def insert_jobs(conn: Connection, jobs: Sequence[BatchJob]) -> list[list[int]]:
+    """Every job's rows in this connection's transaction, each table's rows together (one statement per
+    table and column set, whichever job they came from); each job's keys (empty unless keyed), in order."""
+    keys: list[list[int]] = [[] for _ in jobs]
+    for (table, _, keyed), members in _grouped(jobs).items():
+        rows = [row for _, row in members]
+        if not keyed:
+            insert_rows(conn, table, rows)
+            continue
+        for (index, _), key in zip(members, insert_rows_returning_keys(conn, table, rows), strict=True):
+            keys[index].append(key)
+    return keys
+
+
+def _grouped(jobs: Sequence[BatchJob]) -> _Groups:
+    groups: _Groups = {}
+    for index, (table, rows, keyed) in enumerate(jobs):
+        for row in rows:
+            groups.setdefault((table, tuple(row), keyed), []).append((index, row))
+    return groups
+
+
 def _by_columns(rows: list[dict[str, Any]]) -> list[tuple[tuple[str, ...], list[dict[str, Any]]]]:
     """The rows grouped by the columns they set (one statement needs one column list), in order."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
@@ -81,10 +109,6 @@ def _values_sql(table: Table, columns: tuple[str, ...], paramstyle: str) -> str:
     return f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join(mark for _ in columns)})'
 
 
-#: One job of an insert batch: its rows into a table, and whether it needs their keys back.
-BatchJob = tuple[Table, list[dict[str, Any]], bool]
-
-
 class InsertBatch:
     """Store a batch of insert-only jobs and run `also` (the batch's bookkeeping, e.g. the activity
     counter's UPDATE), all in one committed transaction; return each job's keys (empty unless keyed).
@@ -100,12 +124,9 @@ class InsertBatch:
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     def __call__(self, jobs: list[BatchJob]) -> list[list[int]]:
-        groups: dict[tuple[Table, tuple[str, ...], bool], list[tuple[int, dict[str, Any]]]] = {}
-        for index, (table, rows, keyed) in enumerate(jobs):
-            for row in rows:
-                groups.setdefault((table, tuple(row), keyed), []).append((index, row))
-        keys: list[list[int]] = [[] for _ in jobs]
         if self._engine.dialect.name == "postgresql":
+            groups = _grouped(jobs)
+            keys: list[list[int]] = [[] for _ in jobs]
             shape = tuple(groups)
             with self._autocommit.connect() as conn:
                 sql = _batch_sql(shape, self._also, conn.dialect)
@@ -121,15 +142,7 @@ class InsertBatch:
                 keys[index].append(int(key))
             return keys
         with self._engine.begin() as conn:
-            for (table, _, keyed), members in groups.items():
-                rows = [row for _, row in members]
-                if not keyed:
-                    insert_rows(conn, table, rows)
-                    continue
-                for (index, _), key in zip(
-                    members, insert_rows_returning_keys(conn, table, rows), strict=True
-                ):
-                    keys[index].append(key)
+            keys = insert_jobs(conn, jobs)
             for statement in self._also:
                 conn.execute(statement)
         return keys

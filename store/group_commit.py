@@ -34,7 +34,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Table
 from sqlalchemy.orm import Session, sessionmaker
 
-from gridshare.store.bulk_insert import BatchJob, insert_rows, insert_rows_returning_keys
+from gridshare.store.bulk_insert import BatchJob, insert_jobs, insert_rows, insert_rows_returning_keys
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +73,9 @@ class InsertedId:
         return self.value
 
 
-@dataclass
-class _Deferred:
-    rows: list[dict[str, Any]]
-    ids: list[InsertedId] | None  # the handles of rows whose keys the caller needs, in the rows' order
+#: What a batch's session has queued by `defer_insert`: each call's rows, and the key handles of the
+#: rows whose keys its caller needs (None for plain inserts).
+_Deferred = list[tuple[BatchJob, list[InsertedId] | None]]
 
 
 @dataclass(frozen=True)
@@ -112,39 +111,36 @@ def defer_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> 
     are inserted now."""
     if not rows:
         return
-    deferred: dict[tuple[Table, bool], _Deferred] | None = session.info.get(_DEFERRED)
+    deferred: _Deferred | None = session.info.get(_DEFERRED)
     if deferred is None:
         insert_rows(session.connection(), table, rows)
     else:
-        deferred.setdefault((table, False), _Deferred([], None)).rows.extend(rows)
+        deferred.append(((table, list(rows), False), None))
 
 
 def defer_insert_returning(session: Session, table: Table, row: dict[str, Any]) -> InsertedId:
     """`defer_insert` of one row whose primary key the caller needs: set before the batch commits."""
     inserted = InsertedId()
-    deferred: dict[tuple[Table, bool], _Deferred] | None = session.info.get(_DEFERRED)
+    deferred: _Deferred | None = session.info.get(_DEFERRED)
     if deferred is None:
         (inserted.value,) = insert_rows_returning_keys(session.connection(), table, [row])
-        return inserted
-    pending = deferred.setdefault((table, True), _Deferred([], []))
-    pending.rows.append(row)
-    assert pending.ids is not None
-    pending.ids.append(inserted)
+    else:
+        deferred.append(((table, [row], True), [inserted]))
     return inserted
 
 
-def _write_deferred(session: Session, deferred: dict[tuple[Table, bool], _Deferred]) -> None:
+def _write_deferred(session: Session, deferred: _Deferred) -> None:
     # On the session's connection, below the ORM: these are plain INSERTs, and the ORM's execute path
     # around each cost more than a batch's rows (the writer thread shares the interpreter with the loop).
-    conn = session.connection()
-    for (table, _), pending in deferred.items():
-        if pending.ids is None:
-            insert_rows(conn, table, pending.rows)
+    if not deferred:
+        return
+    keys = insert_jobs(session.connection(), [job for job, _ in deferred])
+    for (_, handles), given in zip(deferred, keys, strict=True):
+        if handles is None:
             continue
-        keys = insert_rows_returning_keys(conn, table, pending.rows)
-        if len(keys) != len(pending.ids):
-            raise RuntimeError(f"{len(pending.ids)} rows inserted, {len(keys)} keys returned")
-        for inserted, key in zip(pending.ids, keys, strict=True):
+        if len(given) != len(handles):
+            raise RuntimeError(f"{len(handles)} rows inserted, {len(given)} keys returned")
+        for inserted, key in zip(handles, given, strict=True):
             inserted.value = key
 
 
@@ -325,7 +321,7 @@ class GroupCommitWriter:
         results: list[Any] = []
         with self._sessions() as session, session.begin():
             session.info[GROUP_COMMIT] = True
-            deferred: dict[tuple[Table, bool], _Deferred] = {}
+            deferred: _Deferred = []
             session.info[_DEFERRED] = deferred
             for job in batch:
                 results.append(job.apply(session))
