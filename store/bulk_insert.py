@@ -92,11 +92,17 @@ def _arrays(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> tuple[list[
     return tuple([row[c] for row in rows] for c in columns)
 
 
-@functools.lru_cache(maxsize=64)
-def _unnest_sql(table: Table, columns: tuple[str, ...], dialect: Dialect) -> str:
-    """One array parameter per column, cast to the column's type (psycopg sends Python lists as arrays)."""
+def _names_and_arrays(table: Table, columns: tuple[str, ...], dialect: Dialect) -> tuple[str, str]:
+    """The quoted column list, and one array parameter per column cast to the column's type (psycopg
+    sends Python lists as arrays)."""
     names = ", ".join(f'"{c}"' for c in columns)
     arrays = ", ".join(f"%s::{table.c[c].type.compile(dialect=dialect)}[]" for c in columns)
+    return names, arrays
+
+
+@functools.lru_cache(maxsize=64)
+def _unnest_sql(table: Table, columns: tuple[str, ...], dialect: Dialect) -> str:
+    names, arrays = _names_and_arrays(table, columns, dialect)
     return f'INSERT INTO "{table.name}" ({names}) SELECT * FROM unnest({arrays})'
 
 
@@ -164,8 +170,7 @@ def _batch_sql(
         if not keyed:
             parts.append(f"p{g} AS ({_unnest_sql(table, columns, dialect)})")
             continue
-        names = ", ".join(f'"{c}"' for c in columns)
-        arrays = ", ".join(f"%s::{table.c[c].type.compile(dialect=dialect)}[]" for c in columns)
+        names, arrays = _names_and_arrays(table, columns, dialect)
         (pk,) = table.primary_key.columns
         aliases = [f"c{i}" for i in range(len(columns))]
         sequence = f"pg_get_serial_sequence('{table.name}', '{pk.name}')"
